@@ -1,0 +1,1 @@
+"""Pairwise comparisons and ratings."""

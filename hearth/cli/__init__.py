@@ -1,0 +1,76 @@
+"""`hearth <verb> ...`: parses, calls one layer, prints. One module per group of verbs
+(`store_cmds`, `run_cmds`, ...), each with a `register(app)`; errors from hearth's tree
+are turned into a message and an exit code here, in one place.
+
+This is a package rather than one `cli.py` so each verb group stays a small file."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from hearth import __version__
+from hearth.cli.output import Output
+from hearth.errors import HearthError
+
+# verb-group modules, in the order their verbs appear in `hearth --help`
+COMMAND_MODULES = [
+    "hearth.cli.store_cmds",
+]
+
+app = typer.Typer(
+    name="hearth",
+    help="Open-weight language models on your own hardware, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hearth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(
+        False, "--json", help="Machine-readable JSON output for verbs that list or show."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = Output(json=json_output)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning hearth errors into exit codes."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except HearthError as exc:
+        Output.error(str(exc))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        Output.error("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,33 @@
+"""How the CLI prints: rich tables for people, one JSON document with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.console import Console
+
+
+@dataclass
+class Output:
+    json: bool = False
+    console: Console = field(default_factory=Console)
+
+    @staticmethod
+    def of(ctx: typer.Context, json_flag: bool = False) -> Output:
+        """The Output for this command: the global `--json` or the verb's own `--json`."""
+        root = ctx.find_root().obj
+        out = root if isinstance(root, Output) else Output()
+        if json_flag and not out.json:
+            out = Output(json=True, console=out.console)
+        return out
+
+    def emit_json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+    @staticmethod
+    def error(message: str) -> None:
+        Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)

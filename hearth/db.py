@@ -1,0 +1,50 @@
+"""The database: SQLite at `$HEARTH_HOME/hearth.db` by default, PostgreSQL when
+`HEARTH_DATABASE_URL` says so. Holds the declarative `Base`; each layer defines its own
+tables on it and asks for them with `ensure_tables`. Knows nothing of what is stored."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+_engines: dict[str, Engine] = {}
+# one engine per URL for the whole process: SQLAlchemy pools connections per engine
+_lock = threading.Lock()
+
+
+def get_engine(url: str) -> Engine:
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _engines[url] = engine
+        return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets readers (hearth list) run while a pull writes
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def ensure_tables(engine: Engine, *tables: Table) -> None:
+    Base.metadata.create_all(engine, tables=list(tables))
+
+
+def session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)

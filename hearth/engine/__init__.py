@@ -1,0 +1,1 @@
+"""Requests in, tokens out: sequences, the KV block manager with prefix caching, the scheduler, the model runner, the sampler, structured output, the async front and the LLM API. Knows nothing of HTTP."""

@@ -1,0 +1,1 @@
+"""License facts (a data table), detection from model files and cards, and the use policy check. Knows nothing of tensors."""
