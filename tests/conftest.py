@@ -79,3 +79,48 @@ def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "hearth-home"
     monkeypatch.setenv("HEARTH_HOME", str(home))
     return home
+
+
+def _hf_tokenizer(gguf: Path, name: str):  # type: ignore[no-untyped-def]
+    """transformers' tokenizer for a GGUF file. Converting the GGUF vocabulary takes tens of
+    seconds, so the converted tokenizer is saved once and reloaded from the cache."""
+    from transformers import AutoTokenizer
+
+    saved = CACHE / f"hf-tokenizer-{name}"
+    with FileLock(str(CACHE / f"hf-tokenizer-{name}.lock")):
+        if not (saved / "tokenizer_config.json").exists():
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            tok.save_pretrained(str(saved))
+    return AutoTokenizer.from_pretrained(str(saved))
+
+
+def _hf_model(gguf: Path):  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2_tokenizer(smollm2_gguf: Path):  # type: ignore[no-untyped-def]
+    """transformers' tokenizer for SmolLM2 (the reference, never hearth's runtime)."""
+    return _hf_tokenizer(smollm2_gguf, "smollm2")
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2_model(smollm2_gguf: Path):  # type: ignore[no-untyped-def]
+    """transformers' fp32 SmolLM2, de-quantized from the same GGUF (the logits reference)."""
+    return _hf_model(smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
+def hf_gemma3_tokenizer(gemma3_gguf: Path):  # type: ignore[no-untyped-def]
+    return _hf_tokenizer(gemma3_gguf, "gemma3")
+
+
+@pytest.fixture(scope="session")
+def hf_gemma3_model(gemma3_gguf: Path):  # type: ignore[no-untyped-def]
+    return _hf_model(gemma3_gguf)
