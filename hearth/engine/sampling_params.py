@@ -1,0 +1,133 @@
+"""SamplingParams: how one request is decoded (vLLM vocabulary). Checked when built: a value
+out of range raises InvalidParameterError naming the parameter. Knows nothing of models,
+tokenizers or the scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hearth.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from hearth.engine.structured import StructuredSpec
+
+
+def _bad(param: str, message: str) -> InvalidParameterError:
+    return InvalidParameterError(param, f"{param}: {message}")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """One request's decoding settings.
+
+    temperature 0 means greedy. top_k 0 (or -1) and top_p 1 disable those filters.
+    max_tokens None means "until the context is full". `stop` strings end the text exactly
+    before the string (the string itself is not returned). `logprobs=k` returns the sampled
+    token's logprob plus the k most likely alternatives for every output token;
+    `prompt_logprobs=k` does the same for every prompt token (None for the first).
+    With `seed`, the same request gives the same text whatever else is in the batch; with
+    n > 1 the i-th completion uses seed + i.
+    """
+
+    n: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] | None = None
+    seed: int | None = None
+    max_tokens: int | None = 16
+    ignore_eos: bool = False
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    skip_special_tokens: bool = True
+    structured: StructuredSpec | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        # accept a lone string / any iterable for the tuple fields, like vLLM does
+        stop: Any = self.stop
+        if stop is None:
+            stop = ()
+        elif isinstance(stop, str):
+            stop = (stop,)
+        object.__setattr__(self, "stop", tuple(stop))
+        ids: Any = self.stop_token_ids
+        object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in (ids or ())))
+        if self.logit_bias is not None:
+            object.__setattr__(
+                self, "logit_bias", {int(k): float(v) for k, v in dict(self.logit_bias).items()}
+            )
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.n, int) or self.n < 1:
+            raise _bad("n", f"must be an integer >= 1, got {self.n!r}")
+        if self.temperature < 0:
+            raise _bad("temperature", f"must be >= 0 (0 is greedy), got {self.temperature}")
+        if not isinstance(self.top_k, int) or self.top_k < -1:
+            raise _bad(
+                "top_k", f"must be an integer >= 0 (0 or -1 disables it), got {self.top_k!r}"
+            )
+        if not 0 < self.top_p <= 1:
+            raise _bad("top_p", f"must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p <= 1:
+            raise _bad("min_p", f"must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise _bad(
+                "repetition_penalty", f"must be > 0 (1 disables it), got {self.repetition_penalty}"
+            )
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not -2 <= value <= 2:
+                raise _bad(name, f"must be in [-2, 2], got {value}")
+        if self.max_tokens is not None and (
+            not isinstance(self.max_tokens, int) or self.max_tokens < 1
+        ):
+            raise _bad("max_tokens", f"must be an integer >= 1, got {self.max_tokens!r}")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise _bad("seed", f"must be an integer, got {self.seed!r}")
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise _bad(name, f"must be None or an integer >= 0, got {value!r}")
+        for s in self.stop:
+            if not isinstance(s, str) or not s:
+                raise _bad("stop", f"stop strings must be non-empty strings, got {s!r}")
+        if any(i < 0 for i in self.stop_token_ids):
+            raise _bad("stop_token_ids", "token ids must be >= 0")
+        if self.logit_bias is not None:
+            for token, bias in self.logit_bias.items():
+                if token < 0:
+                    raise _bad("logit_bias", f"token id must be >= 0, got {token}")
+                if not -100 <= bias <= 100:
+                    raise _bad("logit_bias", f"bias must be in [-100, 100], got {bias}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def uses_top_k(self) -> bool:
+        return self.top_k > 0
+
+    @property
+    def uses_penalties(self) -> bool:
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+    def with_stop_token_ids(self, extra: Iterable[int]) -> SamplingParams:
+        """A copy whose stop_token_ids also include `extra` (used for chat end-of-turn ids)."""
+        from dataclasses import replace
+
+        merged = tuple(dict.fromkeys((*self.stop_token_ids, *extra)))
+        return replace(self, stop_token_ids=merged)

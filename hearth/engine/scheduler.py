@@ -1,0 +1,143 @@
+"""Scheduler: decides, every step, which sequences run and how many tokens each computes.
+
+One step mixes decodes (one token each) with prefills (continuous batching); a prompt
+longer than what is left of the step's token budget is split over steps (chunked prefill).
+Running sequences go first, oldest first; waiting ones are admitted in arrival order while
+budget, sequence slots and KV blocks last. When a running sequence needs a block and the
+pool is empty, the newest running sequence is preempted: its blocks are released and it
+goes back to the front of the queue, to be recomputed (its prefix often still cached).
+
+Knows nothing of tensors or text."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from hearth.engine.block_manager import BlockManager
+from hearth.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """max_num_batched_tokens: tokens computed per step (the chunked-prefill budget).
+    max_num_seqs: sequences running at once."""
+
+    max_num_batched_tokens: int = 512
+    max_num_seqs: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_num_batched_tokens < 1:
+            raise ValueError(
+                f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}"
+            )
+        if self.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+
+
+@dataclass
+class SchedulerOutput:
+    """What to run this step: `seqs[i]` computes `num_tokens[i]` tokens starting at its
+    `num_computed_tokens`."""
+
+    seqs: list[Sequence] = field(default_factory=list)
+    num_tokens: list[int] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.num_tokens)
+
+    def __bool__(self) -> bool:
+        return bool(self.seqs)
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager) -> None:
+        self.config = config
+        self.block_manager = block_manager
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0  # lifetime counter, for metrics
+
+    def add(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.WAITING
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """Take seq out of the queues and release its blocks (abort, stop, length, error)."""
+        if seq.status is SequenceStatus.FINISHED:
+            return
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def schedule(self) -> SchedulerOutput:
+        out = SchedulerOutput()
+        budget = self.config.max_num_batched_tokens
+        bm = self.block_manager
+
+        # 1. running sequences (decodes and unfinished chunked prefills), oldest first
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            num_new = min(seq.num_uncomputed_tokens, budget)
+            while not bm.allocate(seq, num_new):
+                victim = self.running[-1]
+                self._preempt(victim)
+                out.preempted.append(victim)
+                if victim is seq:
+                    break
+            else:
+                out.seqs.append(seq)
+                out.num_tokens.append(num_new)
+                budget -= num_new
+                i += 1
+                continue
+            break  # seq preempted itself: nothing older is left to free
+
+        # 2. waiting sequences, in arrival order (preempted ones are at the front, but not
+        # re-admitted in the step that preempted them: the pool is short right now)
+        if out.preempted:
+            return out
+        skipped: list[Sequence] = []
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            seq = self.waiting[0]
+            if not seq.is_ready():
+                skipped.append(self.waiting.popleft())
+                continue
+            bm.allocate_prefix(seq)
+            num_new = min(seq.num_uncomputed_tokens, budget)
+            if not bm.allocate(seq, num_new):
+                bm.free(seq)
+                break
+            self.waiting.popleft()
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            out.seqs.append(seq)
+            out.num_tokens.append(num_new)
+            budget -= num_new
+        # not-ready sequences keep their place at the front
+        self.waiting.extendleft(reversed(skipped))
+        return out
+
+    def postprocess(self, out: SchedulerOutput) -> None:
+        """After the model ran: the scheduled tokens are now in the cache."""
+        for seq, n in zip(out.seqs, out.num_tokens, strict=True):
+            seq.num_computed_tokens += n
+            self.block_manager.cache_full_blocks(seq)

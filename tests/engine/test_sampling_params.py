@@ -1,0 +1,42 @@
+import pytest
+
+from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import InvalidParameterError, UserInputError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -3}, "max_tokens"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"n": 0}, "n"),
+        ({"top_k": -2}, "top_k"),
+        ({"min_p": 2.0}, "min_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"presence_penalty": 3.0}, "presence_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"logprobs": -1}, "logprobs"),
+        ({"prompt_logprobs": -1}, "prompt_logprobs"),
+        ({"stop": ["ok", ""]}, "stop"),
+        ({"logit_bias": {5: 200.0}}, "logit_bias"),
+    ],
+)
+def test_bad_values_name_the_parameter(kwargs: dict, param: str) -> None:
+    with pytest.raises(InvalidParameterError) as info:
+        SamplingParams(**kwargs)
+    assert info.value.param == param
+    assert param in str(info.value)
+    assert isinstance(info.value, UserInputError)
+
+
+def test_normalises_stop_and_ids() -> None:
+    p = SamplingParams(stop="\n\n", stop_token_ids=[3, 4], logit_bias={"7": 1})  # type: ignore[arg-type, dict-item]
+    assert p.stop == ("\n\n",)
+    assert p.stop_token_ids == (3, 4)
+    assert p.logit_bias == {7: 1.0}
+    assert SamplingParams(stop=None).stop == ()  # type: ignore[arg-type]
+    assert SamplingParams(temperature=0).greedy
+    assert not SamplingParams(top_k=-1).uses_top_k

@@ -1,0 +1,102 @@
+"""The scheduler driven without a model: 'sampling' appends a fixed token."""
+
+from hearth.engine.block_manager import BlockManager
+from hearth.engine.sampling_params import SamplingParams
+from hearth.engine.scheduler import Scheduler, SchedulerConfig
+from hearth.engine.sequence import Sequence, SequenceStatus
+
+BS = 4
+
+
+def _make(num_blocks: int, budget: int, max_seqs: int = 16) -> Scheduler:
+    return Scheduler(SchedulerConfig(budget, max_seqs), BlockManager(num_blocks, BS))
+
+
+def _seq(n_prompt: int, start: int = 0) -> Sequence:
+    return Sequence("r", list(range(start, start + n_prompt)), SamplingParams(), block_size=BS)
+
+
+def _step(s: Scheduler, max_out: int) -> list[tuple[int, int]]:
+    out = s.schedule()
+    s.postprocess(out)
+    for seq in out.seqs:
+        if seq.num_computed_tokens == len(seq):
+            seq.append_token(7)
+            if seq.num_output_tokens >= max_out:
+                s.finish(seq, "length")
+    return [(seq.seq_id, n) for seq, n in zip(out.seqs, out.num_tokens, strict=True)]
+
+
+def test_chunked_prefill_respects_the_budget_and_mixes_with_decodes() -> None:
+    s = _make(64, budget=8)
+    a = _seq(3)
+    s.add(a)
+    assert _step(s, 100) == [(a.seq_id, 3)]
+    b = _seq(20, start=100)
+    s.add(b)
+    # a decodes (1 token) while b's prompt is chunked under the 8-token budget
+    assert _step(s, 100) == [(a.seq_id, 1), (b.seq_id, 7)]
+    assert _step(s, 100) == [(a.seq_id, 1), (b.seq_id, 7)]
+    assert _step(s, 100) == [(a.seq_id, 1), (b.seq_id, 6)]
+    assert b.num_output_tokens == 1  # sampled once its whole prompt was in
+    assert _step(s, 100) == [(a.seq_id, 1), (b.seq_id, 1)]
+
+
+def test_preemption_recomputes_and_everything_finishes_without_leaks() -> None:
+    s = _make(num_blocks=6, budget=64)  # 24 token slots for 3 sequences of 10 + 6
+    seqs = [_seq(10, start=100 * i) for i in range(3)]
+    for q in seqs:
+        s.add(q)
+    steps = 0
+    while s.has_unfinished():
+        _step(s, max_out=6)
+        steps += 1
+        assert steps < 200
+        assert s.block_manager.num_used_blocks == sum(len(q.block_table) for q in s.running)
+    assert s.num_preemptions > 0
+    assert all(q.status is SequenceStatus.FINISHED and q.num_output_tokens == 6 for q in seqs)
+    assert s.block_manager.num_free_blocks == 6
+
+
+def test_newest_is_preempted_first() -> None:
+    s = _make(num_blocks=4, budget=64)
+    old, new = _seq(7), _seq(8, start=50)
+    s.add(old)
+    s.add(new)
+    _step(s, 100)  # old: 2 blocks (7 + sampled), new: 2 blocks
+    assert s.block_manager.num_free_blocks == 0
+    out = s.schedule()  # old needs a 3rd block at token 9
+    assert out.preempted == [new]
+    assert new.status is SequenceStatus.WAITING and new.block_table == []
+    assert s.waiting[0] is new
+    assert out.seqs == [old]
+
+
+def test_max_num_seqs_and_abort_free_blocks() -> None:
+    s = _make(num_blocks=32, budget=64, max_seqs=2)
+    seqs = [_seq(5, start=10 * i) for i in range(3)]
+    for q in seqs:
+        s.add(q)
+    _step(s, 100)
+    assert len(s.running) == 2 and len(s.waiting) == 1
+    s.finish(seqs[0], "abort")
+    s.finish(seqs[2], "abort")  # still waiting
+    assert seqs[0].finish_reason == "abort"
+    s.finish(seqs[1], "abort")
+    assert not s.has_unfinished()
+    assert s.block_manager.num_free_blocks == 32
+
+
+def test_not_ready_sequence_waits_without_blocking_others() -> None:
+    s = _make(num_blocks=32, budget=64)
+    parent, child, other = _seq(9), _seq(9), _seq(3, start=40)
+    child.wait_for = parent
+    s.add(child)
+    s.add(parent)
+    s.add(other)
+    first = s.schedule()
+    assert child not in first.seqs and {parent, other} <= set(first.seqs)
+    s.postprocess(first)
+    second = s.schedule()
+    assert child in second.seqs
+    assert child.num_cached_tokens == 8  # parent's two full blocks shared
