@@ -1,0 +1,139 @@
+"""Manifests: `$HEARTH_HOME/manifests/<name>/<tag>.json`, one per model name, listing the
+model's files by relative path, blob digest and size. The model digest is the sha256 of
+the manifest's canonical JSON. Written atomically (temp + fsync + rename) under a
+per-manifest lock. Knows nothing of how blobs are stored or where files came from."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from filelock import FileLock
+
+from hearth.errors import CorruptModelError
+from hearth.store.blobs import pid_alive
+from hearth.store.names import ModelName
+
+FORMATS = ("gguf", "hf")
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: str  # relative, POSIX: "model.gguf" or "model-00001-of-00002.safetensors"
+    digest: str  # "sha256:<hex>"
+    size: int
+
+    def __post_init__(self) -> None:
+        p = PurePosixPath(self.path)
+        if not self.path or p.is_absolute() or ".." in p.parts or "\\" in self.path:
+            raise ValueError(f"path must be relative without '..', got {self.path!r}")
+        if self.size < 0:
+            raise ValueError(f"size must be >= 0, got {self.size}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: str
+    files: tuple[ManifestFile, ...]
+    source: str
+    created: str  # ISO 8601, UTC
+    schema: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if not self.files:
+            raise ValueError("files must not be empty")
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["files"] = [asdict(f) for f in sorted(self.files, key=lambda f: f.path)]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        files = tuple(ManifestFile(**f) for f in data.pop("files"))
+        return cls(files=files, **data)
+
+
+class ManifestStore:
+    def __init__(self, root: Path, locks: Path) -> None:
+        self.root = root
+        self.locks = locks
+
+    def path(self, name: ModelName) -> Path:
+        return self.root / name.name / f"{name.tag}.json"
+
+    def lock(self, name: ModelName) -> FileLock:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.locks / f"manifest-{name.name}-{name.tag}.lock"))
+
+    def read(self, name: ModelName) -> Manifest | None:
+        path = self.path(name)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return Manifest.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptModelError(
+                f"manifest {path} is unreadable ({exc}); `hearth rm {name}` and pull it again"
+            ) from exc
+
+    def write(self, name: ModelName, manifest: Manifest) -> None:
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{name.tag}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        try:
+            with tmp.open("w") as f:
+                f.write(manifest.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def delete(self, name: ModelName) -> None:
+        path = self.path(name)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when it held the last tag
+
+    def names(self) -> list[ModelName]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.root.iterdir()):
+            if not folder.is_dir():
+                continue
+            for file in sorted(folder.glob("*.json")):
+                with contextlib.suppress(Exception):
+                    found.append(ModelName(folder.name, file.stem))
+        return found
+
+    def clean_partials(self) -> None:
+        if self.root.is_dir():
+            for tmp in self.root.glob("*/.*.tmp"):
+                pid = tmp.name.rsplit(".", 2)[-2].split("-", 1)[0]
+                if pid.isdigit() and not pid_alive(int(pid)):
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()

