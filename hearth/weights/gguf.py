@@ -1,0 +1,241 @@
+"""A GGUF file → LoadedWeights: ModelConfig (metadata → HF config dict → `config_from_hf`) and
+a lazy mapping of HF-named tensors, de-quantized tensor by tensor from the memory-mapped file
+(or kept quantized for kernels that use the blocks).
+
+Undone here so that the decoder sees exactly what an HF checkpoint holds:
+- llama.cpp permutes the rows of Q and K of `llama`-architecture files (its RoPE rotates
+  adjacent pairs, HF's rotates halves): the inverse permutation is applied;
+- llama.cpp stores Gemma's RMSNorm weights as (1 + w): 1 is subtracted, as HF keeps w;
+- stacked MoE experts (`ffn_*_exps`, one 3-D tensor) are split into per-expert weights;
+- DeepSeek files from newer llama.cpp split `kv_b_proj` into `attn_k_b` (transposed) and
+  `attn_v_b`: they are joined back.
+Knows nothing of the network or of tokenizers (tokenizer/ reads the same metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.weights.families import config_from_hf
+from hearth.weights.gguf_config import hf_config_from_gguf
+from hearth.weights.gguf_metadata import GGUFTensorInfo, read_gguf_header
+from hearth.weights.gguf_names import CONFIG_TENSORS, EXPERTS, hf_name
+from hearth.weights.gguf_quant import GGUFQuantizedTensor, read_tensor
+from hearth.weights.loader import LoadedWeights
+
+__all__ = ["GGUFQuantizedTensor", "GGUFTensors", "load_gguf"]
+
+_GEMMA = ("gemma", "gemma2", "gemma3")
+
+Value = torch.Tensor | GGUFQuantizedTensor
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where one HF tensor comes from and what to undo on the way."""
+
+    infos: tuple[GGUFTensorInfo, ...]  # one tensor, or (k_b, v_b) for "join_kv_b"
+    expert: int | None = None  # index into a stacked expert tensor
+    transform: str = ""  # "", "unpermute", "norm_offset", "unsqueeze", "join_kv_b"
+    heads: int = 0  # for "unpermute" / "join_kv_b"
+
+
+class GGUFTensors(Mapping[str, Value]):
+    """HF-named tensors of a GGUF file, read on access.
+
+    Float tensors come back in `dtype`; quantized ones de-quantized to `dtype`, or as
+    GGUFQuantizedTensor when `keep_quantized` (only where no arithmetic is needed to undo
+    llama.cpp's layout: Gemma norms and DeepSeek's split kv_b are always de-quantized).
+    """
+
+    def __init__(
+        self,
+        mapped: np.ndarray,
+        sources: dict[str, _Source],
+        dtype: torch.dtype,
+        keep_quantized: bool,
+    ) -> None:
+        self._mapped = mapped
+        self._sources = sources
+        self.dtype = dtype
+        self.keep_quantized = keep_quantized
+        # the last stacked expert tensor read: experts of one tensor are asked for in a row,
+        # so each stacked tensor is de-quantized once, not once per expert
+        self._stack: tuple[str, Value] | None = None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Shape of the HF tensor without reading its data."""
+        src = self._sources[name]
+        if src.transform == "join_kv_b":
+            k_b, v_b = src.infos
+            return (k_b.shape[0] * (k_b.shape[2] + v_b.shape[1]), k_b.shape[1])
+        shape = src.infos[0].shape
+        if src.expert is not None:
+            shape = shape[1:]
+        return (1, *shape) if src.transform == "unsqueeze" else shape
+
+    def _read(self, info: GGUFTensorInfo, keep: bool) -> Value:
+        return read_tensor(self._mapped, info, self.dtype, keep)
+
+    def __getitem__(self, name: str) -> Value:
+        src = self._sources[name]
+        keep = self.keep_quantized and src.transform not in ("norm_offset", "join_kv_b")
+        if src.transform == "join_kv_b":
+            k_b, v_b = (cast(torch.Tensor, self._read(i, False)) for i in src.infos)
+            return _join_kv_b(k_b, v_b, src.heads)
+        info = src.infos[0]
+        if src.expert is not None:
+            if self._stack is None or self._stack[0] != info.name:
+                self._stack = (info.name, self._read(info, keep))
+            value = _index(self._stack[1], src.expert)
+        else:
+            value = self._read(info, keep)
+        if src.transform == "unpermute":
+            value = _apply_rows(value, lambda w: _unpermute(w, src.heads))
+        elif src.transform == "norm_offset":
+            value = cast(torch.Tensor, value) - 1.0
+        elif src.transform == "unsqueeze":
+            value = _apply_rows(value, lambda w: w.unsqueeze(0))
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+
+def _index(value: Value, expert: int) -> Value:
+    if isinstance(value, GGUFQuantizedTensor):
+        return GGUFQuantizedTensor(value.ggml_type, value.data[expert], value.shape[1:])
+    return value[expert]
+
+
+def _apply_rows(value: Value, fn: Any) -> Value:
+    """Apply a row-wise layout change to a float tensor or to a quantized tensor's blocks
+    (rows hold whole blocks, so moving rows never splits one)."""
+    if isinstance(value, GGUFQuantizedTensor):
+        data = fn(value.data)
+        shape = (*data.shape[:-1], value.shape[-1])
+        return GGUFQuantizedTensor(value.ggml_type, data.contiguous(), shape)
+    return fn(value)
+
+
+def _unpermute(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Inverse of llama.cpp's `permute` of Q/K rows: within each head, its row order
+    (pairs interleaved) back to HF's (first halves, then second halves)."""
+    rows = w.shape[0]
+    # (heads, rows/heads/2, 2, ...) → (heads, 2, rows/heads/2, ...)
+    return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def _join_kv_b(k_b: torch.Tensor, v_b: torch.Tensor, heads: int) -> torch.Tensor:
+    # k_b: (heads, kv_lora_rank, qk_nope) — stored transposed; v_b: (heads, v_head, kv_lora_rank)
+    # → kv_b_proj (heads * (qk_nope + v_head), kv_lora_rank), per head [k rows; v rows]
+    if k_b.dim() != 3 or v_b.dim() != 3 or k_b.shape[0] != heads or v_b.shape[0] != heads:
+        raise CorruptModelError(
+            f"attn_k_b {tuple(k_b.shape)} / attn_v_b {tuple(v_b.shape)} do not fit {heads} heads"
+        )
+    kv = torch.cat([k_b.transpose(1, 2), v_b], dim=1)
+    return kv.reshape(-1, kv.shape[-1]).contiguous()
+
+
+def _plan(
+    arch: str, hf_cfg: Mapping[str, Any], infos: Mapping[str, GGUFTensorInfo], path: Path
+) -> dict[str, _Source]:
+    """Every HF tensor name → its _Source. Unknown GGUF tensors are an error (a tensor we
+    would ignore might change the numbers)."""
+    flavour = "mixtral" if hf_cfg["model_type"] == "mixtral" else arch
+    sources: dict[str, _Source] = {}
+    split_kv: dict[str, dict[str, GGUFTensorInfo]] = {}
+    for info in infos.values():
+        if info.name in CONFIG_TENSORS:
+            continue
+        layer_part = info.name.split(".")
+        if len(layer_part) == 4 and layer_part[2] in ("attn_k_b", "attn_v_b"):
+            split_kv.setdefault(layer_part[1], {})[layer_part[2]] = info
+            continue
+        target = hf_name(flavour, info.name)
+        if target is None:
+            raise UnsupportedModelError(
+                f"{path}: GGUF tensor {info.name!r} has no known meaning for architecture "
+                f"{arch!r}; hearth cannot load this file faithfully"
+            )
+        transform, heads = "", 0
+        if arch == "llama" and (".attn_q." in info.name or ".attn_k." in info.name):
+            transform = "unpermute"
+            key = "num_attention_heads" if ".attn_q." in info.name else "num_key_value_heads"
+            heads = int(hf_cfg[key])
+        elif arch in _GEMMA and info.name.endswith("norm.weight"):
+            transform = "norm_offset"
+        elif info.name.endswith("ffn_gate_inp_shexp.weight") and len(info.shape) == 1:
+            transform = "unsqueeze"  # HF's shared_expert_gate is a (1, hidden) linear
+        if EXPERTS in target:
+            for e in range(info.shape[0]):
+                sources[target.format(expert=e)] = _Source((info,), e, transform, heads)
+        else:
+            sources[target] = _Source((info,), None, transform, heads)
+    for layer, parts in split_kv.items():
+        name = f"model.layers.{layer}.self_attn.kv_b_proj.weight"
+        if name in sources:
+            continue  # the file also kept the joined tensor
+        if set(parts) != {"attn_k_b", "attn_v_b"}:
+            raise CorruptModelError(f"{path}: layer {layer} has {sorted(parts)} but not both")
+        heads = int(hf_cfg["num_attention_heads"])
+        sources[name] = _Source((parts["attn_k_b"], parts["attn_v_b"]), None, "join_kv_b", heads)
+    return sources
+
+
+def load_gguf(
+    path: str | Path, dtype: torch.dtype = torch.float32, keep_quantized: bool = False
+) -> LoadedWeights:
+    """Load a GGUF file: ModelConfig, HF-named tensors (lazy; float tensors in `dtype`;
+    quantized ones de-quantized to `dtype`, or GGUFQuantizedTensor with keep_quantized), the
+    HF-style config dict (`raw_config`) and generation defaults (bos/eos/pad ids).
+
+    Raises CorruptModelError for a truncated / non-GGUF file, UnsupportedModelError naming
+    an unsupported architecture (with the supported list), setting, tensor or quant type.
+    """
+    path = Path(path)
+    header = read_gguf_header(path)
+    infos = {info.name: info for info in header.tensors}
+    mapped = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: never touches the file
+
+    def read_floats(name: str) -> np.ndarray:
+        if name not in infos:
+            raise CorruptModelError(f"{path} lacks tensor {name!r}")
+        value = read_tensor(mapped, infos[name], torch.float64, keep_quantized=False)
+        return cast(torch.Tensor, value).numpy()
+
+    meta = header.metadata
+    hf_cfg = hf_config_from_gguf(meta, infos, read_floats)
+    config = config_from_hf(hf_cfg)
+    sources = _plan(str(meta["general.architecture"]), hf_cfg, infos, path)
+    tensors = GGUFTensors(mapped, sources, dtype, keep_quantized)
+    defaults = {
+        key: meta[f"tokenizer.ggml.{gguf_key}"]
+        for key, gguf_key in (
+            ("bos_token_id", "bos_token_id"),
+            ("eos_token_id", "eos_token_id"),
+            ("pad_token_id", "padding_token_id"),
+        )
+        if f"tokenizer.ggml.{gguf_key}" in meta
+    }
+    # LoadedWeights declares torch tensors; with keep_quantized some values are
+    # GGUFQuantizedTensor, which the quantized-kernel loader asks for on purpose.
+    return LoadedWeights(
+        config=config,
+        tensors=cast(Mapping[str, torch.Tensor], tensors),
+        generation_defaults=defaults,
+        raw_config=hf_cfg,
+    )
