@@ -1,0 +1,118 @@
+"""Portable paged attention in plain PyTorch (runs on CPU; nothing assumes CUDA): each query
+attends over its sequence's cached context, gathered block by block through the block
+table, causally by absolute position, with GQA/MQA, sliding windows, logit soft-capping and
+any scale. Knows nothing of projections, rope or families.
+
+Positions: the cache slot of a sequence's token j holds the K/V of position j, so a key's
+position is its index in the gathered context."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hearth.model.batch import AttentionMetadata
+from hearth.model.kv_cache import KVCache
+
+
+def _gather(cache: torch.Tensor, blocks: torch.Tensor, length: int) -> torch.Tensor:
+    """(num_blocks, block_size, H, D) cache, (B,) block ids -> (length, H, D) context."""
+    return cache[blocks].flatten(0, 1)[:length]
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    allowed: torch.Tensor,
+    scale: float,
+    softcap: float | None,
+) -> torch.Tensor:
+    """q: (..., Hkv, Q, D) where Q stacks the query heads sharing a KV head; k, v: (...,
+    Hkv, C, D); allowed: bool broadcastable to (..., Hkv, Q, C). Returns (..., Hkv, Q, Dv)."""
+    if softcap is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+    # soft-capping bends the scores before softmax, which SDPA cannot do
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    scores = torch.tanh(scores / softcap) * softcap
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(probs, v)
+
+
+def _mask(
+    q_pos: torch.Tensor, k_pos: torch.Tensor, sliding_window: int | None
+) -> torch.Tensor:  # (..., Q, C) bool: causal, and within the window when there is one
+    diff = q_pos[..., :, None] - k_pos[..., None, :]
+    allowed = diff >= 0
+    if sliding_window is not None:
+        allowed &= diff < sliding_window
+    return allowed
+
+
+def paged_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    positions: torch.Tensor,
+    cache: KVCache,
+    meta: AttentionMetadata,
+    scale: float,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Write this step's K/V into `cache`, then attend.
+
+    query: (T, H, Dk); key: (T, Hkv, Dk); value: (T, Hkv, Dv); positions: (T,).
+    Returns (T, H, Dv)."""
+    cache.write(meta.slot_mapping, key, value)
+    num_tokens, num_heads, _ = query.shape
+    num_kv_heads = cache.key.shape[2]
+    group = num_heads // num_kv_heads
+    if meta.is_decode_only:
+        return _decode(query, positions, cache, meta, scale, sliding_window, softcap, group)
+    out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
+    start = 0
+    for i, length in enumerate(meta.query_lens):
+        end = start + length
+        context = int(meta.context_lens[i])
+        num_blocks = -(-context // meta.block_size)
+        blocks = meta.block_tables[i, :num_blocks].long()
+        k = _gather(cache.key, blocks, context).transpose(0, 1)  # (Hkv, C, Dk)
+        v = _gather(cache.value, blocks, context).transpose(0, 1)  # (Hkv, C, Dv)
+        # (L, H, D) -> (Hkv, group * L, D): query heads that share a KV head side by side
+        q = query[start:end].view(length, num_kv_heads, group, -1).permute(1, 2, 0, 3)
+        q = q.reshape(num_kv_heads, group * length, -1)
+        k_pos = torch.arange(context, device=query.device)
+        allowed = _mask(positions[start:end], k_pos, sliding_window).repeat(group, 1)
+        o = _attend(q, k, v, allowed, scale, softcap)  # (Hkv, group * L, Dv)
+        o = o.view(num_kv_heads, group, length, -1).permute(2, 0, 1, 3)
+        out[start:end] = o.reshape(length, num_heads, -1)
+        start = end
+    return out
+
+
+def _decode(
+    query: torch.Tensor,
+    positions: torch.Tensor,
+    cache: KVCache,
+    meta: AttentionMetadata,
+    scale: float,
+    sliding_window: int | None,
+    softcap: float | None,
+    group: int,
+) -> torch.Tensor:
+    """All sequences bring one token: one batched gather and one attention call."""
+    num_seqs, num_heads, _ = query.shape
+    num_kv_heads = cache.key.shape[2]
+    context_lens = meta.context_lens.to(query.device).long()
+    max_blocks = -(-int(context_lens.max()) // meta.block_size)
+    blocks = meta.block_tables[:, :max_blocks].long().clamp(min=0)  # padding (-1) masked below
+    k = cache.key[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
+    v = cache.value[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
+    k_pos = torch.arange(k.shape[2], device=query.device)
+    allowed = _mask(positions[:, None], k_pos[None, :], sliding_window)  # (S, 1, C)
+    allowed &= (k_pos[None, :] < context_lens[:, None])[:, None, :]
+    q = query.view(num_seqs, num_kv_heads, group, -1)  # (S, Hkv, group, Dk)
+    o = _attend(q, k, v, allowed[:, None], scale, softcap)  # (S, Hkv, group, Dv)
+    return o.reshape(num_seqs, num_heads, -1)

@@ -1,0 +1,60 @@
+"""The multi-head attention block of the non-MLA families: q/k/v projections (optional
+biases), optional per-head q/k RMSNorm, rope, paged attention, output projection. GQA/MQA
+come from num_key_value_heads. Knows nothing of files or requests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hearth.model.attention import paged_attention
+from hearth.model.batch import AttentionMetadata
+from hearth.model.kv_cache import KVCache
+from hearth.model.linear import make_linear
+from hearth.model.norms import RMSNorm
+from hearth.model.rope import apply_rope
+from hearth.weights.config import ModelConfig
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = d = config.head_dim
+        hidden = config.hidden_size
+        self.q_proj = make_linear(hidden, self.num_heads * d, config.qkv_bias)
+        self.k_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
+        self.v_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
+        self.o_proj = make_linear(self.num_heads * d, hidden, config.o_bias)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
+            self.k_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
+        self.qk_norm = config.qk_norm
+        self.scale = config.attention_scale or d**-0.5
+        self.sliding_window = config.sliding_window if config.is_sliding(layer) else None
+        self.softcap = config.attn_logit_softcapping
+        self.interleaved = config.rope_for(layer).interleaved
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        positions: torch.Tensor,
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+        cache: KVCache,
+    ) -> torch.Tensor:
+        """hidden: (T, hidden_size) -> (T, hidden_size)."""
+        num_tokens = hidden.shape[0]
+        q = self.q_proj(hidden).view(num_tokens, self.num_heads, self.head_dim)
+        k = self.k_proj(hidden).view(num_tokens, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(hidden).view(num_tokens, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = cos_sin
+        q = apply_rope(q, cos, sin, self.interleaved)
+        k = apply_rope(k, cos, sin, self.interleaved)
+        out = paged_attention(
+            q, k, v, positions, cache, meta, self.scale, self.sliding_window, self.softcap
+        )  # (T, H, D)
+        return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))

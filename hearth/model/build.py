@@ -1,0 +1,105 @@
+"""Turn a ModelConfig and HF-named tensors into a ready Decoder. Checkpoint layouts that
+differ from the decoder's parameter names are reconciled here, in one table: Mixtral's
+`block_sparse_moe.experts.N.w1/w2/w3`, Phi-3's fused `qkv_proj` and `gate_up_proj` (split
+into views at load). Missing, mismatched or unexpected tensors raise errors naming them.
+Knows nothing of files (weights/ reads them) or of requests."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+import torch
+
+from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.model.decoder import Decoder
+from hearth.weights.config import ModelConfig
+
+Source = Callable[[], torch.Tensor]
+
+_MIXTRAL_EXPERT = re.compile(r"(.*)\.block_sparse_moe\.experts\.(\d+)\.w([123])\.weight$")
+_MIXTRAL_PROJ = {"1": "gate_proj", "2": "down_proj", "3": "up_proj"}
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def _sources(config: ModelConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, Source]:
+    """Decoder parameter name -> how to get it from the checkpoint (lazily)."""
+
+    def get(name: str) -> Source:
+        return lambda: tensors[name]
+
+    def rows(name: str, start: int, stop: int) -> Source:
+        return lambda: tensors[name][start:stop]
+
+    q_rows = config.num_attention_heads * config.head_dim
+    kv_rows = config.num_key_value_heads * config.head_dim
+    sources: dict[str, Source] = {}
+    for name in tensors:
+        layer = _LAYER.match(name)
+        if layer and int(layer.group(1)) >= config.num_hidden_layers:
+            continue  # DeepSeek-V3's multi-token-prediction layers: not used for decoding
+        if name.endswith("rotary_emb.inv_freq"):
+            continue  # recomputed from the config
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        expert = _MIXTRAL_EXPERT.match(name)
+        if expert:
+            prefix, index, w = expert.groups()
+            sources[f"{prefix}.mlp.experts.{index}.{_MIXTRAL_PROJ[w]}.weight"] = get(name)
+        elif ".block_sparse_moe.gate." in name:
+            sources[name.replace(".block_sparse_moe.", ".mlp.")] = get(name)
+        elif name.endswith("self_attn.qkv_proj.weight"):  # Phi-3: rows are q, then k, then v
+            prefix = name[: -len("qkv_proj.weight")]
+            sources[prefix + "q_proj.weight"] = rows(name, 0, q_rows)
+            sources[prefix + "k_proj.weight"] = rows(name, q_rows, q_rows + kv_rows)
+            sources[prefix + "v_proj.weight"] = rows(name, q_rows + kv_rows, q_rows + 2 * kv_rows)
+        elif name.endswith("mlp.gate_up_proj.weight"):  # Phi-3: rows are gate, then up
+            prefix = name[: -len("gate_up_proj.weight")]
+            size = config.intermediate_size
+            sources[prefix + "gate_proj.weight"] = rows(name, 0, size)
+            sources[prefix + "up_proj.weight"] = rows(name, size, 2 * size)
+        else:
+            sources[name] = get(name)
+    return sources
+
+
+def build_model(
+    config: ModelConfig,
+    tensors: Mapping[str, torch.Tensor],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Decoder:
+    """A Decoder in eval mode holding `tensors` (HF checkpoint names) in `dtype` on `device`.
+
+    Raises CorruptModelError naming a tensor that is missing or has the wrong shape, and
+    UnsupportedModelError naming a tensor the config does not account for (e.g. biases the
+    config says the model has not): loading it anyway would give silently wrong numbers."""
+    with torch.device("meta"):  # no memory for parameters until the checkpoint's arrive
+        model = Decoder(config)
+    expected = model.state_dict()
+    sources = _sources(config, tensors)
+    unexpected = sorted(set(sources) - set(expected))
+    if unexpected:
+        raise UnsupportedModelError(
+            f"the checkpoint has tensors the {config.architecture} config does not account "
+            f"for: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}; "
+            "config.json and the weights disagree"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for name, slot in expected.items():
+        if name not in sources:
+            raise CorruptModelError(
+                f"tensor {name} is missing from the checkpoint of this {config.architecture} "
+                "model; the download is incomplete or config.json does not match the weights"
+            )
+        tensor = sources[name]()
+        if tuple(tensor.shape) != tuple(slot.shape):
+            raise CorruptModelError(
+                f"tensor {name} has shape {tuple(tensor.shape)} but the config implies "
+                f"{tuple(slot.shape)}; config.json does not match the weights"
+            )
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            tensor = tensor.to(dtype)
+        state[name] = tensor.to(device)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()

@@ -1,0 +1,80 @@
+"""The paged KV cache of one layer and its sizing. The engine's block manager hands out
+block ids; the model writes and reads K/V at `block_id * block_size + offset`. Knows nothing
+of sequences or scheduling.
+
+DeepSeek MLA: hearth caches the decompressed per-head keys (nope + rope dims) and values,
+not the compressed latent. Simple and exact; it costs num_heads * (k + v dims) per token
+instead of kv_lora_rank + rope dims (see ModelConfig.k_head_dim / num_kv_cache_heads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hearth.weights.config import ModelConfig
+
+
+@dataclass
+class KVCache:
+    """key:   (num_blocks, block_size, num_kv_heads, k_head_dim)
+    value: (num_blocks, block_size, num_kv_heads, v_head_dim)"""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.key.dim() != 4 or self.value.dim() != 4:
+            raise ValueError("key and value must be (num_blocks, block_size, heads, dim)")
+        if self.key.shape[:3] != self.value.shape[:3]:
+            raise ValueError("key and value must agree on num_blocks, block_size and heads")
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.key.shape[0])
+
+    @property
+    def block_size(self) -> int:
+        return int(self.key.shape[1])
+
+    def write(self, slot_mapping: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Store this step's K/V. slot_mapping: (T,) int64; key: (T, heads, k_dim);
+        value: (T, heads, v_dim)."""
+        flat_k = self.key.view(-1, *self.key.shape[2:])
+        flat_v = self.value.view(-1, *self.value.shape[2:])
+        flat_k.index_copy_(0, slot_mapping, key.to(flat_k.dtype))
+        flat_v.index_copy_(0, slot_mapping, value.to(flat_v.dtype))
+
+
+def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
+    """Bytes one block takes across all layers (what the engine divides its budget by)."""
+    if block_size <= 0:
+        raise ValueError(f"block_size must be > 0, got {block_size}")
+    per_token = config.num_kv_cache_heads * (config.k_head_dim + config.v_head_dim)
+    element = torch.empty((), dtype=dtype).element_size()
+    return config.num_hidden_layers * block_size * per_token * element
+
+
+def allocate_kv_caches(
+    config: ModelConfig,
+    num_blocks: int,
+    block_size: int,
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
+) -> list[KVCache]:
+    """One zeroed KVCache per layer."""
+    if num_blocks <= 0:
+        raise ValueError(f"num_blocks must be > 0, got {num_blocks}")
+    if block_size <= 0:
+        raise ValueError(f"block_size must be > 0, got {block_size}")
+    heads = config.num_kv_cache_heads
+    caches = []
+    for _ in range(config.num_hidden_layers):
+        key = torch.zeros(
+            num_blocks, block_size, heads, config.k_head_dim, dtype=dtype, device=device
+        )
+        value = torch.zeros(
+            num_blocks, block_size, heads, config.v_head_dim, dtype=dtype, device=device
+        )
+        caches.append(KVCache(key, value))
+    return caches

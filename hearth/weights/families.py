@@ -1,0 +1,301 @@
+"""The one place that maps a Hugging Face `config.json` dict (or GGUF metadata already turned
+into one by `weights/gguf*.py`) to a `ModelConfig`: which families exist and how each one's
+keys become the generic decoder's fields. A field we cannot honour raises
+UnsupportedModelError naming it; nothing is silently dropped that changes the numbers.
+Knows nothing of tensors or files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from hearth.errors import UnsupportedModelError
+from hearth.weights.config import ROPE_TYPES, MLAConfig, ModelConfig, MoEConfig, RopeConfig
+
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+MOE = ("mixtral", "qwen2_moe", "qwen3_moe")
+GEMMA = ("gemma", "gemma2", "gemma3_text", "gemma3")
+DEEPSEEK = ("deepseek_v2", "deepseek_v3")
+SUPPORTED_MODEL_TYPES = LLAMA_LIKE + MOE + GEMMA + DEEPSEEK
+
+# keys a rope dict may carry, by HF name; anything else is a field we do not know how to honour
+_ROPE_KEYS = {
+    "rope_type", "type", "rope_theta", "factor", "partial_rotary_factor",
+    "original_max_position_embeddings", "low_freq_factor", "high_freq_factor", "beta_fast",
+    "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate", "short_factor",
+    "long_factor",
+}  # fmt: skip
+_ROPE_ALIASES = {"su": "longrope"}  # Phi-3's early name for longrope
+_ACTIVATIONS = {
+    "silu": "silu",
+    "swish": "silu",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_new": "gelu_tanh",
+    "gelu": "gelu",
+}
+_TIED_BY_DEFAULT = set(GEMMA)
+
+
+def _fail(field: str, value: Any, why: str) -> UnsupportedModelError:
+    return UnsupportedModelError(f"config field {field}={value!r} is not supported: {why}")
+
+
+def _rope(
+    d: Mapping[str, Any],
+    params: Mapping[str, Any] | None,
+    field: str,
+    rotary_head_dim: int,
+    interleaved: bool = False,
+    default_theta: float = 10000.0,
+) -> RopeConfig:
+    """One RopeConfig from HF's `rope_parameters` (transformers 5) or `rope_scaling` plus
+    top-level `rope_theta` / `partial_rotary_factor` (older config.json files)."""
+    p = dict(params or {})
+    for key in p:
+        if key not in _ROPE_KEYS:
+            raise _fail(f"{field}.{key}", p[key], f"known rope keys are {sorted(_ROPE_KEYS)}")
+    rope_type = p.get("rope_type", p.get("type", "default"))
+    rope_type = _ROPE_ALIASES.get(rope_type, rope_type)
+    if rope_type not in ROPE_TYPES:
+        raise _fail(f"{field}.rope_type", rope_type, f"supported rope types: {ROPE_TYPES}")
+    theta = float(p.get("rope_theta", d.get("rope_theta", default_theta)))
+    partial = float(p.get("partial_rotary_factor", d.get("partial_rotary_factor", 1.0)))
+    max_pos = int(d.get("max_position_embeddings", 2048))
+    original = d.get("original_max_position_embeddings") or p.get(
+        "original_max_position_embeddings"
+    )
+    if rope_type in ("llama3", "yarn", "longrope") and not original:
+        original = max_pos
+    factor = p.get("factor")
+    if factor is None:
+        if rope_type in ("linear", "dynamic", "llama3"):
+            raise _fail(f"{field}.factor", None, f"rope type {rope_type!r} needs a factor")
+        factor = max_pos / original if rope_type in ("yarn", "longrope") and original else 1.0
+    try:
+        return RopeConfig(
+            theta=theta,
+            rotary_dim=int(rotary_head_dim * partial),
+            type=rope_type,
+            factor=float(factor),
+            interleaved=interleaved,
+            max_position_embeddings=max_pos,
+            original_max_position_embeddings=int(original) if original else None,
+            low_freq_factor=float(p.get("low_freq_factor", 1.0)),
+            high_freq_factor=float(p.get("high_freq_factor", 4.0)),
+            beta_fast=float(p.get("beta_fast") or 32.0),
+            beta_slow=float(p.get("beta_slow") or 1.0),
+            mscale=p.get("mscale"),
+            mscale_all_dim=p.get("mscale_all_dim"),
+            attention_factor=p.get("attention_factor"),
+            truncate=bool(p.get("truncate", True)),
+            short_factor=tuple(float(x) for x in p.get("short_factor") or ()),
+            long_factor=tuple(float(x) for x in p.get("long_factor") or ()),
+        )
+    except ValueError as exc:
+        raise _fail(field, dict(p), str(exc)) from exc
+
+
+def _rope_params(d: Mapping[str, Any], layer_type: str | None = None) -> tuple[Any, str]:
+    """The rope dict for a layer type, handling transformers 5's per-layer-type nesting."""
+    if d.get("rope_parameters") is not None:
+        params = d["rope_parameters"]
+        if layer_type is not None and isinstance(params.get(layer_type), Mapping):
+            return params[layer_type], f"rope_parameters.{layer_type}"
+        return params, "rope_parameters"
+    return d.get("rope_scaling"), "rope_scaling"
+
+
+def _layer_types(d: Mapping[str, Any], mt: str, n: int) -> tuple[str, ...]:
+    if d.get("layer_types"):
+        types = tuple(d["layer_types"])
+        if len(types) != n or any(t not in ("full_attention", "sliding_attention") for t in types):
+            raise _fail("layer_types", types, "expected one of full/sliding_attention per layer")
+        return types
+    if mt == "gemma2":
+        return tuple("sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n))
+    if mt in ("gemma3_text", "gemma3"):
+        pattern = int(d.get("sliding_window_pattern", d.get("_sliding_window_pattern", 6)))
+        return tuple(
+            "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n)
+        )
+    if mt in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"):
+        start = int(d.get("max_window_layers", n))
+        on = bool(d.get("use_sliding_window")) and bool(d.get("sliding_window"))
+        return tuple(
+            "sliding_attention" if on and i >= start else "full_attention" for i in range(n)
+        )
+    if mt in ("mistral", "mixtral", "phi3") and d.get("sliding_window"):
+        return ("sliding_attention",) * n
+    return ("full_attention",) * n
+
+
+def _moe(d: Mapping[str, Any], mt: str, n: int) -> tuple[MoEConfig | None, tuple[bool, ...]]:
+    if mt == "mixtral":
+        moe = MoEConfig(
+            num_experts=int(d["num_local_experts"]),
+            num_experts_per_tok=int(d["num_experts_per_tok"]),
+            intermediate_size=int(d["intermediate_size"]),
+            norm_topk_prob=True,
+        )
+        return moe, (True,) * n
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        shared = int(d.get("shared_expert_intermediate_size") or 0) if mt == "qwen2_moe" else 0
+        moe = MoEConfig(
+            num_experts=int(d["num_experts"]),
+            num_experts_per_tok=int(d["num_experts_per_tok"]),
+            intermediate_size=int(d["moe_intermediate_size"]),
+            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+            shared_intermediate_size=shared,
+            shared_expert_gate=shared > 0,
+        )
+        step = int(d.get("decoder_sparse_step", 1))
+        dense = set(d.get("mlp_only_layers") or ())
+        return moe, tuple(i not in dense and (i + 1) % step == 0 for i in range(n))
+    if mt in DEEPSEEK:
+        if int(d.get("moe_layer_freq", 1)) != 1:
+            raise _fail("moe_layer_freq", d["moe_layer_freq"], "only 1 is supported")
+        v3 = mt == "deepseek_v3"
+        method = d.get("topk_method", "noaux_tc" if v3 else "greedy")
+        known = ("noaux_tc",) if v3 else ("greedy", "group_limited_greedy")
+        if method not in known:
+            raise _fail("topk_method", method, f"{mt} supports {known}")
+        scoring = d.get("scoring_func", "sigmoid" if v3 else "softmax")
+        if scoring != ("sigmoid" if v3 else "softmax"):
+            raise _fail("scoring_func", scoring, f"{mt} uses {'sigmoid' if v3 else 'softmax'}")
+        grouped = method in ("noaux_tc", "group_limited_greedy")
+        num_experts = int(d.get("n_routed_experts") or d["num_local_experts"])
+        moe = MoEConfig(
+            num_experts=num_experts,
+            num_experts_per_tok=int(d["num_experts_per_tok"]),
+            intermediate_size=int(d["moe_intermediate_size"]),
+            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+            router_scores=scoring,
+            routed_scaling_factor=float(d.get("routed_scaling_factor", 1.0)),
+            num_groups=int(d.get("n_group") or 1) if grouped else 1,
+            topk_groups=int(d.get("topk_group") or 1) if grouped else 1,
+            group_score="top2_sum" if v3 else "max",
+            score_correction_bias=v3,
+            shared_intermediate_size=int(d["moe_intermediate_size"])
+            * int(d.get("n_shared_experts") or 0),
+        )
+        first_dense = int(d.get("first_k_dense_replace", 0))
+        return moe, tuple(i >= first_dense for i in range(n))
+    return None, ()
+
+
+def _eos(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return tuple(int(v) for v in value) if isinstance(value, list | tuple) else (int(value),)
+
+
+def config_from_hf(d: Mapping[str, Any]) -> ModelConfig:
+    """Map an HF config.json dict to a ModelConfig, or raise UnsupportedModelError naming the
+    model_type (with the supported list) or the field we cannot honour."""
+    mt = d.get("model_type")
+    if mt not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"model_type {mt!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if mt == "gemma3" and "text_config" in d:
+        raise _fail(
+            "text_config", "...", "multimodal Gemma 3 folders are not supported; use the text model"
+        )
+    if d.get("use_bidirectional_attention"):
+        raise _fail("use_bidirectional_attention", True, "hearth runs causal decoders only")
+    try:
+        return _build(d, str(mt))
+    except KeyError as exc:
+        raise UnsupportedModelError(
+            f"config.json of a {mt} model lacks the field {exc.args[0]!r}"
+        ) from exc
+    except ValueError as exc:
+        raise UnsupportedModelError(f"config.json of a {mt} model is invalid: {exc}") from exc
+
+
+def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
+    n = int(d["num_hidden_layers"])
+    heads = int(d["num_attention_heads"])
+    hidden = int(d["hidden_size"])
+    head_dim = int(d.get("head_dim") or hidden // heads)
+    gemma = mt in GEMMA
+    act_name = d.get("hidden_activation") or d.get("hidden_act") or "silu"
+    if gemma and act_name == "gelu":  # legacy Gemma value that means the tanh approximation
+        act_name = "gelu_pytorch_tanh"
+    if act_name not in _ACTIVATIONS:
+        raise _fail("hidden_act", act_name, f"supported: {sorted(_ACTIVATIONS)}")
+    layer_types = _layer_types(d, mt, n)
+    sliding = "sliding_attention" in layer_types
+    moe, moe_layers = _moe(d, mt, n)
+    bias = bool(d.get("attention_bias", False))
+
+    mla = None
+    attention_scale = None
+    params, field = _rope_params(d, "full_attention")
+    if mt in DEEPSEEK:
+        if bias:
+            raise _fail("attention_bias", True, "DeepSeek attention has no biases")
+        mla = MLAConfig(
+            q_lora_rank=d.get("q_lora_rank"),
+            kv_lora_rank=int(d["kv_lora_rank"]),
+            qk_nope_head_dim=int(d["qk_nope_head_dim"]),
+            qk_rope_head_dim=int(d["qk_rope_head_dim"]),
+            v_head_dim=int(d["v_head_dim"]),
+        )
+        interleaved = mt == "deepseek_v2" or bool(d.get("rope_interleave", True))
+        rope = _rope(d, params, field, mla.qk_rope_head_dim, interleaved)
+        attention_scale = mla.qk_head_dim**-0.5
+        if rope.type != "default" and rope.mscale_all_dim:
+            # DeepSeek YaRN also sharpens the softmax by mscale(factor, mscale_all_dim)^2
+            m = 0.1 * rope.mscale_all_dim * math.log(rope.factor) + 1.0 if rope.factor > 1 else 1.0
+            attention_scale *= m * m
+    else:
+        rope = _rope(d, params, field, head_dim)
+    rope_local = None
+    if mt in ("gemma3_text", "gemma3"):
+        nested = d.get("rope_parameters") or {}
+        if isinstance(nested.get("sliding_attention"), Mapping):
+            field = "rope_parameters.sliding_attention"
+            rope_local = _rope(d, nested["sliding_attention"], field, head_dim)
+        else:  # older config.json: local layers use plain rope at rope_local_base_freq
+            theta = float(d.get("rope_local_base_freq", 10000.0))
+            rope_local = RopeConfig(theta=theta, rotary_dim=head_dim)
+    if mt in ("gemma2", "gemma3_text", "gemma3"):
+        attention_scale = float(d.get("query_pre_attn_scalar", head_dim)) ** -0.5
+
+    qkv_bias = {"qwen2": True, "qwen2_moe": bool(d.get("qkv_bias", True))}.get(mt, bias)
+    tie = d.get("tie_word_embeddings", mt in _TIED_BY_DEFAULT)
+    return ModelConfig(
+        architecture=mt,
+        vocab_size=int(d["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(d["intermediate_size"]),
+        num_hidden_layers=n,
+        num_attention_heads=heads,
+        num_key_value_heads=int(d.get("num_key_value_heads") or heads),
+        head_dim=mla.v_head_dim if mla else head_dim,
+        rope=rope,
+        max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
+        rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
+        norm_unit_offset=gemma,
+        hidden_act=_ACTIVATIONS[act_name],
+        tie_word_embeddings=bool(tie),
+        qkv_bias=qkv_bias,
+        o_bias=bias and mt not in ("qwen2", "qwen2_moe"),
+        mlp_bias=bool(d.get("mlp_bias", False)),
+        qk_norm=mt in ("qwen3", "qwen3_moe", "gemma3_text", "gemma3"),
+        sandwich_norm=mt in ("gemma2", "gemma3_text", "gemma3"),
+        embedding_multiplier=hidden**0.5 if gemma else None,
+        attention_scale=attention_scale,
+        attn_logit_softcapping=d.get("attn_logit_softcapping"),
+        final_logit_softcapping=d.get("final_logit_softcapping"),
+        sliding_window=int(d["sliding_window"]) if sliding else None,
+        layer_types=layer_types,
+        rope_local=rope_local,
+        moe=moe,
+        moe_layers=moe_layers,
+        mla=mla,
+        bos_token_id=d.get("bos_token_id"),
+        eos_token_ids=_eos(d.get("eos_token_id")),
+    )

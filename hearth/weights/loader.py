@@ -1,0 +1,63 @@
+"""One entry point from a model on disk to what the network needs: `load_weights(path)`
+dispatches on the format (a Hugging Face folder or a GGUF file) and returns the ModelConfig,
+the tensors under their HF checkpoint names, and the generation defaults. Knows nothing of
+the network itself (model/ builds it from this)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hearth.errors import OptionalDependencyError, UnsupportedModelError
+from hearth.weights import hf
+from hearth.weights.config import ModelConfig
+from hearth.weights.families import config_from_hf
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """config: the network's shape and family features.
+    tensors: HF checkpoint name -> tensor (lazily read; floating tensors in the asked dtype).
+    generation_defaults: generation_config.json (HF) or the GGUF equivalent, as a dict."""
+
+    config: ModelConfig
+    tensors: Mapping[str, torch.Tensor]
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
+    raw_config: dict[str, Any] = field(default_factory=dict)  # config.json as read
+
+
+def load_hf_folder(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
+    raw = hf.read_config(folder)
+    config = config_from_hf(raw)
+    return LoadedWeights(
+        config=config,
+        tensors=hf.SafetensorsTensors(folder, dtype),
+        generation_defaults=hf.read_generation_defaults(folder),
+        raw_config=raw,
+    )
+
+
+def load_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
+    """Load a model from an HF folder (config.json + *.safetensors) or a .gguf file."""
+    path = Path(path)
+    if hf.is_hf_folder(path):
+        return load_hf_folder(path, dtype)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        try:
+            from hearth.weights.gguf import load_gguf  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as exc:  # the GGUF loader lands in its own change
+            raise OptionalDependencyError(
+                f"cannot load {path}: this hearth build has no GGUF loader "
+                f"(hearth.weights.gguf.load_gguf is missing: {exc})"
+            ) from exc
+        loaded: LoadedWeights = load_gguf(path, dtype=dtype)
+        return loaded
+    if not path.exists():
+        raise UnsupportedModelError(f"{path} does not exist; give an HF folder or a .gguf file")
+    raise UnsupportedModelError(
+        f"{path} is neither a Hugging Face folder (with config.json) nor a .gguf file"
+    )
