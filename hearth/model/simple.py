@@ -58,8 +58,8 @@ class SequenceRunner:
             block_tables=self.block_tables[order].to(self.device),
             block_size=self.block_size,
         )
-        pos = torch.tensor(positions, dtype=torch.int64, device=self.device)
-        hidden = self.model(torch.tensor(ids, device=self.device), pos, meta, self.caches)
+        token_pos = torch.tensor(positions, dtype=torch.int64, device=self.device)
+        hidden = self.model(torch.tensor(ids, device=self.device), token_pos, meta, self.caches)
         logits = self.model.compute_logits(hidden)
         return list(logits.split(meta.query_lens))
 
