@@ -1,0 +1,1 @@
+"""LanguageModel implementations: hearth's engine, or any OpenAI-compatible server."""
