@@ -133,7 +133,7 @@ def test_bad_inputs(store: Store, smollm2_gguf: Path, tmp_path: Path, hearth_hom
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(
-        UnsupportedModelError, match="expected a GGUF file .* or a Hugging Face folder"
+        UnsupportedModelError, match=r"expected a GGUF file .* or a Hugging Face folder"
     ):
         store.import_path(text)
     cut = tmp_path / "cut.gguf"
@@ -204,7 +204,7 @@ def test_sigkill_mid_import_leaves_a_consistent_store(
     assert any(partial.iterdir())  # the kill left a partial file ...
     assert _consistent_ignoring_partials(hearth_home) == []  # ... and nothing else
     again = _hearth("import", str(smollm2_gguf), "--name", "big", home=hearth_home)
-    out, err = again.communicate(timeout=120)
+    _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err.decode()
     assert _consistent(hearth_home) == [blobs.hash_file(smollm2_gguf)]  # partial cleaned
 
