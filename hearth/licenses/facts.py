@@ -110,3 +110,11 @@ def get_facts(license_id: str) -> LicenseFacts:
 def stricter(a: str, b: str) -> str:
     """The stricter of two license ids (`a` on a tie)."""
     return b if get_facts(b).strictness > get_facts(a).strictness else a
+
+
+_MARKERS = {"yes": "yes", "conditional": "cond", "no": "no", "unknown": "?"}
+
+
+def commercial_marker(license_id: str | None) -> str:
+    """A short commercial-use marker for tables (`hearth list`): yes / cond / no / ?."""
+    return _MARKERS[get_facts(license_id or UNKNOWN).commercial_use]
