@@ -1,0 +1,95 @@
+"""EngineConfig (the engine's knobs) and the KV-cache sizing that turns a memory budget into
+a number of blocks and a max_model_len. Knows nothing of the model's code: it is given the
+bytes one block takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hearth.errors import CapacityError, UserInputError
+
+GIB = 1024**3
+# share of available RAM the KV cache takes when no budget is given: the weights, the
+# activations and the rest of the machine need the remainder
+DEFAULT_KV_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """block_size: tokens per KV block. kv_cache_gb: None = DEFAULT_KV_FRACTION of free RAM
+    (never more than max_num_seqs full contexts need). max_model_len: None = the model's
+    context, capped by what the KV pool holds."""
+
+    block_size: int = 16
+    kv_cache_gb: float | None = None
+    max_num_batched_tokens: int = 512
+    max_num_seqs: int = 64
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+    seed: int | None = None  # the shared generator of unseeded requests
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
+            raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
+        if self.max_num_batched_tokens < 1:
+            raise ValueError(
+                f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}"
+            )
+        if self.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo; elsewhere a conservative 4 GiB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * GIB
+
+
+@dataclass(frozen=True)
+class KVPlan:
+    num_blocks: int
+    max_model_len: int
+
+
+def plan_kv_cache(config: EngineConfig, bytes_per_block: int, model_context: int) -> KVPlan:
+    """How many blocks to allocate and the context the engine then honours."""
+    bs = config.block_size
+    if config.max_model_len is not None and config.max_model_len > model_context:
+        raise UserInputError(
+            f"max_model_len {config.max_model_len} is longer than the model's context "
+            f"({model_context} tokens); use at most {model_context}"
+        )
+    wanted_len = config.max_model_len or model_context
+    if config.kv_cache_gb is not None:
+        budget = int(config.kv_cache_gb * GIB)
+    else:
+        blocks_for_all = config.max_num_seqs * -(-wanted_len // bs)
+        budget = min(
+            int(available_memory_bytes() * DEFAULT_KV_FRACTION), blocks_for_all * bytes_per_block
+        )
+    num_blocks = budget // bytes_per_block
+    if num_blocks < 1:
+        raise CapacityError(
+            f"a KV-cache budget of {budget / GIB:.4g} GB is too small for one block of this "
+            f"model: one block of {bs} tokens needs {bytes_per_block} bytes "
+            f"({bytes_per_block / GIB:.4g} GB); raise kv_cache_gb (--kv-cache-gb)"
+        )
+    capacity = num_blocks * bs
+    if config.max_model_len is not None and config.max_model_len > capacity:
+        needed = -(-config.max_model_len // bs) * bytes_per_block
+        raise CapacityError(
+            f"max_model_len {config.max_model_len} needs {needed / GIB:.4g} GB of KV cache but "
+            f"the budget of {budget / GIB:.4g} GB holds {capacity} tokens; raise kv_cache_gb "
+            "or lower max_model_len (--ctx)"
+        )
+    return KVPlan(num_blocks=num_blocks, max_model_len=min(wanted_len, capacity))

@@ -1,0 +1,190 @@
+"""LLM: the offline Python API (vLLM's `LLM`). `LLM("smollm2")` finds the model in the store
+(pulling a catalog model first when missing) or opens a file path, loads the weights and
+tokenizer, builds the decoder and the engine; `.generate()` and `.chat()` run batches to
+completion. Knows nothing of HTTP or the CLI."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hearth.config import Settings, load_settings
+from hearth.engine.engine_config import EngineConfig, plan_kv_cache
+from hearth.engine.llm_engine import LLMEngine
+from hearth.engine.outputs import RequestOutput
+from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import ModelNotFoundError, UserInputError
+
+# (label, bytes done, bytes total; 0 = unknown) -> None, as the store reports it
+Progress = Callable[[str, int, int], None]
+Message = dict[str, Any]
+
+
+def resolve_model_path(
+    model: str | Path, settings: Settings, progress: Progress | None = None
+) -> Path:
+    """A path on disk (a .gguf file or an HF folder) as-is; otherwise a store name, pulled
+    from the catalog first when it is not stored yet."""
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    from hearth.store import Store
+    from hearth.store.catalog import lookup
+
+    store = Store(settings)
+    name = str(model)
+    try:
+        return store.locate(name).path
+    except ModelNotFoundError:
+        if lookup(name) is None:
+            raise
+    store.pull(name, progress=progress)
+    return store.locate(name).path
+
+
+def build_engine(
+    loaded_config: Any,
+    model: Any,
+    tokenizer: Any,
+    config: EngineConfig,
+    dtype: torch.dtype,
+) -> LLMEngine:
+    """Size the KV pool from the budget, allocate it and wire the engine."""
+    from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
+
+    per_block = kv_cache_bytes_per_block(loaded_config, config.block_size, dtype)
+    plan = plan_kv_cache(config, per_block, loaded_config.max_position_embeddings)
+    kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
+    eos = set(getattr(tokenizer, "eos_ids", ())) | set(loaded_config.eos_token_ids)
+    return LLMEngine(
+        model,
+        kv_caches,
+        tokenizer,
+        config,
+        num_blocks=plan.num_blocks,
+        max_model_len=plan.max_model_len,
+        vocab_size=loaded_config.vocab_size,
+        eos_token_ids=eos,
+    )
+
+
+class LLM:
+    """An open-weight model ready to generate.
+
+    model: a store name ("smollm2", "smollm2:135m"), a .gguf file or an HF folder.
+    kv_cache_gb: KV pool budget; None = Settings.kv_cache_gb, else a share of free RAM.
+    max_model_len: None = the model's context (capped by what the pool holds).
+    num_threads: torch CPU threads; None = Settings.threads.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        kv_cache_gb: float | None = None,
+        max_num_batched_tokens: int = 512,
+        max_num_seqs: int = 64,
+        max_model_len: int | None = None,
+        block_size: int = 16,
+        enable_prefix_caching: bool = True,
+        num_threads: int | None = None,
+        seed: int | None = None,
+        settings: Settings | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        from hearth.model.build import build_model
+        from hearth.tokenizer.loading import load_tokenizer
+        from hearth.weights.loader import load_weights
+
+        settings = settings or load_settings()
+        torch.set_num_threads(num_threads or settings.threads)
+        if kv_cache_gb is None and settings.kv_cache_gb > 0:
+            kv_cache_gb = settings.kv_cache_gb
+        self.path = resolve_model_path(model, settings, progress)
+        self.model_name = str(model)
+        loaded = load_weights(self.path, dtype)
+        self.config = loaded.config
+        self.generation_defaults = dict(loaded.generation_defaults)
+        self.tokenizer = load_tokenizer(self.path)
+        decoder = build_model(loaded.config, loaded.tensors, dtype)
+        engine_config = EngineConfig(
+            block_size=block_size,
+            kv_cache_gb=kv_cache_gb,
+            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
+            enable_prefix_caching=enable_prefix_caching,
+            seed=seed,
+        )
+        self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
+        self._ids = itertools.count()
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.max_model_len
+
+    def generate(
+        self,
+        prompts: str | Sequence[str] | Sequence[Sequence[int]],
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
+    ) -> list[RequestOutput]:
+        """Run every prompt (text, or token ids) to completion in one continuous batch;
+        outputs come back in the prompts' order."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        items: list[str | list[int]] = [p if isinstance(p, str) else list(p) for p in prompts]
+        if params is None:
+            params = SamplingParams()
+        plist = [params] * len(items) if isinstance(params, SamplingParams) else list(params)
+        if len(plist) != len(items):
+            raise UserInputError(
+                f"got {len(items)} prompts but {len(plist)} SamplingParams; give one, or one each"
+            )
+        return self._run(items, plist)
+
+    def chat(
+        self,
+        messages: Sequence[Message] | Sequence[Sequence[Message]],
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[RequestOutput]:
+        """Chat completion of one conversation (a list of {"role", "content"} messages) or
+        several, rendered by the model's chat template. A model without a template raises
+        UserInputError (use `.generate` for plain completion)."""
+        if not messages:
+            raise UserInputError("chat needs at least one message")
+        one = isinstance(messages[0], dict)
+        conversations: list[Any] = [messages] if one else list(messages)
+        prompts = [
+            self.tokenizer.encode_chat(c, add_generation_prompt=add_generation_prompt, tools=tools)
+            for c in conversations
+        ]
+        return self.generate(prompts, params)
+
+    def _run(
+        self, prompts: list[str | list[int]], params: list[SamplingParams]
+    ) -> list[RequestOutput]:
+        engine = self.engine
+        ids = [f"llm-{next(self._ids)}" for _ in prompts]
+        final: dict[str, RequestOutput] = {}
+        try:
+            for rid, prompt, p in zip(ids, prompts, params, strict=True):
+                engine.add_request(rid, prompt, p)
+            while len(final) < len(ids):
+                for out in engine.step():
+                    if out.error is not None:
+                        raise out.error
+                    if out.finished:
+                        final[out.request_id] = out
+        finally:
+            for rid in ids:  # on an error, nothing of this batch stays in the engine
+                if rid not in final:
+                    engine.abort(rid)
+        return [final[rid] for rid in ids]

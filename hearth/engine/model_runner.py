@@ -1,0 +1,128 @@
+"""ModelRunner: lays one scheduled step out flat (token ids, positions, slot mapping, block
+tables, context lengths → AttentionMetadata), runs the decoder over the paged KV cache and
+returns the logits the step needs: the last token of every sequence that samples, and
+every position whose next token is a prompt token for sequences asking prompt_logprobs.
+
+Knows nothing of sampling, stop conditions or text; the decoder is only seen through
+`forward(input_ids, positions, meta, kv_caches)` and `compute_logits(hidden)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from hearth.engine.scheduler import SchedulerOutput
+from hearth.engine.sequence import Sequence
+from hearth.model.batch import AttentionMetadata
+
+
+class DecoderLike(Protocol):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: Any,
+    ) -> torch.Tensor: ...
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class StepInputs:
+    input_ids: torch.Tensor  # (T,) int64
+    positions: torch.Tensor  # (T,) int64
+    meta: AttentionMetadata
+    sample_seqs: list[Sequence]  # sequences that sample a token after this step
+    sample_rows: list[int]  # their last token's index in the flat layout
+    # seq -> (flat indices, prompt positions they predict the token after)
+    prompt_rows: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+
+
+@dataclass
+class RunnerOutput:
+    sample_seqs: list[Sequence]
+    logits: torch.Tensor  # (len(sample_seqs), V) fp32
+    # seq_id -> (positions p, logits (L, V) predicting prompt token p + 1)
+    prompt_logits: dict[int, tuple[list[int], torch.Tensor]]
+
+
+def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
+    """Flat layout of a step: each sequence contributes tokens
+    [num_computed_tokens, num_computed_tokens + n)."""
+    ids: list[int] = []
+    pos: list[int] = []
+    slots: list[int] = []
+    context_lens: list[int] = []
+    sample_seqs: list[Sequence] = []
+    sample_rows: list[int] = []
+    prompt_rows: dict[int, tuple[list[int], list[int]]] = {}
+    max_blocks = max(len(s.block_table) for s in batch.seqs)
+    tables = torch.full((len(batch.seqs), max_blocks), -1, dtype=torch.int32)
+    for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_tokens, strict=True)):
+        start = seq.num_computed_tokens
+        end = start + n
+        assert end <= len(seq) and seq.num_blocks_for(end) <= len(seq.block_table)
+        offset = len(ids)
+        ids.extend(seq.token_ids[start:end])
+        pos.extend(range(start, end))
+        table = seq.block_table
+        slots.extend(
+            table[p // block_size] * block_size + p % block_size for p in range(start, end)
+        )
+        context_lens.append(end)
+        tables[i, : len(table)] = torch.tensor(table, dtype=torch.int32)
+        if end == len(seq):
+            sample_seqs.append(seq)
+            sample_rows.append(offset + n - 1)
+        if seq.params.prompt_logprobs is not None:
+            # position p predicts prompt token p + 1; entries 0..len-1 are already known
+            first = max(start, len(seq.prompt_logprobs) - 1)
+            last = min(end, seq.num_prompt_tokens - 1)
+            if first < last:
+                positions = list(range(first, last))
+                prompt_rows[seq.seq_id] = ([offset + p - start for p in positions], positions)
+    meta = AttentionMetadata(
+        query_lens=list(batch.num_tokens),
+        context_lens=torch.tensor(context_lens, dtype=torch.int32),
+        slot_mapping=torch.tensor(slots, dtype=torch.int64),
+        block_tables=tables,
+        block_size=block_size,
+    )
+    return StepInputs(
+        input_ids=torch.tensor(ids, dtype=torch.int64),
+        positions=torch.tensor(pos, dtype=torch.int64),
+        meta=meta,
+        sample_seqs=sample_seqs,
+        sample_rows=sample_rows,
+        prompt_rows=prompt_rows,
+    )
+
+
+class ModelRunner:
+    def __init__(self, model: DecoderLike, kv_caches: Any, block_size: int) -> None:
+        self.model = model
+        self.kv_caches = kv_caches
+        self.block_size = block_size
+
+    @torch.inference_mode()
+    def run(self, batch: SchedulerOutput) -> RunnerOutput:
+        step = prepare_inputs(batch, self.block_size)
+        hidden = self.model.forward(step.input_ids, step.positions, step.meta, self.kv_caches)
+        # (T, H): only the rows that need logits go through the LM head
+        rows = list(step.sample_rows)
+        for flat, _ in step.prompt_rows.values():
+            rows.extend(flat)
+        if not rows:
+            empty = torch.empty(0, 0, dtype=torch.float32)
+            return RunnerOutput([], empty, {})
+        logits = self.model.compute_logits(hidden[torch.tensor(rows, dtype=torch.long)]).float()
+        num_sample = len(step.sample_rows)
+        prompt_logits: dict[int, tuple[list[int], torch.Tensor]] = {}
+        at = num_sample
+        for seq_id, (flat, positions) in step.prompt_rows.items():
+            prompt_logits[seq_id] = (positions, logits[at : at + len(flat)])
+            at += len(flat)
+        return RunnerOutput(step.sample_seqs, logits[:num_sample], prompt_logits)
