@@ -1,6 +1,6 @@
 """Manifests: `$HEARTH_HOME/manifests/<name>/<tag>.json`, one per model name, listing the
 model's files by relative path, blob digest and size. The model digest is the sha256 of
-the manifest's canonical JSON. Written atomically (temp + fsync + rename) under a
+the manifest's canonical JSON (format and files). Written atomically (temp + fsync + rename) under a
 per-manifest lock. Knows nothing of how blobs are stored or where files came from."""
 
 from __future__ import annotations
@@ -63,7 +63,15 @@ class Manifest:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
+        """sha256 of the canonical JSON of what the model *is* (format + files); where it came
+        from and when are kept in the manifest but left out, so the same bytes pulled twice
+        or from two sources have one digest."""
+        data = {
+            "format": self.format,
+            "files": [asdict(f) for f in sorted(self.files, key=lambda f: f.path)],
+        }
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:

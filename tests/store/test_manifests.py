@@ -23,8 +23,10 @@ def test_digest_is_canonical_and_roundtrips() -> None:
     assert m.digest.startswith("sha256:") and m.size == 30
     again = Manifest.from_json(m.to_json())
     assert again.digest == m.digest
-    changed = Manifest("hf", m.files, "hf://org/y", m.created)
-    assert changed.digest != m.digest
+    elsewhere = Manifest("hf", m.files, "hf://org/y", "2027-01-01T00:00:00+00:00")
+    assert elsewhere.digest == m.digest  # same bytes from another source, another day
+    other = Manifest("hf", (ManifestFile("config.json", D2, 20),), m.source, m.created)
+    assert other.digest != m.digest
 
 
 def test_bad_fields_are_refused() -> None:
