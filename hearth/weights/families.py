@@ -142,7 +142,7 @@ def _moe(d: Mapping[str, Any], mt: str, n: int) -> tuple[MoEConfig | None, tuple
     if mt in ("qwen2_moe", "qwen3_moe"):
         shared = int(d.get("shared_expert_intermediate_size") or 0) if mt == "qwen2_moe" else 0
         moe = MoEConfig(
-            num_experts=int(d["num_experts"]),
+            num_experts=int(d.get("num_experts") or d["num_local_experts"]),
             num_experts_per_tok=int(d["num_experts_per_tok"]),
             intermediate_size=int(d["moe_intermediate_size"]),
             norm_topk_prob=bool(d.get("norm_topk_prob", False)),
