@@ -23,15 +23,16 @@ def normalize_text(text: str) -> str:
 
 
 def recognize_license_text(text: str) -> str | None:
-    """The license id whose phrases all appear in `text`; when several match, the one with
-    the most matched text (the most specific). None when nothing matches."""
+    """The license id whose phrases all appear in `text`. When several match (a custom
+    license built on Apache-2.0's text, say) the strictest wins, then the one with the most
+    matched text (the most specific). None when nothing matches."""
     body = normalize_text(text)
-    best: tuple[int, str] | None = None
+    best: tuple[tuple[int, int, float], int, str] | None = None
     for license_id, facts in all_facts().items():
         if not facts.fingerprints:
             continue
         if all(phrase in body for phrase in facts.fingerprints):
-            score = sum(len(phrase) for phrase in facts.fingerprints)
-            if best is None or score > best[0]:
-                best = (score, license_id)
-    return best[1] if best else None
+            key = (facts.strictness, sum(len(phrase) for phrase in facts.fingerprints), license_id)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return best[2] if best else None

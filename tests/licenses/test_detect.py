@@ -59,6 +59,9 @@ def test_gemma_terms_page_recognised_by_fingerprint(gemma3_gguf: Path) -> None:
         ("META LLAMA 3 COMMUNITY LICENSE AGREEMENT\nMeta Llama 3 Version Release Date: April 18, 2024", "llama3"),
         ("Attribution-NonCommercial 4.0 International\n... Creative Commons Attribution-NonCommercial "
          "4.0 International Public License ...", "cc-by-nc-4.0"),
+        ("Falcon 180B TII License Version 1.0 ... Technology Innovation Institute ... "
+         "Apache License Version 2.0, January 2004 TERMS AND CONDITIONS FOR USE, REPRODUCTION, "
+         "AND DISTRIBUTION", "falcon"),  # a custom license on Apache text: the stricter wins
         ("Some bespoke terms nobody has heard of.", "unknown"),
     ],
 )

@@ -77,3 +77,18 @@ def test_bad_entry_rejected() -> None:
     with pytest.raises(ValueError, match="commercial_use"):
         LicenseFacts(id="x", **{**good, "commercial_use": "maybe",
                                 "aliases": (), "link_patterns": (), "fingerprints": ()})
+
+
+def test_commercial_marker() -> None:
+    from hearth.licenses import commercial_marker
+
+    assert [commercial_marker(x) for x in ("apache-2.0", "gemma", "cc-by-nc-4.0", None)] == [
+        "yes", "cond", "no", "?"]
+
+
+def test_public_api_exported() -> None:
+    import hearth.licenses as lic
+
+    assert set(lic.__all__) == {n for n in dir(lic) if not n.startswith("_") and n not in {
+        "acceptances", "card", "check", "detect", "facts", "fingerprint", "gate", "normalize",
+        "policy"}}
