@@ -36,7 +36,8 @@ def _lookup(settings: Settings, name: str) -> tuple[dict[str, Any] | None, Licen
     """(model summary or None, detection) for a stored model name or, failing that, a
     license id or alias."""
     from hearth.errors import InvalidNameError, ModelNotFoundError, NotFoundError
-    from hearth.licenses import LicenseDetection, LicenseSignal, all_facts, normalize_license
+    from hearth.licenses import LicenseDetection, all_facts, normalize_license
+    from hearth.licenses.detect import detection_from_stored
     from hearth.store import Store
 
     try:
@@ -50,16 +51,7 @@ def _lookup(settings: Settings, name: str) -> tuple[dict[str, Any] | None, Licen
                 f"the models, and the license ids are: {', '.join(all_facts())}",
             ) from None
         return None, LicenseDetection(license_id)
-    signals = tuple(
-        LicenseSignal(s["source"], s["license_id"], s.get("raw", ""))
-        for s in json.loads(record.license_signals or "[]")
-        if isinstance(s, dict) and "source" in s and "license_id" in s
-    )
-    chain = tuple((s.raw, s.license_id) for s in signals if s.source == "parent")
-    detection = LicenseDetection(
-        record.license_id or "unknown", signals,
-        conflict=len({s.license_id for s in signals}) > 1, chain=chain,
-    )
+    detection = detection_from_stored(record.license_id, record.license_signals)
     return {"name": record.name, "digest": record.digest}, detection
 
 

@@ -150,6 +150,30 @@ def detect_license(
     return from_signals(signals)
 
 
+def detection_from_stored(license_id: str | None, signals_json: str | None) -> LicenseDetection:
+    """Rebuild a detection from what the store keeps per model (`ModelRecord.license_id`
+    and `.license_signals`, a JSON list of {source, license_id, raw}); signals from
+    "parent" rebuild the derivation chain. Malformed entries are skipped."""
+    import json
+
+    try:
+        raw = json.loads(signals_json or "[]")
+    except ValueError:
+        raw = []
+    signals = tuple(
+        LicenseSignal(s["source"], str(s["license_id"]), str(s.get("raw", "")))
+        for s in (raw if isinstance(raw, list) else [])
+        if isinstance(s, dict) and s.get("source") in SOURCES and s.get("license_id")
+    )
+    chain = tuple((s.raw, s.license_id) for s in signals if s.source == "parent")
+    return LicenseDetection(
+        license_id=license_id or strictest(signals),
+        signals=signals,
+        conflict=len({s.license_id for s in signals}) > 1,
+        chain=chain,
+    )
+
+
 def inherit(
     parent: LicenseDetection,
     parent_name: str = "",

@@ -166,3 +166,17 @@ def test_merge_takes_the_strictest_parent() -> None:
     assert merged.license_id == "cc-by-nc-4.0"
     assert merged.conflict
     assert merged.chain == (("a:1", "apache-2.0"), ("b:1", "cc-by-nc-4.0"))
+
+
+def test_detection_from_stored_record_fields() -> None:
+    from hearth.licenses.detect import detection_from_stored
+
+    stored = ('[{"source": "gguf", "license_id": "apache-2.0", "raw": "apache-2.0"}, '
+              '{"source": "card", "license_id": "cc-by-nc-4.0", "raw": "cc-by-nc-4.0"}, '
+              '{"source": "elsewhere", "license_id": "mit"}]')
+    detection = detection_from_stored("cc-by-nc-4.0", stored)
+    assert detection.license_id == "cc-by-nc-4.0" and detection.conflict
+    assert [s.source for s in detection.signals] == ["gguf", "card"]
+    assert detection_from_stored(None, "not json").license_id == "unknown"
+    parent = detection_from_stored(None, '[{"source": "parent", "license_id": "gemma", "raw": "gemma3:270m"}]')
+    assert parent.license_id == "gemma" and parent.chain == (("gemma3:270m", "gemma"),)
