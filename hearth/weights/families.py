@@ -220,7 +220,8 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
     hidden = int(d["hidden_size"])
     head_dim = int(d.get("head_dim") or hidden // heads)
     gemma = mt in GEMMA
-    act_name = d.get("hidden_activation") or d.get("hidden_act") or "silu"
+    default_act = "gelu_pytorch_tanh" if gemma else "silu"
+    act_name = d.get("hidden_activation") or d.get("hidden_act") or default_act
     if gemma and act_name == "gelu":  # legacy Gemma value that means the tanh approximation
         act_name = "gelu_pytorch_tanh"
     if act_name not in _ACTIVATIONS:

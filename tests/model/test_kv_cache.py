@@ -1,0 +1,60 @@
+"""KV cache sizing and allocation, including MLA's decompressed per-head layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hearth.model.kv_cache import KVCache, allocate_kv_caches, kv_cache_bytes_per_block
+from hearth.weights.families import config_from_hf
+
+LLAMA = {
+    "model_type": "llama",
+    "vocab_size": 32,
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+}
+DEEPSEEK = {
+    **LLAMA,
+    "model_type": "deepseek_v2",
+    "num_key_value_heads": 8,
+    "kv_lora_rank": 16,
+    "q_lora_rank": None,
+    "qk_nope_head_dim": 8,
+    "qk_rope_head_dim": 4,
+    "v_head_dim": 6,
+    "n_routed_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 16,
+}
+
+
+def test_bytes_per_block_counts_every_layer() -> None:
+    config = config_from_hf(LLAMA)  # head_dim 8, 2 KV heads
+    assert kv_cache_bytes_per_block(config, 16, torch.bfloat16) == 3 * 16 * 2 * (8 + 8) * 2
+    mla = config_from_hf(DEEPSEEK)  # 8 heads of keys 12 wide, values 6 wide
+    assert kv_cache_bytes_per_block(mla, 4, torch.float32) == 3 * 4 * 8 * (12 + 6) * 4
+
+
+def test_allocate_shapes_and_write() -> None:
+    caches = allocate_kv_caches(config_from_hf(DEEPSEEK), 5, 4, torch.float32)
+    assert len(caches) == 3
+    assert caches[0].key.shape == (5, 4, 8, 12)
+    assert caches[0].value.shape == (5, 4, 8, 6)
+    key, value = torch.randn(2, 8, 12), torch.randn(2, 8, 6)
+    caches[1].write(torch.tensor([0, 13]), key, value)  # slot 13 = block 3, offset 1
+    assert torch.equal(caches[1].key[3, 1], key[1])
+    assert torch.equal(caches[1].value[0, 0], value[0])
+    assert caches[0].key.abs().sum() == 0
+
+
+def test_bad_sizes_raise() -> None:
+    with pytest.raises(ValueError, match="num_blocks"):
+        allocate_kv_caches(config_from_hf(LLAMA), 0, 4, torch.float32)
+    with pytest.raises(ValueError, match="block_size"):
+        kv_cache_bytes_per_block(config_from_hf(LLAMA), 0, torch.float32)
+    with pytest.raises(ValueError, match="agree"):
+        KVCache(torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 2, 8))
