@@ -199,12 +199,17 @@ def _merges_from_vocab(
     tokens that exist, best-ranked token first, then the longer left half first (the order
     transformers' converter produces, so ids match the reference)."""
     keyed: list[tuple[float, int, int, int, str, str]] = []
+    extend = keyed.extend  # this loop visits ~1.5M cuts for Gemma's 262k tokens: keep it tight
     for order, (piece, index) in enumerate(vocab.items()):
+        n = len(piece)
+        if n < 2:
+            continue
         rank = -ranks[index]
-        for cut in range(1, len(piece)):
-            left, right = piece[:cut], piece[cut:]
-            if left in vocab and right in vocab:
-                keyed.append((rank, -cut, cut - len(piece), order, left, right))
+        extend(
+            (rank, -cut, cut - n, order, piece[:cut], piece[cut:])
+            for cut in range(1, n)
+            if piece[:cut] in vocab and piece[cut:] in vocab
+        )
     keyed.sort()
     return [(left, right) for *_, left, right in keyed]
 
