@@ -133,7 +133,11 @@ def register(app: typer.Typer) -> None:
         if not records:
             out.console.print("no models yet; `hearth pull smollm2` fetches the default one")
             return
-        table = Table("NAME", "ID", "SIZE", "PARAMS", "QUANT", "LICENSE", "CREATED", box=None)
+        from hearth.licenses import commercial_marker
+
+        # COMM: commercial use allowed (yes / cond / no / ?), from hearth.licenses
+        headers = ("NAME", "ID", "SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED")
+        table = Table(*headers, box=None, pad_edge=False, padding=(0, 1))
         for r in records:
             table.add_row(
                 r.name,
@@ -142,6 +146,7 @@ def register(app: typer.Typer) -> None:
                 _params(r.parameter_count),
                 r.quantization,
                 r.license_id or "-",
+                commercial_marker(r.license_id),
                 r.created.strftime("%Y-%m-%d"),
             )
         out.console.print(table)
@@ -155,11 +160,15 @@ def register(app: typer.Typer) -> None:
         """Show a model's card: facts, chat template and license."""
         import json
 
+        from hearth.licenses import get_facts
+
         out = Output.of(ctx, json_flag)
         record = _store().get(name)
+        lic = get_facts(record.license_id or "unknown")
         if out.json:
             data = record.summary()
             data["chat_template"] = record.chat_template
+            data["license"] = {"id": lic.id, "name": lic.name, "summary": lic.summary}
             data["license_signals"] = json.loads(record.license_signals)
             out.emit_json(data)
             return
@@ -171,13 +180,17 @@ def register(app: typer.Typer) -> None:
                 value = f"{_params(record.parameter_count)} ({record.parameter_count:,})"
             table.add_row(key.replace("_", " "), "-" if value is None else str(value))
         out.console.print(table)
-        out.console.print("\nlicense", highlight=False)
-        out.console.print(f"  {record.license_id or 'unknown'}", highlight=False, markup=False)
+        out.console.print(f"\nlicense: {lic.name} ({lic.id})", highlight=False, markup=False)
+        out.console.print(f"  {lic.summary}", highlight=False, markup=False)
+        out.console.print(
+            f"  `hearth license {record.name}` has the clauses and the policy verdict"
+        )
         out.console.print("\nchat template", highlight=False)
         out.console.print(
             record.chat_template or "  (none: a base model; prompt it with plain text)",
             highlight=False,
             markup=False,
+            soft_wrap=True,  # the template as written, not re-wrapped to the terminal
         )
 
     @app.command("rm")
@@ -226,4 +239,6 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
             )
         if not report.ok:
-            raise typer.Exit(1)
+            # SystemExit, not typer.Exit: with standalone_mode=False click returns an Exit's
+            # code instead of raising it, and `hearth.cli.main` would then exit 0
+            raise SystemExit(1)

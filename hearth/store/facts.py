@@ -1,6 +1,7 @@
 """The model-card facts the store keeps per model (architecture, size, quantization,
-context, license, chat template), and the license id from those facts. The readers for
-each format live in `gguf_file.py` and `hf_folder.py`. Knows nothing of blobs or names."""
+context, license, chat template), and the license id from those facts through
+`hearth.licenses.detect`. The readers for each format live in `gguf_file.py` and
+`hf_folder.py`. Knows nothing of blobs or names."""
 
 from __future__ import annotations
 
@@ -28,23 +29,19 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
-class LicenseFacts:
+class LicenseResult:
     license_id: str | None
-    signals_json: str  # JSON list; "[]" when no detector ran
+    signals_json: str  # JSON list of {"source", "license_id", "raw"}
 
 
-def detect_license(facts: ModelFacts) -> LicenseFacts:
-    """License id through `hearth.licenses.detect` when that module is present; else the raw
-    `general.license` / card `license:` value as found."""
-    try:
-        from hearth.licenses.detect import detect_license as detector
-    except ImportError:
-        # hearth.licenses.detect is written by the licenses layer; until it lands the raw
-        # value is the best id we have
-        raw = facts.license_raw.strip().lower() if facts.license_raw else None
-        return LicenseFacts(raw or None, "[]")
+def detect_license(facts: ModelFacts) -> LicenseResult:
+    """License id and signals through `hearth.licenses.detect` (strictest signal wins)."""
+    # same rank as the store; imported here so `hearth --help` does not load the table
+    from hearth.licenses.detect import detect_license as detector
+
     result = detector(**_detector_args(facts.license_inputs))
-    return LicenseFacts(result.license_id or None, json.dumps(_plain(result.signals)))
+    # a JSON list of {"source", "license_id", "raw"}: what `hearth license NAME` reads back
+    return LicenseResult(result.license_id or None, json.dumps(_plain(list(result.signals))))
 
 
 def _detector_args(inputs: Mapping[str, Any]) -> dict[str, Any]:

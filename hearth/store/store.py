@@ -6,6 +6,7 @@ networks, HTTP or how anything is printed (progress goes to a callback)."""
 from __future__ import annotations
 
 import builtins
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,10 @@ class Store:
             target = _name(name, default)
             label = str(target)
             folder = hub.download(hspec, self.staging_dir, _labelled(progress, f"download {label}"))
-            return self._import(folder, target, text, None, progress)
+            record = self._import(folder, target, text, None, progress)
+            # the blobs hold it now; an interrupted download keeps its folder to resume from
+            shutil.rmtree(folder, ignore_errors=True)
+            return record
         if Path(text).expanduser().exists():
             return self.import_path(Path(text).expanduser(), name, progress)
         model = ModelName.parse(text)

