@@ -136,8 +136,12 @@ def register(app: typer.Typer) -> None:
         from hearth.licenses import commercial_marker
 
         # COMM: commercial use allowed (yes / cond / no / ?), from hearth.licenses
-        headers = ("NAME", "ID", "SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED")
-        table = Table(*headers, box=None, pad_edge=False, padding=(0, 1))
+        table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+        # names and ids are never cut; the license column gives way on narrow terminals
+        table.add_column("NAME", no_wrap=True, min_width=max(len(r.name) for r in records))
+        table.add_column("ID", no_wrap=True, min_width=12)
+        for header in ("SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED"):
+            table.add_column(header, no_wrap=header != "LICENSE")
         for r in records:
             table.add_row(
                 r.name,
