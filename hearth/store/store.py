@@ -25,8 +25,7 @@ from hearth.errors import (
 from hearth.store import catalog, hub, pypi
 from hearth.store.blobs import BlobStore
 from hearth.store.facts import ModelFacts, detect_license
-from hearth.store.gguf_file import gguf_facts, is_gguf
-from hearth.store.hf_folder import hf_facts, is_hf_folder, model_files
+from hearth.store.local import EXPECTED, inspect_local
 from hearth.store.location import ModelLocation, link_folder, remove_link_folder
 from hearth.store.manifests import Manifest, ManifestFile, ManifestStore
 from hearth.store.names import ModelName
@@ -35,11 +34,6 @@ from hearth.store.verify import VerifyReport, verify_manifests
 
 # (label, bytes done, bytes total; 0 = unknown) -> None
 Progress = Callable[[str, int, int], None]
-
-EXPECTED = (
-    "expected a GGUF file (starting with the bytes 'GGUF') or a Hugging Face folder "
-    "with config.json and *.safetensors"
-)
 
 
 class Store:
@@ -134,7 +128,7 @@ class Store:
         progress: Progress | None,
     ) -> ModelRecord:
         # read and check everything before the first byte goes into the store
-        fmt, facts, files = _inspect(path)
+        fmt, facts, files = inspect_local(path)
         if catalog_license:
             facts.license_inputs["catalog_license"] = catalog_license
         self.blobs.clean_partials()
@@ -252,7 +246,7 @@ class Store:
         path = self.blobs.path(manifest.files[0].digest)
         if manifest.format == "hf":
             path = link_folder(self.models_dir, manifest, self.blobs)
-        _, facts, _ = _inspect(path)
+        _, facts, _ = inspect_local(path)
         if manifest.extra.get("catalog_license"):
             facts.license_inputs["catalog_license"] = manifest.extra["catalog_license"]
         record = _record(model, manifest, facts)
@@ -284,16 +278,6 @@ class Store:
     def _save(self, record: ModelRecord) -> None:
         with self._session() as s, s.begin():
             s.merge(record.to_row())
-
-
-def _inspect(path: Path) -> tuple[str, ModelFacts, builtins.list[tuple[str, Path]]]:
-    """(format, facts, [(relative path, file)]) of a local model, or a clear error."""
-    if path.is_file() and is_gguf(path):
-        return "gguf", gguf_facts(path), [("model.gguf", path)]
-    if is_hf_folder(path):
-        facts = hf_facts(path)
-        return "hf", facts, [(p.relative_to(path).as_posix(), p) for p in model_files(path)]
-    raise UnsupportedModelError(f"{path} is not a model: {EXPECTED}")
 
 
 def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRecord:
