@@ -111,7 +111,7 @@ class PrefixScorer:
 
     def _rows(self, ids: list[int]) -> torch.Tensor:
         common = 0
-        for a, b in zip(self.ids, ids):
+        for a, b in zip(self.ids, ids, strict=False):
             if a != b:
                 break
             common += 1
