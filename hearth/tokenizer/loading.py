@@ -171,9 +171,9 @@ def _set_bos_eos(backend: Backend, bos_id: int | None, eos_id: int | None) -> No
 
 
 def _vocab_type(backend: Backend) -> VocabType:
-    """How the vocabulary spells bytes, from tokenizer.json's components."""
-    spec = json.loads(backend.to_str())
-    if spec.get("model", {}).get("byte_fallback"):
+    """How the vocabulary spells bytes, from tokenizer.json's components (serialized one by
+    one: the whole tokenizer can be tens of MB)."""
+    if getattr(backend.model, "byte_fallback", False):
         return "byte_fallback"
-    parts = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
-    return "byte_level" if '"ByteLevel"' in parts else "raw"
+    parts = [c.__getstate__() for c in (backend.pre_tokenizer, backend.decoder) if c is not None]
+    return "byte_level" if any(b'"ByteLevel"' in part for part in parts) else "raw"

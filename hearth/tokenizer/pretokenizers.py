@@ -44,7 +44,39 @@ _DEEPSEEK3 = (
     r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"""
     r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_CJK = "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
+
+
+def _char_class(spec: str) -> str:
+    """A regex character class from code points ("0041-005A 00B5 ...").
+
+    Written as numbers because several of these characters (Ω U+2126, K U+212A, ι U+1FBE...)
+    are replaced by their canonical equivalents wherever text gets normalized, which would turn
+    a range like U+1FD6-U+1FDB into an empty one."""
+    parts = []
+    for item in spec.split():
+        first, _, last = item.partition("-")
+        parts.append(chr(int(first, 16)) + (f"-{chr(int(last, 16))}" if last else ""))
+    return "[" + "".join(parts) + "]"
+
+
+# Cased letters as DeepSeek LLM's tokenizer lists them (Latin, Greek, Cyrillic, Armenian,
+# Georgian, Cherokee, letterlike symbols, fullwidth, Deseret, Osage, ...).
+_DEEPSEEK_LETTERS = """
+    0041-005A 0061-007A 00B5 00C0-00D6 00D8-00F6 00F8-01BA 01BC-01BF 01C4-0293 0295-02AF
+    0370-0373 0376-0377 037B-037D 037F 0386 0388-038A 038C 038E-03A1 03A3-03F5 03F7-0481
+    048A-052F 0531-0556 10A0-10C5 13A0-13F5 13F8-13FD 1C90-1CBA 1CBD-1CBF 1D00-1D2B 1D6B-1D77
+    1D79-1D9A 1E00-1F15 1F18-1F1D 1F20-1F45 1F48-1F4D 1F50-1F57 1F59 1F5B 1F5D 1F5F-1F7D
+    1F80-1FB4 1FB6-1FBC 1FBE 1FC2-1FC4 1FC6-1FCC 1FD0-1FD3 1FD6-1FDB 1FE0-1FEC 1FF2-1FF4
+    1FF6-1FFC 2102 2107 210A-2113 2115 2119-211D 2124 2126 2128 212A-212D 212F-2134 2139
+    213C-213F 2145-2149 214E 2183-2184 2C00-2C7B 2C7E-2CE4 2CEB-2CEE 2CF2-2CF3 A640-A66D
+    A680-A69B A722-A76F A771-A787 A78B-A78E AB70-ABBF FB00-FB06 FB13-FB17 FF21-FF3A FF41-FF5A
+    10400-1044F 104B0-104D3 104D8-104FB 10C80-10CB2 10CC0-10CF2 118A0-118DF 1E900-1E943
+"""
+# ASCII punctuation, fullwidth punctuation, curly quotes, ideographic space and full stops
+_DEEPSEEK_PUNCT = "0021-002F 003A-007E FF01-FF0F FF1A-FF5E 2018-201F 3000-3002"
+_CJK = _char_class("4E00-9FA5 0800-4E00 AC00-D7FF") + "+"
+# a word: anything but whitespace, "(", "|", ")" and . , ! ? … 。 ， 、 । ۔ ،
+_BLOOM = r" ?[^(\s|.,!?" + "\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c" + ")]+"
 
 _SPLITS: dict[str, tuple[str, ...]] = {
     "gpt2": (_GPT2,),
@@ -56,16 +88,16 @@ _SPLITS: dict[str, tuple[str, ...]] = {
     "falcon": (r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]"),
     "deepseek-llm": (
         r"[\r\n]",
-        r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
-        r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
+        r"\s?" + _char_class(_DEEPSEEK_LETTERS) + "+",
+        r"\s?" + _char_class(_DEEPSEEK_PUNCT) + "+",
         r"\s+$",
         _CJK,
         r"\p{N}+",
     ),
     "deepseek-coder": (r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", _CJK, r"\p{N}"),
-    "deepseek-v3": (r"\p{N}{1,3}", "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+", _DEEPSEEK3),
-    "bloom": (r" ?[^(\s|.,!?…。，、।۔،)]+",),
-    "viking": (r" ?[^(\s|.,!?…。，、।۔،)]+", r"\p{N}"),
+    "deepseek-v3": (r"\p{N}{1,3}", _char_class("4E00-9FA5 3040-309F 30A0-30FF") + "+", _DEEPSEEK3),
+    "bloom": (_BLOOM,),
+    "viking": (_BLOOM, r"\p{N}"),
     # llama.cpp's fallback for a BPE vocabulary whose pre-tokenizer it does not know
     "default": (r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"),
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.tokenizer import Tokenizer, load_tokenizer
+from hearth.tokenizer import Tokenizer, load_tokenizer, tokenizer_from_gguf_metadata
 
 PROSE = [
     "The quick brown fox jumps over the lazy dog.",
@@ -132,6 +132,78 @@ def make_corpus(n_random: int = 1300, seed: int = 1234) -> list[str]:
             text = text[a:b] or text
         corpus.append(text)
     return corpus
+
+
+PIECES = [
+    "▁",
+    "e",
+    "h",
+    "l",
+    "o",
+    "P",
+    "a",
+    "r",
+    "i",
+    "s",
+    "t",
+    "▁t",
+    "he",
+    "▁the",
+    "▁P",
+    "ar",
+    "is",
+]
+PIECES += [
+    "▁Par",
+    "▁Paris",
+    "▁is",
+    "ll",
+    "▁he",
+    "▁hell",
+    "▁hello",
+    "lo",
+    "▁a",
+    "▁cap",
+    "it",
+    "al",
+    "▁capital",
+]
+PIECES += ["c", "p", "▁c", "ca", "ap", "ta", "▁i"]
+
+
+def synthetic_spm_metadata() -> dict:  # type: ignore[type-arg]
+    """A small Llama-2-style SentencePiece vocabulary as GGUF metadata: unk/bos/eos, 256 byte
+    tokens, then pieces with scores (the longer, the better) and no merges."""
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *PIECES]
+    types = [2, 3, 3, *([6] * 256), *([1] * len(PIECES))]
+    scores = [
+        0.0,
+        0.0,
+        0.0,
+        *([0.0] * 256),
+        *(-100.0 + 10 * len(p) - i * 0.01 for i, p in enumerate(PIECES)),
+    ]
+    return {
+        "general.architecture": "llama",
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.scores": scores,
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.unknown_token_id": 0,
+    }
+
+
+@pytest.fixture
+def spm_metadata() -> dict:  # type: ignore[type-arg]
+    return synthetic_spm_metadata()
+
+
+@pytest.fixture(scope="session")
+def spm_tokenizer() -> Tokenizer:
+    """A tiny SentencePiece tokenizer (prefix space, byte fallback) rebuilt from metadata."""
+    return tokenizer_from_gguf_metadata(synthetic_spm_metadata())
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,80 @@
+"""Rebuilding GGUF vocabularies: Gemma 3's derived merges are exactly transformers' converter
+output, a generic SentencePiece vocabulary (merges derived from scores, prefix space) encodes
+like transformers' converter builds it, and unknown vocabulary kinds are refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hearth.errors import UnsupportedModelError
+from hearth.tokenizer import Tokenizer, tokenizer_from_gguf_metadata
+from hearth.tokenizer.gguf_vocab import byte_alphabet
+
+
+def test_gemma3_vocab_and_merges_equal_transformers_conversion(
+    gemma3_tokenizer: Tokenizer, hf_gemma3_tokenizer
+) -> None:  # type: ignore[no-untyped-def]
+    ours = json.loads(gemma3_tokenizer.backend.to_str())
+    theirs = json.loads(hf_gemma3_tokenizer.backend_tokenizer.to_str())
+    assert ours["model"]["vocab"] == theirs["model"]["vocab"]
+    # 514,906 merges derived from the vocabulary, in the same order
+    assert ours["model"]["merges"] == theirs["model"]["merges"]
+    assert len(ours["model"]["merges"]) > 500_000
+    specials = {(t["id"], t["content"], t["special"]) for t in ours["added_tokens"]}
+    assert specials == {(t["id"], t["content"], t["special"]) for t in theirs["added_tokens"]}
+
+
+def test_sentencepiece_vocab_encodes_like_transformers(
+    spm_tokenizer: Tokenizer, spm_metadata: dict
+) -> None:  # type: ignore[type-arg]
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+
+    meta = spm_metadata
+    reference, _ = convert_gguf_tokenizer(
+        "llama",
+        {
+            "tokenizer_type": "llama",
+            "tokens": meta["tokenizer.ggml.tokens"],
+            "scores": meta["tokenizer.ggml.scores"],
+            "token_type": meta["tokenizer.ggml.token_type"],
+        },
+    )
+    texts = [
+        "the Paris",
+        "hello",
+        "the capital is Paris",
+        " hello  the",
+        "Pé 😀 x",
+        "",
+        "he\nll\to",
+        "<s>hello",
+    ]
+    for text in texts:
+        ids = spm_tokenizer.encode(text, add_special_tokens=False)
+        assert ids == reference.encode(text, add_special_tokens=False).ids, text
+        assert spm_tokenizer.decode(ids) == reference.decode(ids, skip_special_tokens=True)
+        if not text.startswith(
+            " "
+        ):  # a leading space merges into the prefix space SentencePiece adds
+            assert spm_tokenizer.decode(ids) == text.replace("<s>", "")
+    # SentencePiece writes a space in front of the text and the decoder removes it again
+    assert spm_tokenizer.id_to_token(spm_tokenizer.encode("Paris", False)[0]) == "▁Paris"
+    # add_bos defaults to true for SentencePiece files, as in llama.cpp
+    assert spm_tokenizer.encode("hello")[0] == 1
+    assert spm_tokenizer.vocab_type == "byte_fallback" and spm_tokenizer.eos_ids == {2}
+
+
+def test_byte_alphabet_is_gpt2s() -> None:
+    table = byte_alphabet()
+    assert len(set(table.values())) == 256
+    assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ" and table[ord("A")] == "A"
+
+
+def test_unknown_vocabulary_kind_is_refused_by_name(spm_metadata: dict) -> None:  # type: ignore[type-arg]
+    meta = spm_metadata | {"tokenizer.ggml.model": "bert"}
+    with pytest.raises(UnsupportedModelError, match=r"'bert'.*gpt2, llama"):
+        tokenizer_from_gguf_metadata(meta)
+    with pytest.raises(UnsupportedModelError, match=r"no tokenizer\.ggml\.tokens"):
+        tokenizer_from_gguf_metadata({"tokenizer.ggml.model": "gpt2"})
