@@ -60,6 +60,12 @@ class OpenAICompletionsLM:
     def close(self) -> None:
         self._client.close()
 
+    def __enter__(self) -> OpenAICompletionsLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _post(self, payload: dict[str, Any]) -> httpx.Response:
         try:
             return self._client.post(self._url, json=payload)

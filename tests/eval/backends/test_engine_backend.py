@@ -1,0 +1,44 @@
+"""The engine backend against the engine's documented generate API (prompt ids in,
+prompt_logprobs with ranks out). Until hearth.engine.llm.LLM lands, the API is served by
+a stand-in computing with a tiny transformers model; the numbers must equal the
+in-process reference, and a task's requests must go in one call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eval_tiny_lm import HFEngineStandIn, HFReferenceLM
+
+from hearth.eval.backends.engine_backend import EngineLM
+from hearth.eval.lm import GenerationRequest
+from hearth.eval.tasks import get_task
+from hearth.eval.tasks.base import Settings
+
+
+def test_loglikelihood_equals_reference_in_one_call(
+    eval_data: Path, tiny_hf_model: Any, tiny_tokenizer: Any, reference_lm: HFReferenceLM
+) -> None:
+    items = get_task("arc_challenge").build(eval_data, Settings(num_fewshot=2, limit=3))
+    requests = [r for item in items for r in item.requests]
+    engine = HFEngineStandIn(tiny_hf_model, tiny_tokenizer)
+    lm = EngineLM(engine, tiny_tokenizer.encode)
+    got = lm.loglikelihood(requests)
+    want = reference_lm.loglikelihood(requests)
+    assert [g for g, _ in got] == pytest.approx([w for w, _ in want], abs=1e-4)
+    assert [g for _, g in got] == [w for _, w in want]
+    assert engine.calls == [len(requests)]
+
+
+def test_generate_and_truncation(tiny_hf_model: Any, tiny_tokenizer: Any, reference_lm: HFReferenceLM) -> None:
+    engine = HFEngineStandIn(tiny_hf_model, tiny_tokenizer)
+    lm = EngineLM(engine, tiny_tokenizer.encode, max_model_len=64)
+    reqs = [GenerationRequest("Question: 2+2?\nAnswer:", ("Question:",), 8)] * 2
+    assert lm.generate_until(reqs) == reference_lm.generate_until(reqs[:1]) * 2
+    assert engine.calls == [2]
+    long_context = "word " * 200
+    ((ll, _),) = lm.loglikelihood([(long_context, " end")])
+    assert ll < 0  # left-truncated to fit the 64-token context, still scored
+    with pytest.raises(ValueError, match="batch_size"):
+        EngineLM(engine, tiny_tokenizer.encode, batch_size=0)
