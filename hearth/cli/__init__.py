@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "hearth.cli.store_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
+    "hearth.cli.serve_cmds",
 ]
 
 app = typer.Typer(

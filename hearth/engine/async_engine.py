@@ -148,6 +148,25 @@ class AsyncEngine:
             engine.abort(request_id)
             self._streams.pop(request_id, None)
 
+    async def embed(self, prompts: list[str | list[int]]) -> tuple[list[list[float]], list[int]]:
+        """Pooled, normalised hidden states of each prompt (embeddings.py) and each prompt's
+        token count. Runs between steps (it holds the engine lock) in a worker thread."""
+
+        def run() -> tuple[list[list[float]], list[int]]:
+            from hearth.engine.embeddings import pooled_embeddings
+
+            ids = [self.engine.tokenize(p) for p in prompts]
+            for one in ids:
+                if len(one) > self.engine.max_model_len:
+                    from hearth.errors import ContextLengthError
+
+                    raise ContextLengthError(len(one), self.engine.max_model_len)
+            with self._engine_lock() as engine:
+                vectors = pooled_embeddings(engine.runner.model, ids, engine.config.block_size)
+            return vectors, [len(one) for one in ids]
+
+        return await asyncio.to_thread(run)
+
     def metrics(self) -> EngineMetrics:
         with self._engine_lock() as engine:
             return engine.metrics()

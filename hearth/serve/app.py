@@ -1,0 +1,162 @@
+"""`create_app(settings, options)`: the FastAPI application — OpenAI routes under /v1,
+Ollama routes under /api, `GET /` ("hearth is running"), `/health`, `/metrics` — with the
+error mapping, the body limit, CORS (closed unless origins are configured), one access-log
+line per request, request metrics, and the model pool's lifecycle. Knows nothing of how it
+is served (server.py runs uvicorn) and never touches tensors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hearth import __version__
+from hearth.config import Settings
+from hearth.serve import errors, ollama_routes, openai_routes
+from hearth.serve.auth import require_key
+from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
+from hearth.serve.metrics import CONTENT_TYPE, ServerMetrics
+from hearth.serve.model_pool import ModelPool
+from hearth.serve.options import ServeOptions
+from hearth.serve.state import ServerState, get_state, new_request_id
+
+if TYPE_CHECKING:
+    from hearth.store import Store
+
+access_log = logging.getLogger("hearth.serve.access")
+
+
+class AccessLogMiddleware:
+    """Request id (X-Request-Id), request metrics, and one log line per request:
+    method, path, status, model, prompt/output tokens, TTFT, duration."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, enabled: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state.setdefault("request_id", new_request_id())
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", str(state["request_id"]).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            took = time.perf_counter() - start
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.duration.labels(label).observe(took)
+            if self.enabled:
+                ttft = state.get("ttft_s")
+                access_log.info(
+                    "%s %s %s %d model=%s prompt_tokens=%s output_tokens=%s ttft=%s "
+                    "duration=%.3fs key=%s",
+                    state.get("request_id"),
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    state.get("model", "-"),
+                    state.get("prompt_tokens", "-"),
+                    state.get("output_tokens", "-"),
+                    f"{ttft:.3f}s" if isinstance(ttft, float) else "-",
+                    took,
+                    state.get("key_name") or "-",
+                )
+
+
+def create_app(
+    settings: Settings,
+    options: ServeOptions | None = None,
+    *,
+    store: Store | None = None,
+    preload: Sequence[str] = (),
+    pool: ModelPool | None = None,
+) -> FastAPI:
+    """The server application. `preload`: model names loaded (and pinned) at startup.
+    `pool`: share another app's loaded models (tests, several listeners)."""
+    from hearth.store import Store
+
+    options = options or ServeOptions.from_settings(settings)
+    if pool is None:
+        pool = ModelPool(settings, options, store or Store(settings, options.staging_dir))
+    own_pool = pool
+    metrics = ServerMetrics(own_pool.snapshots)
+    state = ServerState(
+        settings=settings,
+        options=options,
+        pool=own_pool,
+        admission=Admission(options.max_running, options.max_queue),
+        rate_limiter=RateLimiter(options.rate_limit_per_minute),
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_pool.start()
+        for name in preload:
+            await own_pool.get(name, pin=True)
+        try:
+            yield
+        finally:
+            await own_pool.close()
+
+    app = FastAPI(
+        title="hearth",
+        version=__version__,
+        description="OpenAI-compatible (/v1) and Ollama-compatible (/api) API for local models.",
+        lifespan=lifespan,
+    )
+    app.state.hearth = state
+    errors.install(app)
+    app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.public)
+    app.include_router(ollama_routes.router)
+
+    @app.get("/", response_class=PlainTextResponse, tags=["health"])
+    @app.head("/", response_class=PlainTextResponse, include_in_schema=False)
+    async def root() -> str:
+        return "hearth is running"
+
+    @app.get("/health", tags=["health"])
+    async def health(st: ServerState = Depends(get_state)) -> JSONResponse:
+        return JSONResponse({"status": "ok", "models_loaded": [m.name for m in st.pool.loaded()]})
+
+    @app.get("/metrics", dependencies=[Depends(require_key)], tags=["health"])
+    async def prometheus(st: ServerState = Depends(get_state)) -> Response:
+        body = await asyncio.to_thread(st.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=options.max_body_bytes)
+    if options.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(AccessLogMiddleware, metrics=metrics, enabled=options.access_log)
+    return app

@@ -1,0 +1,180 @@
+"""What both API surfaces share once a request is parsed: SamplingParams from their
+parameters, chat prompts through the model's template, and `Generation`, which admits a
+request into the bounded queue, streams the engine's outputs, records TTFT / inter-token
+latency / token counts, and aborts the sequence when the consumer goes away (closing the
+iterator closes the engine stream, which aborts the request). Never touches tensors."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth.engine.outputs import RequestOutput
+from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import InvalidParameterError, UserInputError
+from hearth.serve.limits import Admission
+from hearth.serve.metrics import ServerMetrics
+from hearth.serve.model_pool import LoadedModel
+
+_SEED_MOD = 2**62  # the engine adds the choice index to the seed; keep it in range
+
+
+def no_vision(model: LoadedModel) -> UserInputError:
+    return InvalidParameterError(
+        "images",
+        f"model '{model.name}' has no vision input ({model.record.architecture} is text-only); "
+        "remove the images or use a vision model",
+    )
+
+
+def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
+    """SamplingParams from request values (None = the default), checked against the model:
+    logit_bias token ids must be in its vocabulary."""
+    given = {k: v for k, v in values.items() if v is not None}
+    bias = given.pop("logit_bias", None)
+    if bias is not None:
+        vocab = model.llm.config.vocab_size
+        parsed: dict[int, float] = {}
+        for key, value in dict(bias).items():
+            try:
+                token = int(key)
+            except (TypeError, ValueError):
+                raise InvalidParameterError(
+                    "logit_bias", f"logit_bias: keys must be token ids (integers), got {key!r}"
+                ) from None
+            if not 0 <= token < vocab:
+                raise InvalidParameterError(
+                    "logit_bias", f"logit_bias: token id {token} is outside 0..{vocab - 1}"
+                )
+            parsed[token] = float(value)
+        given["logit_bias"] = parsed
+    if "seed" in given:
+        given["seed"] = int(given["seed"]) % _SEED_MOD
+    stop = given.get("stop")
+    if isinstance(stop, str):
+        given["stop"] = (stop,)
+    elif stop is not None:
+        if len(stop) > 16:
+            raise InvalidParameterError("stop", "stop: at most 16 stop strings")
+        given["stop"] = tuple(stop)
+    return SamplingParams(**given)
+
+
+def check_max_tokens(
+    model: LoadedModel, num_prompt: int, max_tokens: int | None, name: str
+) -> None:
+    """OpenAI refuses a completion that cannot fit rather than truncating it silently."""
+    room = model.max_model_len - num_prompt
+    if max_tokens is not None and max_tokens > room:
+        raise InvalidParameterError(
+            name,
+            f"{name}: {max_tokens} new tokens plus the {num_prompt}-token prompt exceed the "
+            f"context of {model.max_model_len} tokens; ask for at most {max(room, 0)} or "
+            "shorten the prompt",
+        )
+
+
+def chat_prompt(
+    model: LoadedModel,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[dict[str, Any]] | None = None,
+    template: str | None = None,
+) -> list[int]:
+    """Token ids of a conversation rendered by the model's chat template (or `template`, a
+    Jinja chat template given with the request)."""
+    tok = model.tokenizer
+    if template is not None:
+        from hearth.tokenizer import ChatTemplate
+
+        try:
+            text = ChatTemplate(template).render(
+                [dict(m) for m in messages], add_generation_prompt=True, tools=tools
+            )
+        except Exception as exc:  # a user template: any failure is the user's to fix
+            raise InvalidParameterError("template", f"template: cannot render it: {exc}") from exc
+        return list(tok.encode(text, add_special_tokens=False))
+    return list(tok.encode_chat(list(messages), add_generation_prompt=True, tools=tools))
+
+
+def encode(model: LoadedModel, text: str) -> list[int]:
+    return list(model.tokenizer.encode(text))
+
+
+@dataclass
+class Generation:
+    """One request's run through the engine, with its timing (for usage, Ollama's
+    durations and the access log)."""
+
+    model: LoadedModel
+    prompt: list[int]
+    params: SamplingParams
+    request_id: str
+    admission: Admission
+    metrics: ServerMetrics
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    ended: float | None = None
+    num_prompt_tokens: int = 0
+    num_output_tokens: int = 0
+    final: RequestOutput | None = None
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    async def stream(self) -> AsyncIterator[RequestOutput]:
+        """The engine's outputs. Leaving early (or being cancelled) aborts the request."""
+        name = self.model.name
+        async with self.admission.slot():
+            gen = self.model.engine.generate(self.prompt, self.params, self.request_id)
+            last = None
+            async with contextlib.aclosing(gen):  # type: ignore[type-var]
+                async for out in gen:
+                    now = time.perf_counter()
+                    new = sum(len(o.delta_token_ids) for o in out.outputs)
+                    if new:
+                        if self.first_token_at is None:
+                            self.first_token_at = now
+                            self.metrics.ttft.labels(name).observe(now - self.started)
+                        elif last is not None:
+                            self.metrics.itl.labels(name).observe((now - last) / new)
+                        last = now
+                        self.num_output_tokens += new
+                        self.metrics.generation_tokens.labels(name).inc(new)
+                    if not self.num_prompt_tokens:
+                        self.num_prompt_tokens = len(out.prompt_token_ids)
+                        self.metrics.prompt_tokens.labels(name).inc(self.num_prompt_tokens)
+                    if out.finished:
+                        self.final = out
+                        self.ended = now
+                    yield out
+
+    async def run(self) -> RequestOutput:
+        """Run to the end; the final output."""
+        async for _ in self.stream():
+            pass
+        assert self.final is not None
+        return self.final
+
+
+async def first_then_rest(gen: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
+    """Wait for the first output before a streaming response starts, so that bad input, a
+    full queue or a too-long prompt still get a proper status code; then stream the rest."""
+    try:
+        first = await gen.__anext__()
+    except BaseException:
+        await gen.aclose()  # type: ignore[attr-defined]
+        raise
+
+    async def rest() -> AsyncIterator[RequestOutput]:
+        try:
+            yield first
+            async for out in gen:
+                yield out
+        finally:
+            await gen.aclose()  # type: ignore[attr-defined]
+
+    return rest()

@@ -1,0 +1,245 @@
+"""ModelPool: the models the server holds. A model loads on first use (through the license
+gate, use="serve"), stays while requests use it, and unloads after `keep_alive` idle seconds
+(default 5 min; negative = never; 0 = right after the request), or earlier, least recently
+used first, when loading another would pass `max_loaded_models` or the memory budget — as
+Ollama does. Models named at startup are pinned (never unloaded by time).
+
+All bookkeeping happens on the server's event loop; loading and unloading run in worker
+threads. Never touches tensors: loading goes through `hearth.engine.llm.LLM`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from hearth.config import Settings
+from hearth.errors import CapacityError
+from hearth.serve.options import ServeOptions
+
+if TYPE_CHECKING:
+    from hearth.engine.async_engine import AsyncEngine
+    from hearth.engine.llm import LLM
+    from hearth.engine.metrics import EngineMetrics
+    from hearth.store import ModelRecord, Store
+
+log = logging.getLogger("hearth.serve")
+GIB = 1024**3
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One model in memory: its store record, the loaded LLM (tokenizer, config, engine) and
+    the async engine the routes stream from."""
+
+    name: str
+    record: ModelRecord
+    llm: LLM
+    engine: AsyncEngine
+    size_bytes: int
+    load_duration_s: float
+    keep_alive_s: float
+    pinned: bool = False
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.llm.tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self.llm.max_model_len
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When it unloads if nothing uses it again (None: never)."""
+        if self.pinned or self.keep_alive_s < 0:
+            return None
+        idle_for = 0.0 if self.active else time.monotonic() - self.last_used
+        return datetime.now(UTC) + timedelta(seconds=max(self.keep_alive_s - idle_for, 0))
+
+
+class ModelPool:
+    def __init__(self, settings: Settings, options: ServeOptions, store: Store) -> None:
+        self.settings = settings
+        self.options = options
+        self.store = store
+        self.models: dict[str, LoadedModel] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start unloading expired models (call on the server's loop)."""
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for name in list(self.models):
+            await self.unload(name)
+
+    async def _reap(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            for model in list(self.models.values()):
+                if self._expired(model):
+                    await self.unload(model.name)
+
+    def _expired(self, model: LoadedModel) -> bool:
+        if model.active or model.pinned or model.keep_alive_s < 0:
+            return False
+        return time.monotonic() - model.last_used >= model.keep_alive_s
+
+    # -- use ------------------------------------------------------------------------------
+    async def record(self, name: str) -> ModelRecord:
+        """The store record of `name` (InvalidNameError / ModelNotFoundError otherwise)."""
+        return await asyncio.to_thread(self.store.get, name)
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str, keep_alive_s: float | None = None) -> AsyncIterator[LoadedModel]:
+        """The loaded model `name` (loading it first), held while the block runs. A given
+        keep_alive replaces the model's (as Ollama does), counted from the end of the use."""
+        model = await self.get(name, keep_alive_s)
+        model.active += 1
+        try:
+            yield model
+        finally:
+            model.active -= 1
+            model.last_used = time.monotonic()
+            if self._expired(model) and self.models.get(model.name) is model:
+                await self.unload(model.name)
+
+    async def get(
+        self, name: str, keep_alive_s: float | None = None, pin: bool = False
+    ) -> LoadedModel:
+        record = await self.record(name)
+        key = record.name
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            model = self.models.get(key)
+            if model is not None and model.record.digest != record.digest:
+                await self.unload(key)  # re-pulled under the same name: load the new one
+                model = None
+            if model is None:
+                model = await self._load(record, keep_alive_s)
+                self.models[key] = model
+        if keep_alive_s is not None:
+            model.keep_alive_s = keep_alive_s
+        model.pinned = model.pinned or pin
+        model.last_used = time.monotonic()
+        return model
+
+    async def _load(self, record: ModelRecord, keep_alive_s: float | None) -> LoadedModel:
+        estimate = self._estimate_bytes(record)
+        await self._make_room(estimate)
+        start = time.perf_counter()
+        llm, warnings = await asyncio.to_thread(self._load_sync, record)
+        for warning in warnings:
+            log.warning("%s: %s", record.name, warning)
+        from hearth.engine.async_engine import AsyncEngine
+
+        took = time.perf_counter() - start
+        log.info("loaded %s in %.1f s", record.name, took)
+        return LoadedModel(
+            name=record.name,
+            record=record,
+            llm=llm,
+            engine=AsyncEngine(llm.engine),
+            size_bytes=_loaded_bytes(llm) or estimate,
+            load_duration_s=took,
+            keep_alive_s=self.options.keep_alive_s if keep_alive_s is None else keep_alive_s,
+        )
+
+    def _load_sync(self, record: ModelRecord) -> tuple[LLM, list[str]]:
+        import torch
+
+        from hearth.engine.llm import LLM
+        from hearth.licenses import detection_from_stored, enforce
+
+        warnings = enforce(
+            detection_from_stored(record.license_id, record.license_signals),
+            "serve",
+            self.settings,
+            record.digest,
+        )
+        # the blob's own path: a name never reaches the filesystem as a path
+        location = self.store.locate(record.name)
+        llm = LLM(
+            location.path,
+            dtype=getattr(torch, self.options.dtype),
+            kv_cache_gb=self.options.kv_cache_gb,
+            max_model_len=self.options.max_model_len,
+            settings=self.settings,
+        )
+        llm.model_name = record.name
+        return llm, warnings
+
+    def _estimate_bytes(self, record: ModelRecord) -> int:
+        weights = record.parameter_count * _DTYPE_BYTES[self.options.dtype]
+        return int(weights + (self.options.kv_cache_gb or 0) * GIB)
+
+    async def _make_room(self, needed: int) -> None:
+        """Unload idle models, least recently used first, until `needed` more bytes and one
+        more model fit; CapacityError when the busy ones alone leave no room."""
+        budget = int(self.options.memory_budget_gb * GIB)
+
+        def full() -> bool:
+            over_count = 0 < self.options.max_loaded_models <= len(self.models)
+            used = sum(m.size_bytes for m in self.models.values())
+            return over_count or (budget > 0 and used + needed > budget)
+
+        while full():
+            idle = [m for m in self.models.values() if not m.active and not m.pinned]
+            if not idle:
+                raise CapacityError(
+                    f"no room to load another model: {len(self.models)} loaded and busy "
+                    f"(max_loaded_models={self.options.max_loaded_models}, memory budget "
+                    f"{self.options.memory_budget_gb:g} GB); retry when a request finishes, or "
+                    "raise --max-loaded-models / --memory-budget-gb",
+                    retry_after=5,
+                )
+            victim = min(idle, key=lambda m: m.last_used)
+            log.info("unloading %s to make room", victim.name)
+            await self.unload(victim.name)
+
+    async def unload(self, name: str) -> bool:
+        """Unload `name` now (requests still running on it are aborted)."""
+        model = self.models.pop(name, None)
+        if model is None:
+            return False
+        await asyncio.to_thread(model.engine.shutdown)
+        log.info("unloaded %s", name)
+        return True
+
+    def loaded(self) -> list[LoadedModel]:
+        return sorted(self.models.values(), key=lambda m: m.name)
+
+    def snapshots(self) -> list[tuple[str, EngineMetrics]]:
+        """Engine counters of every loaded model (takes each engine's lock briefly: call
+        from a worker thread)."""
+        return [(m.name, m.engine.metrics()) for m in list(self.models.values())]
+
+
+def _loaded_bytes(llm: LLM) -> int:
+    """Weights + KV cache actually allocated."""
+    total = 0
+    with contextlib.suppress(Exception):
+        model: Any = llm.engine.runner.model
+        total += sum(p.numel() * p.element_size() for p in model.parameters())
+        total += sum(t.numel() * t.element_size() for t in model.buffers())
+        for cache in llm.engine.runner.kv_caches:
+            total += cache.key.numel() * cache.key.element_size()
+            total += cache.value.numel() * cache.value.element_size()
+    return total

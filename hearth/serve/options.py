@@ -1,0 +1,88 @@
+"""ServeOptions: the server's knobs (limits, pool, safety), checked when built. Settings
+carries the user-level defaults (host, port, keep_alive, max_queue, CORS); `from_settings`
+starts from them. Knows nothing of FastAPI or the engine."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from hearth.config import Settings
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """host / port: where to listen (anything but a loopback address needs an API key).
+    max_body_bytes: larger request bodies get 413.
+    rate_limit_per_minute: requests per minute per API key (or per client address when
+        auth is off); 0 = no limit.
+    max_running: generation requests the engines work on at once; max_queue: how many more
+        may wait; beyond that, 503 with Retry-After.
+    keep_alive_s: idle time before a model unloads (negative = never; 0 = right away).
+    max_loaded_models / memory_budget_gb: LRU-unload idle models to stay under these
+        (0 = no limit). kv_cache_gb / max_model_len / dtype: how each model is loaded.
+    staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
+
+    host: str = "127.0.0.1"
+    port: int = 11435
+    max_body_bytes: int = 4 * MIB
+    rate_limit_per_minute: int = 0
+    max_running: int = 64
+    max_queue: int = 256
+    keep_alive_s: float = 300.0
+    max_loaded_models: int = 3
+    memory_budget_gb: float = 0.0
+    kv_cache_gb: float | None = None
+    max_model_len: int | None = None
+    dtype: str = "float32"
+    cors_origins: tuple[str, ...] = ()
+    staging_dir: Path | None = None
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        for name in ("max_body_bytes", "max_running"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.memory_budget_gb < 0:
+            raise ValueError(f"memory_budget_gb must be >= 0, got {self.memory_budget_gb}")
+        if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
+            raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if "*" in self.cors_origins and len(self.cors_origins) > 1:
+            raise ValueError("cors_origins: '*' must be the only origin when given")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> ServeOptions:
+        values: dict[str, object] = {
+            "host": settings.host,
+            "port": settings.port,
+            "keep_alive_s": settings.keep_alive_s,
+            "max_queue": settings.max_queue,
+            "cors_origins": settings.cors_origins,
+            "kv_cache_gb": settings.kv_cache_gb or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

@@ -1,0 +1,42 @@
+"""ServerState: what every route needs (settings, options, the model pool, the bounded
+queue, the rate limiter, metrics), held on `app.state.hearth`; `get_state` is the FastAPI
+dependency that hands it over, and `new_request_id` names requests. Knows nothing of
+routes."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from hearth.config import Settings
+from hearth.serve.limits import Admission, RateLimiter
+from hearth.serve.metrics import ServerMetrics
+from hearth.serve.model_pool import ModelPool
+from hearth.serve.options import ServeOptions
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    options: ServeOptions
+    pool: ModelPool
+    admission: Admission
+    rate_limiter: RateLimiter
+    metrics: ServerMetrics
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.hearth
+    return state
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def note(request: Request, **values: object) -> None:
+    """Facts for the access-log line (model, tokens, ttft)."""
+    for key, value in values.items():
+        setattr(request.state, key, value)
