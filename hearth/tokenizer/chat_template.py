@@ -66,6 +66,18 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+# Names clients use for an assistant message's reasoning. Templates read `reasoning_content`
+# (Qwen3, DeepSeek-R1) or `thinking` (gpt-oss); fill both from whichever is given, as HF does.
+_REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
+
+
+def _alias_reasoning(message: Message) -> Message:
+    reasoning = next((message[k] for k in _REASONING_KEYS if message.get(k) is not None), None)
+    if reasoning is None:
+        return message
+    return {"thinking": reasoning, **message, "reasoning_content": reasoning}
+
+
 class ChatTemplate:
     """One compiled chat template. `render` raises UserInputError carrying the template's own
     message when the template rejects the conversation (e.g. roles that do not alternate)."""
@@ -102,7 +114,7 @@ class ChatTemplate:
         (bos_token, eos_token, enable_thinking, ...)."""
         try:
             return self._template.render(
-                messages=list(messages),
+                messages=[_alias_reasoning(m) for m in messages],
                 tools=list(tools) if tools is not None else None,
                 documents=list(documents) if documents is not None else None,
                 add_generation_prompt=add_generation_prompt,

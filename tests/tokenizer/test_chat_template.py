@@ -137,6 +137,17 @@ def test_helper_templates_match_transformers(
         assert datetime.date.today().strftime("%d %b %Y") in with_tools
 
 
+def test_reasoning_is_passed_under_the_names_templates_read(hf_smollm2_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    template = "{% for m in messages %}[{{ m.reasoning_content }}|{{ m.thinking }}]{{ m.content }}{% endfor %}"
+    messages = [USER, {"role": "assistant", "content": "Paris.", "reasoning": "France → Paris"}]
+    rendered = ChatTemplate(template).render(messages)
+    assert rendered == hf_smollm2_tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False
+    )
+    assert "[France → Paris|France → Paris]Paris." in rendered
+    assert "reasoning_content" not in messages[1]  # the caller's messages are not modified
+
+
 def test_template_errors_become_user_input_errors() -> None:
     alternating = ChatTemplate(GEMMA_STYLE)
     with pytest.raises(UserInputError, match="roles must alternate"):
