@@ -92,12 +92,10 @@ def build_gguf_backend(metadata: Mapping[str, Any]) -> GGUFVocab:
 
     if model == "gpt2":
         backend, vocab_type = _byte_level_bpe(metadata, tokens), "byte_level"
-        add_bos_default = bpe_split_for(metadata.get("tokenizer.ggml.pre")).ignore_merges
+        add_bos_default = bpe_split_for(metadata.get("tokenizer.ggml.pre")).add_bos_default
     elif model == "llama":
         add_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))
-        backend = _sentencepiece_bpe(
-            metadata, tokens, gemma=arch in _GEMMA_ARCHS, add_prefix=add_prefix
-        )
+        backend = _sentencepiece_bpe(metadata, tokens, arch=arch, add_prefix=add_prefix)
         vocab_type, add_bos_default = "byte_fallback", True
     else:
         raise UnsupportedModelError(
@@ -143,9 +141,9 @@ def _byte_level_bpe(metadata: Mapping[str, Any], tokens: list[str]) -> Tokenizer
 
 
 def _sentencepiece_bpe(
-    metadata: Mapping[str, Any], tokens: list[str], *, gemma: bool, add_prefix: bool
+    metadata: Mapping[str, Any], tokens: list[str], *, arch: str, add_prefix: bool
 ) -> Tokenizer:
-    if gemma:
+    if arch in _GEMMA_ARCHS:
         tokens = _gemma_tokens(tokens)
         # Gemma's scores do not follow its merge order; the order of the tokens in the file does.
         ranks: Sequence[float] = [-i for i in range(len(tokens))]
@@ -165,7 +163,14 @@ def _sentencepiece_bpe(
         decoders.ByteFallback(),
         decoders.Fuse(),
     ]
-    if add_prefix:
+    if arch == "phi3":
+        # Phi-3's own tokenizer.json prepends the space with a normalizer, i.e. to every piece
+        # of text between special tokens, not only to the start of the input.
+        backend.normalizer = normalizers.Sequence(
+            [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+        )
+        steps.append(decoders.Strip(content=" ", left=1))
+    elif add_prefix:
         # SentencePiece writes a space before the text; the decoder takes it off again.
         backend.pre_tokenizer = pre_tokenizers.Metaspace(
             replacement="▁", prepend_scheme="first", split=False

@@ -103,7 +103,8 @@ _SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 # `tokenizer.ggml.pre` value -> (regex family, ignore_merges). ignore_merges: the original
-# tokenizer looks a whole piece up in the vocabulary before merging (Llama 3, Tekken).
+# tokenizer looks a whole piece up in the vocabulary before merging (Llama 3, Tekken); these
+# are also the vocabularies llama.cpp adds BOS to when the file does not say.
 _PRE_NAMES: dict[str, tuple[str, bool]] = {
     **dict.fromkeys(
         ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"),
@@ -161,6 +162,11 @@ class BpeSplit:
     regexes: tuple[str, ...]
     ignore_merges: bool
     known: bool  # False: the name is not in the table and llama.cpp's default is used
+
+    @property
+    def add_bos_default(self) -> bool:
+        """Whether BOS is added when the file has no `tokenizer.ggml.add_bos_token`."""
+        return self.ignore_merges
 
     def pre_tokenizer(self) -> pre_tokenizers.PreTokenizer:
         """Split by each regex in turn, then map bytes to the byte-level alphabet."""

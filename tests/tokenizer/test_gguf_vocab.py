@@ -26,14 +26,17 @@ def test_gemma3_vocab_and_merges_equal_transformers_conversion(
     assert specials == {(t["id"], t["content"], t["special"]) for t in theirs["added_tokens"]}
 
 
-def test_sentencepiece_vocab_encodes_like_transformers(
-    spm_tokenizer: Tokenizer, spm_metadata: dict
-) -> None:  # type: ignore[type-arg]
+@pytest.mark.parametrize("arch", ["llama", "phi3"])
+def test_sentencepiece_vocab_encodes_like_transformers(arch: str, spm_metadata: dict) -> None:  # type: ignore[type-arg]
+    """A generic SentencePiece file (merges derived from scores) and Phi-3's variant (the prefix
+    space before every piece of text, also after special tokens), against transformers'
+    GGUF converter given the same vocabulary."""
     from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
 
-    meta = spm_metadata
+    meta = spm_metadata | {"general.architecture": arch}
+    ours = tokenizer_from_gguf_metadata(meta)
     reference, _ = convert_gguf_tokenizer(
-        "llama",
+        arch,
         {
             "tokenizer_type": "llama",
             "tokens": meta["tokenizer.ggml.tokens"],
@@ -49,21 +52,23 @@ def test_sentencepiece_vocab_encodes_like_transformers(
         "Pé 😀 x",
         "",
         "he\nll\to",
-        "<s>hello",
     ]
+    texts += ["<s>hello", "hello</s>the", "a <s> b"]
     for text in texts:
-        ids = spm_tokenizer.encode(text, add_special_tokens=False)
+        ids = ours.encode(text, add_special_tokens=False)
         assert ids == reference.encode(text, add_special_tokens=False).ids, text
-        assert spm_tokenizer.decode(ids) == reference.decode(ids, skip_special_tokens=True)
-        if not text.startswith(
-            " "
-        ):  # a leading space merges into the prefix space SentencePiece adds
-            assert spm_tokenizer.decode(ids) == text.replace("<s>", "")
+        assert ours.decode(ids) == reference.decode(ids, skip_special_tokens=True)
     # SentencePiece writes a space in front of the text and the decoder removes it again
-    assert spm_tokenizer.id_to_token(spm_tokenizer.encode("Paris", False)[0]) == "▁Paris"
+    assert ours.id_to_token(ours.encode("Paris", False)[0]) == "▁Paris"
+    assert ours.decode(ours.encode("the capital is Paris")) == "the capital is Paris"
     # add_bos defaults to true for SentencePiece files, as in llama.cpp
-    assert spm_tokenizer.encode("hello")[0] == 1
-    assert spm_tokenizer.vocab_type == "byte_fallback" and spm_tokenizer.eos_ids == {2}
+    assert ours.encode("hello")[0] == 1
+    assert ours.vocab_type == "byte_fallback" and ours.eos_ids == {2}
+    # Phi-3 spells the text after a special token with a leading "▁"; Llama does not
+    after_special = ours.encode("<s>hello", add_special_tokens=False)[1:]
+    assert [ours.id_to_token(i) for i in after_special] == (
+        ["▁hello"] if arch == "phi3" else ["he", "ll", "o"]
+    )
 
 
 def test_byte_alphabet_is_gpt2s() -> None:
