@@ -134,41 +134,12 @@ def make_corpus(n_random: int = 1300, seed: int = 1234) -> list[str]:
     return corpus
 
 
-PIECES = [
-    "▁",
-    "e",
-    "h",
-    "l",
-    "o",
-    "P",
-    "a",
-    "r",
-    "i",
-    "s",
-    "t",
-    "▁t",
-    "he",
-    "▁the",
-    "▁P",
-    "ar",
-    "is",
-]
-PIECES += [
-    "▁Par",
-    "▁Paris",
-    "▁is",
-    "ll",
-    "▁he",
-    "▁hell",
-    "▁hello",
-    "lo",
-    "▁a",
-    "▁cap",
-    "it",
-    "al",
-    "▁capital",
-]
-PIECES += ["c", "p", "▁c", "ca", "ap", "ta", "▁i"]
+# pieces of a toy SentencePiece vocabulary ("▁" is SentencePiece's space)
+_PIECES_TEXT = (
+    "▁ e h l o P a r i s t c p ▁t he ▁the ▁P ar is ▁Par ▁Paris ▁is ll ▁he ▁hell ▁hello lo ▁a "
+    "▁cap it al ▁capital ▁c ca ap ta ▁i"
+)
+PIECES = _PIECES_TEXT.split()
 
 
 def synthetic_spm_metadata() -> dict:  # type: ignore[type-arg]
@@ -176,13 +147,8 @@ def synthetic_spm_metadata() -> dict:  # type: ignore[type-arg]
     tokens, then pieces with scores (the longer, the better) and no merges."""
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *PIECES]
     types = [2, 3, 3, *([6] * 256), *([1] * len(PIECES))]
-    scores = [
-        0.0,
-        0.0,
-        0.0,
-        *([0.0] * 256),
-        *(-100.0 + 10 * len(p) - i * 0.01 for i, p in enumerate(PIECES)),
-    ]
+    piece_scores = [-100.0 + 10 * len(p) - i * 0.01 for i, p in enumerate(PIECES)]
+    scores = [0.0] * (3 + 256) + piece_scores
     return {
         "general.architecture": "llama",
         "tokenizer.ggml.model": "llama",
