@@ -217,41 +217,47 @@ def register(app: typer.Typer) -> None:
                 bars[name] = progress.add_task(name, total=total)
             progress.update(bars[name], completed=done, total=total)
 
+        def _run_one(task: Any) -> TaskReport:
+            shots = task.num_fewshot if num_fewshot is None else num_fewshot
+            task_settings = TaskSettings(
+                num_fewshot=shots, seed=seed, limit=limit, max_gen_tokens=max_gen_tokens
+            )
+            spec = RunSpec(
+                model_name=model,
+                task=task.name,
+                num_fewshot=shots,
+                seed=seed,
+                limit=limit,
+                max_gen_tokens=max_gen_tokens,
+                model_digest=digest,
+                backend=backend,
+            )
+            return run_task(
+                lm,
+                task,
+                root,
+                task_settings,
+                spec,
+                store,
+                resume=resume,
+                samples_dir=samples_dir,
+                progress=on_progress,
+            )
+
         try:
             with progress:
                 for task in task_list:
-                    shots = task.num_fewshot if num_fewshot is None else num_fewshot
-                    task_settings = TaskSettings(
-                        num_fewshot=shots, seed=seed, limit=limit, max_gen_tokens=max_gen_tokens
-                    )
-                    spec = RunSpec(
-                        model_name=model,
-                        task=task.name,
-                        num_fewshot=shots,
-                        seed=seed,
-                        limit=limit,
-                        max_gen_tokens=max_gen_tokens,
-                        model_digest=digest,
-                        backend=backend,
-                    )
-                    reports.append(
-                        run_task(
-                            lm,
-                            task,
-                            root,
-                            task_settings,
-                            spec,
-                            store,
-                            resume=resume,
-                            samples_dir=samples_dir,
-                            progress=on_progress,
-                        )
-                    )
+                    reports.append(_run_one(task))
         except KeyboardInterrupt:
             Output.error(
-                "interrupted: the items scored so far are stored; rerun the same command with --resume to continue"
+                "interrupted: the items scored so far are stored; rerun the same command "
+                "with --resume to continue"
             )
             raise typer.Exit(130) from None
+        finally:
+            close = getattr(lm, "close", None)
+            if close is not None:
+                close()  # the HTTP client's connections
 
         data = [_report_json(r) for r in reports]
         if output is not None:

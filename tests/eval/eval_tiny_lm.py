@@ -8,11 +8,13 @@ Imported by tests under tests/eval and tests/cli (not a conftest: both need it).
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,15 @@ class TinyTokenizer:
         )
         texts = []
         for name in ("arc_challenge/train.jsonl", "gsm8k/test_subset100_seed1234.jsonl"):
-            texts += (DATA / name).read_text(encoding="utf-8").splitlines()[:300]
+            texts += (DATA / name).read_text(encoding="utf-8").split("\n")[:150]
         tok.train_from_iterator(texts, trainer)
         self.tok = tok
+
+    @property
+    def pieces(self) -> list[str]:
+        if not hasattr(self, "_pieces"):
+            self._pieces = [self.decode([i]) for i in range(self.vocab_size)]
+        return self._pieces
 
     @property
     def vocab_size(self) -> int:
@@ -93,48 +101,61 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass
+class TokenStats:
+    """Per prompt position p >= 1: log-probability of token p given tokens < p, its rank,
+    and the most likely token there with its log-probability. Lists of length n - 1."""
+
+    logprob: list[float]
+    rank: list[int]
+    top_id: list[int]
+    top_logprob: list[float]
+
+
 class PrefixScorer:
-    """Log-probability rows for a token sequence, reusing the KV cache and rows of the
-    previous sequence up to their common prefix (a one-entry prefix cache: consecutive
-    requests share few-shot contexts, as in an engine with prefix caching)."""
+    """TokenStats for a token sequence, reusing the KV cache and the stats of the previous
+    sequence up to their common prefix (a one-entry prefix cache: consecutive requests
+    share few-shot contexts, as in an engine with prefix caching)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.ids: list[int] = []
         self.cache: Any = None
-        self.rows: torch.Tensor | None = None  # (len(ids), V): row p predicts token p+1
+        self.stats = TokenStats([], [], [], [])
 
     @torch.inference_mode()
-    def logprob_rows(self, ids: list[int]) -> torch.Tensor:
+    def score(self, ids: list[int]) -> TokenStats:
         with one_thread():
-            return self._rows(ids)
+            return self._score(ids)
 
-    def _rows(self, ids: list[int]) -> torch.Tensor:
+    def _score(self, ids: list[int]) -> TokenStats:
         common = 0
         for a, b in zip(self.ids, ids, strict=False):
             if a != b:
                 break
             common += 1
-        common = min(common, len(ids) - 1)  # at least one token to run
-        if common == 0 or self.cache is None:
+        # the distribution after token common-1 is reused, but it now scores a different
+        # next token: rerun from token common-1 (keeping tokens < common-1 cached)
+        keep = max(0, min(common, len(ids) - 1) - 1)
+        if keep == 0 or self.cache is None:
             out = self.model(torch.tensor([ids]), use_cache=True)
-            rows = torch.log_softmax(out.logits[0].float(), dim=-1)
         else:
-            assert self.rows is not None
-            if len(self.ids) > common:  # transformers 5: crop(-n) drops the last n tokens
-                self.cache.crop(common - len(self.ids))
-            out = self.model(torch.tensor([ids[common:]]), past_key_values=self.cache, use_cache=True)
-            rows = torch.cat([self.rows[:common], torch.log_softmax(out.logits[0].float(), dim=-1)])
-        self.ids, self.cache, self.rows = list(ids), out.past_key_values, rows
-        return rows
-
-
-def token_logprobs(scorer: PrefixScorer, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logprob of each token given its prefix, the distribution before it), for
-    positions 1..n-1. Shapes: (n-1,), (n-1, V)."""
-    logp = scorer.logprob_rows(ids)[:-1]
-    target = torch.tensor(ids[1:])
-    return logp.gather(1, target[:, None])[:, 0], logp
+            self.cache.crop(keep - len(self.ids))  # transformers 5: crop(-n) drops n tokens
+            out = self.model(torch.tensor([ids[keep:]]), past_key_values=self.cache, use_cache=True)
+        logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)  # (n - keep - 1, V)
+        target = torch.tensor(ids[keep + 1 :])
+        lp = logp.gather(1, target[:, None])[:, 0]
+        rank = (logp > lp[:, None]).sum(-1) + 1
+        top_lp, top_id = logp.max(-1)
+        old = self.stats
+        self.stats = TokenStats(
+            old.logprob[:keep] + lp.tolist(),
+            old.rank[:keep] + rank.tolist(),
+            old.top_id[:keep] + top_id.tolist(),
+            old.top_logprob[:keep] + top_lp.tolist(),
+        )
+        self.ids, self.cache = list(ids), out.past_key_values
+        return self.stats
 
 
 @torch.inference_mode()
@@ -169,10 +190,10 @@ class HFReferenceLM:
         out = []
         for context, continuation in requests:
             ctx, cont = encode_pair(self.tokenizer.encode, context, continuation)
-            lps, logp = token_logprobs(self.scorer, ctx + cont)
+            stats = self.scorer.score(ctx + cont)
             n = len(cont)
-            greedy_ok = bool((logp[-n:].argmax(-1) == torch.tensor(cont)).all())
-            out.append((float(lps[-n:].sum()), greedy_ok))
+            greedy_ok = stats.top_id[-n:] == cont
+            out.append((sum(stats.logprob[-n:]), greedy_ok))
         return out
 
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -187,7 +208,7 @@ def make_completions_app(model: Any, tokenizer: TinyTokenizer, min_max_tokens: i
     token_logprobs / top_logprobs / text_offset, greedy generation with stop strings.
     `min_max_tokens=1` imitates servers that reject max_tokens=0."""
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     app = FastAPI()
     app.state.requests = []
@@ -209,20 +230,21 @@ def make_completions_app(model: Any, tokenizer: TinyTokenizer, min_max_tokens: i
             choice: dict[str, Any] = {"index": index, "text": (prompt + text) if body.get("echo") else text}
             if body.get("echo") and body.get("logprobs"):
                 all_ids = ids + tokenizer.encode(text)[:max_tokens] if text else ids
-                lps, logp = token_logprobs(scorer, all_ids)
-                top = logp.argmax(-1)
-                gen_starts = [len(prompt)] * (len(all_ids) - len(ids))
+                stats = scorer.score(all_ids)
+                pieces = tokenizer.pieces  # id -> text, precomputed: decoding per token is slow
                 choice["logprobs"] = {
-                    "tokens": [tokenizer.decode([i]) for i in all_ids],
-                    "token_logprobs": [None, *(float(x) for x in lps)],
+                    "tokens": [pieces[i] for i in all_ids],
+                    "token_logprobs": [None, *stats.logprob],
                     "top_logprobs": [
                         None,
-                        *({tokenizer.decode([int(t)]): float(logp[p, t])} for p, t in enumerate(top)),
+                        *({pieces[t]: v} for t, v in zip(stats.top_id, stats.top_logprob, strict=True)),
                     ],
-                    "text_offset": starts + gen_starts,
+                    "text_offset": starts + [len(prompt)] * (len(all_ids) - len(ids)),
                 }
             choices.append(choice)
-        return {"object": "text_completion", "model": body.get("model"), "choices": choices}
+        # a Response, not a dict: FastAPI's jsonable_encoder walks every logprob (slow)
+        payload = {"object": "text_completion", "model": body.get("model"), "choices": choices}
+        return Response(json.dumps(payload), media_type="application/json")
 
     return app
 
@@ -266,12 +288,10 @@ class HFEngineStandIn:
         for n, ids in enumerate(prompts):
             plp: list[dict[int, Logprob] | None] | None = None
             if sampling_params.prompt_logprobs is not None:
-                lps, logp = token_logprobs(self.scorer, list(ids))
+                stats = self.scorer.score(list(ids))
                 plp = [None]
                 for pos in range(1, len(ids)):
-                    row = logp[pos - 1]
-                    rank = int((row > row[ids[pos]]).sum()) + 1
-                    plp.append({ids[pos]: Logprob(float(lps[pos - 1]), rank)})
+                    plp.append({ids[pos]: Logprob(stats.logprob[pos - 1], stats.rank[pos - 1])})
             text = (
                 ""
                 if sampling_params.prompt_logprobs is not None  # scoring: the token is unused

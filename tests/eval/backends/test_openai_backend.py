@@ -55,14 +55,19 @@ def test_bad_config_and_unreachable_server() -> None:
     assert completions_url("http://h:1/v1/") == "http://h:1/v1/completions"
     with pytest.raises(ValueError, match="base_url"):
         OpenAIConfig("localhost:8000", "m")
-    with OpenAICompletionsLM(OpenAIConfig("http://127.0.0.1:9", "m", timeout_s=2)) as lm:
-        with pytest.raises(UserInputError, match="cannot reach"):
-            lm.loglikelihood(REQUESTS[:1])
+    with (
+        OpenAICompletionsLM(OpenAIConfig("http://127.0.0.1:9", "m", timeout_s=2)) as lm,
+        pytest.raises(UserInputError, match="cannot reach"),
+    ):
+        lm.loglikelihood(REQUESTS[:1])
 
 
 def test_server_without_completions_is_an_error(tiny_hf_model: Any) -> None:
     from fastapi import FastAPI
 
-    with serve(FastAPI()) as url, OpenAICompletionsLM(OpenAIConfig(url, "m")) as lm:
-        with pytest.raises(HearthError, match="404"):
-            lm.loglikelihood(REQUESTS[:1])
+    with (
+        serve(FastAPI()) as url,
+        OpenAICompletionsLM(OpenAIConfig(url, "m")) as lm,
+        pytest.raises(HearthError, match="404"),
+    ):
+        lm.loglikelihood(REQUESTS[:1])

@@ -1,0 +1,115 @@
+"""`hearth eval` and `hearth leaderboard` through the real CLI entry point: every
+leaderboard task end to end with --limit 5 on a tiny random model behind a real
+OpenAI-compatible server on 127.0.0.1, the stored runs in the leaderboard, and the bad
+inputs (unknown task, --limit <= 0, missing data, unreachable server)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+from eval_tiny_lm import DATA, TinyTokenizer, make_completions_app, serve, tiny_model
+
+from hearth.cli import main
+
+
+def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())  # rich wraps lines at the terminal width
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    if not (DATA / "README.md").is_file():
+        pytest.skip(f"shared evaluation data not found at {DATA}")
+    tokenizer = TinyTokenizer()
+    with serve(make_completions_app(tiny_model(tokenizer.vocab_size), tokenizer)) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch: pytest.MonkeyPatch, hearth_home: Path) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("HEARTH_EVAL_DATA", str(DATA.resolve()))
+
+
+def test_leaderboard_tasks_end_to_end(capsys: pytest.CaptureFixture[str], server_url: str, tmp_path: Path, hearth_home: Path) -> None:
+    out_file = tmp_path / "results.json"
+    code, out, err = hearth(
+        capsys, "eval", "tiny", "--tasks", "leaderboard", "--limit", "5", "--backend", "openai",
+        "--base-url", server_url, "--model", "tiny-model", "--max-gen-tokens", "32",
+        "--json", "--output", str(out_file), "--log-samples",
+    )  # fmt: skip
+    assert code == 0, err
+    reports = json.loads(out)
+    assert json.loads(out_file.read_text()) == reports
+    assert [r["task"] for r in reports] == ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"]
+    by_task = {r["task"]: r for r in reports}
+    assert by_task["mmlu"]["num_items"] == 5 * 57
+    assert sum(1 for m in by_task["mmlu"]["results"] if m["subtask"]) == 57 + 0  # subjects
+    for r in reports:
+        assert r["limit"] == 5 and r["backend"] == "openai" and r["items_per_s"] > 0
+        assert all(0.0 <= m["value"] <= 1.0 for m in r["results"])
+        assert Path(r["samples_path"]).is_file()
+    assert {(m["metric"], m["subtask"]) for m in by_task["gsm8k"]["results"]} == {
+        ("exact_match", "strict-match"), ("exact_match", "flexible-extract"),
+    }  # fmt: skip
+
+    code, out, err = hearth(capsys, "leaderboard", "--format", "csv")
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.startswith("model,digest,arc_challenge,hellaswag,mmlu,truthfulqa_mc2,winogrande,gsm8k,average")
+    assert row.startswith("tiny *,")  # --limit 5 differs from the leaderboard's settings
+    arc = next(m for m in by_task["arc_challenge"]["results"] if m["metric"] == "acc_norm")
+    assert f"{100 * arc['value']:.2f}" in row
+    code, out, _ = hearth(capsys, "leaderboard")
+    assert "tiny *" in out and "settings differ" in out
+    code, out, _ = hearth(capsys, "leaderboard", "--format", "markdown")
+    assert out.startswith("| model |")
+
+
+def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture[str], server_url: str) -> None:
+    args = ("eval", "tiny", "--tasks", "winogrande", "--limit", "2", "--backend", "openai", "--base-url", server_url)
+    code, out, err = hearth(capsys, *args)
+    assert code == 0, err
+    assert "winogrande" in out and "acc" in out
+    code, out, err = hearth(capsys, *args, "--resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["num_resumed"] == 0  # complete runs are not resumed: a new run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--tasks", "arc_challenge,nope"), "unknown task 'nope'; known tasks: arc_challenge, hellaswag, mmlu, truthfulqa_mc2, winogrande, gsm8k"),
+        (("--tasks", "arc_challenge", "--limit", "0"), "--limit must be a positive"),
+        (("--tasks", "arc_challenge", "--limit", "-3"), "--limit must be a positive"),
+        (("--tasks", "arc_challenge", "--backend", "openai"), "needs --base-url"),
+        (("--tasks", "arc_challenge", "--backend", "vllm"), "--backend must be"),
+        (("--tasks", "arc_challenge", "--data-dir", "/nonexistent-eval-data"), "/nonexistent-eval-data/arc_challenge/test.jsonl not found"),
+        (("--tasks", "winogrande", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--limit", "1"), "cannot reach"),
+    ],
+)
+def test_bad_input(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
+    code, _, err = hearth(capsys, "eval", "tiny", *args)
+    assert code in (1, 2), err  # 2: bad argument, 1: missing data / server
+    assert message in err
+
+
+def test_leaderboard_empty_and_bad_format(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hearth(capsys, "leaderboard")
+    assert code == 0 and "no evaluation runs yet" in out
+    code, out, _ = hearth(capsys, "leaderboard", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = hearth(capsys, "leaderboard", "--format", "xml")
+    assert code == 2 and "--format must be one of" in err
