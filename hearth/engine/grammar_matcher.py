@@ -1,0 +1,315 @@
+"""Grammar masks for sampling: a `StructuredSpec` compiled against a tokenizer's vocabulary
+(llguidance), cached per (tokenizer, spec), one `GrammarMatcher` per sequence that masks
+logits, follows the sampled tokens and says when the grammar is complete. Compilation runs
+on a small thread pool (llguidance releases the GIL) so it never stalls other requests'
+decoding. Knows nothing of the scheduler, the model or HTTP: the engine hands it logits
+rows and sampled ids.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from hearth.engine.grammar_spec import StructuredSpec
+from hearth.errors import GrammarError
+
+if TYPE_CHECKING:
+    import llguidance
+    import tokenizers
+    import torch
+
+
+class TokenizerLike(Protocol):
+    """hearth's `Tokenizer` as seen from here: the `tokenizers` backend and its EOS ids."""
+
+    @property
+    def backend(self) -> tokenizers.Tokenizer: ...
+
+    @property
+    def eos_ids(self) -> Sequence[int]: ...
+
+
+@dataclass
+class GrammarStats:
+    """Counters the engine's metrics read (all monotonic; thread-safe updates)."""
+
+    constrained_requests: int = 0  # matchers handed out (one per constrained sequence)
+    compiles: int = 0  # cache misses: grammars compiled against a vocabulary
+    cache_hits: int = 0
+    compile_seconds: float = 0.0  # total time spent compiling
+    mask_steps: int = 0  # rows masked (one per constrained sequence per decode step)
+    mask_seconds: float = 0.0  # total time computing + applying masks
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def mean_mask_seconds(self) -> float:
+        """Mean mask time per constrained sequence per step."""
+        return self.mask_seconds / self.mask_steps if self.mask_steps else 0.0
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "constrained_requests": self.constrained_requests,
+                "compiles": self.compiles,
+                "cache_hits": self.cache_hits,
+                "compile_seconds": self.compile_seconds,
+                "mask_steps": self.mask_steps,
+                "mask_seconds": self.mask_seconds,
+                "mean_mask_seconds": self.mean_mask_seconds,
+            }
+
+
+class GrammarMatcher:
+    """The grammar state of one sequence. Not thread-safe: one sequence, one thread."""
+
+    def __init__(self, compiler: GrammarCompiler, matcher: llguidance.LLMatcher) -> None:
+        self.compiler = compiler
+        self._m = matcher
+        self._num_accepted = 0
+
+    def fill_mask(self, logits_row: torch.Tensor) -> None:
+        """Set every token the grammar forbids next to -inf, in place. `logits_row`: (V,),
+        V may exceed the tokenizer's vocabulary (padded LM heads): the padding is masked."""
+        self.compiler.apply_masks(logits_row.unsqueeze(0), [self])
+
+    def accept(self, token_id: int) -> None:
+        """Advance past a sampled token; GrammarError if the grammar forbids it (the
+        sampler ignored the mask: an engine bug, or a token forced from outside)."""
+        if not self._m.consume_token(int(token_id)):
+            raise GrammarError(
+                f"token {token_id} is not allowed by the grammar here ({self._m.get_error()}); "
+                "sample from masked logits"
+            )
+        self._num_accepted += 1
+
+    def is_finished(self) -> bool:
+        """True once the grammar cannot continue (only EOS may follow) or EOS was taken:
+        the engine can stop the sequence here."""
+        return bool(self._m.is_stopped())
+
+    def is_accepting(self) -> bool:
+        """True if stopping now leaves a complete match (EOS is allowed)."""
+        return bool(self._m.is_accepting())
+
+    def rollback(self, num_tokens: int) -> None:
+        """Undo the last `num_tokens` accepted tokens (speculative decoding, stop strings)."""
+        if not 0 <= num_tokens <= self._num_accepted:
+            raise ValueError(f"num_tokens must be in [0, {self._num_accepted}], got {num_tokens}")
+        if not self._m.rollback(num_tokens):
+            raise GrammarError(
+                f"grammar rollback of {num_tokens} tokens failed: {self._m.get_error()}"
+            )
+        self._num_accepted -= num_tokens
+
+    @property
+    def num_accepted(self) -> int:
+        return self._num_accepted
+
+
+class GrammarCompiler:
+    """Compiles specs against one tokenizer's vocabulary; an LRU of compiled grammars keyed
+    by spec; matchers are cheap copies (~10 µs) of the cached, never-advanced template."""
+
+    def __init__(
+        self,
+        tokenizer: TokenizerLike | tokenizers.Tokenizer,
+        *,
+        eos_ids: Sequence[int] | None = None,
+        cache_size: int = 128,
+        max_workers: int = 1,
+    ) -> None:
+        import llguidance
+
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        backend = getattr(tokenizer, "backend", tokenizer)
+        if eos_ids is None:
+            eos_ids = getattr(tokenizer, "eos_ids", None)
+        # a copy: padding/truncation settings must not leak into the vocabulary dump
+        backend = copy_backend(backend)
+        self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
+        # without eos_ids (a bare tokenizers.Tokenizer) llguidance infers EOS from the vocab
+        self._llt = llguidance.LLTokenizer(
+            backend.to_str(),
+            n_vocab=self.vocab_size,
+            eos_token=[int(i) for i in eos_ids] if eos_ids else None,
+        )
+        self.eos_ids: tuple[int, ...] = tuple(self._llt.eos_tokens)
+        self.stats = GrammarStats()
+        self._cache: OrderedDict[StructuredSpec, llguidance.LLMatcher] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="hearth-grammar"
+        )
+        # llguidance's own Rust threads compute batched masks in parallel
+        self._executor = llguidance.LLExecutor(num_threads=max(1, min(4, _cpu_count())))
+        self._num_words = (self.vocab_size + 31) // 32
+
+    def compile(self, spec: StructuredSpec) -> GrammarMatcher:
+        """A fresh matcher for one sequence; GrammarError if the spec cannot be compiled
+        against this vocabulary (e.g. a special token it names does not exist)."""
+        with self._lock:
+            template = self._cache.get(spec)
+            if template is not None:
+                self._cache.move_to_end(spec)
+        if template is None:
+            template = self._compile_template(spec)
+        else:
+            self.stats.add(cache_hits=1)
+        self.stats.add(constrained_requests=1)
+        return GrammarMatcher(self, template.deep_copy())
+
+    def compile_async(self, spec: StructuredSpec) -> Future[GrammarMatcher]:
+        """`compile` on the compiler's thread pool; the engine polls `.done()` and schedules
+        the sequence once its matcher is ready, decoding others meanwhile."""
+        return self._pool.submit(self.compile, spec)
+
+    def _compile_template(self, spec: StructuredSpec) -> llguidance.LLMatcher:
+        import llguidance
+
+        start = time.perf_counter()
+        matcher = llguidance.LLMatcher(self._llt, spec.backend_grammar, log_level=0)
+        if matcher.is_error():
+            raise GrammarError(
+                f"the {spec.kind} cannot be compiled for this model's vocabulary: "
+                f"{matcher.get_error()}"
+            )
+        self.stats.add(compiles=1, compile_seconds=time.perf_counter() - start)
+        with self._lock:
+            self._cache[spec] = matcher
+            self._cache.move_to_end(spec)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return matcher
+
+    def apply_masks(self, logits: torch.Tensor, matchers: Sequence[GrammarMatcher | None]) -> None:
+        """Mask a batch in place. `logits`: (B, V) with V >= 1; `matchers[i]` constrains row i,
+        None leaves the row untouched (unconstrained sequences batched with constrained)."""
+        import torch
+
+        if logits.dim() != 2 or logits.shape[0] != len(matchers):
+            raise ValueError(
+                f"logits must be (B, V) with B == len(matchers) = {len(matchers)}, "
+                f"got {tuple(logits.shape)}"
+            )
+        rows = [i for i, m in enumerate(matchers) if m is not None]
+        if not rows:
+            return
+        start = time.perf_counter()
+        bitmask = torch.empty((len(rows), self._num_words), dtype=torch.int32)  # (k, W)
+        pairs = [(matchers[i]._m, j) for j, i in enumerate(rows)]  # type: ignore[union-attr]
+        self._executor.unsafe_compute_mask_ptr(
+            pairs, bitmask.data_ptr(), self._num_words * 4, len(rows)
+        )
+        allowed = _unpack(bitmask, min(logits.shape[1], self.vocab_size), logits.device)  # (k, V')
+        # the engine's logits come out of inference mode; updating them in place is only
+        # allowed inside it
+        with torch.inference_mode():
+            if len(rows) == len(matchers):
+                _mask_rows(logits, allowed)
+            else:
+                index = torch.tensor(rows, device=logits.device)
+                selected = logits.index_select(0, index)  # (k, V)
+                _mask_rows(selected, allowed)
+                logits.index_copy_(0, index, selected)
+        self.stats.add(mask_steps=len(rows), mask_seconds=time.perf_counter() - start)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _mask_rows(logits: torch.Tensor, allowed: torch.Tensor) -> None:
+    """logits (k, V) in place; allowed (k, V') with V' <= V; columns >= V' are LM-head
+    padding beyond the vocabulary and are always masked."""
+    n = allowed.shape[1]
+    logits[:, :n].masked_fill_(~allowed, float("-inf"))
+    logits[:, n:] = float("-inf")
+
+
+def _unpack(bitmask: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """(k, W) int32 bitmask, bit j of word w = token 32w + j → (k, n) bool on `device`."""
+    import torch
+
+    if device.type == "cpu" and sys.byteorder == "little":
+        bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little", count=n)
+        return torch.from_numpy(bits.view(np.bool_))
+    # on an accelerator: ship the 32x smaller bitmask and unpack there
+    shifts = torch.arange(32, dtype=torch.int32, device=device)
+    words = bitmask.to(device, non_blocking=True)
+    return ((words.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)[:, :n]
+
+
+def copy_backend(backend: Any) -> tokenizers.Tokenizer:
+    import tokenizers
+
+    if not isinstance(backend, tokenizers.Tokenizer):
+        raise TypeError(
+            f"tokenizer must be hearth's Tokenizer or a tokenizers.Tokenizer, got {type(backend)}"
+        )
+    copy = tokenizers.Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# One compiler per live tokenizer object, so every engine sharing a tokenizer shares its
+# compiled grammars; weak keys let a dropped tokenizer take its cache with it.
+_COMPILERS: weakref.WeakKeyDictionary[Any, GrammarCompiler] = weakref.WeakKeyDictionary()
+_COMPILERS_LOCK = threading.Lock()
+
+
+def compiler_for(tokenizer: TokenizerLike | tokenizers.Tokenizer) -> GrammarCompiler:
+    """The shared `GrammarCompiler` of `tokenizer` (created on first use, ~0.2 s)."""
+    with _COMPILERS_LOCK:
+        compiler = _COMPILERS.get(tokenizer)
+        if compiler is None:
+            compiler = GrammarCompiler(tokenizer)
+            _COMPILERS[tokenizer] = compiler
+        return compiler
+
+
+def compile_matcher(
+    tokenizer: TokenizerLike | tokenizers.Tokenizer, spec: StructuredSpec
+) -> GrammarMatcher:
+    """A matcher for one sequence, from the compiled-grammar cache of `tokenizer`."""
+    return compiler_for(tokenizer).compile(spec)
+
+
+def compile_matcher_async(
+    tokenizer: TokenizerLike | tokenizers.Tokenizer, spec: StructuredSpec
+) -> Future[GrammarMatcher]:
+    """`compile_matcher` on a background thread; never blocks the decode loop."""
+    return compiler_for(tokenizer).compile_async(spec)
+
+
+def apply_masks(logits: torch.Tensor, matchers: Sequence[GrammarMatcher | None]) -> None:
+    """Mask a (B, V) batch in place; `matchers[i]` None leaves row i unconstrained."""
+    compilers = {id(m.compiler): m.compiler for m in matchers if m is not None}
+    if len(compilers) > 1:
+        raise ValueError("matchers in one batch must come from one tokenizer's compiler")
+    for compiler in compilers.values():
+        compiler.apply_masks(logits, matchers)
