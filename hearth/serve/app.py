@@ -95,13 +95,13 @@ def create_app(
     pool: ModelPool | None = None,
 ) -> FastAPI:
     """The server application. `preload`: model names loaded (and pinned) at startup.
-    `pool`: share another app's loaded models (tests, several listeners)."""
+    `pool`: share another app's loaded models (several listeners on one event loop); that
+    app starts and closes it."""
     from hearth.store import Store
 
     options = options or ServeOptions.from_settings(settings)
-    if pool is None:
-        pool = ModelPool(settings, options, store or Store(settings, options.staging_dir))
-    own_pool = pool
+    owns_pool = pool is None
+    own_pool = pool or ModelPool(settings, options, store or Store(settings, options.staging_dir))
     metrics = ServerMetrics(own_pool.snapshots)
     state = ServerState(
         settings=settings,
@@ -114,10 +114,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not owns_pool:  # the pool's owner runs its lifecycle
+            yield
+            return
         own_pool.start()
-        for name in preload:
-            await own_pool.get(name, pin=True)
         try:
+            for name in preload:
+                await own_pool.get(name, pin=True)
             yield
         finally:
             await own_pool.close()
