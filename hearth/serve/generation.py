@@ -14,7 +14,7 @@ from typing import Any
 
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
-from hearth.errors import InvalidParameterError, UserInputError
+from hearth.errors import ContextLengthError, InvalidParameterError, UserInputError
 from hearth.serve.limits import Admission
 from hearth.serve.metrics import ServerMetrics
 from hearth.serve.model_pool import LoadedModel
@@ -68,6 +68,8 @@ def check_max_tokens(
 ) -> None:
     """OpenAI refuses a completion that cannot fit rather than truncating it silently."""
     room = model.max_model_len - num_prompt
+    if room < 1:  # never truncate the prompt silently
+        raise ContextLengthError(num_prompt, model.max_model_len)
     if max_tokens is not None and max_tokens > room:
         raise InvalidParameterError(
             name,

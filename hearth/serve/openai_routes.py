@@ -340,8 +340,7 @@ async def completions(
         keep_output = req.max_tokens != 0
         gens = []
         for i, prompt in enumerate(prompts):
-            if req.max_tokens:
-                check_max_tokens(model, len(prompt), req.max_tokens, "max_tokens")
+            check_max_tokens(model, len(prompt), req.max_tokens or 1, "max_tokens")
             params = build_params(
                 model,
                 n=req.n,

@@ -64,7 +64,9 @@ class Served:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=300)
 
 
-def serve_apps(apps: list[FastAPI]) -> tuple[list[Listener], asyncio.AbstractEventLoop, threading.Thread]:
+def serve_apps(
+    apps: list[FastAPI],
+) -> tuple[list[Listener], asyncio.AbstractEventLoop, threading.Thread]:
     """Start uvicorn for each app, in order, on one loop in a daemon thread."""
     loop = asyncio.new_event_loop()
     listeners: list[Listener] = []
@@ -74,8 +76,14 @@ def serve_apps(apps: list[FastAPI]) -> tuple[list[Listener], asyncio.AbstractEve
     async def main() -> None:
         try:
             for app in apps:
-                config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                        lifespan="on", timeout_graceful_shutdown=2)
+                config = uvicorn.Config(
+                    app,
+                    host="127.0.0.1",
+                    port=0,
+                    log_level="warning",
+                    lifespan="on",
+                    timeout_graceful_shutdown=2,
+                )
                 server = uvicorn.Server(config)
                 server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
                 task = loop.create_task(server.serve())
@@ -88,8 +96,9 @@ def serve_apps(apps: list[FastAPI]) -> tuple[list[Listener], asyncio.AbstractEve
             failure.append(exc)
         ready.set()
 
-    thread = threading.Thread(target=lambda: (loop.create_task(main()), loop.run_forever()),
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: (loop.create_task(main()), loop.run_forever()), daemon=True
+    )
     thread.start()
     ready.wait(600)
     if failure:
@@ -106,7 +115,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     settings = load_settings({"HEARTH_HOME": str(home)})
     Store(settings).import_path(smollm2_gguf, MODEL)
     options = ServeOptions(
-        port=0, kv_cache_gb=0.15, max_model_len=1024, staging_dir=CACHE / "store-staging",
+        port=0,
+        kv_cache_gb=0.15,
+        max_model_len=1024,
+        staging_dir=CACHE / "store-staging",
         keep_alive_s=300,
     )
     main = create_app(settings, options, preload=[MODEL])
@@ -127,3 +139,4 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     asyncio.run_coroutine_threadsafe(finished(), loop).result(timeout=60)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=30)
+    loop.close()
