@@ -152,6 +152,12 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
                 f"({err.get('ctx', {}).get('error', 'parse error')}); send a JSON object",
                 None,
             )
+        if not loc and err.get("type") in ("model_attributes_type", "dict_type"):
+            return (
+                "the request body is not a JSON object; send one, with "
+                "`Content-Type: application/json`",
+                None,
+            )
         if param is None and where:
             param = where
         text = str(err.get("msg", "invalid value"))

@@ -215,13 +215,15 @@ def test_queue_full_is_503_with_retry_after(served) -> None:  # type: ignore[no-
     body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 200, "stream": True}
 
     async def run() -> tuple[int, str | None]:
-        async with httpx.AsyncClient(timeout=120) as http:
-            async with http.stream("POST", url, json=body) as first:
-                assert first.status_code == 200
-                lines = first.aiter_lines()  # held: dropping it would hang up
-                await lines.__anext__()  # the first request now holds the only slot
-                second = await http.post(url, json={**body, "stream": False})
-                return second.status_code, second.headers.get("retry-after")
+        async with (
+            httpx.AsyncClient(timeout=120) as http,
+            http.stream("POST", url, json=body) as first,
+        ):
+            assert first.status_code == 200
+            lines = first.aiter_lines()  # held: dropping it would hang up
+            await lines.__anext__()  # the first request now holds the only slot
+            second = await http.post(url, json={**body, "stream": False})
+            return second.status_code, second.headers.get("retry-after")
 
     status, retry = asyncio.run(run())
     assert status == 503 and retry is not None and int(retry) >= 1
