@@ -18,6 +18,7 @@ from hearth.errors import HearthError
 # verb-group modules, in the order their verbs appear in `hearth --help`
 COMMAND_MODULES = [
     "hearth.cli.store_cmds",
+    "hearth.cli.run_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
     "hearth.cli.serve_cmds",
