@@ -1,0 +1,109 @@
+"""The LLM API on real SmolLM2 weights: greedy batches (chunked) == alone == transformers,
+prefix caching, chat. One LLM for the session; every test leaves the pool empty."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hearth.engine.llm import LLM
+from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import ContextLengthError, InvalidParameterError
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "Write a haiku about rain.",
+    "What is 12 times 7?",
+    "Who wrote Romeo and Juliet?",
+    "Give me a synonym for happy.",
+    "Explain gravity in one sentence.",
+    "What language is spoken in Brazil?",
+]
+
+
+@pytest.fixture(scope="session")
+def smollm2_llm(smollm2_gguf: Path) -> LLM:
+    # a 64-token step budget: the 8 chat prompts (~35 tokens each) are prefilled in chunks
+    return LLM(smollm2_gguf, kv_cache_gb=0.25, max_model_len=1024, max_num_batched_tokens=64)
+
+
+@pytest.fixture
+def llm(smollm2_llm: LLM) -> Iterator[LLM]:
+    yield smollm2_llm
+    bm = smollm2_llm.engine.block_manager
+    assert not smollm2_llm.engine.requests
+    assert bm.num_free_blocks == bm.num_blocks
+
+
+def _three_ways(llm: LLM, hf_model: Any, questions: list[str], max_tokens: int) -> list[list[int]]:
+    """Greedy ids of the chat prompts run as one batch; asserts they equal each prompt run
+    alone and transformers' greedy `generate`."""
+    tok = llm.tokenizer
+    prompts = [tok.encode_chat([{"role": "user", "content": q}]) for q in questions]
+    params = SamplingParams(temperature=0, max_tokens=max_tokens)
+    batched = [o.outputs[0].token_ids for o in llm.generate(prompts, params)]
+    for prompt, got in zip(prompts, batched, strict=True):
+        alone = llm.generate([prompt], params)[0].outputs[0].token_ids
+        with torch.no_grad():
+            ref = hf_model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            )[0, len(prompt) :].tolist()
+        assert got == alone == ref, tok.decode(prompt)
+    return batched
+
+
+def test_batch_equals_alone_equals_transformers(llm: LLM, hf_smollm2_model: Any) -> None:
+    """3 prompts, 12 tokens: the everyday check (the full 8 x 32 one is marked slow)."""
+    batched = _three_ways(llm, hf_smollm2_model, QUESTIONS[:3], 12)
+    assert "Paris" in llm.tokenizer.decode(batched[0])
+
+
+@pytest.mark.slow
+def test_eight_prompts_32_tokens_equal_alone_and_transformers(
+    llm: LLM, hf_smollm2_model: Any
+) -> None:
+    _three_ways(llm, hf_smollm2_model, QUESTIONS, 32)
+
+
+def test_prefix_cache_on_real_weights(llm: LLM) -> None:
+    llm.engine.block_manager.reset_prefix_cache()
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randint(100, 40000, (200,), generator=g).tolist()
+    params = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+    llm.generate([[*shared, 500, 501]], params)
+    before = llm.engine.metrics()
+    second = [*shared, 900, 901, 902]
+    (cached,) = llm.generate([second], params)
+    after = llm.engine.metrics()
+    assert cached.num_cached_tokens == 192
+    assert after.prompt_tokens_total - before.prompt_tokens_total == len(second) - 192
+    llm.engine.block_manager.reset_prefix_cache()
+    (fresh,) = llm.generate([second], params)
+    assert fresh.num_cached_tokens == 0
+    assert fresh.outputs[0].token_ids == cached.outputs[0].token_ids
+
+
+def test_chat_and_text_prompts(llm: LLM) -> None:
+    (out,) = llm.chat(
+        [{"role": "user", "content": QUESTIONS[0]}], SamplingParams(temperature=0, max_tokens=20)
+    )
+    assert out.outputs[0].text == "The capital of France is Paris."
+    assert out.outputs[0].finish_reason == "stop"
+    (plain,) = llm.generate("The capital of France is", SamplingParams(temperature=0, max_tokens=5))
+    assert plain.prompt == "The capital of France is" and plain.outputs[0].text
+
+
+def test_bad_requests(llm: LLM) -> None:
+    with pytest.raises(ContextLengthError) as info:
+        llm.generate([list(range(5, 1200))])
+    assert "1195" in str(info.value) and "1024" in str(info.value)
+    with pytest.raises(InvalidParameterError):
+        llm.generate("hi", SamplingParams(max_tokens=0))
