@@ -22,8 +22,14 @@ def _blocks_used(metrics: str) -> float:
 
 async def _stream(http: httpx.AsyncClient, url: str, number: int, hang_up: bool) -> dict:  # type: ignore[type-arg]
     prompt = ", ".join([str(number)] * 6) + ","
-    body = {"model": MODEL, "prompt": prompt, "max_tokens": 200 if hang_up else 8,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": MODEL,
+        "prompt": prompt,
+        "max_tokens": 200 if hang_up else 8,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     text, usage, finish, chunks = "", None, None, 0
     async with http.stream("POST", url, json=body) as r:
         assert r.status_code == 200
@@ -73,6 +79,9 @@ def test_32_streams_and_8_hang_ups(served) -> None:  # type: ignore[no-untyped-d
     assert _blocks_used(metrics) == idle
     assert 'hearth_num_requests_running{model="smollm2:135m"} 0.0' in metrics
     # a greedy stream gives what the same request gives alone (batching changed nothing)
-    alone = httpx.post(url, json={"model": MODEL, "prompt": done[5]["prompt"], "max_tokens": 8,
-                                  "temperature": 0}, timeout=120).json()
+    alone = httpx.post(
+        url,
+        json={"model": MODEL, "prompt": done[5]["prompt"], "max_tokens": 8, "temperature": 0},
+        timeout=120,
+    ).json()
     assert alone["choices"][0]["text"] == done[5]["text"]
