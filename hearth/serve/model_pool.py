@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.config import Settings
@@ -177,12 +175,8 @@ class ModelPool:
             record.digest,
         )
         # the blob's own path: a name never reaches the filesystem as a path
-        location = self.store.locate(record.name)
-        path = location.path
-        if location.format == "gguf" and path.suffix.lower() != ".gguf":
-            path = self._gguf_link(path, record.digest)
         llm = LLM(
-            path,
+            self.store.locate(record.name).path,
             dtype=getattr(torch, self.options.dtype),
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
@@ -190,19 +184,6 @@ class ModelPool:
         )
         llm.model_name = record.name
         return llm, warnings
-
-    def _gguf_link(self, blob: Path, digest: str) -> Path:
-        """A `<digest>.gguf` symlink to a GGUF blob: the weights loader recognises GGUF files
-        by their suffix and store blobs have none."""
-        links = self.settings.home / "serve" / "gguf-links"
-        links.mkdir(parents=True, exist_ok=True)
-        link = links / f"{digest.removeprefix('sha256:')}.gguf"
-        if not link.exists():
-            tmp = links / f".{link.name}.{os.getpid()}.tmp"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(blob.resolve())
-            os.replace(tmp, link)
-        return link
 
     def _estimate_bytes(self, record: ModelRecord) -> int:
         weights = record.parameter_count * _DTYPE_BYTES[self.options.dtype]

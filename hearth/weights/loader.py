@@ -41,12 +41,18 @@ def load_hf_folder(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedWe
     )
 
 
+def is_gguf_file(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"GGUF"
+
+
 def load_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
     """Load a model from an HF folder (config.json + *.safetensors) or a .gguf file."""
     path = Path(path)
     if hf.is_hf_folder(path):
         return load_hf_folder(path, dtype)
-    if path.is_file() and path.suffix.lower() == ".gguf":
+    # by magic bytes, not suffix: store blobs are named by digest and have no extension
+    if path.is_file() and is_gguf_file(path):
         try:
             from hearth.weights.gguf import load_gguf  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:  # the GGUF loader lands in its own change

@@ -249,3 +249,13 @@ def test_unknown_rope_scaling_is_named(tmp_path: Path) -> None:
     _write(path, "llama", meta, tensors)
     with pytest.raises(UnsupportedModelError, match=r"llama\.rope\.scaling\.type is 'wavy'"):
         load_gguf(path)
+
+
+def test_load_weights_recognises_gguf_without_suffix(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """Store blobs are named by digest: the loader must know a GGUF by its magic bytes."""
+    from hearth.weights.loader import load_weights
+
+    blob = tmp_path / "sha256-0123abcd"
+    blob.symlink_to(smollm2_gguf)
+    loaded = load_weights(blob)
+    assert loaded.config.num_hidden_layers == 30
