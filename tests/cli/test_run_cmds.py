@@ -1,0 +1,101 @@
+"""`hearth run` driven as a real terminal program (pexpect): answers, keeps history,
+/clear, /set, Ctrl-C cancels an answer and the prompt comes back, /bye exits 0; one-shot
+mode with a prompt from stdin; bad options."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+
+TIMEOUT = 240  # loading the model on a busy 2-core machine can be slow
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "HEARTH_HOME": str(home), "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def _args(gguf: Path) -> list[str]:
+    return ["-m", "hearth", "run", str(gguf), "--temperature", "0", "--ctx", "1024"]
+
+
+def _prompt_tokens(child: pexpect.spawn) -> int:
+    child.expect(r"prompt tokens: (\d+)", timeout=TIMEOUT)
+    return int(child.match.group(1))
+
+
+def test_repl_answers_keeps_history_cancels_and_exits(smollm2_gguf: Path, tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        [*_args(smollm2_gguf), "--verbose"],
+        env=_env(tmp_path / "home"),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 200),
+    )
+    try:
+        child.expect_exact(">>> ")
+        child.sendline("What is the capital of France?")
+        child.expect("Paris")
+        first = _prompt_tokens(child)
+        child.expect_exact(">>> ")
+        # the second turn's prompt carries the first question and answer
+        child.sendline("What is the capital of France?")
+        second = _prompt_tokens(child)
+        assert second > first + 8
+        child.expect_exact(">>> ")
+        child.sendline("/clear")
+        child.expect("Cleared")
+        child.expect_exact(">>> ")
+        child.sendline('"""What is the capital')
+        child.expect_exact("... ")
+        child.sendline('of France?"""')
+        child.expect("Paris")
+        # history gone; the two lines are joined by a newline (one token more at most)
+        assert _prompt_tokens(child) - first in (0, 1)
+        child.expect_exact(">>> ")
+        child.sendline("/set parameter num_predict 400")
+        child.expect("Set parameter 'num_predict' to '400'")
+        child.expect_exact(">>> ")
+        child.sendline("Write a very long story about a dragon and a knight.")
+        child.expect_exact("knight.")  # the echo of the line
+        child.expect(re.compile(r"[A-Za-z]{3,}"))  # the answer has started
+        child.sendintr()  # Ctrl-C stops the answer, not the program
+        child.expect_exact(">>> ", timeout=60)
+        child.sendline("/show info")
+        child.expect("architecture +llama")
+        child.expect_exact(">>> ")
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_one_shot_prompt_from_stdin(smollm2_gguf: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, *_args(smollm2_gguf), "-", "--max-tokens", "20"],
+        input="What is the capital of France?",
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home"),
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "The capital of France is Paris."
+
+
+def test_bad_option_names_the_parameter(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hearth", "run", "no-such-model", "hi", "--temperature", "-1"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home"),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "temperature" in proc.stderr and ">= 0" in proc.stderr
