@@ -4,7 +4,7 @@ tokenizers or the scheduler."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +124,3 @@ class SamplingParams:
             or self.presence_penalty != 0.0
             or self.frequency_penalty != 0.0
         )
-
-    def with_stop_token_ids(self, extra: Iterable[int]) -> SamplingParams:
-        """A copy whose stop_token_ids also include `extra` (used for chat end-of-turn ids)."""
-        from dataclasses import replace
-
-        merged = tuple(dict.fromkeys((*self.stop_token_ids, *extra)))
-        return replace(self, stop_token_ids=merged)
