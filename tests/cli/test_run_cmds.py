@@ -16,7 +16,14 @@ TIMEOUT = 240  # loading the model on a busy 2-core machine can be slow
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {**os.environ, "HEARTH_HOME": str(home), "NO_COLOR": "1", "TERM": "dumb"}
+    # one torch thread: see tests/engine/test_llm.py (OpenMP spinning on a shared CPU)
+    return {
+        **os.environ,
+        "HEARTH_HOME": str(home),
+        "HEARTH_NUM_THREADS": "1",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
 
 
 def _args(gguf: Path) -> list[str]:
