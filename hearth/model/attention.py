@@ -4,9 +4,15 @@ table, causally by absolute position, with GQA/MQA, sliding windows, logit soft-
 any scale. Knows nothing of projections, rope or families.
 
 Positions: the cache slot of a sequence's token j holds the K/V of position j, so a key's
-position is its index in the gathered context."""
+position is its index in the gathered context.
+
+Decode-only steps (every sequence brings one token) take a faster road: the gather indices
+and masks are computed once per step (`decode_inputs`) and shared by all layers, and the
+layer code then runs on tensors only, so the whole step can be compiled (decoder.py)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +56,68 @@ def _mask(
     return allowed
 
 
+@dataclass
+class DecodeInputs:
+    """A decode-only step's attention inputs, computed once and shared by every layer.
+
+    slot_mapping: (S,) int64, where each sequence's new K/V goes.
+    blocks:       (S, B) int64, block tables cut to the longest context, padding -> block 0
+                  (masked off).
+    masks:        sliding window (None: none) -> (S, 1, 1, C) bool, C = B * block_size:
+                  key j is visible to sequence s (inside its context, and its window)."""
+
+    slot_mapping: torch.Tensor
+    blocks: torch.Tensor
+    masks: dict[int | None, torch.Tensor]
+
+
+def decode_inputs(
+    meta: AttentionMetadata, positions: torch.Tensor, windows: set[int | None]
+) -> DecodeInputs:
+    """The DecodeInputs of a decode-only step; positions: (S,), windows: the layers'
+    distinct sliding windows."""
+    context_lens = meta.context_lens.to(positions.device).long()
+    max_blocks = -(-int(context_lens.max()) // meta.block_size)
+    blocks = meta.block_tables[:, :max_blocks].to(positions.device).long().clamp(min=0)
+    k_pos = torch.arange(max_blocks * meta.block_size, device=positions.device)
+    inside = k_pos[None, :] < context_lens[:, None]  # (S, C)
+    masks = {}
+    for window in windows:
+        allowed = inside & _mask(positions[:, None], k_pos[None, :], window)[:, 0]
+        masks[window] = allowed[:, None, None, :]
+    return DecodeInputs(meta.slot_mapping.to(positions.device), blocks, masks)
+
+
+def decode_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cache: KVCache,
+    inputs: DecodeInputs,
+    scale: float,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """One new token per sequence: write its K/V, gather each context through the block
+    table in one indexing op, attend. query: (S, H, Dk); key/value: (S, Hkv, D).
+    Returns (S, H, Dv)."""
+    cache.write(inputs.slot_mapping, key, value)
+    num_seqs, num_heads, _ = query.shape
+    num_kv_heads = cache.key.shape[2]
+    k = cache.key[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
+    v = cache.value[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
+    q = query.view(num_seqs, num_kv_heads, num_heads // num_kv_heads, -1)  # (S, Hkv, g, Dk)
+    o = _attend(q, k, v, inputs.masks[sliding_window], scale, softcap)  # (S, Hkv, g, Dv)
+    return o.reshape(num_seqs, num_heads, -1)
+
+
 def paged_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     positions: torch.Tensor,
     cache: KVCache,
-    meta: AttentionMetadata,
+    meta: AttentionMetadata | DecodeInputs,
     scale: float,
     sliding_window: int | None = None,
     softcap: float | None = None,
@@ -65,6 +126,8 @@ def paged_attention(
 
     query: (T, H, Dk); key: (T, Hkv, Dk); value: (T, Hkv, Dv); positions: (T,).
     Returns (T, H, Dv)."""
+    if isinstance(meta, DecodeInputs):
+        return decode_attention(query, key, value, cache, meta, scale, sliding_window, softcap)
     cache.write(meta.slot_mapping, key, value)
     num_tokens, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]

@@ -1,13 +1,14 @@
 """The multi-head attention block of the non-MLA families: q/k/v projections (optional
 biases), optional per-head q/k RMSNorm, rope, paged attention, output projection. GQA/MQA
-come from num_key_value_heads. Knows nothing of files or requests."""
+come from num_key_value_heads. q/k/v may be fused into one `qkv_proj` (rows q, then k, then v)
+by `fuse_qkv`: one matmul instead of three per step. Knows nothing of files or requests."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hearth.model.attention import paged_attention
+from hearth.model.attention import DecodeInputs, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.linear import make_linear
@@ -27,6 +28,8 @@ class Attention(nn.Module):
         self.k_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
         self.v_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
         self.o_proj = make_linear(self.num_heads * d, hidden, config.o_bias)
+        self.qkv_proj: nn.Module | None = None
+        self._qkv_sizes = [self.num_heads * d, self.num_kv_heads * d, self.num_kv_heads * d]
         if config.qk_norm:
             self.q_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
             self.k_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
@@ -41,14 +44,18 @@ class Attention(nn.Module):
         hidden: torch.Tensor,
         positions: torch.Tensor,
         cos_sin: tuple[torch.Tensor, torch.Tensor],
-        meta: AttentionMetadata,
+        meta: AttentionMetadata | DecodeInputs,
         cache: KVCache,
     ) -> torch.Tensor:
         """hidden: (T, hidden_size) -> (T, hidden_size)."""
         num_tokens = hidden.shape[0]
-        q = self.q_proj(hidden).view(num_tokens, self.num_heads, self.head_dim)
-        k = self.k_proj(hidden).view(num_tokens, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(hidden).view(num_tokens, self.num_kv_heads, self.head_dim)
+        if self.qkv_proj is not None:
+            q, k, v = self.qkv_proj(hidden).split(self._qkv_sizes, dim=-1)
+        else:
+            q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
+        q = q.view(num_tokens, self.num_heads, self.head_dim)
+        k = k.view(num_tokens, self.num_kv_heads, self.head_dim)
+        v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = cos_sin
@@ -58,3 +65,8 @@ class Attention(nn.Module):
             q, k, v, positions, cache, meta, self.scale, self.sliding_window, self.softcap
         )  # (T, H, D)
         return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+
+    def fuse_qkv(self, qkv_proj: nn.Module) -> None:
+        """Replace q/k/v_proj by one projection whose output rows are q, then k, then v."""
+        self.qkv_proj = qkv_proj
+        del self.q_proj, self.k_proj, self.v_proj

@@ -22,7 +22,9 @@ _MIXTRAL_PROJ = {"1": "gate_proj", "2": "down_proj", "3": "up_proj"}
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
-def _sources(config: ModelConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, Source]:
+def checkpoint_sources(
+    config: ModelConfig, tensors: Mapping[str, torch.Tensor]
+) -> dict[str, Source]:
     """Decoder parameter name -> how to get it from the checkpoint (lazily)."""
 
     def get(name: str) -> Source:
@@ -77,7 +79,7 @@ def build_model(
     with torch.device("meta"):  # no memory for parameters until the checkpoint's arrive
         model = Decoder(config)
     expected = model.state_dict()
-    sources = _sources(config, tensors)
+    sources = checkpoint_sources(config, tensors)
     unexpected = sorted(set(sources) - set(expected))
     if unexpected:
         raise UnsupportedModelError(

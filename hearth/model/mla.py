@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hearth.model.attention import paged_attention
+from hearth.model.attention import DecodeInputs, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.linear import make_linear
@@ -44,7 +44,7 @@ class MLAttention(nn.Module):
         hidden: torch.Tensor,
         positions: torch.Tensor,
         cos_sin: tuple[torch.Tensor, torch.Tensor],
-        meta: AttentionMetadata,
+        meta: AttentionMetadata | DecodeInputs,
         cache: KVCache,
     ) -> torch.Tensor:
         """hidden: (T, hidden_size) -> (T, hidden_size)."""

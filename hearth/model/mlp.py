@@ -1,5 +1,6 @@
 """The gated feed-forward block of every family: down(act(gate(x)) * up(x)), with SiLU
-(Llama, Qwen, Mistral, Phi-3, DeepSeek) or GELU (Gemma). Knows nothing of routing (moe.py)."""
+(Llama, Qwen, Mistral, Phi-3, DeepSeek) or GELU (Gemma). gate and up may be fused into one
+`gate_up_proj` (rows gate, then up) by `fuse_gate_up`. Knows nothing of routing (moe.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ class GatedMLP(nn.Module):
         self.up_proj = make_linear(hidden_size, intermediate_size, bias)
         self.down_proj = make_linear(intermediate_size, hidden_size, bias)
         self.act = activation(act)
+        self.gate_up_proj: nn.Module | None = None
+        self.intermediate_size = intermediate_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, hidden) -> (T, hidden)
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+            return self.down_proj(self.act(gate) * up)
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+    def fuse_gate_up(self, gate_up_proj: nn.Module) -> None:
+        """Replace gate/up_proj by one projection whose output rows are gate, then up."""
+        self.gate_up_proj = gate_up_proj
+        del self.gate_proj, self.up_proj

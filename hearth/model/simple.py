@@ -24,7 +24,7 @@ class SequenceRunner:
         self.block_size = block_size
         blocks_per_seq = -(-max_len // block_size)
         self.max_len = blocks_per_seq * block_size
-        param = model.model.embed_tokens.weight
+        param = model.model.norm.weight  # the activation dtype (embeddings may be int8)
         self.caches = allocate_kv_caches(
             model.config, num_seqs * blocks_per_seq, block_size, param.dtype, param.device
         )

@@ -1,0 +1,133 @@
+"""Quantized linear layers for CPU: weights stay low-bit in memory and PyTorch's CPU kernels
+multiply them directly (`_weight_int4pack_mm_for_cpu`, `_weight_int8pack_mm`), so a decode
+step reads 4 or 8 bits per weight instead of 32. Activations enter and leave in bfloat16:
+both kernels take bf16 activations (the int8 one has only a slow path for fp32).
+
+  Int4Linear  w = (q - 8) * scale + zero, q in 0..15, one (scale, zero) per group of
+              `group_size` input columns and output row (GGUF Q4_0 / Q4_1 map onto it exactly)
+  Int8Linear  w = q * scale, q in -127..127, one scale per output row
+
+Packing (from GGUF blocks or float weights) lives in quant_pack.py; choosing a layer per
+tensor lives in quant_build.py. Knows nothing of files, names or models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ACT_DTYPE = torch.bfloat16  # the activation dtype both kernels want
+
+
+@dataclass(frozen=True)
+class Int4Weight:
+    """q: (N, K) int32 codes 0..15; scales_and_zeros: (K / group_size, N, 2) bf16."""
+
+    q: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    group_size: int
+
+    def __post_init__(self) -> None:
+        n, k = self.q.shape
+        if self.group_size not in (32, 64, 128, 256) or k % self.group_size:
+            raise ValueError(f"group_size {self.group_size} must be 32..256 and divide K={k}")
+        if tuple(self.scales_and_zeros.shape) != (k // self.group_size, n, 2):
+            raise ValueError(
+                f"scales_and_zeros must be {(k // self.group_size, n, 2)}, "
+                f"got {tuple(self.scales_and_zeros.shape)}"
+            )
+
+    def dequantize(self) -> torch.Tensor:
+        """(N, K) float32: what the kernel multiplies by (for tests and accuracy checks)."""
+        sz = self.scales_and_zeros.float().repeat_interleave(self.group_size, 0)  # (K, N, 2)
+        return (self.q.float() - 8) * sz[..., 0].t() + sz[..., 1].t()
+
+
+@dataclass(frozen=True)
+class Int8Weight:
+    """q: (N, K) int8; scales: (N,) bf16."""
+
+    q: torch.Tensor
+    scales: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.q.dtype != torch.int8 or self.q.dim() != 2:
+            raise ValueError(f"q must be 2-D int8, got {self.q.dtype} {tuple(self.q.shape)}")
+        if tuple(self.scales.shape) != (self.q.shape[0],):
+            raise ValueError(f"scales must be ({self.q.shape[0]},), got {tuple(self.scales.shape)}")
+
+    def dequantize(self) -> torch.Tensor:
+        return self.q.float() * self.scales.float()[:, None]
+
+
+class Int4Linear(nn.Module):
+    """y = x @ w.T (+ bias) with w held as int4 pairs packed for the CPU kernel."""
+
+    packed: torch.Tensor
+    scales_and_zeros: torch.Tensor
+
+    def __init__(self, weight: Int4Weight, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.q.shape
+        self.group_size = weight.group_size
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(weight.q.int(), 2)
+        self.register_buffer("packed", packed)  # (N, K / 2) uint8
+        self.register_buffer("scales_and_zeros", weight.scales_and_zeros.to(ACT_DTYPE))
+        self.bias = None if bias is None else bias.to(ACT_DTYPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., K) -> (..., N) bf16
+        flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            flat, self.packed, self.group_size, self.scales_and_zeros
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}"
+
+
+class Int8Linear(nn.Module):
+    """y = x @ (q * scale).T (+ bias) with per-output-row scales."""
+
+    qweight: torch.Tensor
+    scales: torch.Tensor
+
+    def __init__(self, weight: Int8Weight, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.q.shape
+        self.register_buffer("qweight", weight.q.contiguous())  # (N, K) int8
+        self.register_buffer("scales", weight.scales.to(ACT_DTYPE))  # (N,)
+        self.bias = None if bias is None else bias.to(ACT_DTYPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., K) -> (..., N) bf16
+        flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
+        y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scales)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int8 per-channel"
+
+
+class Int8Embedding(nn.Module):
+    """Token embeddings from an Int8Weight (rows are tokens). With tied embeddings the same
+    buffers also serve as the LM head (`as_linear`), so the table is in memory once."""
+
+    qweight: torch.Tensor
+    scales: torch.Tensor
+
+    def __init__(self, weight: Int8Weight) -> None:
+        super().__init__()
+        self.register_buffer("qweight", weight.q.contiguous())  # (V, H) int8
+        self.register_buffer("scales", weight.scales.to(ACT_DTYPE))  # (V,)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (T,) -> (T, H) bf16
+        return self.qweight[ids].to(ACT_DTYPE) * self.scales[ids, None]
+
+    def as_linear(self) -> Int8Linear:
+        """The tied LM head: an Int8Linear over the same storage (no copy)."""
+        return Int8Linear(Int8Weight(self.qweight, self.scales))

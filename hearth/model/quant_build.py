@@ -1,0 +1,237 @@
+"""Build a Decoder whose projections are quantized layers (quant.py), choosing per tensor:
+
+  mode   GGUF Q4_0/Q4_1/Q4_K   other GGUF quant types         float (HF, GGUF F16/F32)
+  auto   int4, exact re-pack   int8 (de-quantize, re-quantize) bf16 dense
+  int8   int8 (re-quantize)    int8 (re-quantize)              int8
+  int4   int4, exact re-pack   int4 (de-quantize, re-quantize) int4
+  ("none" never comes here: model/build.py loads dense weights in the asked dtype.)
+
+The token embeddings become an int8 table in every quantized mode; a tied LM head shares
+it, an untied one is int8 except under auto when the file has it in an exact-int4 type.
+q/k/v and gate/up are fused into one projection each when their parts got the same kind
+of layer (one kernel call instead of three or two per layer and step). Activations, norms
+and the KV cache run in bfloat16, the dtype both kernels want.
+
+Tensors are read, converted and dropped one at a time, so peak memory stays near the
+quantized model's size. Knows nothing of files (weights/ reads them) or requests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.model.attention_layer import Attention
+from hearth.model.build import checkpoint_sources
+from hearth.model.decoder import Decoder
+from hearth.model.linear import Linear
+from hearth.model.mlp import GatedMLP
+from hearth.model.quant import (
+    ACT_DTYPE,
+    Int4Linear,
+    Int4Weight,
+    Int8Embedding,
+    Int8Linear,
+    Int8Weight,
+)
+from hearth.model.quant_pack import (
+    EXACT_INT4_TYPES,
+    GROUP,
+    int4_from_gguf,
+    quantize_int4,
+    quantize_int8,
+)
+from hearth.weights.config import ModelConfig
+from hearth.weights.gguf_quant import GGUFQuantizedTensor
+
+QuantMode = Literal["auto", "none", "int8", "int4"]
+QUANT_MODES: tuple[str, ...] = get_args(QuantMode)
+
+Planned = Int4Weight | Int8Weight | torch.Tensor  # a torch.Tensor here is a dense weight
+
+
+def check_quant_mode(quant: str) -> QuantMode:
+    if quant not in QUANT_MODES:
+        raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    return quant  # type: ignore[return-value]
+
+
+def _dense(value: torch.Tensor | GGUFQuantizedTensor) -> torch.Tensor:
+    if isinstance(value, GGUFQuantizedTensor):
+        return value.dequantize(torch.float32)
+    return value
+
+
+def plan_weight(
+    value: torch.Tensor | GGUFQuantizedTensor, mode: QuantMode, head: bool = False
+) -> Planned:
+    """The layer weight one checkpoint tensor (N, K) becomes under `mode` (table above).
+    head: the LM head, kept at int8 unless the file already has it in exact int4."""
+    gguf = isinstance(value, GGUFQuantizedTensor)
+    exact4 = gguf and value.ggml_type in EXACT_INT4_TYPES  # type: ignore[union-attr]
+    if mode == "auto":
+        if exact4:
+            return int4_from_gguf(value)  # type: ignore[arg-type]
+        if gguf:
+            return quantize_int8(_dense(value))
+        return _dense(value).to(ACT_DTYPE)
+    if mode == "int4" and not head:
+        if exact4:
+            return int4_from_gguf(value)  # type: ignore[arg-type]
+        if value.shape[-1] % GROUP == 0:
+            return quantize_int4(_dense(value))
+    # int8, or int4 where the width does not split into groups of 32, or the int4 LM head
+    return quantize_int8(_dense(value))
+
+
+def _fuse(parts: list[Planned]) -> Planned | None:
+    """One weight whose rows are the parts' rows in order, or None when the parts got
+    different kinds of layer."""
+    first = parts[0]
+    if isinstance(first, Int4Weight):
+        if not all(isinstance(p, Int4Weight) and p.group_size == first.group_size for p in parts):
+            return None
+        p4 = [p for p in parts if isinstance(p, Int4Weight)]
+        return Int4Weight(
+            torch.cat([p.q for p in p4]),
+            torch.cat([p.scales_and_zeros for p in p4], dim=1),
+            first.group_size,
+        )
+    if isinstance(first, Int8Weight):
+        if not all(isinstance(p, Int8Weight) for p in parts):
+            return None
+        p8 = [p for p in parts if isinstance(p, Int8Weight)]
+        return Int8Weight(torch.cat([p.q for p in p8]), torch.cat([p.scales for p in p8]))
+    if not all(isinstance(p, torch.Tensor) for p in parts):
+        return None
+    return torch.cat([p for p in parts if isinstance(p, torch.Tensor)])
+
+
+def _layer(weight: Planned, bias: torch.Tensor | None) -> nn.Module:
+    if isinstance(weight, Int4Weight):
+        return Int4Linear(weight, bias)
+    if isinstance(weight, Int8Weight):
+        return Int8Linear(weight, bias)
+    layer = Linear(weight.shape[1], weight.shape[0], bias is not None)
+    layer.weight = nn.Parameter(weight.to(ACT_DTYPE).contiguous(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.to(ACT_DTYPE), requires_grad=False)
+    return layer
+
+
+class _Loader:
+    """Reads checkpoint tensors by decoder name, checking shapes and remembering which
+    names were used (so leftovers can be reported)."""
+
+    def __init__(self, config: ModelConfig, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.config = config
+        self.sources = checkpoint_sources(config, tensors)
+        self.used: set[str] = set()
+
+    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor | GGUFQuantizedTensor:
+        if name not in self.sources:
+            raise CorruptModelError(
+                f"tensor {name} is missing from the checkpoint of this "
+                f"{self.config.architecture} model; the download is incomplete or the config "
+                "does not match the weights"
+            )
+        value = self.sources[name]()
+        if tuple(value.shape) != shape:
+            raise CorruptModelError(
+                f"tensor {name} has shape {tuple(value.shape)} but the config implies {shape}; "
+                "the config does not match the weights"
+            )
+        self.used.add(name)
+        return value
+
+    def linear(
+        self, prefix: str, module: nn.Module, mode: QuantMode
+    ) -> tuple[Planned, torch.Tensor | None]:
+        assert isinstance(module, Linear)
+        value = self.get(f"{prefix}.weight", (module.out_features, module.in_features))
+        weight = plan_weight(value, mode, head=prefix == "lm_head")
+        bias = None
+        if module.bias is not None:
+            bias = _dense(self.get(f"{prefix}.bias", (module.out_features,)))
+        return weight, bias
+
+
+def build_quantized_model(
+    config: ModelConfig,
+    tensors: Mapping[str, torch.Tensor],
+    quant: str,
+    device: torch.device | str = "cpu",
+) -> Decoder:
+    """A Decoder in eval mode with quantized projections (see the table above); `tensors`
+    may hold GGUFQuantizedTensor values (load_gguf(keep_quantized=True)). Raises the same
+    errors as build_model for missing, mis-shaped or unexpected tensors."""
+    mode = check_quant_mode(quant)
+    if mode == "none":
+        raise ValueError("quant 'none' builds with model.build.build_model")
+    with torch.device("meta"):
+        model = Decoder(config)
+    load = _Loader(config, tensors)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Attention):
+            _fuse_group(load, model, name, module, ("q_proj", "k_proj", "v_proj"), mode)
+        elif isinstance(module, GatedMLP):
+            _fuse_group(load, model, name, module, ("gate_proj", "up_proj"), mode)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Linear) and module.weight.is_meta and name != "lm_head":
+            weight, bias = load.linear(name, module, mode)
+            _replace(model, name, _layer(weight, bias))
+    vocab, hidden = config.vocab_size, config.hidden_size
+    embed = plan_weight(load.get("model.embed_tokens.weight", (vocab, hidden)), "int8")
+    assert isinstance(embed, Int8Weight)
+    embedding = Int8Embedding(embed)
+    model.model.embed_tokens = embedding  # type: ignore[assignment]
+    if model.lm_head is None:
+        model.lm_head = embedding.as_linear()
+    else:
+        weight, bias = load.linear("lm_head", model.lm_head, mode)
+        model.lm_head = _layer(weight, bias)
+    state: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        if param.is_meta:
+            value = _dense(load.get(name, tuple(param.shape)))
+            state[name] = value.to(ACT_DTYPE) if value.is_floating_point() else value
+    unexpected = sorted(set(load.sources) - load.used)
+    if unexpected:
+        raise UnsupportedModelError(
+            f"the checkpoint has tensors the {config.architecture} config does not account "
+            f"for: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}; "
+            "config.json and the weights disagree"
+        )
+    model.load_state_dict(state, strict=False, assign=True)
+    return model.to(device).eval()
+
+
+def _fuse_group(
+    load: _Loader,
+    model: nn.Module,
+    prefix: str,
+    module: Attention | GatedMLP,
+    names: tuple[str, ...],
+    mode: QuantMode,
+) -> None:
+    parts = [load.linear(f"{prefix}.{n}", getattr(module, n), mode) for n in names]
+    fused = _fuse([w for w, _ in parts])
+    biases = [b for _, b in parts]
+    if fused is None:  # different kinds: keep separate layers
+        for n, (w, b) in zip(names, parts, strict=True):
+            setattr(module, n, _layer(w, b))
+        return
+    bias = None if biases[0] is None else torch.cat(biases)  # type: ignore[arg-type]
+    layer = _layer(fused, bias)
+    if isinstance(module, Attention):
+        module.fuse_qkv(layer)
+    else:
+        module.fuse_gate_up(layer)
+
+
+def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, layer)
