@@ -1,7 +1,7 @@
 """lm-evaluation-harness as the reference for prompt-format tests: its own task YAML
 templates rendered with its own `apply_template`, its own few-shot samplers and its
-plain-text turn layout (user + target delimiter + assistant + few-shot delimiter). Tests
-using this skip when lm-eval (the `eval-ref` extra) is not installed."""
+plain-text turn layout (user + target delimiter + assistant + few-shot delimiter). lm-eval
+is in the `test` extra: these tests fail, never skip, when it is missing."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import ast
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 
 def lm_eval_tasks_dir() -> Path:
-    lm_eval = pytest.importorskip("lm_eval")
+    import lm_eval
+
     return Path(lm_eval.__file__).parent / "tasks"
 
 
