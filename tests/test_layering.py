@@ -25,6 +25,7 @@ RANK = {
     "tune": 5,
     "eval": 5,
     "arena": 5,
+    "bench": 5,
     "serve": 6,
     "ui": 6,
     "cli": 7,

@@ -1,0 +1,104 @@
+"""Run workloads through hearth's engine (LLMEngine, continuous batching): every request of
+a workload is added at once and the engine is stepped until all finish, timing each
+token's arrival. Knows nothing of the peers or of printing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hearth.bench.workloads import RequestTiming, Workload, summarize
+
+
+def run_hearth(
+    path: Path,
+    workloads: list[Workload],
+    quant: str = "auto",
+    compile_decode: bool = False,
+    max_num_seqs: int = 64,
+) -> tuple[list[dict[str, Any]], float]:
+    """The runs, and the KV pool's size in MB: sized to hold the largest workload's
+    requests all at once (no preemption), in blocks of 16."""
+    from hearth.engine.engine_config import EngineConfig
+    from hearth.engine.llm import build_engine
+    from hearth.engine.sampling_params import SamplingParams
+    from hearth.model.quant_load import load_decoder
+    from hearth.tokenizer.loading import load_tokenizer
+
+    loaded = load_decoder(path, quant)
+    if compile_decode:
+        loaded.decoder.compile_decode()
+    tokenizer = load_tokenizer(path)
+    from hearth.model.kv_cache import kv_cache_bytes_per_block
+
+    per_block = kv_cache_bytes_per_block(loaded.weights.config, 16, loaded.dtype)
+    blocks = max(
+        sum(-(-(len(p) + n) // 16) + 1 for p, n in zip(w.prompts, w.max_tokens, strict=True))
+        for w in workloads
+    )
+    kv_cache_gb = (blocks + 8) * per_block / 1024**3
+    longest = (
+        max(len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True))
+        + 16
+    )
+    engines: dict[bool, Any] = {}
+
+    def engine_for(caching: bool) -> Any:
+        if caching not in engines:
+            engines.clear()  # one KV pool at a time
+            config = EngineConfig(
+                kv_cache_gb=kv_cache_gb,
+                max_num_seqs=max_num_seqs,
+                max_model_len=min(longest, loaded.weights.config.max_position_embeddings),
+                enable_prefix_caching=caching,
+                seed=0,
+            )
+            engines[caching] = build_engine(
+                loaded.weights.config, loaded.decoder, tokenizer, config, loaded.dtype
+            )
+        return engines[caching]
+
+    def params(n: int) -> Any:
+        return SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)
+
+    runs = []
+    with torch.inference_mode():
+        # compile / allocate / fault in the weights before anything is timed
+        _drive(engine_for(True), [workloads[0].prompts[0][:16]], [4], params)
+        for w in workloads:
+            engine = engine_for(w.prefix_caching)
+            if w.warmup is not None:
+                _drive(engine, [w.warmup], [1], params)
+            start = time.perf_counter()
+            timings = _drive(engine, w.prompts, w.max_tokens, params, start)
+            runs.append(summarize("hearth", w, timings, time.perf_counter() - start))
+    return runs, kv_cache_gb * 1024
+
+
+def _drive(
+    engine: Any,
+    prompts: list[list[int]],
+    max_tokens: list[int],
+    params: Any,
+    start: float | None = None,
+) -> list[RequestTiming]:
+    start = time.perf_counter() if start is None else start
+    ids = [f"bench-{time.monotonic_ns()}-{i}" for i in range(len(prompts))]
+    timings = {}
+    for rid, prompt, n in zip(ids, prompts, max_tokens, strict=True):
+        engine.add_request(rid, prompt, params(n))
+        timings[rid] = RequestTiming(time.perf_counter() - start)
+    while engine.has_unfinished_requests():
+        outputs = engine.step()
+        now = time.perf_counter() - start
+        for out in outputs:
+            t = timings[out.request_id]
+            if out.error is not None:
+                t.failed = True
+                continue
+            new = len(out.outputs[0].token_ids) - len(t.token_times)
+            t.token_times.extend([now] * new)
+    return [timings[rid] for rid in ids]

@@ -1,0 +1,137 @@
+"""The peers hearth is measured against, on the same model file and thread count:
+
+- llama.cpp through llama-cpp-python (`pip install 'hearth[bench]'`): it has no
+  cross-request batching, so a workload's requests run one after another (what a user of
+  it gets); a request's TTFT includes its wait in that queue.
+- transformers `generate` on the de-quantized fp32 model (single stream; the HF baseline).
+
+Knows nothing of hearth's engine or of printing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from hearth.bench.workloads import RequestTiming, Workload, summarize
+from hearth.errors import OptionalDependencyError, UserInputError
+
+PEERS = ("llama.cpp", "transformers")
+LLAMA_CPP_HINT = "pip install 'hearth[bench]'"
+
+
+def check_peer(peer: str) -> None:
+    """Raise OptionalDependencyError (saying what to install) when `peer` cannot run."""
+    if peer not in PEERS:
+        raise UserInputError(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
+    if peer == "llama.cpp":
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError as exc:
+            raise OptionalDependencyError(
+                f"--peer llama.cpp needs llama-cpp-python: {LLAMA_CPP_HINT} (it compiles "
+                "llama.cpp, several minutes)"
+            ) from exc
+    else:
+        try:
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise OptionalDependencyError(
+                "--peer transformers needs transformers: pip install transformers gguf accelerate"
+            ) from exc
+
+
+def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[dict[str, Any]]:
+    import llama_cpp
+
+    longest = max(
+        len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True)
+    )
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_ctx=max(512, longest + 16),
+        n_batch=512,
+        verbose=False,
+    )
+    runs = []
+    _generate(llm, [workloads[0].prompts[0][:16]], [4], time.perf_counter())  # warm up
+    for w in workloads:
+        if w.warmup is not None:
+            _generate(llm, [w.warmup], [1], time.perf_counter())
+        if w.scenario == "prefix" and not w.prefix_caching:
+            continue  # llama.cpp reuses the previous prompt's KV only; one prefix run is its number
+        start = time.perf_counter()
+        timings = _generate(llm, w.prompts, w.max_tokens, start)
+        run = summarize("llama.cpp", w, timings, time.perf_counter() - start)
+        runs.append(run)
+    return runs
+
+
+def _generate(
+    llm: Any, prompts: list[list[int]], max_tokens: list[int], start: float
+) -> list[RequestTiming]:
+    """Requests one after another, all sent at `start` (they queue, as they would)."""
+    timings = [RequestTiming(time.perf_counter() - start) for _ in prompts]
+    for prompt, n, t in zip(prompts, max_tokens, timings, strict=True):
+        # generate() never stops at EOS by itself: exactly n greedy tokens; reset=False lets
+        # llama-cpp-python reuse the KV of the longest common prefix with the last prompt
+        for _ in llm.generate(
+            prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=False
+        ):
+            t.token_times.append(time.perf_counter() - start)
+            if len(t.token_times) >= n:
+                break
+    return timings
+
+
+def run_transformers(path: Path, workloads: list[Workload], threads: int) -> list[dict[str, Any]]:
+    """transformers generate, single stream, on the `decode` workload only (the slowest
+    engine; the concurrent and prefix scenarios are about batching it does not offer)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.generation.streamers import BaseStreamer
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    ).eval()
+
+    class Clock(BaseStreamer):
+        def __init__(self, timing: RequestTiming, start: float) -> None:
+            self.timing, self.start, self.seen_prompt = timing, start, False
+
+        def put(self, value: Any) -> None:
+            if not self.seen_prompt:  # generate() first hands the streamer the prompt
+                self.seen_prompt = True
+                return
+            self.timing.token_times.append(time.perf_counter() - self.start)
+
+        def end(self) -> None:
+            pass
+
+    def once(prompt: list[int], n: int, start: float) -> RequestTiming:
+        timing = RequestTiming(time.perf_counter() - start)
+        ids = torch.tensor([prompt])
+        with torch.inference_mode():
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                streamer=Clock(timing, start),
+                pad_token_id=0,
+            )
+        return timing
+
+    runs = []
+    once(workloads[0].prompts[0][:16], 2, time.perf_counter())  # warm up
+    for w in workloads:
+        if w.scenario != "decode":
+            continue
+        start = time.perf_counter()
+        timings = [once(p, n, start) for p, n in zip(w.prompts, w.max_tokens, strict=True)]
+        runs.append(summarize("transformers", w, timings, time.perf_counter() - start))
+    return runs

@@ -1,0 +1,147 @@
+"""`hearth bench` end to end: resolve the model, build the workloads, run each engine in a
+worker process of its own (hearth, then each peer), and assemble the one JSON object the
+issue specifies: machine, model, runs, ratios (and accuracy when asked). Knows nothing of
+printing (cli/bench_cmds.py renders it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hearth.bench.machine import machine_info
+from hearth.bench.peers import check_peer
+from hearth.bench.workloads import SCENARIOS, make_workloads
+from hearth.errors import HearthError
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "smollm2"
+    quant: str = "auto"
+    scenarios: tuple[str, ...] = SCENARIOS
+    peers: tuple[str, ...] = ()
+    threads: int = 0  # 0: the cores available
+    quick: bool = False
+    accuracy: bool = False
+    compile_decode: bool = False
+    probe_bandwidth: bool = True
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad or not self.scenarios:
+            raise ValueError(f"scenarios must be among {', '.join(SCENARIOS)}, got {bad or '()'}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hearth.bench.worker"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        raise HearthError(f"the {spec['engine']} bench worker failed: " + " | ".join(tail))
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _ratios(
+    runs: list[dict[str, Any]], bandwidth: float | None, weights_mb: float
+) -> dict[str, Any]:
+    def rate(engine: str, scenario: str, concurrency: int | None = None, **kw: Any) -> float | None:
+        for r in runs:
+            if r["engine"] == engine and r["scenario"] == scenario:
+                if concurrency is not None and r["concurrency"] != concurrency:
+                    continue
+                if any(r.get(k) != v for k, v in kw.items()):
+                    continue
+                return r["output_tokens_per_s"]
+        return None
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    def duration(caching: bool) -> float | None:
+        for r in runs:
+            if (
+                r["engine"] == "hearth"
+                and r["scenario"] == "prefix"
+                and r["prefix_caching"] == caching
+            ):
+                return r["duration_s"]
+        return None
+
+    decode = rate("hearth", "decode")
+    ratios: dict[str, Any] = {
+        "decode_vs_llama_cpp": div(decode, rate("llama.cpp", "decode")),
+        "decode_vs_transformers": div(decode, rate("transformers", "decode")),
+        "prefix_caching_speedup": div(duration(False), duration(True)),
+    }
+    for c in (1, 4, 16, 64):
+        ours = rate("hearth", "concurrent", c)
+        if ours is not None:
+            ratios[f"concurrent_{c}_vs_llama_cpp"] = div(ours, rate("llama.cpp", "concurrent", c))
+    kv = max((r.get("kv_cache_mb", 0.0) for r in runs if r["engine"] == "hearth"), default=0.0)
+    peak = max((r["peak_rss_mb"] for r in runs if r["engine"] == "hearth"), default=None)
+    # the issue's memory target: peak RSS <= model file size x 2 + KV budget
+    ratios["hearth_rss_limit_mb"] = round(2 * weights_mb + kv, 1)
+    ratios["hearth_peak_rss_mb"] = peak
+    if bandwidth and decode:
+        # one decode step reads every weight once: tokens/s * bytes per token / bandwidth
+        limit = bandwidth * 1e9 / (weights_mb * 1e6)
+        ratios["decode_bandwidth_limit_tokens_per_s"] = round(limit, 1)
+        ratios["decode_fraction_of_bandwidth_limit"] = round(decode / limit, 3)
+    return ratios
+
+
+def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, Any]:
+    """The bench JSON object. path: the model file; weights_mb: the bytes one decode step
+    must read (the file size for a GGUF)."""
+    import torch
+
+    from hearth.config import load_settings
+
+    for peer in config.peers:
+        check_peer(peer)
+    threads = config.threads or load_settings().threads
+    torch.set_num_threads(threads)
+    from hearth.weights.loader import load_weights
+
+    vocab = load_weights(path).config.vocab_size
+    workloads = make_workloads(config.scenarios, vocab, config.quick, config.seed)
+    base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
+    runs: list[dict[str, Any]] = []
+    hearth = _run_worker(
+        {**base, "engine": "hearth", "quant": config.quant, "compile": config.compile_decode}
+    )
+    runs.extend(hearth["runs"])
+    for peer in config.peers:
+        runs.extend(_run_worker({**base, "engine": peer})["runs"])
+    machine = machine_info(
+        threads, probe=config.probe_bandwidth, size_mb=128 if config.quick else 512
+    )
+    result: dict[str, Any] = {
+        "machine": machine,
+        "model": {
+            "name": config.model,
+            "path": str(path),
+            "size_mb": round(weights_mb, 1),
+            "quant": config.quant,
+        },
+        "runs": runs,
+        "ratios": _ratios(runs, machine["memory_bandwidth_gbps"], weights_mb),
+    }
+    if config.accuracy:
+        from hearth.bench.accuracy import measure_accuracy
+
+        result["accuracy"] = measure_accuracy(path, max_tokens=64 if config.quick else 512)
+    return result

@@ -1,0 +1,139 @@
+"""`hearth bench [MODEL]`: hearth's engine against llama.cpp / transformers on the same file,
+in one command (scenarios decode, concurrent, prefix; peak RSS), and with --accuracy what
+each --quant mode costs. Parses, calls hearth.bench, prints a table or the JSON object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hearth.cli.output import Output
+
+
+def _table(out: Output, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    m = result["machine"]
+    out.console.print(
+        f"[bold]{result['model']['name']}[/] ({result['model']['size_mb']} MB, quant "
+        f"{result['model']['quant']}) on {m['cpu']}, {m['threads']} threads, memory "
+        f"bandwidth {m['memory_bandwidth_gbps']} GB/s"
+    )
+    table = Table(
+        "engine",
+        "scenario",
+        "conc.",
+        "out tok/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "ITL p50 ms",
+        "failed",
+        "peak RSS MB",
+    )
+    for r in result["runs"]:
+        scenario = r["scenario"]
+        if scenario == "prefix":
+            scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
+        table.add_row(
+            r["engine"],
+            scenario,
+            str(r["concurrency"]),
+            str(r["output_tokens_per_s"]),
+            str(r["ttft_ms_p50"]),
+            str(r["ttft_ms_p99"]),
+            str(r["itl_ms_p50"]),
+            str(r["failed_requests"]),
+            str(r["peak_rss_mb"]),
+        )
+    out.console.print(table)
+    ratios = {k: v for k, v in result["ratios"].items() if v is not None}
+    if ratios:
+        out.console.print("ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
+    if "accuracy" in result:
+        acc = Table(
+            "quant",
+            "perplexity",
+            "vs fp32",
+            "logits max |Δ|",
+            "logits mean |Δ|",
+            "top-1 agree",
+            "within budget",
+        )
+        for a in result["accuracy"]:
+            acc.add_row(
+                a["quant"],
+                str(a["perplexity"]),
+                f"{a['ppl_increase']:+.2%}",
+                str(a["logits_max_abs_diff"]),
+                str(a["logits_mean_abs_diff"]),
+                f"{a['top1_agreement']:.1%}",
+                "yes" if a["within_budget"] else "NO",
+            )
+        out.console.print(acc)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def bench(
+        ctx: typer.Context,
+        model: str = typer.Argument("smollm2", help="A store name, a .gguf file or an HF folder."),
+        quant: str = typer.Option("auto", "--quant", help="auto, none, int8 or int4."),
+        scenario: list[str] = typer.Option(
+            [], "--scenario", help="decode, concurrent, prefix (repeatable; default all)."
+        ),
+        peer: list[str] = typer.Option(
+            [], "--peer", help="llama.cpp and/or transformers, run in the same command."
+        ),
+        threads: int = typer.Option(
+            0, "--threads", help="CPU threads for every engine; 0 = cores."
+        ),
+        quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
+        accuracy: bool = typer.Option(
+            False,
+            "--accuracy",
+            help="Also measure each quant mode's perplexity and logits vs fp32.",
+        ),
+        compile_decode: bool = typer.Option(
+            False, "--compile", help="torch.compile hearth's decode step (experimental)."
+        ),
+        json_flag: bool = typer.Option(
+            False, "--json", help="Print the result as one JSON object."
+        ),
+    ) -> None:
+        """Measure hearth against llama.cpp and transformers on the same model file."""
+        from hearth.bench.runner import BenchConfig, run_bench
+        from hearth.bench.workloads import SCENARIOS
+        from hearth.config import load_settings
+        from hearth.engine.llm import resolve_model_path
+        from hearth.errors import UserInputError
+        from hearth.model.quant_build import QUANT_MODES
+
+        out = Output.of(ctx, json_flag)
+        if quant not in QUANT_MODES:
+            raise UserInputError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+        bad = [s for s in scenario if s not in SCENARIOS]
+        if bad:
+            raise UserInputError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
+        path = resolve_model_path(model, load_settings())
+        size = (
+            sum(f.stat().st_size for f in path.glob("*.safetensors"))
+            if path.is_dir()
+            else path.stat().st_size
+        )
+        config = BenchConfig(
+            model=model,
+            quant=quant,
+            scenarios=tuple(scenario) or SCENARIOS,
+            peers=tuple(dict.fromkeys(peer)),
+            threads=threads,
+            quick=quick,
+            accuracy=accuracy,
+            compile_decode=compile_decode,
+        )
+        result = run_bench(config, Path(path), size / 1e6)
+        if out.json:
+            out.emit_json(result)
+        else:
+            _table(out, result)
