@@ -113,11 +113,16 @@ class BlockManager:
     def allocate_prefix(self, seq: Sequence) -> int:
         """On admission of a sequence that holds no blocks: give it the cached blocks of
         its longest cached prefix. At least one token is always left to compute, since the
-        step needs the last token's logits. Returns the number of tokens served."""
+        step needs the last token's logits; with prompt logprobs, every position from the
+        first one still wanted (len(seq.prompt_logprobs) - 1) is computed too. Returns the
+        number of tokens served."""
         assert not seq.block_table and seq.num_computed_tokens == 0
-        if not self.enable_prefix_caching or seq.params.prompt_logprobs is not None:
-            return 0  # prompt logprobs need every prompt token computed
-        max_blocks = (len(seq) - 1) // self.block_size
+        if not self.enable_prefix_caching:
+            return 0
+        limit = len(seq) - 1
+        if seq.params.prompt_logprobs is not None:
+            limit = min(limit, len(seq.prompt_logprobs) - 1)
+        max_blocks = max(0, limit) // self.block_size
         self._ensure_hashes(seq, max_blocks)
         for i in range(max_blocks):
             block_id = self._lookup(seq, i)

@@ -91,6 +91,12 @@ class LLMEngine:
                 "tokens (and must leave room for at least one new token); shorten the prompt "
                 "or raise the context (--ctx / max_model_len) if the model and KV budget allow",
             )
+        start = params.prompt_logprobs_start
+        if start is not None and start >= len(ids):
+            raise UserInputError(
+                f"prompt_logprobs_start {start} is past the prompt's last token "
+                f"(the prompt has {len(ids)} tokens); use a position below {len(ids)}"
+            )
         seqs: list[Sequence] = []
         for i in range(params.n):
             gen = None
@@ -103,7 +109,9 @@ class LLMEngine:
             if i and self.config.enable_prefix_caching and params.prompt_logprobs is None:
                 seq.wait_for = seqs[0]
             if params.prompt_logprobs is not None:
-                seq.prompt_logprobs = [None]
+                # positions before the start come back None and are never computed for
+                # logits; the model runner starts at len(prompt_logprobs) - 1
+                seq.prompt_logprobs = [None] * (params.prompt_logprobs_start or 1)
             seqs.append(seq)
         if params.structured is not None:
             self._start_compile(seqs, params)

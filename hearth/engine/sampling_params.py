@@ -26,7 +26,10 @@ class SamplingParams:
     max_tokens None means "until the context is full". `stop` strings end the text exactly
     before the string (the string itself is not returned). `logprobs=k` returns the sampled
     token's logprob plus the k most likely alternatives for every output token;
-    `prompt_logprobs=k` does the same for every prompt token (None for the first).
+    `prompt_logprobs=k` does the same for every prompt token (None for the first);
+    `prompt_logprobs_start=s` limits it to prompt tokens s.. (earlier ones come back None),
+    so only those positions go through the LM head and the prompt before s - 1 may come
+    from the prefix cache (scoring a continuation after a shared few-shot context).
     With `seed`, the same request gives the same text whatever else is in the batch; with
     n > 1 the i-th completion uses seed + i.
     """
@@ -47,6 +50,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
     prompt_logprobs: int | None = None
+    prompt_logprobs_start: int | None = None
     skip_special_tokens: bool = True
     structured: StructuredSpec | None = field(default=None)
 
@@ -97,6 +101,15 @@ class SamplingParams:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise _bad(name, f"must be None or an integer >= 0, got {value!r}")
+        if self.prompt_logprobs_start is not None:
+            if self.prompt_logprobs is None:
+                raise _bad("prompt_logprobs_start", "needs prompt_logprobs to be set")
+            if not isinstance(self.prompt_logprobs_start, int) or self.prompt_logprobs_start < 1:
+                raise _bad(
+                    "prompt_logprobs_start",
+                    f"must be an integer >= 1 (a prompt position), got "
+                    f"{self.prompt_logprobs_start!r}",
+                )
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise _bad("stop", f"stop strings must be non-empty strings, got {s!r}")

@@ -68,6 +68,18 @@ def test_prompt_logprobs_disable_prefix_hits() -> None:
     assert bm.allocate_prefix(_seq(list(range(9)), prompt_logprobs=0)) == 0
 
 
+def test_prompt_logprobs_start_allows_prefix_hits_before_it() -> None:
+    bm = BlockManager(8, BS)
+    _run_prefill(bm, _seq(list(range(13))))
+    # logprobs from token 9 on need the logits of position 8: 8 tokens may be cached
+    late = _seq(list(range(13)), prompt_logprobs=0, prompt_logprobs_start=9)
+    late.prompt_logprobs = [None] * 9  # as LLMEngine.add_request sets it
+    assert bm.allocate_prefix(late) == 8
+    early = _seq(list(range(13)), prompt_logprobs=0, prompt_logprobs_start=8)
+    early.prompt_logprobs = [None] * 8
+    assert bm.allocate_prefix(early) == 4
+
+
 def test_allocate_fails_without_taking_anything() -> None:
     bm = BlockManager(2, BS)
     seq = _seq(list(range(12)))

@@ -242,6 +242,41 @@ def test_logprobs_and_prompt_logprobs_match_transformers(
     )
 
 
+def test_prompt_logprobs_start_scores_the_tail_and_reuses_the_prefix(
+    make_engine: Callable[..., LLMEngine],
+) -> None:
+    """Scoring continuations after a shared context (the eval harness's case): logprobs
+    from `start` on equal the full request's, earlier ones are None, and the second
+    continuation takes the shared context from the prefix cache."""
+    (shared,) = _prompts(1, [70], seed=11)
+    a, b = [*shared, 11, 12, 13], [*shared, 21, 22]
+    full = SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0)
+    (ref_a, ref_b) = _run(make_engine(enable_prefix_caching=False), [a, b], full)
+    engine = make_engine(max_num_batched_tokens=32)
+    tail = SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0, prompt_logprobs_start=70)
+    before = engine.metrics()
+    out_a, out_b = _run(engine, [a, b], tail)
+    after = engine.metrics()
+    for out, ref in ((out_a, ref_a), (out_b, ref_b)):
+        plp, want = out.prompt_logprobs, ref.prompt_logprobs
+        assert plp is not None and want is not None and len(plp) == len(want)
+        assert all(e is None for e in plp[:70])
+        for j in range(70, len(plp)):
+            got_e, want_e = plp[j], want[j]
+            assert got_e is not None and want_e is not None
+            tok = out.prompt_token_ids[j]
+            assert got_e[tok].logprob == pytest.approx(want_e[tok].logprob, abs=1e-4)
+            assert got_e[tok].rank == want_e[tok].rank
+    # b's first 64 tokens (4 full blocks before position 69) came from a's blocks
+    assert out_b.num_cached_tokens == 64
+    assert after.prefix_cache_hit_tokens - before.prefix_cache_hit_tokens == 64
+    assert after.prompt_tokens_total - before.prompt_tokens_total == len(a) + len(b) - 64
+    with pytest.raises(UserInputError, match="prompt_logprobs_start"):
+        engine.add_request(
+            "past", [5, 6, 7], SamplingParams(prompt_logprobs=0, prompt_logprobs_start=3)
+        )
+
+
 def test_bad_input(make_engine: Callable[..., LLMEngine], tiny_llama: tuple[Any, Any]) -> None:
     engine = make_engine(max_model_len=64)
     with pytest.raises(ContextLengthError) as info:

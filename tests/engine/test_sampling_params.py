@@ -20,6 +20,8 @@ from hearth.errors import InvalidParameterError, UserInputError
         ({"frequency_penalty": -2.5}, "frequency_penalty"),
         ({"logprobs": -1}, "logprobs"),
         ({"prompt_logprobs": -1}, "prompt_logprobs"),
+        ({"prompt_logprobs_start": 3}, "prompt_logprobs_start"),
+        ({"prompt_logprobs": 0, "prompt_logprobs_start": 0}, "prompt_logprobs_start"),
         ({"stop": ["ok", ""]}, "stop"),
         ({"logit_bias": {5: 200.0}}, "logit_bias"),
     ],
