@@ -215,46 +215,69 @@ class GrammarCompiler:
             return
         start = time.perf_counter()
         bitmask = torch.empty((len(rows), self._num_words), dtype=torch.int32)  # (k, W)
-        pairs = [(matchers[i]._m, j) for j, i in enumerate(rows)]  # type: ignore[union-attr]
-        self._executor.unsafe_compute_mask_ptr(
-            pairs, bitmask.data_ptr(), self._num_words * 4, len(rows)
-        )
-        allowed = _unpack(bitmask, min(logits.shape[1], self.vocab_size), logits.device)  # (k, V')
-        # the engine's logits come out of inference mode; updating them in place is only
-        # allowed inside it
-        with torch.inference_mode():
-            if len(rows) == len(matchers):
-                _mask_rows(logits, allowed)
-            else:
-                index = torch.tensor(rows, device=logits.device)
-                selected = logits.index_select(0, index)  # (k, V)
-                _mask_rows(selected, allowed)
-                logits.index_copy_(0, index, selected)
+        if len(rows) == 1:
+            # one row: compute on this thread (llguidance drops the GIL); waking the
+            # executor's threads costs more than the mask itself
+            only = matchers[rows[0]]
+            assert only is not None
+            only._m.unsafe_compute_mask_ptr(bitmask.data_ptr(), self._num_words * 4)
+        else:
+            pairs = [(matchers[i]._m, j) for j, i in enumerate(rows)]  # type: ignore[union-attr]
+            self._executor.unsafe_compute_mask_ptr(
+                pairs, bitmask.data_ptr(), self._num_words * 4, len(rows)
+            )
+        n = min(logits.shape[1], self.vocab_size)
+        if logits.device.type == "cpu" and logits.dtype in (
+            torch.float32, torch.float16, torch.float64
+        ):
+            _mask_rows_numpy(logits, rows, bitmask, n)
+        else:
+            _mask_rows_torch(logits, rows, bitmask, n)
         self.stats.add(mask_steps=len(rows), mask_seconds=time.perf_counter() - start)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _mask_rows(logits: torch.Tensor, allowed: torch.Tensor) -> None:
-    """logits (k, V) in place; allowed (k, V') with V' <= V; columns >= V' are LM-head
-    padding beyond the vocabulary and are always masked."""
-    n = allowed.shape[1]
-    logits[:, :n].masked_fill_(~allowed, float("-inf"))
-    logits[:, n:] = float("-inf")
 
 
-def _unpack(bitmask: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """(k, W) int32 bitmask, bit j of word w = token 32w + j → (k, n) bool on `device`."""
+
+def _unpack_numpy(bitmask: torch.Tensor, n: int) -> np.ndarray:
+    """(k, W) int32 bitmask, bit j of word w = token 32w + j → (k, n) uint8 of 0/1."""
+    words = bitmask.numpy()
+    if sys.byteorder != "little":
+        words = words.byteswap()
+    return np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little", count=n)
+
+
+def _mask_rows_numpy(logits: torch.Tensor, rows: list[int], bitmask: torch.Tensor, n: int) -> None:
+    """CPU path, single-threaded numpy on a view of `logits` (B, V): an intra-op parallel
+    torch kernel over one 50k row waits on its second thread, which on a busy machine
+    costs milliseconds per step; numpy takes tens of microseconds."""
+    # numpy writes through the view; inference-mode tensors allow it, autograd is not
+    # involved (logits never require grad here)
+    view = logits.detach().numpy()
+    bits = _unpack_numpy(bitmask, n)  # (k, n)
+    for j, i in enumerate(rows):
+        row = view[i]
+        np.putmask(row[:n], bits[j] == 0, -np.inf)
+        row[n:] = -np.inf  # LM-head padding beyond the vocabulary
+
+
+def _mask_rows_torch(logits: torch.Tensor, rows: list[int], bitmask: torch.Tensor, n: int) -> None:
+    """Accelerator (or bf16) path: ship the 32x smaller bitmask, unpack on the device."""
     import torch
 
-    if device.type == "cpu" and sys.byteorder == "little":
-        bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little", count=n)
-        return torch.from_numpy(bits.view(np.bool_))
-    # on an accelerator: ship the 32x smaller bitmask and unpack there
-    shifts = torch.arange(32, dtype=torch.int32, device=device)
-    words = bitmask.to(device, non_blocking=True)
-    return ((words.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)[:, :n]
+    shifts = torch.arange(32, dtype=torch.int32, device=logits.device)
+    words = bitmask.to(logits.device, non_blocking=True)  # (k, W)
+    allowed = ((words.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)[:, :n]  # (k, n)
+    index = torch.tensor(rows, device=logits.device)
+    # the engine's logits come out of inference mode; in-place updates need it too
+    with torch.inference_mode():
+        selected = logits.index_select(0, index)  # (k, V)
+        selected[:, :n].masked_fill_(~allowed, float("-inf"))
+        selected[:, n:] = float("-inf")
+        logits.index_copy_(0, index, selected)
 
 
 def copy_backend(backend: Any) -> tokenizers.Tokenizer:

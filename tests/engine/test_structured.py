@@ -27,8 +27,8 @@ FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 @pytest.fixture(scope="module")
 def llm(smollm2_gguf: Path) -> Iterator[LLM]:
-    llm = LLM(smollm2_gguf, kv_cache_gb=0.25, max_model_len=512, max_num_batched_tokens=512,
-              max_num_seqs=64)
+    llm = LLM(smollm2_gguf, kv_cache_gb=0.75, max_model_len=512, max_num_batched_tokens=512,
+              max_num_seqs=128)
     yield llm
     assert not llm.engine.requests
 
@@ -37,34 +37,18 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def run(llm: LLM, prompts: list[str], specs: list[StructuredSpec | None],
-        temperature: float | list[float], max_tokens: int = MAX_TOKENS) -> list[Any]:
-    """One continuous batch; row i samples with seed 1000 + i."""
-    temps = temperature if isinstance(temperature, list) else [temperature] * len(specs)
+def run(llm: LLM, rows: list[tuple[str, StructuredSpec | None, float]],
+        max_tokens: int = MAX_TOKENS) -> list[Any]:
+    """(prompt, spec, temperature) rows in one continuous batch; row i samples with seed
+    1000 + i, so a row's output does not depend on what else is in the batch."""
     params = [
         SamplingParams(temperature=t, seed=1000 + i, max_tokens=max_tokens, structured=s)
-        for i, (s, t) in enumerate(zip(specs, temps, strict=True))
+        for i, (_, s, t) in enumerate(rows)
     ]
-    return [o.outputs[0] for o in llm.chat([ask(p) for p in prompts], params)]
+    return [o.outputs[0] for o in llm.chat([ask(p) for p, _, _ in rows], params)]
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_schema_corpus_validates(llm: LLM, temperature: float) -> None:
-    schemas = [json.loads(p.read_text()) for p in SCHEMAS]
-    assert len(schemas) >= 50
-    prompts = [f"Give an example {s.get('title', 'value')} as JSON." for s in schemas]
-    outs = run(llm, prompts, [StructuredSpec.json_schema(s) for s in schemas], temperature)
-    failures = []
-    for path, schema, out in zip(SCHEMAS, schemas, outs, strict=True):
-        try:
-            assert out.finish_reason == "stop", f"finish_reason {out.finish_reason}"
-            jsonschema.validate(json.loads(out.text), schema, format_checker=FORMATS)
-        except (AssertionError, ValueError, jsonschema.ValidationError) as exc:
-            failures.append(f"{path.name}: {out.text!r}: {str(exc)[:200]}")
-    assert not failures, "\n".join(failures)
-    stats = compiler_for(llm.tokenizer).stats
-    assert stats.constrained_requests >= len(schemas) and stats.mask_steps > 0
-
+SCHEMA_DOCS = [json.loads(p.read_text()) for p in SCHEMAS]
 
 GRAMMARS = [
     ("Write a US phone number.", StructuredSpec.regex(r"\(\d{3}\) \d{3}-\d{4}"),
@@ -79,20 +63,10 @@ GRAMMARS = [
     ("List two fruits.", StructuredSpec.grammar(
         'start: item ", " item\nitem: FRUIT\nFRUIT: "apple" | "pear" | "plum" | "kiwi"'),
      re.compile(r"(apple|pear|plum|kiwi), (apple|pear|plum|kiwi)")),
-    ("Give me a JSON object.", StructuredSpec.json_object(), None),
 ]
-
-
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_regex_and_grammar_outputs_match(llm: LLM, temperature: float) -> None:
-    outs = run(llm, [g[0] for g in GRAMMARS], [g[1] for g in GRAMMARS], temperature)
-    for (_, spec, pattern), out in zip(GRAMMARS, outs, strict=True):
-        assert out.finish_reason == "stop", (spec, out.text)
-        if pattern is None:
-            assert isinstance(json.loads(out.text), dict)
-        else:
-            assert pattern.fullmatch(out.text), (spec, out.text)
-
+# any JSON object: keys and strings are unbounded, so only greedy fits a 64-token budget
+JSON_OBJECT = ("Give an example person as JSON with a name and an age.",
+               StructuredSpec.json_object(), None)
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
@@ -105,21 +79,74 @@ TOOLS = [
                                          "b": {"type": "integer", "minimum": 0, "maximum": 99}},
         "required": ["a", "b"], "additionalProperties": False}}},
 ]
+# (format, tool_choice, prompt, temperature)
+TOOL_ROWS: list[tuple[str, Any, str, float]] = [
+    (fmt, choice, prompt, temp)
+    for fmt in ("hermes", "llama3", "mistral")
+    for choice, prompt in (("required", "What is the weather in Paris?"),
+                           ({"type": "function", "function": {"name": "add"}}, "What is 2 plus 3?"))
+    for temp in (0.0, 1.0)
+]
 
 
-@pytest.mark.parametrize("fmt", ["hermes", "llama3", "mistral"])
-def test_forced_tool_calls_validate(llm: LLM, fmt: str) -> None:
-    choices: list[Any] = ["required", {"type": "function", "function": {"name": "add"}}]
-    specs = [tool_call_spec(TOOLS, c, fmt) for c in choices for _ in (0, 1)]
-    prompts = ["What is the weather in Paris?", "What is 2 plus 3?"] * 2
-    temps = [0.0, 1.0, 0.0, 1.0]
-    outs = run(llm, prompts, specs, temps)
+@pytest.fixture(scope="module")
+def outputs(llm: LLM) -> dict[str, list[Any]]:
+    """Everything this file decodes, as one continuous batch (the CPU budget is tight):
+    the corpus at temperature 0 and 1, the regexes and grammars at 0 and 1, forced tool
+    calls in the three formats."""
+    groups: dict[str, list[tuple[str, StructuredSpec | None, float]]] = {
+        f"corpus-{t}": [(f"Give an example {s.get('title', 'value')} as JSON.",
+                         StructuredSpec.json_schema(s), t) for s in SCHEMA_DOCS]
+        for t in (0.0, 1.0)
+    }
+    for t in (0.0, 1.0):
+        extra = [JSON_OBJECT] if t == 0.0 else []
+        groups[f"grammar-{t}"] = [(p, spec, t) for p, spec, _ in GRAMMARS + extra]
+    groups["tools"] = [(p, tool_call_spec(TOOLS, c, f), t) for f, c, p, t in TOOL_ROWS]
+    rows = [r for g in groups.values() for r in g]
+    outs = run(llm, rows)
+    result, i = {}, 0
+    for name, g in groups.items():
+        result[name], i = outs[i : i + len(g)], i + len(g)
+    return result
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_schema_corpus_validates(outputs: dict[str, list[Any]], llm: LLM,
+                                 temperature: float) -> None:
+    assert len(SCHEMA_DOCS) >= 50
+    failures = []
+    for path, schema, out in zip(SCHEMAS, SCHEMA_DOCS, outputs[f"corpus-{temperature}"],
+                                 strict=True):
+        try:
+            assert out.finish_reason == "stop", f"finish_reason {out.finish_reason}"
+            jsonschema.validate(json.loads(out.text), schema, format_checker=FORMATS)
+        except (AssertionError, ValueError, jsonschema.ValidationError) as exc:
+            failures.append(f"{path.name}: {out.text!r}: {str(exc)[:200]}")
+    assert not failures, "\n".join(failures)
+    stats = compiler_for(llm.tokenizer).stats
+    assert stats.constrained_requests >= len(SCHEMA_DOCS) and stats.mask_steps > 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_regex_and_grammar_outputs_match(outputs: dict[str, list[Any]],
+                                         temperature: float) -> None:
+    grammars = GRAMMARS + ([JSON_OBJECT] if temperature == 0.0 else [])
+    for (_, spec, pattern), out in zip(grammars, outputs[f"grammar-{temperature}"], strict=True):
+        assert out.finish_reason == "stop", (spec, out.text)
+        if pattern is None:
+            assert isinstance(json.loads(out.text), dict)
+        else:
+            assert pattern.fullmatch(out.text), (spec, out.text)
+
+
+def test_forced_tool_calls_validate(outputs: dict[str, list[Any]]) -> None:
     schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-    for i, out in enumerate(outs):
+    for (fmt, choice, _, _), out in zip(TOOL_ROWS, outputs["tools"], strict=True):
         assert out.finish_reason == "stop", out.text
         content, calls = ToolParser(fmt).parse(out.text)
         assert content == "" and len(calls) == 1, out.text
-        if i >= 2:
+        if choice != "required":
             assert calls[0].name == "add"
         jsonschema.validate(json.loads(calls[0].arguments_json), schemas[calls[0].name])
         stream = ToolParser(fmt).stream()
@@ -129,8 +156,9 @@ def test_forced_tool_calls_validate(llm: LLM, fmt: str) -> None:
 
 
 def test_unconstrained_rows_unaffected_by_constrained_ones(llm: LLM) -> None:
-    prompts = ["Name a color.", "Say hello.", "Give an example person as JSON."]
-    alone = run(llm, prompts[:2], [None, None], 0.0, max_tokens=12)
-    schema = json.loads(SCHEMAS[0].read_text())
-    mixed = run(llm, prompts, [None, None, StructuredSpec.json_schema(schema)], 0.0, max_tokens=12)
+    plain = [("Name a color.", None, 0.0), ("Say hello.", None, 1.0)]
+    constrained = [("Give an example person as JSON.", StructuredSpec.json_schema(SCHEMA_DOCS[0]),
+                    0.0), ("Pick one.", StructuredSpec.regex("(red|blue)"), 1.0)]
+    alone = run(llm, plain, max_tokens=8)
+    mixed = run(llm, plain + constrained, max_tokens=8)
     assert [o.token_ids for o in mixed[:2]] == [o.token_ids for o in alone]

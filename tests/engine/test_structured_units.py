@@ -66,6 +66,7 @@ def test_bad_request_surface(call: Any, param: str) -> None:
     ({"type": "object", "dependentRequired": {"a": ["b"]}}, "dependentRequired"),
     ({"type": "object", "unevaluatedProperties": False}, "unevaluatedProperties"),
     ({"type": "string", "format": "color"}, "color"),
+    ({"type": "object", "properties": {"a": {}}, "maxProperties": 1}, "maxProperties"),
     ({"properties": {"a": {"$ref": "https://example.com/a.json"}}}, "https://example.com/a.json"),
 ])
 def test_unenforceable_schema_is_refused_by_name(schema: dict[str, Any], named: str) -> None:
