@@ -282,15 +282,17 @@ class HFEngineStandIn:
         self.scorer = PrefixScorer(model)
         self.calls: list[int] = []  # prompts per generate call
 
-    def generate(self, prompts: Sequence[list[int]], sampling_params: Any) -> list[RequestOutput]:
+    def generate(self, prompts: Sequence[list[int]], params: Any) -> list[RequestOutput]:
         self.calls.append(len(prompts))
+        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
         outs = []
-        for n, ids in enumerate(prompts):
+        for n, (ids, sampling_params) in enumerate(zip(prompts, plist, strict=True)):
             plp: list[dict[int, Logprob] | None] | None = None
             if sampling_params.prompt_logprobs is not None:
                 stats = self.scorer.score(list(ids))
-                plp = [None]
-                for pos in range(1, len(ids)):
+                start = sampling_params.prompt_logprobs_start or 1
+                plp = [None] * start
+                for pos in range(start, len(ids)):
                     plp.append({ids[pos]: Logprob(stats.logprob[pos - 1], stats.rank[pos - 1])})
             text = (
                 ""
@@ -308,3 +310,12 @@ class HFEngineStandIn:
                 )
             )
         return outs
+
+
+def save_tiny_folder(model: Any, tokenizer: TinyTokenizer, folder: Path) -> Path:
+    """The tiny model as a Hugging Face folder hearth's engine loads (config.json,
+    safetensors, tokenizer.json): `hearth eval FOLDER --backend hearth` runs on it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.tok.save(str(folder / "tokenizer.json"))
+    return folder

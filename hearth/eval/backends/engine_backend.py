@@ -1,10 +1,15 @@
 """A LanguageModel over hearth's own engine (`hearth.engine.llm.LLM`). Multiple-choice
-scoring is one `generate` call per batch of requests with `prompt_logprobs=1,
-max_tokens=1, temperature=0`: the engine returns, for every prompt token, its
-log-probability and its rank (rank 1 = the greedy choice), so no sampling is involved.
-All requests of a batch go in the same call, so the scheduler batches them and the
-prefix cache computes a shared context (the few-shot examples, the choices' common
-question) once.
+scoring is one `generate` call per batch of requests with `prompt_logprobs=0,
+max_tokens=1, temperature=0` and `prompt_logprobs_start` at the continuation: the engine
+returns, for each continuation token, its log-probability and its rank (rank 1 = the
+greedy choice), so no sampling is involved; only the continuation's positions go through
+the LM head, and the context may come from the prefix cache.
+
+Prefix sharing: in each call, the first request of every distinct context goes first and
+the others (the same context with another choice) after, so by the time they are admitted
+their context's KV blocks are cached and only the continuation is computed. A call holds
+at most `max_batch_tokens` of distinct context, so those blocks are still cached (not
+evicted) when the second wave comes.
 
 Tokenization follows lm-eval (`encode_pair`). Knows nothing of tasks or storage, and
 only the engine's public API (generate, SamplingParams, RequestOutput)."""
@@ -17,6 +22,9 @@ from typing import Any, Protocol
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import HearthError
 from hearth.eval.lm import GenerationRequest, cut_at_stops, encode_pair
+
+# distinct context tokens per generate call when the engine's KV pool size is unknown
+DEFAULT_BATCH_TOKENS = 32768
 
 
 class _Engine(Protocol):
@@ -34,17 +42,21 @@ class EngineLM:
         encode: Callable[[str], list[int]],
         max_model_len: int | None = None,
         batch_size: int = 256,
+        max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.llm = llm
         self.encode = encode
         self.max_model_len = max_model_len
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
 
     @classmethod
     def from_llm(cls, llm: Any, batch_size: int = 256) -> EngineLM:
-        """Take the tokenizer and context length from the LLM object itself."""
+        """Take the tokenizer, the context length and the KV pool size from the LLM."""
         tokenizer = (
             llm.get_tokenizer()
             if hasattr(llm, "get_tokenizer")
@@ -53,26 +65,70 @@ class EngineLM:
         if tokenizer is None or not hasattr(tokenizer, "encode"):
             raise HearthError("the engine exposes no tokenizer with encode(); cannot score text")
         max_len = getattr(llm, "max_model_len", None)
-        return cls(llm, tokenizer.encode, int(max_len) if max_len else None, batch_size)
+        budget = DEFAULT_BATCH_TOKENS
+        engine = getattr(llm, "engine", None)
+        if engine is not None and hasattr(engine, "metrics"):
+            # half the pool: the contexts of one call stay cached until their second wave
+            pool_tokens = engine.metrics().num_blocks_total * engine.config.block_size
+            budget = max(1, pool_tokens // 2)
+        return cls(llm, tokenizer.encode, int(max_len) if max_len else None, batch_size, budget)
+
+    def _prompt(self, context: str, continuation: str) -> tuple[list[int], int]:
+        """(prompt ids, number of continuation tokens at its end)."""
+        ctx_ids, cont_ids = encode_pair(self.encode, context, continuation)
+        if not cont_ids:
+            raise HearthError(f"continuation {continuation!r} encodes to no tokens")
+        ids = ctx_ids + cont_ids
+        if self.max_model_len and len(ids) > self.max_model_len - 1:
+            ids = ids[-(self.max_model_len - 1) :]  # keep room for the one decode step
+        # the first token has no logprob: a continuation filling the window loses it
+        return ids, min(len(cont_ids), len(ids) - 1)
+
+    def _calls(self, prompts: list[tuple[list[int], int]]) -> list[list[int]]:
+        """Request indices per generate call, each call's first request of every distinct
+        context first, bounded by batch_size requests and max_batch_tokens of context."""
+        calls: list[list[int]] = []
+        firsts: list[int] = []
+        rest: list[int] = []
+        seen: set[tuple[int, ...]] = set()
+        tokens = 0
+        for i, (ids, n) in enumerate(prompts):
+            context = tuple(ids[:-n])
+            new = context not in seen
+            if (firsts or rest) and (
+                len(firsts) + len(rest) >= self.batch_size
+                or (new and tokens + len(context) > self.max_batch_tokens)
+            ):
+                calls.append(firsts + rest)
+                firsts, rest, seen, tokens = [], [], set(), 0
+                new = True
+            if new:
+                seen.add(context)
+                tokens += len(context)
+                firsts.append(i)
+            else:
+                rest.append(i)
+        if firsts or rest:
+            calls.append(firsts + rest)
+        return calls
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
-        params = SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0)
-        out: list[tuple[float, bool]] = []
-        for start in range(0, len(requests), self.batch_size):
-            prompts: list[list[int]] = []
-            num_cont: list[int] = []
-            for context, continuation in requests[start : start + self.batch_size]:
-                ctx_ids, cont_ids = encode_pair(self.encode, context, continuation)
-                if not cont_ids:
-                    raise HearthError(f"continuation {continuation!r} encodes to no tokens")
-                ids = ctx_ids + cont_ids
-                if self.max_model_len and len(ids) > self.max_model_len - 1:
-                    ids = ids[-(self.max_model_len - 1) :]  # keep room for the one decode step
-                prompts.append(ids)
-                num_cont.append(len(cont_ids))
-            results = self.llm.generate(prompts, params)
-            for ids, n, result in zip(prompts, num_cont, results, strict=True):
-                out.append(_sum_prompt_logprobs(ids, n, result.prompt_logprobs))
+        prompts = [self._prompt(context, continuation) for context, continuation in requests]
+        out: list[tuple[float, bool]] = [(0.0, False)] * len(prompts)
+        for order in self._calls(prompts):
+            params = [
+                SamplingParams(
+                    max_tokens=1,
+                    temperature=0.0,
+                    prompt_logprobs=0,
+                    prompt_logprobs_start=len(prompts[i][0]) - prompts[i][1],
+                )
+                for i in order
+            ]
+            results = self.llm.generate([prompts[i][0] for i in order], params)
+            for i, result in zip(order, results, strict=True):
+                ids, n = prompts[i]
+                out[i] = _sum_prompt_logprobs(ids, n, result.prompt_logprobs)
         return out
 
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
