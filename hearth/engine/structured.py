@@ -5,8 +5,10 @@ checking, lowering); the engine compiles it against the model's tokenizer into o
 of HTTP or the scheduler.
 
 Backend: llguidance, chosen over xgrammar after trying both here (2 shared CPU cores,
-SmolLM2 vocabulary of 49,152 tokens, a 6-property schema with nested object, enum array,
-format, pattern, anyOf; `python /tmp/gb/bench.py {xgr,llg}`, see the report of issue 8):
+SmolLM2 vocabulary of 49,152 tokens; a 6-property schema with a nested object, an enum
+array with min/maxItems, a format, a pattern and an anyOf; masks timed while force-feeding
+a valid 63-token document; feature coverage probed by compiling 47 keyword cases and
+feeding each a valid and an invalid document):
 
                           llguidance 1.9.1              xgrammar 0.2.8
     wheel / installed     3.1 MB / 7.6 MB, no deps      1.3 MB, but requires torch,
@@ -20,7 +22,9 @@ format, pattern, anyOf; `python /tmp/gb/bench.py {xgr,llg}`, see the report of i
                           contains, not, if/then/else,  uniqueItems, not, if/then/else,
                           propertyNames, dependent*,    dependentRequired, remote $ref;
                           unevaluatedProperties,        mis-compiled: contains,
-                          unknown formats, remote $ref) maxProperties, patternProperties
+                          unknown formats, remote $ref, maxProperties, patternProperties
+                          min/maxProperties with
+                          optional properties)
     enforced extras       allOf, patternProperties,     propertyNames,
                           min/maxProperties             unevaluatedProperties
     regex / grammars      Rust regex; Lark (+ %json     regex; EBNF (GBNF-like)
@@ -32,6 +36,10 @@ names what it cannot enforce, which we turn into GrammarError / HTTP 400), compi
 milliseconds (no queueing behind a compile), and is light enough (one 3 MB wheel, no Python
 dependencies, abi3 wheels for Linux/macOS/Windows) to be a core dependency, so structured
 output works in every install, which `hearth run --format` and the server both need.
+
+Applying a mask to a CPU logits row is done in numpy (~40 µs per 49k row, including the
+llguidance mask): torch's intra-op-parallel kernels wait for their second thread, which on
+a busy 2-core machine cost ~12 ms per row.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ __all__ = [
     "check_tools_renderable",
     "detect_tool_format",
     "normalize_tools",
+    "template_messages",
     "tool_call_spec",
 ]
 
@@ -114,6 +115,38 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     names = [t["function"]["name"] for t in out]
     if len(set(names)) != len(names):
         raise InvalidParameterError("tools", "tool names must be unique")
+    return out
+
+
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI chat history as HF chat templates want it: assistant `tool_calls` carry
+    `function.arguments` as a JSON *string* in the API but as a dict in templates (Qwen's
+    writes `arguments | tojson`; a string would come out double-encoded). `role: tool`
+    messages pass through, so tool results reach the next turn."""
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        message = dict(message)
+        calls = message.get("tool_calls")
+        if calls:
+            converted = []
+            for call in calls:
+                fn = dict(call.get("function") or {})
+                args = fn.get("arguments", "{}")
+                if isinstance(args, str):
+                    try:
+                        args = json.loads(args or "{}")
+                    except json.JSONDecodeError as exc:
+                        raise InvalidParameterError(
+                            "messages",
+                            f"messages[{i}].tool_calls: arguments of {fn.get('name')!r} "
+                            f"are not JSON ({exc.msg}); send them as the model returned them",
+                        ) from exc
+                fn["arguments"] = args
+                converted.append({**call, "type": "function", "function": fn})
+            message["tool_calls"] = converted
+            if message.get("content") is None:
+                message["content"] = ""
+        out.append(message)
     return out
 
 

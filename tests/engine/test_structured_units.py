@@ -166,6 +166,11 @@ def test_batched_masks_leave_unconstrained_rows(compiler: GrammarCompiler) -> No
     assert torch.isinf(logits[3]).sum() > compiler.vocab_size // 2
     with pytest.raises(ValueError, match="B == len"):
         apply_masks(logits, [a])
+    # bf16 logits take the torch (accelerator) path: same mask
+    half = before.to(torch.bfloat16)
+    apply_masks(half, [None, a, None, b])
+    assert torch.equal(torch.isinf(half), torch.isinf(logits))
+    assert torch.equal(half[0], before[0].to(torch.bfloat16))
 
 
 def test_cache_stats_and_async(tokenizer: Any) -> None:

@@ -18,6 +18,7 @@ from hearth.engine.tool_calls import (
     check_tools_renderable,
     detect_tool_format,
     normalize_tools,
+    template_messages,
     tool_call_spec,
 )
 from hearth.errors import GrammarError, InvalidParameterError
@@ -196,3 +197,23 @@ def test_tool_choice_grammar(compiler: GrammarCompiler, hf_smollm2_tokenizer: An
     content, calls = ToolParser(fmt).parse(good)
     assert content == "" and calls[0].name == "get_weather"
     assert json.loads(calls[0].arguments_json) == json.loads(WEATHER_ARGS)
+
+
+def test_template_messages_round_trip_tool_results() -> None:
+    _, calls = ToolParser("hermes").parse(
+        '<tool_call>\n{"name": "get_weather", "arguments": ' + WEATHER_ARGS + "}\n</tool_call>")
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [c.to_openai() for c in calls]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "21 C"},
+    ]
+    out = template_messages(history)
+    assert out[1]["content"] == ""
+    assert out[1]["tool_calls"][0]["function"] == {
+        "name": "get_weather", "arguments": json.loads(WEATHER_ARGS)}
+    assert out[2] == history[2] and history[1]["tool_calls"][0]["function"]["arguments"] == (
+        WEATHER_ARGS)  # the caller's history is not modified
+    bad = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{x"}}]}]
+    with pytest.raises(InvalidParameterError) as err:
+        template_messages(bad)
+    assert err.value.param == "messages"
