@@ -79,6 +79,9 @@ class LLM:
     kv_cache_gb: KV pool budget; None = Settings.kv_cache_gb, else a share of free RAM.
     max_model_len: None = the model's context (capped by what the pool holds).
     num_threads: torch CPU threads; None = Settings.threads.
+    quant: "none" (dense weights in `dtype`), "auto" (GGUF low-bit weights stay low-bit:
+      Q4_0/Q4_1/Q4_K as int4, other quant types int8), "int8" or "int4" (also quantize HF
+      safetensors at load). Quantized modes run bf16 activations (hearth.model.quant_build).
     """
 
     def __init__(
@@ -96,10 +99,10 @@ class LLM:
         seed: int | None = None,
         settings: Settings | None = None,
         progress: Progress | None = None,
+        quant: str = "none",
     ) -> None:
-        from hearth.model.build import build_model
+        from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
-        from hearth.weights.loader import load_weights
 
         settings = settings or load_settings()
         torch.set_num_threads(num_threads or settings.threads)
@@ -107,11 +110,11 @@ class LLM:
             kv_cache_gb = settings.kv_cache_gb
         self.path = resolve_model_path(model, settings, progress)
         self.model_name = str(model)
-        loaded = load_weights(self.path, dtype)
+        built = load_decoder(self.path, quant, dtype)
+        loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
-        decoder = build_model(loaded.config, loaded.tensors, dtype)
         engine_config = EngineConfig(
             block_size=block_size,
             kv_cache_gb=kv_cache_gb,

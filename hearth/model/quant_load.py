@@ -14,7 +14,7 @@ from hearth.model.build import build_model
 from hearth.model.decoder import Decoder
 from hearth.model.quant import ACT_DTYPE
 from hearth.model.quant_build import build_quantized_model, check_quant_mode
-from hearth.weights.loader import LoadedWeights, load_weights
+from hearth.weights.loader import LoadedWeights, is_gguf_file, load_weights
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def load_decoder(
     quantized mode runs bfloat16 activations. Raises what load_weights/build_model raise."""
     mode = check_quant_mode(quant)
     path = Path(path)
-    is_gguf = path.is_file() and path.suffix.lower() == ".gguf"
+    is_gguf = path.is_file() and is_gguf_file(path)  # magic bytes: blobs have no suffix
     if mode == "auto" and not is_gguf:
         mode = "none"  # auto keeps what the checkpoint has: dense float weights stay dense
     if mode == "none":

@@ -1,0 +1,60 @@
+"""`hearth bench --quick` end to end (hearth only, no peers): the JSON object has the shape
+the issue specifies and every request completes; unknown peers and modes fail clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hearth.bench.peers import check_peer
+from hearth.cli import main
+from hearth.errors import UserInputError
+
+
+def _hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())
+
+
+def test_quick_bench_json(
+    smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _hearth(
+        capsys, "bench", str(smollm2_gguf), "--quick", "--json", "--threads", "1"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"machine", "model", "runs", "ratios"} <= set(result)
+    assert result["machine"]["cores"] >= 1 and result["machine"]["memory_bandwidth_gbps"] > 0
+    runs = result["runs"]
+    assert {(r["scenario"], r["concurrency"]) for r in runs} == {
+        ("decode", 1),
+        ("concurrent", 1),
+        ("concurrent", 4),
+        ("prefix", 4),
+    }
+    for r in runs:
+        assert r["engine"] == "hearth" and r["failed_requests"] == 0
+        assert r["output_tokens_per_s"] > 0 and r["ttft_ms_p50"] is not None
+        assert r["peak_rss_mb"] > r["baseline_rss_mb"] > 0
+    decode = next(r for r in runs if r["scenario"] == "decode")
+    assert decode["output_tokens"] == 8
+    prefix = [r for r in runs if r["scenario"] == "prefix"]
+    assert sorted(r["prefix_caching"] for r in prefix) == [False, True]
+    assert result["ratios"]["prefix_caching_speedup"] is not None
+
+
+def test_bad_arguments(
+    smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--quant", "int3")
+    assert code == 2 and "--quant must be one of" in err
+    with pytest.raises(UserInputError, match="unknown peer"):
+        check_peer("vllm")

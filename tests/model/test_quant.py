@@ -1,0 +1,83 @@
+"""quant.py / quant_pack.py: the int4 and int8 layers multiply what they claim to, and GGUF
+blocks re-pack exactly (only the fp16 -> bf16 rounding of block scales is lost)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from gguf.constants import GGMLQuantizationType as T
+
+from hearth.model.quant import Int4Linear, Int8Embedding, Int8Linear
+from hearth.model.quant_pack import int4_from_gguf, quantize_int4, quantize_int8
+from hearth.weights.gguf import load_gguf
+
+
+def _bf16_step(x: torch.Tensor) -> float:
+    """The spacing of bf16 numbers around the largest |x| (the rounding the re-pack allows)."""
+    return float(x.abs().max()) * 2**-7
+
+
+def test_int4_linear_multiplies_its_dequantized_weight() -> None:
+    torch.manual_seed(0)
+    weight = quantize_int4(torch.randn(96, 128))
+    layer = Int4Linear(weight, bias=torch.randn(96))
+    x = torch.randn(5, 128).bfloat16()
+    expected = x.float() @ weight.dequantize().t() + layer.bias.float()
+    got = layer(x).float()
+    assert got.shape == (5, 96)
+    assert torch.allclose(got, expected, atol=0.1, rtol=0.02)
+
+
+def test_quantize_int4_error_is_within_half_a_step() -> None:
+    torch.manual_seed(1)
+    w = torch.randn(64, 256)
+    q = quantize_int4(w)
+    step = (w.reshape(64, -1, 32).amax(-1) - w.reshape(64, -1, 32).amin(-1)) / 15
+    err = (q.dequantize() - w).abs().reshape(64, -1, 32).amax(-1)
+    assert bool((err <= step * 0.5 + 0.02).all())
+
+
+def test_int8_linear_and_embedding_share_one_table() -> None:
+    torch.manual_seed(2)
+    w = torch.randn(50, 64)
+    q = quantize_int8(w)
+    assert (q.dequantize() - w).abs().max() <= w.abs().max() / 127
+    emb = Int8Embedding(q)
+    head = emb.as_linear()
+    assert head.qweight.data_ptr() == emb.qweight.data_ptr()
+    ids = torch.tensor([3, 7, 49])
+    assert torch.allclose(emb(ids).float(), q.dequantize()[ids], atol=0.02)
+    x = torch.randn(2, 64).bfloat16()
+    assert isinstance(head, Int8Linear)
+    assert torch.allclose(head(x).float(), x.float() @ q.dequantize().t(), atol=0.2, rtol=0.02)
+
+
+def test_q4_1_repacks_exactly(smollm2_gguf: Path) -> None:
+    tensors = load_gguf(smollm2_gguf, keep_quantized=True).tensors
+    raw = tensors["model.layers.0.mlp.down_proj.weight"]
+    assert raw.ggml_type == T.Q4_1  # type: ignore[attr-defined]
+    reference = raw.dequantize()  # type: ignore[attr-defined]
+    packed = int4_from_gguf(raw)  # type: ignore[arg-type]
+    assert (packed.dequantize() - reference).abs().max() <= _bf16_step(reference)
+
+
+def test_q4_k_repacks_exactly(gemma3_gguf: Path) -> None:
+    tensors = load_gguf(gemma3_gguf, keep_quantized=True).tensors
+    raw = tensors["model.layers.0.self_attn.o_proj.weight"]
+    assert raw.ggml_type == T.Q4_K  # type: ignore[attr-defined]
+    reference = raw.dequantize()  # type: ignore[attr-defined]
+    packed = int4_from_gguf(raw)  # type: ignore[arg-type]
+    # exact codes; the loss is rounding each group's scale and zero to bf16
+    assert (packed.dequantize() - reference).abs().max() <= 2 * _bf16_step(reference)
+    requantized = quantize_int4(reference)
+    assert (requantized.dequantize() - reference).abs().max() > (
+        packed.dequantize() - reference
+    ).abs().max()
+
+
+def test_non_4bit_types_have_no_exact_int4(smollm2_gguf: Path) -> None:
+    raw = load_gguf(smollm2_gguf, keep_quantized=True).tensors["model.embed_tokens.weight"]
+    with pytest.raises(ValueError, match="Q8_0"):
+        int4_from_gguf(raw)  # type: ignore[arg-type]
