@@ -4,6 +4,7 @@ is honoured) into a staging folder. Knows nothing of blobs, manifests or names."
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ def download(spec: HubSpec, staging_root: Path, progress: ByteProgress | None = 
     try:
         path = snapshot_download(
             spec.repo_id,
+            # read now, not when huggingface_hub was first imported (it caches HF_ENDPOINT
+            # in module constants at import time)
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
             revision=spec.revision,
             local_dir=target,
             tqdm_class=_progress_class(progress),

@@ -31,7 +31,7 @@ def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     if not (DATA / "README.md").is_file():
-        pytest.skip(f"shared evaluation data not found at {DATA}")
+        pytest.fail(f"shared evaluation data not found at {DATA}: the repo must sit beside shared/")
     tokenizer = TinyTokenizer()
     with serve(make_completions_app(tiny_model(tokenizer.vocab_size), tokenizer)) as url:
         yield url

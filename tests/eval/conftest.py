@@ -15,7 +15,7 @@ from eval_tiny_lm import DATA, HFReferenceLM, TinyTokenizer, make_completions_ap
 @pytest.fixture(scope="session")
 def eval_data() -> Path:
     if not (DATA / "README.md").is_file():
-        pytest.skip(f"shared evaluation data not found at {DATA}")
+        pytest.fail(f"shared evaluation data not found at {DATA}: the repo must sit beside shared/")
     return DATA.resolve()
 
 

@@ -118,10 +118,8 @@ def fake_hub(tiny_hf: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HOME", str(tiny_hf.parent / "hf-home"))  # never the user's cache
-    # huggingface_hub reads HF_ENDPOINT once at import; point its constant at the fake too
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    # huggingface_hub caches HF_ENDPOINT at import (before this test, in a full run): the
+    # store must honour the variable as set now, which is what this checks
     yield hub
     server.shutdown()
     server.server_close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import unicodedata
 
-import pytest
 import tokenizers
 from tokenizers import pre_tokenizers
 
@@ -134,19 +133,3 @@ def test_token_bytes_rebuild_the_text(
     newline = gemma3_tokenizer.token_to_id("<0x0A>")
     assert newline is not None and gemma3_tokenizer.token_bytes()[newline] == b"\n"
 
-
-def test_vocabulary_for_xgrammar(
-    smollm2_tokenizer: Tokenizer, gemma3_tokenizer: Tokenizer, hf_smollm2_tokenizer
-) -> None:  # type: ignore[no-untyped-def]
-    """encoded_vocab() + vocab_type is what xgrammar's TokenizerInfo takes; it must decode each
-    token to the same bytes as token_bytes() and as xgrammar's own HF import."""
-    xgr = pytest.importorskip("xgrammar")
-    for tok in (smollm2_tokenizer, gemma3_tokenizer):
-        info = xgr.TokenizerInfo(
-            tok.encoded_vocab(),
-            vocab_type=getattr(xgr.VocabType, tok.vocab_type.upper()),
-            stop_token_ids=sorted(tok.eos_ids),
-        )
-        assert info.decoded_vocab == tok.token_bytes()
-    reference = xgr.TokenizerInfo.from_huggingface(hf_smollm2_tokenizer)
-    assert reference.decoded_vocab == smollm2_tokenizer.token_bytes()
