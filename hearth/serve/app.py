@@ -133,9 +133,8 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    app.include_router(openai_routes.router)
-    app.include_router(ollama_routes.public)
-    app.include_router(ollama_routes.router)
+    for router in (*openai_routes.routers, *ollama_routes.routers):
+        app.include_router(router)
 
     @app.get("/", response_class=PlainTextResponse, tags=["health"])
     @app.head("/", response_class=PlainTextResponse, include_in_schema=False)

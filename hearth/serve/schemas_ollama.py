@@ -31,6 +31,9 @@ class Options(_Lenient):
     repeat_penalty: float | None = Field(default=None, gt=0, le=10)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # hearth extensions, here so the official clients can send them (`options={...}`)
+    regex: str | None = None
+    grammar: str | None = None
 
 
 class _Named(_Lenient):
@@ -55,6 +58,9 @@ class _Generating(_Named):
     keep_alive: KeepAlive = None
     stream: bool = True
     think: bool | str | None = None
+    # hearth extensions: the output matches this regex / follows this Lark or GBNF grammar
+    regex: str | None = None
+    grammar: str | None = None
 
 
 class GenerateRequest(_Generating):

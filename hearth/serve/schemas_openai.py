@@ -72,6 +72,10 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
+    # hearth extensions (OpenAI clients: `extra_body={"regex": ...}`): the whole output
+    # matches this regex / is derived from this Lark or GBNF grammar
+    regex: str | None = None
+    grammar: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -87,6 +91,10 @@ class CompletionRequest(_Sampling):
     logprobs: int | None = Field(default=None, ge=0, le=20)
     best_of: int | None = Field(default=None, ge=1, le=16)
     suffix: str | None = None
+    # as on chat/completions (vLLM accepts response_format here too)
+    response_format: dict[str, Any] | None = None
+    regex: str | None = None
+    grammar: str | None = None
 
 
 class EmbeddingRequest(_Strict):

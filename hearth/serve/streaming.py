@@ -6,7 +6,9 @@ request and frees its KV blocks before the next step. Knows nothing of models.""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -42,3 +44,8 @@ class AbortingStream(StreamingResponse):
                 aclose = getattr(self._body, "aclose", None)
                 if aclose is not None:
                     await aclose()
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One Server-Sent Events message (`data: [DONE]` when given the string)."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"

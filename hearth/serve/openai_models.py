@@ -1,0 +1,90 @@
+"""OpenAI /v1 models, models/{id} and embeddings (pooled hidden states, normalised; float or
+base64; `dimensions` shortens). Never touches tensors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from hearth.errors import InvalidParameterError
+from hearth.serve.auth import require_key
+from hearth.serve.openai_completions import token_prompts
+from hearth.serve.schemas_openai import (
+    EmbeddingRequest,
+)
+from hearth.serve.state import ServerState, get_state, new_request_id, note
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
+
+
+# -- models -------------------------------------------------------------------------------
+def _model_card(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.name,
+        "object": "model",
+        "created": int(record.created.timestamp()),
+        "owned_by": "hearth",
+    }
+
+
+@router.get("/models")
+async def list_models(state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    records = await asyncio.to_thread(state.pool.store.list)
+    return {"object": "list", "data": [_model_card(r) for r in records]}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return _model_card(await state.pool.record(model_id))
+
+
+# -- embeddings ---------------------------------------------------------------------------
+def _encode_vector(vector: list[float], fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+def shorten(vectors: list[list[float]], dimensions: int | None) -> list[list[float]]:
+    """Matryoshka-style: keep the first `dimensions` values and re-normalise."""
+    if dimensions is None:
+        return vectors
+    size = len(vectors[0]) if vectors else 0
+    if dimensions > size:
+        raise InvalidParameterError(
+            "dimensions", f"dimensions: this model's embeddings have {size}; ask for at most {size}"
+        )
+    out = []
+    for v in vectors:
+        cut = v[:dimensions]
+        norm = sum(x * x for x in cut) ** 0.5 or 1.0
+        out.append([x / norm for x in cut])
+    return out
+
+
+@router.post("/embeddings")
+async def embeddings(
+    req: EmbeddingRequest, request: Request, state: ServerState = Depends(get_state)
+) -> dict[str, Any]:
+    request.state.request_id = new_request_id()
+    async with state.pool.use(req.model) as model, state.admission.slot():
+        note(request, model=model.name)
+        items = token_prompts(model, req.input)
+        if len(items) > 2048:
+            raise InvalidParameterError("input", "input: at most 2048 inputs per request")
+        vectors, counts = await model.engine.embed(list(items))
+    vectors = shorten(vectors, req.dimensions)
+    note(request, prompt_tokens=sum(counts), output_tokens=0)
+    return {
+        "object": "list",
+        "model": model.name,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
+            for i, v in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": sum(counts), "total_tokens": sum(counts)},
+    }
