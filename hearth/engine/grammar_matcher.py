@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,7 +36,7 @@ class TokenizerLike(Protocol):
     def backend(self) -> tokenizers.Tokenizer: ...
 
     @property
-    def eos_ids(self) -> Sequence[int]: ...
+    def eos_ids(self) -> Collection[int]: ...
 
 
 @dataclass
@@ -129,7 +129,7 @@ class GrammarCompiler:
         self,
         tokenizer: TokenizerLike | tokenizers.Tokenizer,
         *,
-        eos_ids: Sequence[int] | None = None,
+        eos_ids: Collection[int] | None = None,
         cache_size: int = 128,
         max_workers: int = 1,
     ) -> None:
