@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,8 +58,14 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# requests check keys in worker threads; two first requests at once would both see no
+# table and both CREATE it (sqlite3 "table serve_api_keys already exists"): one at a time
+_TABLES_LOCK = threading.Lock()
+
+
 def _session(settings: Settings) -> Session:
-    ensure_tables(get_engine(settings.db_url), ApiKeyRow.__table__)  # type: ignore[arg-type]
+    with _TABLES_LOCK:
+        ensure_tables(get_engine(settings.db_url), ApiKeyRow.__table__)  # type: ignore[arg-type]
     return session_factory(settings.db_url)()
 
 
