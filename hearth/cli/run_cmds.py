@@ -17,6 +17,7 @@ from hearth.errors import InvalidParameterError, UserInputError
 if TYPE_CHECKING:
     from hearth.engine.llm import LLM
     from hearth.engine.sampling_params import SamplingParams
+    from hearth.engine.structured import StructuredSpec
 
 HELP = """Available commands:
   /set parameter NAME VALUE   temperature, top_p, top_k, seed, num_predict
@@ -216,13 +217,24 @@ def register(app: typer.Typer) -> None:
             False, "--verbose", help="Print prompt tokens, TTFT and tokens/s."
         ),
         kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
+        output_format: str | None = typer.Option(
+            None,
+            "--format",
+            help="Constrain every answer: json, a JSON-schema file, regex:PATTERN, or "
+            "grammar:FILE (Lark or GBNF).",
+        ),
     ) -> None:
         """Chat with a model, or answer one prompt (like `ollama run`)."""
         from hearth.engine.llm import LLM
         from hearth.engine.sampling_params import SamplingParams
 
         params = SamplingParams(
-            temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, max_tokens=max_tokens
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+            max_tokens=max_tokens,
+            structured=_format_spec(output_format),
         )
         if prompt == "-":
             prompt = sys.stdin.read()
@@ -238,6 +250,31 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(130) from None
             return
         _repl(llm, state, verbose)
+
+
+def _format_spec(value: str | None) -> StructuredSpec | None:
+    """`--format`: json, regex:PATTERN, grammar:FILE or a JSON-schema file; checked before
+    the model loads (GrammarError names what cannot be enforced)."""
+    if value is None:
+        return None
+    from pathlib import Path
+
+    from hearth.engine.structured import StructuredSpec
+
+    if value == "json":
+        return StructuredSpec.json_object()
+    if value.startswith("regex:"):
+        return StructuredSpec.regex(value.removeprefix("regex:"))
+    path = Path(value.removeprefix("grammar:"))
+    if not path.is_file():
+        raise UserInputError(
+            f"--format: no file {str(path)!r}; give json, a JSON-schema file, regex:PATTERN "
+            "or grammar:FILE"
+        )
+    text = path.read_text()
+    if value.startswith("grammar:"):
+        return StructuredSpec.grammar(text)
+    return StructuredSpec.json_schema(text)
 
 
 def _load(cls: Any, model: str, ctx: int | None, kv_cache_gb: float | None) -> LLM:
