@@ -127,6 +127,7 @@ def _hearth_items(task: str, samples_path: str) -> dict[tuple[str, int], Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(12 * 3600)  # 100 items x 6 tasks on 2 cores takes hours
 def test_agreement_with_lm_eval_hf(
     tmp_path: Path, smollm2_gguf: Path, hf_smollm2_model: Any, hf_smollm2_tokenizer: Any
 ) -> None:

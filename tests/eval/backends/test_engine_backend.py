@@ -42,3 +42,28 @@ def test_generate_and_truncation(tiny_hf_model: Any, tiny_tokenizer: Any, refere
     assert ll < 0  # left-truncated to fit the 64-token context, still scored
     with pytest.raises(ValueError, match="batch_size"):
         EngineLM(engine, tiny_tokenizer.encode, batch_size=0)
+
+
+def test_batches_bounded_by_context_tokens_with_each_context_first(
+    eval_data: Path, tiny_hf_model: Any, tiny_tokenizer: Any, reference_lm: HFReferenceLM
+) -> None:
+    items = get_task("arc_challenge").build(eval_data, Settings(num_fewshot=1, limit=4))
+    requests = [r for item in items for r in item.requests]
+    engine = HFEngineStandIn(tiny_hf_model, tiny_tokenizer)
+    one_context = len(tiny_tokenizer.encode(items[0].requests[0][0]))
+    lm = EngineLM(engine, tiny_tokenizer.encode, max_batch_tokens=2 * one_context + 1)
+    prompts = [lm._prompt(c, x) for c, x in requests]
+    calls = lm._calls(prompts)
+    assert sorted(i for call in calls for i in call) == list(range(len(requests)))
+    for call in calls:
+        contexts = [tuple(prompts[i][0][: -prompts[i][1]]) for i in call]
+        distinct = list(dict.fromkeys(contexts))
+        assert contexts[: len(distinct)] == distinct  # each context's first request leads
+        assert sum(len(c) for c in distinct) <= lm.max_batch_tokens or len(distinct) == 1
+    assert len(calls) >= 2
+    got = lm.loglikelihood(requests)
+    want = reference_lm.loglikelihood(requests)
+    assert [g for g, _ in got] == pytest.approx([w for w, _ in want], abs=1e-4)
+    assert engine.calls == [len(c) for c in calls]
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        EngineLM(engine, tiny_tokenizer.encode, max_batch_tokens=0)
