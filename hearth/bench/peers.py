@@ -75,11 +75,9 @@ def _generate(
     """Requests one after another, all sent at `start` (they queue, as they would)."""
     timings = [RequestTiming(time.perf_counter() - start) for _ in prompts]
     for prompt, n, t in zip(prompts, max_tokens, timings, strict=True):
-        # generate() never stops at EOS by itself: exactly n greedy tokens; reset=False lets
-        # llama-cpp-python reuse the KV of the longest common prefix with the last prompt
-        for _ in llm.generate(
-            prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=False
-        ):
+        # generate() never stops at EOS by itself: exactly n greedy tokens; with reset=True
+        # llama-cpp-python still keeps the KV of the longest prefix shared with the last prompt
+        for _ in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
             t.token_times.append(time.perf_counter() - start)
             if len(t.token_times) >= n:
                 break

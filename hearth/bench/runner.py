@@ -124,8 +124,12 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
         {**base, "engine": "hearth", "quant": config.quant, "compile": config.compile_decode}
     )
     runs.extend(hearth["runs"])
+    errors: dict[str, str] = {}
     for peer in config.peers:
-        runs.extend(_run_worker({**base, "engine": peer})["runs"])
+        try:
+            runs.extend(_run_worker({**base, "engine": peer})["runs"])
+        except HearthError as exc:  # a peer's failure must not lose hearth's numbers
+            errors[peer] = str(exc)
     machine = machine_info(
         threads, probe=config.probe_bandwidth, size_mb=128 if config.quick else 512
     )
@@ -140,6 +144,8 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
         "runs": runs,
         "ratios": _ratios(runs, machine["memory_bandwidth_gbps"], weights_mb),
     }
+    if errors:
+        result["errors"] = errors
     if config.accuracy:
         from hearth.bench.accuracy import measure_accuracy
 
