@@ -217,6 +217,12 @@ def register(app: typer.Typer) -> None:
             False, "--verbose", help="Print prompt tokens, TTFT and tokens/s."
         ),
         kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
+        quant: str = typer.Option(
+            "none",
+            "--quant",
+            help="Weights in memory: none (exact, fp32), auto (keep GGUF low-bit: fastest), "
+            "int8, int4.",
+        ),
         output_format: str | None = typer.Option(
             None,
             "--format",
@@ -238,7 +244,7 @@ def register(app: typer.Typer) -> None:
         )
         if prompt == "-":
             prompt = sys.stdin.read()
-        llm = _load(LLM, model, ctx, kv_cache_gb)
+        llm = _load(LLM, model, ctx, kv_cache_gb, quant)
         if not raw and not llm.tokenizer.has_chat_template:
             sys.stderr.write("note: this model has no chat template; running as plain completion\n")
             raw = True
@@ -277,7 +283,9 @@ def _format_spec(value: str | None) -> StructuredSpec | None:
     return StructuredSpec.json_schema(text)
 
 
-def _load(cls: Any, model: str, ctx: int | None, kv_cache_gb: float | None) -> LLM:
+def _load(
+    cls: Any, model: str, ctx: int | None, kv_cache_gb: float | None, quant: str = "none"
+) -> LLM:
     from hearth.config import load_settings
 
     settings = load_settings()
@@ -287,6 +295,7 @@ def _load(cls: Any, model: str, ctx: int | None, kv_cache_gb: float | None) -> L
         max_model_len=ctx,
         max_num_seqs=1,
         kv_cache_gb=kv_cache_gb,
+        quant=quant,
         settings=settings,
         progress=_progress,
     )

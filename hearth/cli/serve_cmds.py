@@ -35,6 +35,9 @@ def serve(
         None, "--memory-budget-gb", help="Unload idle models to stay under this (0 = no budget)."
     ),
     kv_cache_gb: float = typer.Option(None, "--kv-cache-gb", help="KV cache per model."),
+    quant: str = typer.Option(
+        None, "--quant", help="none (exact), auto (keep GGUF low-bit: fastest), int8, int4."
+    ),
     ctx_len: int = typer.Option(
         None,
         "--ctx",
@@ -68,6 +71,7 @@ def serve(
         max_loaded_models=max_loaded_models,
         memory_budget_gb=memory_budget_gb,
         kv_cache_gb=kv_cache_gb,
+        quant=quant,
         max_model_len=ctx_len,
         max_queue=max_queue,
         rate_limit_per_minute=rate_limit,

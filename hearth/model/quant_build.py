@@ -23,7 +23,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.errors import CorruptModelError, InvalidParameterError, UnsupportedModelError
 from hearth.model.attention_layer import Attention
 from hearth.model.build import checkpoint_sources
 from hearth.model.decoder import Decoder
@@ -55,7 +55,9 @@ Planned = Int4Weight | Int8Weight | torch.Tensor  # a torch.Tensor here is a den
 
 def check_quant_mode(quant: str) -> QuantMode:
     if quant not in QUANT_MODES:
-        raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+        raise InvalidParameterError(
+            "quant", f"quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}"
+        )
     return quant  # type: ignore[return-value]
 
 

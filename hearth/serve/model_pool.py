@@ -178,6 +178,7 @@ class ModelPool:
         llm = LLM(
             self.store.locate(record.name).path,
             dtype=getattr(torch, self.options.dtype),
+            quant=self.options.quant,
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
             settings=self.settings,

@@ -38,6 +38,7 @@ class ServeOptions:
     kv_cache_gb: float | None = None
     max_model_len: int | None = None
     dtype: str = "float32"
+    quant: str = "none"  # none | auto | int8 | int4 (hearth.model.quant_build.QUANT_MODES)
     cors_origins: tuple[str, ...] = ()
     staging_dir: Path | None = None
     access_log: bool = True
@@ -57,6 +58,8 @@ class ServeOptions:
             raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.quant not in ("none", "auto", "int8", "int4"):
+            raise ValueError(f"quant must be none, auto, int8 or int4, got {self.quant!r}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("cors_origins: '*' must be the only origin when given")
 

@@ -106,3 +106,29 @@ def test_bad_option_names_the_parameter(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "temperature" in proc.stderr and ">= 0" in proc.stderr
+
+
+def test_unknown_quant_mode_names_the_modes(smollm2_gguf: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, *_args(smollm2_gguf), "hi", "--quant", "int3"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home"),
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 2
+    assert "quant must be one of" in proc.stderr and "int4" in proc.stderr
+
+
+def test_quant_auto_answers_greedily(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """--quant auto keeps the Q4_1 weights as int4: the answer is still the model's."""
+    proc = subprocess.run(
+        [sys.executable, *_args(smollm2_gguf), "Name three primary colors.", "--quant", "auto",
+         "--max-tokens", "24"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home"),
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"red", proc.stdout, re.IGNORECASE), proc.stdout
