@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -43,7 +44,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 
 def ensure_tables(engine: Engine, *tables: Table) -> None:
-    Base.metadata.create_all(engine, tables=list(tables))
+    """Create the tables that do not exist yet. Safe when several processes (two `hearth
+    pull`s, a server's first requests) do it at once."""
+    try:
+        Base.metadata.create_all(engine, tables=list(tables))
+    except (OperationalError, ProgrammingError):
+        # another process created a table between create_all's check and its CREATE; the
+        # second pass sees it and creates only what is still missing
+        Base.metadata.create_all(engine, tables=list(tables))
 
 
 def session_factory(url: str) -> sessionmaker[Session]:

@@ -218,8 +218,9 @@ def test_two_concurrent_imports_keep_one_copy(smollm2_gguf: Path, hearth_home: P
     procs = [
         _hearth("import", str(smollm2_gguf), "--name", "same", home=hearth_home) for _ in range(2)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
+    # reap both before asserting, so a failure never leaves a process or its pipes behind
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    for p, err in zip(procs, errors, strict=True):
         assert p.returncode == 0, err.decode()
     assert _consistent(hearth_home) == [blobs.hash_file(smollm2_gguf)]
     assert len(list((hearth_home / "blobs").glob("sha256-*"))) == 1
