@@ -291,6 +291,11 @@ class LLMEngine:
     def metrics(self) -> EngineMetrics:
         bm = self.block_manager
         prefill, decode = self._meter.rates()
+        grammar: dict[str, float] = {}
+        if self._compiler is not None:  # a constrained request came: the compiler exists
+            from hearth.engine.structured import compiler_for
+
+            grammar = compiler_for(self.tokenizer).stats.snapshot()
         return EngineMetrics(
             num_running=len(self.scheduler.running),
             num_waiting=len(self.scheduler.waiting),
@@ -304,6 +309,10 @@ class LLMEngine:
             generation_tokens_total=self._generation_tokens_total,
             prefill_tokens_per_s=prefill,
             decode_tokens_per_s=decode,
+            constrained_requests=int(grammar.get("constrained_requests", 0)),
+            grammar_compile_seconds=grammar.get("compile_seconds", 0.0),
+            grammar_mask_steps=int(grammar.get("mask_steps", 0)),
+            grammar_mask_seconds=grammar.get("mask_seconds", 0.0),
         )
 
     def shutdown(self) -> None:

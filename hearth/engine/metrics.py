@@ -25,6 +25,11 @@ class EngineMetrics:
     generation_tokens_total: int = 0  # lifetime
     prefill_tokens_per_s: float = 0.0
     decode_tokens_per_s: float = 0.0
+    # structured output (lifetime): constrained sequences, grammar compile and mask time
+    constrained_requests: int = 0
+    grammar_compile_seconds: float = 0.0
+    grammar_mask_steps: int = 0
+    grammar_mask_seconds: float = 0.0
 
 
 @dataclass

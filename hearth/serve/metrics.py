@@ -47,6 +47,23 @@ class _EngineCollector(Collector):
             "Prompt tokens served from the prefix cache / all prompt tokens (lifetime)",
             labels=["model"],
         )
+        constrained = CounterMetricFamily(
+            "hearth_structured_requests",
+            "Sequences decoded under a grammar (JSON schema, regex, tool call)",
+            labels=["model"],
+        )
+        compile_s = CounterMetricFamily(
+            "hearth_grammar_compile_seconds", "Time spent compiling grammars", labels=["model"]
+        )
+        mask_s = CounterMetricFamily(
+            "hearth_grammar_mask_seconds",
+            "Time spent computing and applying grammar masks",
+            labels=["model"],
+        )
+        mask_steps = CounterMetricFamily(
+            "hearth_grammar_mask_steps", "Grammar masks applied (one per sequence per step)",
+            labels=["model"],
+        )
         loaded = GaugeMetricFamily("hearth_models_loaded", "Models loaded")
         count = 0
         for name, m in self.snapshots():
@@ -60,8 +77,13 @@ class _EngineCollector(Collector):
             kv_used.add_metric([name], m.num_blocks_used)
             seen = m.prefix_cache_hit_tokens + m.prompt_tokens_total
             hit.add_metric([name], m.prefix_cache_hit_tokens / seen if seen else 0.0)
+            constrained.add_metric([name], m.constrained_requests)
+            compile_s.add_metric([name], m.grammar_compile_seconds)
+            mask_s.add_metric([name], m.grammar_mask_seconds)
+            mask_steps.add_metric([name], m.grammar_mask_steps)
         loaded.add_metric([], count)
         yield from (running, waiting, preempted, kv, kv_used, hit, loaded)
+        yield from (constrained, compile_s, mask_s, mask_steps)
 
 
 class ServerMetrics:

@@ -218,3 +218,27 @@ def test_ollama_bad_constraints_are_400(served, oclient: ollama.Client) -> None:
         json={"model": MODEL, "prompt": "x", "regex": "a", "options": {"regex": "b"}},
     )
     assert r.status_code == 400 and "give it once" in r.json()["error"]
+
+
+def test_grammar_counters_on_metrics(served, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8's counters: constrained requests, compile time and mask time per step."""
+
+    def counter(text: str, name: str) -> float:
+        found = re.findall(rf"^{name}(?:_total)?\{{[^}}]*\}} (\S+)$", text, re.MULTILINE)
+        return sum(float(v) for v in found)
+
+    before = httpx.get(served.main.url + "/metrics").text
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Give me a JSON object."}],
+        response_format={"type": "json_object"},
+        max_tokens=8,
+        temperature=0,
+    )
+    after = httpx.get(served.main.url + "/metrics").text
+    assert counter(after, "hearth_structured_requests") == counter(
+        before, "hearth_structured_requests"
+    ) + 1
+    assert counter(after, "hearth_grammar_mask_steps") > counter(before, "hearth_grammar_mask_steps")
+    assert counter(after, "hearth_grammar_mask_seconds") > 0
+    assert counter(after, "hearth_grammar_compile_seconds") > 0
