@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from hearth.cli.output import Output
 from hearth.errors import InvalidParameterError, UserInputError
 
 if TYPE_CHECKING:
@@ -223,6 +224,9 @@ def register(app: typer.Typer) -> None:
             help="Weights in memory: none (exact, fp32), auto (keep GGUF low-bit: fastest), "
             "int8, int4.",
         ),
+        accept_license: bool = typer.Option(
+            False, "--accept-license", help="Record your acceptance of the model's license terms."
+        ),
         output_format: str | None = typer.Option(
             None,
             "--format",
@@ -244,7 +248,9 @@ def register(app: typer.Typer) -> None:
         )
         if prompt == "-":
             prompt = sys.stdin.read()
-        llm = _load(LLM, model, ctx, kv_cache_gb, quant)
+        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+        for warning in llm.license_warnings:
+            Output.warning(warning)
         if not raw and not llm.tokenizer.has_chat_template:
             sys.stderr.write("note: this model has no chat template; running as plain completion\n")
             raw = True
@@ -284,7 +290,12 @@ def _format_spec(value: str | None) -> StructuredSpec | None:
 
 
 def _load(
-    cls: Any, model: str, ctx: int | None, kv_cache_gb: float | None, quant: str = "none"
+    cls: Any,
+    model: str,
+    ctx: int | None,
+    kv_cache_gb: float | None,
+    quant: str = "none",
+    accept_license: bool = False,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -296,6 +307,7 @@ def _load(
         max_num_seqs=1,
         kv_cache_gb=kv_cache_gb,
         quant=quant,
+        accept_license=accept_license,
         settings=settings,
         progress=_progress,
     )

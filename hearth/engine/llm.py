@@ -29,21 +29,53 @@ def resolve_model_path(
 ) -> Path:
     """A path on disk (a .gguf file or an HF folder) as-is; otherwise a store name, pulled
     from the catalog first when it is not stored yet."""
+    return resolve_model(model, settings, progress)[0]
+
+
+def resolve_model(
+    model: str | Path, settings: Settings, progress: Progress | None = None
+) -> tuple[Path, Any]:
+    """(path, the store's ModelRecord or None for a path given directly)."""
     path = Path(model).expanduser()
     if path.exists():
-        return path
+        return path, None
     from hearth.store import Store
     from hearth.store.catalog import lookup
 
     store = Store(settings)
     name = str(model)
     try:
-        return store.locate(name).path
+        location = store.locate(name)
     except ModelNotFoundError:
         if lookup(name) is None:
             raise
-    store.pull(name, progress=progress)
-    return store.locate(name).path
+        store.pull(name, progress=progress)
+        location = store.locate(name)
+    return location.path, location.record
+
+
+def check_license(
+    path: Path, record: Any, use: str, settings: Settings, accept_license: bool
+) -> list[str]:
+    """The license gate for `use` of this model: the store's stored detection, or for a
+    path given directly, what its own files say. Returns warnings; raises PolicyError."""
+    from hearth.licenses import detect_license, detection_from_stored, enforce
+
+    if record is not None:
+        detection = detection_from_stored(record.license_id, record.license_signals)
+        return enforce(detection, use, settings, record.digest, accept_license)
+    if path.is_dir():
+        card, text = path / "README.md", path / "LICENSE"
+        detection = detect_license(
+            card_text=card.read_text(errors="replace") if card.is_file() else None,
+            license_text=text.read_text(errors="replace") if text.is_file() else None,
+        )
+    else:
+        from hearth.weights.gguf_metadata import read_gguf_metadata
+
+        detection = detect_license(gguf_metadata=read_gguf_metadata(path))
+    # a file outside the store has no digest yet: acceptances are keyed by its location
+    return enforce(detection, use, settings, f"file:{path.resolve()}", accept_license)
 
 
 def build_engine(
@@ -100,7 +132,12 @@ class LLM:
         settings: Settings | None = None,
         progress: Progress | None = None,
         quant: str = "none",
+        license_use: str | None = "run",
+        accept_license: bool = False,
     ) -> None:
+        """`license_use`: the use checked against the license policy before loading ("run";
+        the server checks "serve" itself and passes None). Its warnings end up in
+        `self.license_warnings`; a refusal raises PolicyError."""
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
@@ -108,8 +145,13 @@ class LLM:
         torch.set_num_threads(num_threads or settings.threads)
         if kv_cache_gb is None and settings.kv_cache_gb > 0:
             kv_cache_gb = settings.kv_cache_gb
-        self.path = resolve_model_path(model, settings, progress)
+        self.path, record = resolve_model(model, settings, progress)
         self.model_name = str(model)
+        self.license_warnings: list[str] = []
+        if license_use is not None:
+            self.license_warnings = check_license(
+                self.path, record, license_use, settings, accept_license
+            )
         built = load_decoder(self.path, quant, dtype)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.config = loaded.config

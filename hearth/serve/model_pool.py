@@ -179,6 +179,7 @@ class ModelPool:
             self.store.locate(record.name).path,
             dtype=getattr(torch, self.options.dtype),
             quant=self.options.quant,
+            license_use=None,  # checked above as "serve"
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
             settings=self.settings,
