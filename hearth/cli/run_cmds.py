@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from hearth.cli.output import Output
-from hearth.errors import InvalidParameterError, UserInputError
+from hearth.errors import HearthError, InvalidParameterError, UserInputError
 
 if TYPE_CHECKING:
     from hearth.engine.llm import LLM
@@ -203,9 +203,11 @@ def register(app: typer.Typer) -> None:
             ..., help="Model name in the store, or a .gguf / HF folder path."
         ),
         prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
-        temperature: float = typer.Option(0.8, "--temperature", help="0 is greedy."),
-        top_p: float = typer.Option(0.9, "--top-p"),
-        top_k: int = typer.Option(40, "--top-k", help="0 disables."),
+        temperature: float | None = typer.Option(
+            None, "--temperature", help="0 is greedy (default: the catalog's, else 0.8)."
+        ),
+        top_p: float | None = typer.Option(None, "--top-p", help="Default: catalog's, else 0.9."),
+        top_k: int | None = typer.Option(None, "--top-k", help="0 disables (default 40)."),
         seed: int | None = typer.Option(None, "--seed"),
         max_tokens: int | None = typer.Option(
             None, "--max-tokens", help="Default: until the end or the context is full."
@@ -238,10 +240,15 @@ def register(app: typer.Typer) -> None:
         from hearth.engine.llm import LLM
         from hearth.engine.sampling_params import SamplingParams
 
+        sampling = _sampling_defaults(model) | {
+            k: v
+            for k, v in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k))
+            if v is not None
+        }
         params = SamplingParams(
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
+            temperature=float(sampling["temperature"]),
+            top_p=float(sampling["top_p"]),
+            top_k=int(sampling["top_k"]),
             seed=seed,
             max_tokens=max_tokens,
             structured=_format_spec(output_format),
@@ -262,6 +269,18 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(130) from None
             return
         _repl(llm, state, verbose)
+
+
+def _sampling_defaults(model: str) -> dict[str, float]:
+    """Ollama's generic defaults, overridden by what the catalog recommends for `model`."""
+    from hearth.store.catalog import lookup
+
+    defaults: dict[str, float] = {"temperature": 0.8, "top_p": 0.9, "top_k": 40}
+    try:
+        entry = lookup(model)
+    except HearthError:  # a path, or a name the catalog rule rejects: no catalog defaults
+        entry = None
+    return defaults | dict(entry.parameters) if entry else defaults
 
 
 def _format_spec(value: str | None) -> StructuredSpec | None:

