@@ -30,6 +30,27 @@ def no_vision(model: LoadedModel) -> UserInputError:
     )
 
 
+# the sampling fields /v1/chat/completions and /v1/completions share, by their OpenAI names
+_OPENAI_SAMPLING = (
+    "n",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "seed",
+    "stop",
+)
+
+
+def openai_sampling(req: Any) -> dict[str, Any]:
+    """The shared sampling fields of an OpenAI chat or completions request, for build_params."""
+    return {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+
+
 def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
     """SamplingParams from request values (None = the default), checked against the model:
     logit_bias token ids must be in its vocabulary."""

@@ -27,6 +27,7 @@ from hearth.serve.generation import (
     check_max_tokens,
     first_then_rest,
     no_vision,
+    openai_sampling,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -78,17 +79,7 @@ def _chat_params(
         raise InvalidParameterError("top_logprobs", "top_logprobs: needs logprobs=true")
     return build_params(
         model,
-        n=req.n,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        min_p=req.min_p,
-        repetition_penalty=req.repetition_penalty,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        logit_bias=req.logit_bias,
-        seed=req.seed,
-        stop=req.stop,
+        **openai_sampling(req),
         max_tokens=max_tokens if max_tokens is not None else model.max_model_len - num_prompt,
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         structured=structured,

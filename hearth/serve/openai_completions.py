@@ -24,6 +24,7 @@ from hearth.serve.generation import (
     check_max_tokens,
     encode,
     first_then_rest,
+    openai_sampling,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -130,17 +131,7 @@ async def completions(
             check_max_tokens(model, len(prompt), req.max_tokens or 1, "max_tokens")
             params = build_params(
                 model,
-                n=req.n,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                top_k=req.top_k,
-                min_p=req.min_p,
-                repetition_penalty=req.repetition_penalty,
-                presence_penalty=req.presence_penalty,
-                frequency_penalty=req.frequency_penalty,
-                logit_bias=req.logit_bias,
-                seed=req.seed,
-                stop=req.stop,
+                **openai_sampling(req),
                 max_tokens=req.max_tokens or 1,
                 logprobs=req.logprobs,
                 prompt_logprobs=k if req.echo and req.logprobs is not None else None,
