@@ -161,6 +161,13 @@ def _chat_shape(tool_format: str | None) -> _Shape:
     )
 
 
+def _request_id(request: Request) -> str:
+    """A new request id, also kept on the request for the access log."""
+    rid = new_request_id()
+    request.state.request_id = rid
+    return rid
+
+
 async def _respond(
     request: Request,
     gen: Generation,
@@ -307,12 +314,9 @@ async def generate(
     except BaseException:
         await stack.aclose()
         raise
-    rid = new_request_id()
-    request.state.request_id = rid
-    gen = Generation(model, ids, params, rid, state.admission, state.metrics)
     return await _respond(
         request,
-        gen,
+        Generation(model, ids, params, _request_id(request), state.admission, state.metrics),
         stack,
         req.stream,
         _generate_shape(),
@@ -349,12 +353,9 @@ async def chat(req: ChatRequest, request: Request, state: ServerState = Depends(
     except BaseException:
         await stack.aclose()
         raise
-    rid = new_request_id()
-    request.state.request_id = rid
-    gen = Generation(model, ids, params, rid, state.admission, state.metrics)
     return await _respond(
         request,
-        gen,
+        Generation(model, ids, params, _request_id(request), state.admission, state.metrics),
         stack,
         req.stream,
         _chat_shape(plan.format),
