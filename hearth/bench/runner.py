@@ -30,12 +30,17 @@ class BenchConfig:
     compile_decode: bool = False
     probe_bandwidth: bool = True
     seed: int = 0
+    concurrency: tuple[int, ...] | None = None  # levels of `concurrent`; None: all
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.scenarios if s not in SCENARIOS]
         if bad or not self.scenarios:
             raise ValueError(f"scenarios must be among {', '.join(SCENARIOS)}, got {bad or '()'}")
+        if self.concurrency is not None and (
+            not self.concurrency or any(c < 1 for c in self.concurrency)
+        ):
+            raise ValueError(f"concurrency levels must be >= 1, got {self.concurrency}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
 
@@ -86,7 +91,8 @@ def _ratios(
         "decode_vs_transformers": div(decode, rate("transformers", "decode")),
         "prefix_caching_speedup": div(duration(False), duration(True)),
     }
-    for c in (1, 4, 16, 64):
+    levels = sorted({r["concurrency"] for r in runs if r["scenario"] == "concurrent"})
+    for c in levels:
         ours = rate("hearth", "concurrent", c)
         if ours is not None:
             ratios[f"concurrent_{c}_vs_llama_cpp"] = div(ours, rate("llama.cpp", "concurrent", c))
@@ -117,7 +123,9 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
     from hearth.weights.loader import load_weights
 
     vocab = load_weights(path).config.vocab_size
-    workloads = make_workloads(config.scenarios, vocab, config.quick, config.seed)
+    workloads = make_workloads(
+        config.scenarios, vocab, config.quick, config.seed, config.concurrency
+    )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
     hearth = _run_worker(

@@ -2,7 +2,8 @@
 statistics every engine's timings reduce to. Knows nothing of engines.
 
   decode      one stream: 128-token prompt, 128 output tokens, greedy
-  concurrent  1, 4, 16, 64 requests at once: prompts 64-512 tokens, outputs 64-256 (seeded)
+  concurrent  1, 4, 16, 64 requests at once: prompts 64-512 tokens, outputs 64-256 (seeded
+              per level, so any subset of levels can run on its own)
   prefix      32 requests sharing a 1,000-token system prompt (+ a short question each),
               with and without prefix caching; a first request has seen the system prompt
 `quick` shrinks every size so the whole bench runs in seconds (the test suite uses it)."""
@@ -49,20 +50,35 @@ def _ids(rng: random.Random, n: int, vocab: int) -> list[int]:
 
 
 def make_workloads(
-    scenarios: tuple[str, ...], vocab_size: int, quick: bool = False, seed: int = 0
+    scenarios: tuple[str, ...],
+    vocab_size: int,
+    quick: bool = False,
+    seed: int = 0,
+    concurrency: tuple[int, ...] | None = None,
 ) -> list[Workload]:
-    rng = random.Random(seed)
+    """concurrency: which levels of the concurrent scenario run (None: 1, 4, 16, 64, or
+    1, 4 when quick). A level's requests are the same whichever other levels run."""
+    levels = concurrency or (QUICK_CONCURRENCY if quick else CONCURRENCY)
+    if any(c < 1 for c in levels):
+        raise ValueError(f"concurrency levels must be >= 1, got {levels}")
     out: list[Workload] = []
     if "decode" in scenarios:
+        rng = random.Random(f"{seed}-decode")
         n_in, n_out = (16, 8) if quick else (128, 128)
         out.append(Workload("decode", 1, [_ids(rng, n_in, vocab_size)], [n_out]))
     if "concurrent" in scenarios:
         (lo_in, hi_in), (lo_out, hi_out) = ((8, 32), (4, 8)) if quick else ((64, 512), (64, 256))
-        for c in QUICK_CONCURRENCY if quick else CONCURRENCY:
-            prompts = [_ids(rng, rng.randint(lo_in, hi_in), vocab_size) for _ in range(c)]
-            outs = [rng.randint(lo_out, hi_out) for _ in range(c)]
+        for c in sorted(set(levels)):
+            # a generator per scenario and level: `--concurrency 16` alone runs the very
+            # requests the full bench's level 16 runs, so split runs add up to the full one
+            level_rng = random.Random(f"{seed}-concurrent-{c}")
+            prompts = [
+                _ids(level_rng, level_rng.randint(lo_in, hi_in), vocab_size) for _ in range(c)
+            ]
+            outs = [level_rng.randint(lo_out, hi_out) for _ in range(c)]
             out.append(Workload("concurrent", c, prompts, outs))
     if "prefix" in scenarios:
+        rng = random.Random(f"{seed}-prefix")
         n_sys, n_req, n_q, n_out = (64, 4, 4, 4) if quick else (1000, 32, 16, 16)
         system = _ids(rng, n_sys, vocab_size)
         prompts = [system + _ids(rng, n_q, vocab_size) for _ in range(n_req)]

@@ -74,6 +74,24 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         out.console.print(acc)
 
 
+def _levels(text: str) -> tuple[int, ...] | None:
+    """Levels from "1,4,16"; None for "" (every level). UserInputError names the option."""
+    from hearth.errors import UserInputError
+
+    if not text.strip():
+        return None
+    try:
+        levels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        levels = ()
+    if not levels or any(c < 1 for c in levels):
+        raise UserInputError(
+            f"--concurrency takes positive request counts separated by commas (e.g. 1,4,16), "
+            f"got {text!r}"
+        )
+    return levels
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def bench(
@@ -82,6 +100,11 @@ def register(app: typer.Typer) -> None:
         quant: str = typer.Option("auto", "--quant", help="auto, none, int8 or int4."),
         scenario: list[str] = typer.Option(
             [], "--scenario", help="decode, concurrent, prefix (repeatable; default all)."
+        ),
+        concurrency: str = typer.Option(
+            "",
+            "--concurrency",
+            help="Levels of the concurrent scenario, e.g. 16 or 1,4 (default 1,4,16,64).",
         ),
         peer: list[str] = typer.Option(
             [], "--peer", help="llama.cpp and/or transformers, run in the same command."
@@ -116,6 +139,7 @@ def register(app: typer.Typer) -> None:
         bad = [s for s in scenario if s not in SCENARIOS]
         if bad:
             raise UserInputError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
+        levels = _levels(concurrency)
         path = resolve_model_path(model, load_settings())
         size = (
             sum(f.stat().st_size for f in path.glob("*.safetensors"))
@@ -131,6 +155,7 @@ def register(app: typer.Typer) -> None:
             quick=quick,
             accuracy=accuracy,
             compile_decode=compile_decode,
+            concurrency=levels,
         )
         result = run_bench(config, Path(path), size / 1e6)
         if out.json:

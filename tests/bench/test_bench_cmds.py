@@ -56,5 +56,7 @@ def test_bad_arguments(
 ) -> None:
     code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--quant", "int3")
     assert code == 2 and "--quant must be one of" in err
+    code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--concurrency", "4,x")
+    assert code == 2 and "--concurrency takes positive request counts" in err
     with pytest.raises(UserInputError, match="unknown peer"):
         check_peer("vllm")

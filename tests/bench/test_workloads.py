@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hearth.bench.workloads import (
     RequestTiming,
     Workload,
@@ -25,6 +27,20 @@ def test_full_sizes_follow_the_issue() -> None:
     assert [w.prefix_caching for w in prefix] == [True, False]
     assert all(len(w.prompts) == 32 and w.prompts[0][:1000] == w.prompts[31][:1000] for w in prefix)
     assert all(200 <= t < 49152 - 200 for w in loads for p in w.prompts for t in p)
+
+
+def test_concurrency_levels_run_alone_with_the_same_requests() -> None:
+    full = make_workloads(("decode", "concurrent", "prefix"), 49152)
+    level16 = next(w for w in full if w.scenario == "concurrent" and w.concurrency == 16)
+    alone = make_workloads(("concurrent",), 49152, concurrency=(16,))
+    assert alone == [level16]
+    prefix_alone = make_workloads(("prefix",), 49152)
+    assert prefix_alone == [w for w in full if w.scenario == "prefix"]
+    quick = make_workloads(("concurrent",), 49152, quick=True, concurrency=(2,))
+    assert [(w.concurrency, len(w.prompts)) for w in quick] == [(2, 2)]
+    assert all(8 <= len(p) <= 32 for p in quick[0].prompts)
+    with pytest.raises(ValueError, match="concurrency"):
+        make_workloads(("concurrent",), 49152, concurrency=(0,))
 
 
 def test_summary_statistics() -> None:
