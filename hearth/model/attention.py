@@ -1,7 +1,7 @@
 """Portable paged attention in plain PyTorch (runs on CPU; nothing assumes CUDA): each query
 attends over its sequence's cached context, gathered block by block through the block
-table, causally by absolute position, with GQA/MQA, sliding windows, logit soft-capping and
-any scale. Knows nothing of projections, rope or families.
+table, causally by absolute position, with GQA/MQA, sliding windows, chunked attention
+(Llama 4), logit soft-capping and any scale. Knows nothing of projections, rope or families.
 
 Positions: the cache slot of a sequence's token j holds the K/V of position j, so a key's
 position is its index in the gathered context.
@@ -47,13 +47,18 @@ def _attend(
 
 
 def _mask(
-    q_pos: torch.Tensor, k_pos: torch.Tensor, sliding_window: int | None
-) -> torch.Tensor:  # (..., Q, C) bool: causal, and within the window when there is one
+    q_pos: torch.Tensor, k_pos: torch.Tensor, sliding_window: int | None, chunk: int | None = None
+) -> torch.Tensor:  # (..., Q, C) bool: causal, within the window / chunk when there is one
     diff = q_pos[..., :, None] - k_pos[..., None, :]
     allowed = diff >= 0
     if sliding_window is not None:
         allowed &= diff < sliding_window
+    if chunk is not None:  # chunked attention: only keys in the query's own chunk
+        allowed &= (q_pos[..., :, None] // chunk) == (k_pos[..., None, :] // chunk)
     return allowed
+
+
+MaskKey = tuple[int | None, int | None]  # (sliding window, attention chunk) of a layer
 
 
 @dataclass
@@ -63,28 +68,29 @@ class DecodeInputs:
     slot_mapping: (S,) int64, where each sequence's new K/V goes.
     blocks:       (S, B) int64, block tables cut to the longest context, padding -> block 0
                   (masked off).
-    masks:        sliding window (None: none) -> (S, 1, 1, C) bool, C = B * block_size:
-                  key j is visible to sequence s (inside its context, and its window)."""
+    masks:        (sliding window, chunk) (None: none) -> (S, 1, 1, C) bool, C = B *
+                  block_size: key j is visible to sequence s (inside its context, its
+                  window and its chunk)."""
 
     slot_mapping: torch.Tensor
     blocks: torch.Tensor
-    masks: dict[int | None, torch.Tensor]
+    masks: dict[MaskKey, torch.Tensor]
 
 
 def decode_inputs(
-    meta: AttentionMetadata, positions: torch.Tensor, windows: set[int | None]
+    meta: AttentionMetadata, positions: torch.Tensor, windows: set[MaskKey]
 ) -> DecodeInputs:
     """The DecodeInputs of a decode-only step; positions: (S,), windows: the layers'
-    distinct sliding windows."""
+    distinct (sliding window, chunk) pairs."""
     context_lens = meta.context_lens.to(positions.device).long()
     max_blocks = -(-int(context_lens.max()) // meta.block_size)
     blocks = meta.block_tables[:, :max_blocks].to(positions.device).long().clamp(min=0)
     k_pos = torch.arange(max_blocks * meta.block_size, device=positions.device)
     inside = k_pos[None, :] < context_lens[:, None]  # (S, C)
     masks = {}
-    for window in windows:
-        allowed = inside & _mask(positions[:, None], k_pos[None, :], window)[:, 0]
-        masks[window] = allowed[:, None, None, :]
+    for window, chunk in windows:
+        allowed = inside & _mask(positions[:, None], k_pos[None, :], window, chunk)[:, 0]
+        masks[window, chunk] = allowed[:, None, None, :]
     return DecodeInputs(meta.slot_mapping.to(positions.device), blocks, masks)
 
 
@@ -97,6 +103,7 @@ def decode_attention(
     scale: float,
     sliding_window: int | None = None,
     softcap: float | None = None,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """One new token per sequence: write its K/V, gather each context through the block
     table in one indexing op, attend. query: (S, H, Dk); key/value: (S, Hkv, D).
@@ -107,7 +114,7 @@ def decode_attention(
     k = cache.key[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
     v = cache.value[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
     q = query.view(num_seqs, num_kv_heads, num_heads // num_kv_heads, -1)  # (S, Hkv, g, Dk)
-    o = _attend(q, k, v, inputs.masks[sliding_window], scale, softcap)  # (S, Hkv, g, Dv)
+    o = _attend(q, k, v, inputs.masks[sliding_window, chunk], scale, softcap)  # (S, Hkv, g, Dv)
     return o.reshape(num_seqs, num_heads, -1)
 
 
@@ -121,19 +128,22 @@ def paged_attention(
     scale: float,
     sliding_window: int | None = None,
     softcap: float | None = None,
+    chunk: int | None = None,
 ) -> torch.Tensor:
-    """Write this step's K/V into `cache`, then attend.
+    """Write this step's K/V into `cache`, then attend (chunk: Llama 4 chunked attention).
 
     query: (T, H, Dk); key: (T, Hkv, Dk); value: (T, Hkv, Dv); positions: (T,).
     Returns (T, H, Dv)."""
     if isinstance(meta, DecodeInputs):
-        return decode_attention(query, key, value, cache, meta, scale, sliding_window, softcap)
+        return decode_attention(
+            query, key, value, cache, meta, scale, sliding_window, softcap, chunk
+        )
     cache.write(meta.slot_mapping, key, value)
     num_tokens, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]
     group = num_heads // num_kv_heads
     if meta.is_decode_only:
-        return _decode(query, positions, cache, meta, scale, sliding_window, softcap, group)
+        return _decode(query, positions, cache, meta, scale, sliding_window, softcap, group, chunk)
     out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
     start = 0
     for i, length in enumerate(meta.query_lens):
@@ -147,7 +157,7 @@ def paged_attention(
         q = query[start:end].view(length, num_kv_heads, group, -1).permute(1, 2, 0, 3)
         q = q.reshape(num_kv_heads, group * length, -1)
         k_pos = torch.arange(context, device=query.device)
-        allowed = _mask(positions[start:end], k_pos, sliding_window).repeat(group, 1)
+        allowed = _mask(positions[start:end], k_pos, sliding_window, chunk).repeat(group, 1)
         o = _attend(q, k, v, allowed, scale, softcap)  # (Hkv, group * L, Dv)
         o = o.view(num_kv_heads, group, length, -1).permute(2, 0, 1, 3)
         out[start:end] = o.reshape(length, num_heads, -1)
@@ -164,6 +174,7 @@ def _decode(
     sliding_window: int | None,
     softcap: float | None,
     group: int,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """All sequences bring one token: one batched gather and one attention call."""
     num_seqs, num_heads, _ = query.shape
@@ -174,7 +185,7 @@ def _decode(
     k = cache.key[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
     v = cache.value[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
     k_pos = torch.arange(k.shape[2], device=query.device)
-    allowed = _mask(positions[:, None], k_pos[None, :], sliding_window)  # (S, 1, C)
+    allowed = _mask(positions[:, None], k_pos[None, :], sliding_window, chunk)  # (S, 1, C)
     allowed &= (k_pos[None, :] < context_lens[:, None])[:, None, :]
     q = query.view(num_seqs, num_kv_heads, group, -1)  # (S, Hkv, group, Dk)
     o = _attend(q, k, v, allowed[:, None], scale, softcap)  # (S, Hkv, group, Dv)

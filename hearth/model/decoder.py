@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model.attention import DecodeInputs, decode_inputs
+from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
@@ -108,8 +108,9 @@ class Decoder(nn.Module):
         for i in range(config.num_hidden_layers):
             rope = config.rope_for(i)
             self._ropes.setdefault(rope, RotaryEmbedding(rope))
-        self._windows = {
-            config.sliding_window if config.is_sliding(i) else None
+        # the distinct (sliding window, chunk) masks a decode step builds once for all layers
+        self._mask_keys: set[MaskKey] = {
+            (config.sliding_window if config.is_sliding(i) else None, config.chunk_for(i))
             for i in range(config.num_hidden_layers)
         }
         self._decode_layers: Callable[..., torch.Tensor] = self._run_decode_layers
@@ -128,7 +129,7 @@ class Decoder(nn.Module):
         cos_sins: list[tuple[torch.Tensor, torch.Tensor]],
         slot_mapping: torch.Tensor,
         blocks: torch.Tensor,
-        masks: dict[int | None, torch.Tensor],
+        masks: dict[MaskKey, torch.Tensor],
         kv_caches: list[KVCache],
     ) -> torch.Tensor:
         """The layers of a decode-only step, on tensors only. hidden: (S, hidden_size)."""
@@ -155,7 +156,7 @@ class Decoder(nn.Module):
             for rope, emb in self._ropes.items()
         }
         if meta.is_decode_only:
-            inputs = decode_inputs(meta, positions, self._windows)
+            inputs = decode_inputs(meta, positions, self._mask_keys)
             cos_sins = [tables[self.config.rope_for(i)] for i in range(len(self.model.layers))]
             return self._decode_layers(
                 hidden,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn", "longrope")
 ACTIVATIONS = ("silu", "gelu_tanh", "gelu")
-LAYER_TYPES = ("full_attention", "sliding_attention")
+LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 ROUTER_SCORES = ("softmax", "sigmoid")
 
 
@@ -75,7 +75,9 @@ class MoEConfig:
     "max" (V2 group_limited_greedy) or "top2_sum" (V3 noaux_tc).
     score_correction_bias: V3 adds a learned bias to scores for choosing, not for weighting.
     shared_intermediate_size: 0 when there is no shared expert; shared_expert_gate: Qwen2-MoE
-    multiplies the shared expert's output by sigmoid(gate(x))."""
+    multiplies the shared expert's output by sigmoid(gate(x)).
+    scale_expert_input: each chosen expert sees weight * x instead of its output being
+    weighted (Llama 4); with a nonlinear expert the two differ."""
 
     num_experts: int
     num_experts_per_tok: int
@@ -89,6 +91,7 @@ class MoEConfig:
     score_correction_bias: bool = False
     shared_intermediate_size: int = 0
     shared_expert_gate: bool = False
+    scale_expert_input: bool = False  # Llama 4: the routing weight scales the expert's input
 
     def __post_init__(self) -> None:
         _positive("num_experts", self.num_experts)
@@ -154,7 +157,18 @@ class ModelConfig:
     attn_logit_softcapping: float | None = None
     final_logit_softcapping: float | None = None
     sliding_window: int | None = None
-    layer_types: tuple[str, ...] = ()  # "full_attention" / "sliding_attention"; () = all full
+    # "full_attention" / "sliding_attention" / "chunked_attention"; () = all full
+    layer_types: tuple[str, ...] = ()
+    # chunked_attention layers (Llama 4): positions are cut into chunks of this many, and a
+    # query sees only the keys of its own chunk (causally)
+    attention_chunk_size: int | None = None
+    no_rope_layers: tuple[bool, ...] = ()  # True: the layer skips rope (NoPE); () = none
+    qk_l2_norm: bool = False  # Llama 4: weightless RMS norm of q and k after rope, rope layers
+    # Llama 4 on NoPE layers: queries scaled by log(floor((pos + 1) / floor_scale) + 1) *
+    # scale + 1, sharpening attention at long context
+    attn_temperature_tuning: bool = False
+    attn_temperature_floor_scale: float = 8192.0
+    attn_temperature_scale: float = 0.1
     rope_local: RopeConfig | None = None  # rope of sliding layers when it differs (Gemma 3)
     moe: MoEConfig | None = None
     moe_layers: tuple[bool, ...] = ()  # which layers use `moe`; () = none
@@ -189,17 +203,34 @@ class ModelConfig:
                 raise ValueError(f"layer_types entries must be in {LAYER_TYPES}")
             if "sliding_attention" in self.layer_types and not self.sliding_window:
                 raise ValueError("sliding_window must be set when a layer is sliding_attention")
+            if "chunked_attention" in self.layer_types and not self.attention_chunk_size:
+                raise ValueError(
+                    "attention_chunk_size must be set when a layer is chunked_attention"
+                )
+        if self.no_rope_layers and len(self.no_rope_layers) != self.num_hidden_layers:
+            raise ValueError("no_rope_layers must have num_hidden_layers entries")
         if self.moe_layers:
             if len(self.moe_layers) != self.num_hidden_layers:
                 raise ValueError("moe_layers must have num_hidden_layers entries")
             if any(self.moe_layers) and self.moe is None:
                 raise ValueError("moe must be set when moe_layers marks a layer")
         _positive("sliding_window", self.sliding_window, allow_none=True)
+        _positive("attention_chunk_size", self.attention_chunk_size, allow_none=True)
+        _positive("attn_temperature_floor_scale", self.attn_temperature_floor_scale)
         _positive("attn_logit_softcapping", self.attn_logit_softcapping, allow_none=True)
         _positive("final_logit_softcapping", self.final_logit_softcapping, allow_none=True)
 
     def is_sliding(self, layer: int) -> bool:
         return bool(self.layer_types) and self.layer_types[layer] == "sliding_attention"
+
+    def chunk_for(self, layer: int) -> int | None:
+        """The attention chunk of a chunked_attention layer, else None."""
+        if self.layer_types and self.layer_types[layer] == "chunked_attention":
+            return self.attention_chunk_size
+        return None
+
+    def uses_rope(self, layer: int) -> bool:
+        return not (self.no_rope_layers and self.no_rope_layers[layer])
 
     def is_moe(self, layer: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[layer]
