@@ -3,7 +3,7 @@ would hold), so one function (`families.config_from_hf`) turns either format int
 
 This is the one place that knows how llama.cpp spells each family's hyperparameters
 (`{arch}.attention.head_count`, ...) and which ones llama.cpp hard-codes instead of storing
-(Gemma 3's local RoPE base, its 5:1 sliding pattern, Qwen3-MoE's normalised top-k). It must
+(Gemma 3's 5:1 sliding pattern and, in older files, its local RoPE base, Qwen3-MoE's normalised top-k). It must
 not know tensors' contents beyond the few small ones that carry config (RoPE frequency
 factors), which the caller reads for it.
 """
@@ -35,7 +35,8 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "deepseek2": "deepseek_v2",
 }
 
-# llama.cpp's gemma3 graph uses this base for sliding layers; it is not in the file.
+# llama.cpp's gemma3 graph uses this base for sliding layers when the file does not say
+# (`{arch}.rope.freq_base_swa`, written by converters since late 2025).
 _GEMMA3_LOCAL_ROPE_BASE = 10000.0
 _GEMMA3_SLIDING_PERIOD = 6  # every 6th layer is global, the rest slide
 
@@ -288,7 +289,7 @@ def _gemma3(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorInfo]
         final_logit_softcapping=g.get("final_logit_softcapping"),
         sliding_window=g.int("attention.sliding_window", 4096),
         query_pre_attn_scalar=_query_pre_attn_scalar(cfg, big_model_layers=62),
-        rope_local_base_freq=_GEMMA3_LOCAL_ROPE_BASE,
+        rope_local_base_freq=g.float("rope.freq_base_swa", _GEMMA3_LOCAL_ROPE_BASE),
         layer_types=[
             "full_attention" if (i + 1) % _GEMMA3_SLIDING_PERIOD == 0 else "sliding_attention"
             for i in range(layers)

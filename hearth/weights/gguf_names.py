@@ -84,6 +84,10 @@ _OVERRIDES: dict[str, dict[str, str]] = {
 }
 _OVERRIDES["gemma3"] = _OVERRIDES["gemma2"]
 
+# HF parameters without a .weight/.bias suffix: llama.cpp's converter renames DeepSeek-V3's
+# `e_score_correction_bias` to `e_score_correction.bias`, so files hold `exp_probs_b.bias`.
+_BARE = frozenset({"exp_probs_b"})
+
 _BLOCK_RE = re.compile(r"blk\.(\d+)\.([a-z0-9_]+?)(?:\.(\d+))?\.(weight|bias)")
 _GLOBAL_RE = re.compile(r"([a-z_]+)\.(weight|bias)")
 
@@ -104,7 +108,9 @@ def hf_name(flavour: str, gguf_name: str) -> str | None:
                 return None
             return f"model.layers.{layer}.{stacked.format(expert=expert)}.{kind}"
         target = table.get(part)
-        return None if target is None else f"model.layers.{layer}.{target}.{kind}"
+        if target is None:
+            return None
+        return f"model.layers.{layer}.{target}" + ("" if part in _BARE else f".{kind}")
     if m := _GLOBAL_RE.fullmatch(gguf_name):
         part, kind = m.groups()
         target = _GLOBAL.get(part)
