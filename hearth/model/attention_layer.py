@@ -1,6 +1,7 @@
 """The multi-head attention block of the non-MLA families: q/k/v projections (optional
-biases), optional per-head q/k RMSNorm, rope, paged attention, output projection. GQA/MQA
-come from num_key_value_heads. q/k/v may be fused into one `qkv_proj` (rows q, then k, then v)
+biases), optional per-head q/k RMSNorm, rope (skipped on Llama 4's NoPE layers), Llama 4's
+weightless q/k norm after rope and query temperature on NoPE layers, paged attention (full,
+sliding or chunked), output projection. GQA/MQA come from num_key_value_heads. q/k/v may be fused into one `qkv_proj` (rows q, then k, then v)
 by `fuse_qkv`: one matmul instead of three per step. Knows nothing of files or requests."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from hearth.model.attention import DecodeInputs, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.linear import make_linear
-from hearth.model.norms import RMSNorm
+from hearth.model.norms import RMSNorm, rms_normalize
 from hearth.model.rope import apply_rope
 from hearth.weights.config import ModelConfig
 
@@ -36,8 +37,14 @@ class Attention(nn.Module):
         self.qk_norm = config.qk_norm
         self.scale = config.attention_scale or d**-0.5
         self.sliding_window = config.sliding_window if config.is_sliding(layer) else None
+        self.chunk = config.chunk_for(layer)
         self.softcap = config.attn_logit_softcapping
         self.interleaved = config.rope_for(layer).interleaved
+        self.use_rope = config.uses_rope(layer)
+        self.l2_eps = config.rms_norm_eps if config.qk_l2_norm and self.use_rope else None
+        self.temperature: tuple[float, float] | None = None
+        if config.attn_temperature_tuning and not self.use_rope:
+            self.temperature = (config.attn_temperature_floor_scale, config.attn_temperature_scale)
 
     def forward(
         self,
@@ -58,15 +65,29 @@ class Attention(nn.Module):
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = cos_sin
-        q = apply_rope(q, cos, sin, self.interleaved)
-        k = apply_rope(k, cos, sin, self.interleaved)
-        out = paged_attention(
-            q, k, v, positions, cache, meta, self.scale, self.sliding_window, self.softcap
-        )  # (T, H, D)
+        if self.use_rope:
+            cos, sin = cos_sin
+            q = apply_rope(q, cos, sin, self.interleaved)
+            k = apply_rope(k, cos, sin, self.interleaved)
+        if self.l2_eps is not None:
+            q, k = rms_normalize(q, self.l2_eps), rms_normalize(k, self.l2_eps)
+        if self.temperature is not None:
+            floor_scale, scale = self.temperature
+            q = (q * query_temperature(positions, floor_scale, scale)[:, None, None]).to(q.dtype)
+        window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
+        out = paged_attention(q, k, v, positions, cache, meta, self.scale, window, softcap, chunk)
+        # out: (T, H, D)
         return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
 
     def fuse_qkv(self, qkv_proj: nn.Module) -> None:
         """Replace q/k/v_proj by one projection whose output rows are q, then k, then v."""
         self.qkv_proj = qkv_proj
         del self.q_proj, self.k_proj, self.v_proj
+
+
+def query_temperature(positions: torch.Tensor, floor_scale: float, scale: float) -> torch.Tensor:
+    """(T,) float32 query multipliers of Llama 4's NoPE layers: 1 up to position floor_scale - 2,
+    then growing with log(position / floor_scale), so attention over a long context without
+    positional signal does not flatten out."""
+    steps = torch.floor((positions.float() + 1.0) / floor_scale)
+    return torch.log1p(steps) * scale + 1.0

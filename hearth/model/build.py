@@ -1,7 +1,8 @@
 """Turn a ModelConfig and HF-named tensors into a ready Decoder. Checkpoint layouts that
 differ from the decoder's parameter names are reconciled here, in one table: Mixtral's
 `block_sparse_moe.experts.N.w1/w2/w3`, Phi-3's fused `qkv_proj` and `gate_up_proj` (split
-into views at load). Missing, mismatched or unexpected tensors raise errors naming them.
+into views at load), Llama 4's `feed_forward` with fused (E, in, out) expert tensors (split
+per expert) and its multimodal wrapper's `language_model.` prefix (vision tower ignored). Missing, mismatched or unexpected tensors raise errors naming them.
 Knows nothing of files (weights/ reads them) or of requests."""
 
 from __future__ import annotations
@@ -20,6 +21,41 @@ Source = Callable[[], torch.Tensor]
 _MIXTRAL_EXPERT = re.compile(r"(.*)\.block_sparse_moe\.experts\.(\d+)\.w([123])\.weight$")
 _MIXTRAL_PROJ = {"1": "gate_proj", "2": "down_proj", "3": "up_proj"}
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+# Llama 4: the multimodal wrapper keeps the text model under this prefix; the rest is vision
+_TEXT_PREFIX = "language_model."
+_VISION_PREFIXES = ("vision_model.", "multi_modal_projector.")
+_LLAMA4_FFN = (  # Llama 4 name piece -> the decoder's
+    (".feed_forward.router.", ".mlp.gate."),
+    (".feed_forward.shared_expert.", ".mlp.shared_experts."),
+    (".feed_forward.", ".mlp."),
+)
+
+
+class _FusedExperts:
+    """Per-expert (out, in) weights cut from Llama 4's fused (E, in, out) expert tensors. The
+    two fused tensors of the layer being loaded stay held, so each is read once per layer,
+    not once per expert."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], num_experts: int) -> None:
+        self.tensors = tensors
+        self.num_experts = num_experts
+        self._held: dict[str, torch.Tensor] = {}
+
+    def _fused(self, name: str) -> torch.Tensor:
+        if name not in self._held:
+            tensor = self.tensors[name]
+            if tensor.dim() != 3 or tensor.shape[0] != self.num_experts:
+                raise CorruptModelError(
+                    f"tensor {name} has shape {tuple(tensor.shape)} but the config implies "
+                    f"{self.num_experts} experts first; config.json does not match the weights"
+                )
+            if len(self._held) >= 2:
+                del self._held[next(iter(self._held))]
+            self._held[name] = tensor
+        return self._held[name]
+
+    def source(self, name: str, expert: int, start: int, stop: int | None) -> Source:
+        return lambda: self._fused(name)[expert, :, start:stop].t().contiguous()
 
 
 def checkpoint_sources(
@@ -35,8 +71,17 @@ def checkpoint_sources(
 
     q_rows = config.num_attention_heads * config.head_dim
     kv_rows = config.num_key_value_heads * config.head_dim
+    experts = _FusedExperts(tensors, config.moe.num_experts if config.moe else 0)
     sources: dict[str, Source] = {}
-    for name in tensors:
+    for raw in tensors:
+        if raw.startswith(_VISION_PREFIXES):
+            continue  # Llama 4's vision tower and projector: hearth runs the text model
+        name = raw.removeprefix(_TEXT_PREFIX)
+        if ".feed_forward." in name:  # Llama 4
+            for old, new in _LLAMA4_FFN:
+                if old in name:
+                    name = name.replace(old, new)
+                    break
         layer = _LAYER.match(name)
         if layer and int(layer.group(1)) >= config.num_hidden_layers:
             continue  # DeepSeek-V3's multi-token-prediction layers: not used for decoding
@@ -47,21 +92,31 @@ def checkpoint_sources(
         expert = _MIXTRAL_EXPERT.match(name)
         if expert:
             prefix, index, w = expert.groups()
-            sources[f"{prefix}.mlp.experts.{index}.{_MIXTRAL_PROJ[w]}.weight"] = get(name)
+            sources[f"{prefix}.mlp.experts.{index}.{_MIXTRAL_PROJ[w]}.weight"] = get(raw)
         elif ".block_sparse_moe.gate." in name:
-            sources[name.replace(".block_sparse_moe.", ".mlp.")] = get(name)
+            sources[name.replace(".block_sparse_moe.", ".mlp.")] = get(raw)
+        elif name.endswith(".mlp.experts.gate_up_proj") and config.moe:
+            size = config.moe.intermediate_size  # Llama 4: (E, hidden, 2I), gate first
+            for e in range(experts.num_experts):
+                prefix = f"{name[: -len('gate_up_proj')]}{e}."
+                sources[prefix + "gate_proj.weight"] = experts.source(raw, e, 0, size)
+                sources[prefix + "up_proj.weight"] = experts.source(raw, e, size, None)
+        elif name.endswith(".mlp.experts.down_proj") and config.moe:  # Llama 4: (E, I, hidden)
+            for e in range(experts.num_experts):
+                prefix = f"{name[: -len('down_proj')]}{e}."
+                sources[prefix + "down_proj.weight"] = experts.source(raw, e, 0, None)
         elif name.endswith("self_attn.qkv_proj.weight"):  # Phi-3: rows are q, then k, then v
             prefix = name[: -len("qkv_proj.weight")]
-            sources[prefix + "q_proj.weight"] = rows(name, 0, q_rows)
-            sources[prefix + "k_proj.weight"] = rows(name, q_rows, q_rows + kv_rows)
-            sources[prefix + "v_proj.weight"] = rows(name, q_rows + kv_rows, q_rows + 2 * kv_rows)
+            sources[prefix + "q_proj.weight"] = rows(raw, 0, q_rows)
+            sources[prefix + "k_proj.weight"] = rows(raw, q_rows, q_rows + kv_rows)
+            sources[prefix + "v_proj.weight"] = rows(raw, q_rows + kv_rows, q_rows + 2 * kv_rows)
         elif name.endswith("mlp.gate_up_proj.weight"):  # Phi-3: rows are gate, then up
             prefix = name[: -len("gate_up_proj.weight")]
             size = config.intermediate_size
-            sources[prefix + "gate_proj.weight"] = rows(name, 0, size)
-            sources[prefix + "up_proj.weight"] = rows(name, size, 2 * size)
+            sources[prefix + "gate_proj.weight"] = rows(raw, 0, size)
+            sources[prefix + "up_proj.weight"] = rows(raw, size, 2 * size)
         else:
-            sources[name] = get(name)
+            sources[name] = get(raw)
     return sources
 
 

@@ -1,7 +1,8 @@
 """Sparse mixture-of-experts MLP: a router picks num_experts_per_tok experts per token
 (softmax top-k for Mixtral/Qwen/DeepSeek-V2, optionally within the best expert groups;
-sigmoid scores with a choice-only bias for DeepSeek-V3), the experts' outputs are summed
-with the routing weights, plus an always-on shared expert (Qwen2-MoE, gated; DeepSeek).
+sigmoid scores with a choice-only bias for DeepSeek-V3 and Llama 4), the experts' outputs are
+summed with the routing weights (Llama 4 weights the experts' inputs instead), plus an
+always-on shared expert (Qwen2-MoE, gated; DeepSeek, Llama 4).
 Knows nothing of attention or files."""
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ class SparseMoE(nn.Module):
     def __init__(self, moe: MoEConfig, hidden_size: int, act: str, bias: bool = False) -> None:
         super().__init__()
         self.gate = Router(moe, hidden_size)
+        self.scale_input = moe.scale_expert_input
         self.experts = nn.ModuleList(
             GatedMLP(hidden_size, moe.intermediate_size, act, bias) for _ in range(moe.num_experts)
         )
         # attribute names follow the checkpoints: Qwen2-MoE `shared_expert` (+ its gate),
-        # DeepSeek `shared_experts`
+        # DeepSeek `shared_experts` (build.py maps Llama 4's ungated one here)
         self.shared_expert: nn.Module | None = None
         self.shared_experts: nn.Module | None = None
         self.shared_expert_gate: nn.Module | None = None
@@ -80,7 +82,11 @@ class SparseMoE(nn.Module):
         out = torch.zeros_like(x)
         for expert in ids.unique().tolist():  # only experts some token picked, in order
             token, slot = torch.where(ids == expert)
-            y = self.experts[expert](x[token]) * weights[token, slot, None].to(x.dtype)
+            w = weights[token, slot, None].to(x.dtype)  # (n, 1)
+            if self.scale_input:
+                y = self.experts[expert](x[token] * w)
+            else:
+                y = self.experts[expert](x[token]) * w
             out.index_add_(0, token, y)
         if self.shared_expert is not None and self.shared_expert_gate is not None:
             out = out + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)

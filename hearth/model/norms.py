@@ -1,5 +1,5 @@
-"""RMSNorm, the one normalisation of every supported family, with Gemma's (1 + w) variant.
-Knows nothing of layers or files."""
+"""RMSNorm, the one normalisation of every supported family, with Gemma's (1 + w) variant,
+and its weightless form (Llama 4's q/k "L2" norm). Knows nothing of layers or files."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ class RMSNorm(nn.Module):
         if self.unit_offset:
             return (normed * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * normed.to(x.dtype)
+
+
+def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / rms(x) over the last dim, computed in float32, no weight (Llama 4 q/k norm)."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)

@@ -6,18 +6,27 @@ Knows nothing of tensors or files."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from hearth.errors import UnsupportedModelError
-from hearth.weights.config import ROPE_TYPES, MLAConfig, ModelConfig, MoEConfig, RopeConfig
+from hearth.weights.config import (
+    LAYER_TYPES,
+    ROPE_TYPES,
+    MLAConfig,
+    ModelConfig,
+    MoEConfig,
+    RopeConfig,
+)
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "phi3")
 MOE = ("mixtral", "qwen2_moe", "qwen3_moe")
 GEMMA = ("gemma", "gemma2", "gemma3_text", "gemma3")
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
-SUPPORTED_MODEL_TYPES = LLAMA_LIKE + MOE + GEMMA + DEEPSEEK
+LLAMA4 = ("llama4_text", "llama4")  # llama4: the multimodal wrapper; its text_config is run
+SUPPORTED_MODEL_TYPES = LLAMA_LIKE + MOE + GEMMA + DEEPSEEK + LLAMA4
 
 # keys a rope dict may carry, by HF name; anything else is a field we do not know how to honour
 _ROPE_KEYS = {
@@ -106,12 +115,16 @@ def _rope_params(d: Mapping[str, Any], layer_type: str | None = None) -> tuple[A
     return d.get("rope_scaling"), "rope_scaling"
 
 
-def _layer_types(d: Mapping[str, Any], mt: str, n: int) -> tuple[str, ...]:
+def _layer_types(
+    d: Mapping[str, Any], mt: str, n: int, no_rope: tuple[bool, ...]
+) -> tuple[str, ...]:
     if d.get("layer_types"):
         types = tuple(d["layer_types"])
-        if len(types) != n or any(t not in ("full_attention", "sliding_attention") for t in types):
-            raise _fail("layer_types", types, "expected one of full/sliding_attention per layer")
+        if len(types) != n or any(t not in LAYER_TYPES for t in types):
+            raise _fail("layer_types", types, f"expected one of {LAYER_TYPES} per layer")
         return types
+    if mt == "llama4_text":  # rope layers attend within their chunk, NoPE layers globally
+        return tuple("full_attention" if nope else "chunked_attention" for nope in no_rope)
     if mt == "gemma2":
         return tuple("sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n))
     if mt in ("gemma3_text", "gemma3"):
@@ -131,6 +144,25 @@ def _layer_types(d: Mapping[str, Any], mt: str, n: int) -> tuple[str, ...]:
 
 
 def _moe(d: Mapping[str, Any], mt: str, n: int) -> tuple[MoEConfig | None, tuple[bool, ...]]:
+    if mt == "llama4_text":
+        moe = MoEConfig(
+            num_experts=int(d.get("num_local_experts", 16)),
+            num_experts_per_tok=int(d.get("num_experts_per_tok", 1)),
+            intermediate_size=int(d["intermediate_size"]),
+            router_scores="sigmoid",
+            shared_intermediate_size=int(d["intermediate_size"]),
+            scale_expert_input=True,
+        )
+        layers = d.get("moe_layers")
+        if layers is None:  # every step-th layer, ending each step (HF's default)
+            step = int(d.get("interleave_moe_layer_step", 1))
+            if step <= 0:
+                raise _fail("interleave_moe_layer_step", step, "must be > 0")
+            layers = range(step - 1, n, step)
+        if any(not 0 <= int(i) < n for i in layers):
+            raise _fail("moe_layers", list(layers), f"layer indices must be in 0..{n - 1}")
+        chosen = {int(i) for i in layers}
+        return moe, tuple(i in chosen for i in range(n))
     if mt == "mixtral":
         moe = MoEConfig(
             num_experts=int(d["num_local_experts"]),
@@ -184,6 +216,32 @@ def _moe(d: Mapping[str, Any], mt: str, n: int) -> tuple[MoEConfig | None, tuple
     return None, ()
 
 
+def _no_rope_layers(d: Mapping[str, Any], mt: str, n: int) -> tuple[bool, ...]:
+    """Which layers skip rope. HF's Llama 4 `no_rope_layers` is inverted: 1 = uses rope."""
+    if mt != "llama4_text":
+        return ()
+    interval = int(d.get("no_rope_layer_interval", 4))
+    uses_rope = d.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(n)]
+    if len(uses_rope) != n or any(v not in (0, 1) for v in uses_rope):
+        raise _fail("no_rope_layers", uses_rope, f"expected {n} entries of 1 (rope) or 0 (NoPE)")
+    return tuple(not v for v in uses_rope)
+
+
+def _llama4_attention(d: Mapping[str, Any], mt: str) -> dict[str, Any]:
+    """Llama 4's attention features: chunked attention on rope layers, the weightless q/k
+    norm after rope, query temperature tuning on NoPE layers (HF defaults when absent)."""
+    if mt != "llama4_text":
+        return {}
+    chunk = d.get("attention_chunk_size", 8192)
+    return dict(
+        attention_chunk_size=int(chunk) if chunk is not None else None,
+        qk_l2_norm=bool(d.get("use_qk_norm", True)),
+        attn_temperature_tuning=bool(d.get("attn_temperature_tuning", True)),
+        attn_temperature_floor_scale=float(d.get("floor_scale", 8192)),
+        attn_temperature_scale=float(d.get("attn_scale", 0.1)),
+    )
+
+
 def _eos(value: Any) -> tuple[int, ...]:
     if value is None:
         return ()
@@ -201,6 +259,13 @@ def config_from_hf(d: Mapping[str, Any]) -> ModelConfig:
     if mt == "gemma3" and "text_config" in d:
         raise _fail(
             "text_config", "...", "multimodal Gemma 3 folders are not supported; use the text model"
+        )
+    if mt == "llama4":  # the multimodal wrapper: run its text model, ignore the vision tower
+        text = d.get("text_config")
+        if not isinstance(text, Mapping) or text.get("model_type", "llama4_text") != "llama4_text":
+            raise _fail("text_config", text, "a llama4 config.json needs a llama4_text text_config")
+        return dataclasses.replace(
+            config_from_hf({**text, "model_type": "llama4_text"}), architecture="llama4"
         )
     if d.get("use_bidirectional_attention"):
         raise _fail("use_bidirectional_attention", True, "hearth runs causal decoders only")
@@ -226,7 +291,8 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
         act_name = "gelu_pytorch_tanh"
     if act_name not in _ACTIVATIONS:
         raise _fail("hidden_act", act_name, f"supported: {sorted(_ACTIVATIONS)}")
-    layer_types = _layer_types(d, mt, n)
+    no_rope = _no_rope_layers(d, mt, n)
+    layer_types = _layer_types(d, mt, n, no_rope)
     sliding = "sliding_attention" in layer_types
     moe, moe_layers = _moe(d, mt, n)
     bias = bool(d.get("attention_bias", False))
@@ -252,7 +318,9 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
             m = 0.1 * rope.mscale_all_dim * math.log(rope.factor) + 1.0 if rope.factor > 1 else 1.0
             attention_scale *= m * m
     else:
-        rope = _rope(d, params, field, head_dim)
+        llama4 = mt == "llama4_text"  # Llama 4 rotates pairs, at theta 500000 by default
+        theta = 500000.0 if llama4 else 10000.0
+        rope = _rope(d, params, field, head_dim, interleaved=llama4, default_theta=theta)
     rope_local = None
     if mt in ("gemma3_text", "gemma3"):
         nested = d.get("rope_parameters") or {}
@@ -271,14 +339,17 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
         architecture=mt,
         vocab_size=int(d["vocab_size"]),
         hidden_size=hidden,
-        intermediate_size=int(d["intermediate_size"]),
+        # Llama 4's dense layers have their own width (intermediate_size is the experts')
+        intermediate_size=int(d.get("intermediate_size_mlp", 16384))
+        if mt == "llama4_text"
+        else int(d["intermediate_size"]),
         num_hidden_layers=n,
         num_attention_heads=heads,
         num_key_value_heads=int(d.get("num_key_value_heads") or heads),
         head_dim=mla.v_head_dim if mla else head_dim,
         rope=rope,
         max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
-        rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
+        rms_norm_eps=float(d.get("rms_norm_eps", 1e-5 if mt == "llama4_text" else 1e-6)),
         norm_unit_offset=gemma,
         hidden_act=_ACTIVATIONS[act_name],
         tie_word_embeddings=bool(tie),
@@ -293,6 +364,8 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
         final_logit_softcapping=d.get("final_logit_softcapping"),
         sliding_window=int(d["sliding_window"]) if sliding else None,
         layer_types=layer_types,
+        no_rope_layers=no_rope,
+        **_llama4_attention(d, mt),
         rope_local=rope_local,
         moe=moe,
         moe_layers=moe_layers,
