@@ -6,6 +6,10 @@ table, causally by absolute position, with GQA/MQA, sliding windows, chunked att
 Positions: the cache slot of a sequence's token j holds the K/V of position j, so a key's
 position is its index in the gathered context.
 
+Prefill and mixed steps attend sequence by sequence on SDPA's CPU flash kernel
+(`prefill_attention`: no (H, L, C) scores in memory); soft-capping, which SDPA cannot do,
+takes the explicit-mask road (`masked_prefill_attention`).
+
 Decode-only steps (every sequence brings one token) take a faster road: the gather indices
 and masks are computed once per step (`decode_inputs`) and shared by all layers, and the
 layer code then runs on tensors only, so the whole step can be compiled (decoder.py)."""
@@ -146,23 +150,95 @@ def paged_attention(
         return _decode(query, positions, cache, meta, scale, sliding_window, softcap, group, chunk)
     out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
     start = 0
+    # one sequence at a time: the gather and the kernel call cost far more than the loop
     for i, length in enumerate(meta.query_lens):
         end = start + length
         context = int(meta.context_lens[i])
         num_blocks = -(-context // meta.block_size)
         blocks = meta.block_tables[i, :num_blocks].long()
-        k = _gather(cache.key, blocks, context).transpose(0, 1)  # (Hkv, C, Dk)
-        v = _gather(cache.value, blocks, context).transpose(0, 1)  # (Hkv, C, Dv)
-        # (L, H, D) -> (Hkv, group * L, D): query heads that share a KV head side by side
-        q = query[start:end].view(length, num_kv_heads, group, -1).permute(1, 2, 0, 3)
-        q = q.reshape(num_kv_heads, group * length, -1)
-        k_pos = torch.arange(context, device=query.device)
-        allowed = _mask(positions[start:end], k_pos, sliding_window, chunk).repeat(group, 1)
-        o = _attend(q, k, v, allowed, scale, softcap)  # (Hkv, group * L, Dv)
-        o = o.view(num_kv_heads, group, length, -1).permute(2, 0, 1, 3)
-        out[start:end] = o.reshape(length, num_heads, -1)
+        k = _gather(cache.key, blocks, context)  # (C, Hkv, Dk)
+        v = _gather(cache.value, blocks, context)  # (C, Hkv, Dv)
+        rule = (sliding_window, chunk)
+        if softcap is None:
+            o = prefill_attention(query[start:end], k, v, positions[start:end], scale, *rule)
+        else:
+            o = masked_prefill_attention(
+                query[start:end], k, v, positions[start:end], scale, *rule, softcap=softcap
+            )
+        out[start:end] = o
         start = end
     return out
+
+
+def prefill_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    positions: torch.Tensor,
+    scale: float,
+    sliding_window: int | None = None,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """One sequence's queries over its whole context on SDPA's CPU flash kernel (no scores
+    materialized, GQA in the kernel). query: (L, H, Dk) at `positions` (L,), the last L
+    positions of the context; key: (C, Hkv, Dk); value: (C, Hkv, Dv). Returns (L, H, Dv).
+
+    From scratch (L == C) and no window / chunk that cuts the context: plain `is_causal`.
+    Otherwise (cached prefix, a cutting window or chunk) the kernel takes the bool mask
+    from `_mask`: on CPU the flash kernel handles a mask too (4-D inputs only; 3-D ones
+    fall back to the math kernel) and skips little with `is_causal`, so splitting the
+    prefix off and merging by log-sum-exp measured no faster."""
+    length, context = query.shape[0], key.shape[0]
+    dk, dv = query.shape[-1], value.shape[-1]
+    q = query.transpose(0, 1)[None]  # (1, H, L, Dk)
+    k = key.transpose(0, 1)[None]  # (1, Hkv, C, Dk)
+    v = value.transpose(0, 1)[None]  # (1, Hkv, C, Dv)
+    if dv < dk:  # MLA: the flash kernel wants one head width; zero value columns add nothing
+        v = F.pad(v, (0, dk - dv))
+    elif dk < dv:  # zero query/key columns leave every score as it was (scale is explicit)
+        q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
+    uncut = (sliding_window is None or context <= sliding_window) and (
+        chunk is None or context <= chunk
+    )
+    if length == context and uncut:
+        o = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, scale=scale, enable_gqa=True
+        )  # (1, H, L, D)
+    else:
+        k_pos = torch.arange(context, device=query.device)
+        allowed = _mask(positions, k_pos, sliding_window, chunk)  # (L, C)
+        o = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, scale=scale, enable_gqa=True
+        )  # (1, H, L, D)
+    return o[0, :, :, :dv].transpose(0, 1)  # (L, H, Dv)
+
+
+def masked_prefill_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    positions: torch.Tensor,
+    scale: float,
+    sliding_window: int | None = None,
+    chunk: int | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """The explicit-mask road (materialized (Hkv, group * L, C) scores): what soft-capping
+    needs, and the reference the fast road is tested against. Same shapes as
+    `prefill_attention`."""
+    length, num_heads, _ = query.shape
+    num_kv_heads = key.shape[1]
+    group = num_heads // num_kv_heads
+    k = key.transpose(0, 1)  # (Hkv, C, Dk)
+    v = value.transpose(0, 1)  # (Hkv, C, Dv)
+    # (L, H, D) -> (Hkv, group * L, D): query heads that share a KV head side by side
+    q = query.view(length, num_kv_heads, group, -1).permute(1, 2, 0, 3)
+    q = q.reshape(num_kv_heads, group * length, -1)
+    k_pos = torch.arange(key.shape[0], device=query.device)
+    allowed = _mask(positions, k_pos, sliding_window, chunk).repeat(group, 1)
+    o = _attend(q, k, v, allowed, scale, softcap)  # (Hkv, group * L, Dv)
+    o = o.view(num_kv_heads, group, length, -1).permute(2, 0, 1, 3)
+    return o.reshape(length, num_heads, -1)
 
 
 def _decode(

@@ -1,7 +1,11 @@
 """The paged path: one prefill, chunked prefill and token-by-token decode through a cache
 with 4-token blocks (scattered block tables) give the same logits; sequences batched
 together give what each gives alone. Gemma 2 covers soft-capping and sliding windows,
-Llama GQA, DeepSeek-V3 MLA (keys and values of different widths)."""
+Llama GQA, DeepSeek-V3 MLA (keys and values of different widths).
+
+The prefill road on random tensors against a float64 softmax: from scratch, after a cached
+prefix, several sequences in one step; GQA; windows and chunks that cut the context or not;
+bf16; key/value widths that differ; soft-capping; and it stays on SDPA's flash kernel."""
 
 from __future__ import annotations
 
@@ -11,7 +15,11 @@ import pytest
 import torch
 import transformers as tf
 from conftest import COMMON
+from torch.profiler import ProfilerActivity, profile
 
+from hearth.model.attention import masked_prefill_attention, paged_attention, prefill_attention
+from hearth.model.batch import AttentionMetadata
+from hearth.model.kv_cache import KVCache
 from hearth.model.simple import SequenceRunner
 
 TOL = 1e-5
@@ -82,3 +90,165 @@ def test_mixed_prefill_and_decode_batch(tiny_pair: Any) -> None:
     rest_b, rest_a = runner.step([(1, B[6:]), (0, A[11:])])
     assert (torch.cat([first, a_tok, rest_a]) - ref_a).abs().max() <= TOL
     assert (torch.cat([b_chunk, rest_b]) - ref_b).abs().max() <= TOL
+
+
+# --- the prefill road (prefill_attention) against a float64 softmax written here ---------
+
+H, HKV, BLOCK = 6, 2, 4
+
+
+def _reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    window: int | None,
+    chunk: int | None,
+    softcap: float | None,
+) -> torch.Tensor:
+    """q: (L, H, Dk) = the context's last L positions; k: (C, Hkv, Dk); v: (C, Hkv, Dv)."""
+    length, context = q.shape[0], k.shape[0]
+    group = q.shape[1] // k.shape[1]
+    kk = k.double().repeat_interleave(group, 1)  # (C, H, Dk)
+    vv = v.double().repeat_interleave(group, 1)  # (C, H, Dv)
+    scores = torch.einsum("lhd,chd->hlc", q.double(), kk) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    q_pos = torch.arange(context - length, context)[:, None]
+    k_pos = torch.arange(context)[None, :]
+    allowed = q_pos >= k_pos
+    if window is not None:
+        allowed &= q_pos - k_pos < window
+    if chunk is not None:
+        allowed &= q_pos // chunk == k_pos // chunk
+    probs = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+    return torch.einsum("hlc,chd->lhd", probs, vv)
+
+
+def _step(
+    seqs: list[tuple[int, int]],
+    dtype: torch.dtype = torch.float32,
+    dk: int = 16,
+    dv: int = 16,
+    window: int | None = None,
+    chunk: int | None = None,
+    softcap: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One paged step where sequence i has seqs[i] = (cached prefix, new tokens), on
+    scattered blocks of a cache whose other slots hold garbage. Returns (paged output,
+    float64 reference), both (T, H, Dv)."""
+    gen = torch.Generator().manual_seed(sum(p * 31 + n for p, n in seqs) + dk + dv)
+    cache = KVCache(
+        torch.randn(64, BLOCK, HKV, dk, generator=gen).to(dtype),
+        torch.randn(64, BLOCK, HKV, dv, generator=gen).to(dtype),
+    )
+    order = torch.randperm(64, generator=gen)
+    max_blocks = max(-(-(p + n) // BLOCK) for p, n in seqs)
+    tables = torch.full((len(seqs), max_blocks), -1, dtype=torch.int32)
+    queries, keys, values, positions, slots, refs = [], [], [], [], [], []
+    used = 0
+    scale = 0.3
+    for i, (prefix, new) in enumerate(seqs):
+        blocks = order[used : used + -(-(prefix + new) // BLOCK)]
+        used += len(blocks)
+        tables[i, : len(blocks)] = blocks.int()
+        seq_slots = (blocks[:, None] * BLOCK + torch.arange(BLOCK)).flatten()[: prefix + new]
+        k = torch.randn(prefix + new, HKV, dk, generator=gen).to(dtype)
+        v = torch.randn(prefix + new, HKV, dv, generator=gen).to(dtype)
+        q = torch.randn(new, H, dk, generator=gen).to(dtype)
+        cache.write(seq_slots[:prefix], k[:prefix], v[:prefix])  # the cached prefix
+        queries.append(q)
+        keys.append(k[prefix:])
+        values.append(v[prefix:])
+        positions.append(torch.arange(prefix, prefix + new))
+        slots.append(seq_slots[prefix:])
+        refs.append(_reference(q, k, v, scale, window, chunk, softcap))
+    meta = AttentionMetadata(
+        [n for _, n in seqs],
+        torch.tensor([p + n for p, n in seqs], dtype=torch.int32),
+        torch.cat(slots),
+        tables,
+        BLOCK,
+    )
+    out = paged_attention(
+        torch.cat(queries),
+        torch.cat(keys),
+        torch.cat(values),
+        torch.cat(positions),
+        cache,
+        meta,
+        scale,
+        window,
+        softcap,
+        chunk,
+    )
+    return out, torch.cat(refs)
+
+
+STEPS = {
+    "scratch": [(0, 13)],
+    "prefix": [(10, 7)],
+    "several": [(0, 9), (11, 5), (6, 1), (3, 12)],  # a decode token among prefills too
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "rule",
+    [(None, None), (4, None), (64, None), (None, 8), (None, 64)],
+    ids=["causal", "window-cuts", "window-wider", "chunk-cuts", "chunk-wider"],
+)
+@pytest.mark.parametrize("step", list(STEPS))
+def test_prefill_matches_reference(
+    step: str, rule: tuple[int | None, int | None], dtype: torch.dtype
+) -> None:
+    window, chunk = rule
+    out, ref = _step(STEPS[step], dtype, window=window, chunk=chunk)
+    assert out.dtype == dtype and out.shape == ref.shape
+    # bf16: inputs are exact in both, the kernel rounds probabilities and outputs to bf16
+    tol = TOL if dtype == torch.float32 else 2e-2
+    assert (out.double() - ref).abs().max() <= tol
+
+
+@pytest.mark.parametrize("dk,dv", [(16, 12), (12, 16)])
+def test_prefill_key_and_value_widths_differ(dk: int, dv: int) -> None:
+    out, ref = _step(STEPS["several"], dk=dk, dv=dv, window=6)
+    assert out.shape[-1] == dv
+    assert (out.double() - ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_prefill_softcap(window: int | None) -> None:
+    out, ref = _step(STEPS["several"], window=window, softcap=2.0)
+    assert (out.double() - ref).abs().max() <= TOL
+
+
+def test_fast_and_masked_roads_agree_in_bf16() -> None:
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(20, H, 32, generator=gen).bfloat16()
+    k = torch.randn(50, HKV, 32, generator=gen).bfloat16()
+    v = torch.randn(50, HKV, 32, generator=gen).bfloat16()
+    pos = torch.arange(30, 50)
+    for window in (None, 8):
+        fast = prefill_attention(q, k, v, pos, 0.2, window)
+        masked = masked_prefill_attention(q, k, v, pos, 0.2, window)
+        assert fast.dtype == torch.bfloat16
+        assert (fast.float() - masked.float()).abs().max() <= 2e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("prefix,window", [(0, None), (40, None), (40, 8)])
+def test_prefill_runs_on_the_flash_kernel(
+    prefix: int, window: int | None, dtype: torch.dtype
+) -> None:
+    """The point of the fast road: SDPA's math kernel (scores in memory) is never used."""
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(24, H, 32, generator=gen).to(dtype)
+    k = torch.randn(prefix + 24, HKV, 32, generator=gen).to(dtype)
+    v = torch.randn(prefix + 24, HKV, 32, generator=gen).to(dtype)
+    pos = torch.arange(prefix, prefix + 24)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        prefill_attention(q, k, v, pos, 0.2, window)
+    ops = {e.name for e in prof.events()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
+    assert "aten::_scaled_dot_product_attention_math" not in ops
