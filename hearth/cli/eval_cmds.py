@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hearth.eval.runner import TaskReport
 
 
-def _engine_lm(model: str) -> LanguageModel:
+def _engine_lm(model: str, quant: str) -> LanguageModel:
     try:
         from hearth.engine.llm import LLM  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
@@ -29,7 +29,7 @@ def _engine_lm(model: str) -> LanguageModel:
         ) from exc
     from hearth.eval.backends.engine_backend import EngineLM
 
-    return EngineLM.from_llm(LLM(model))
+    return EngineLM.from_llm(LLM(model, quant=quant))
 
 
 def _digest(settings: Settings, model: str) -> str:
@@ -47,6 +47,7 @@ def _report_json(report: TaskReport) -> dict[str, Any]:
         "task": report.task,
         "run_id": report.run_id,
         "model": report.spec.model_name,
+        "quant": report.spec.quant,
         "model_digest": report.spec.model_digest,
         "backend": report.spec.backend,
         "num_fewshot": report.spec.num_fewshot,
@@ -135,6 +136,12 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(
             16, "--batch-size", help="Prompts per HTTP request (--backend openai)."
         ),
+        quant: str = typer.Option(
+            "none",
+            "--quant",
+            help="Weights as none (de-quantized, the reference), auto, int8 or int4; "
+            "a quantized run gets its own leaderboard row.",
+        ),
     ) -> None:
         """Run benchmark tasks (Open LLM Leaderboard v1) on a model and store the run."""
         out = Output.of(ctx, json_flag)
@@ -152,6 +159,15 @@ def register(app: typer.Typer) -> None:
             )
         if backend not in ("hearth", "openai"):
             raise UserInputError(f"--backend must be 'hearth' or 'openai', got '{backend}'")
+        if quant not in ("none", "auto", "int8", "int4"):
+            raise InvalidParameterError(
+                "quant", f"--quant must be none, auto, int8 or int4, got '{quant}'"
+            )
+        if backend == "openai" and quant != "none":
+            raise UserInputError(
+                "--quant applies to hearth's own engine; with --backend openai the server "
+                "decides how its weights run (e.g. `hearth serve --quant int4`)"
+            )
 
         from hearth.config import load_settings
         from hearth.eval.data import resolve_data_dir
@@ -183,7 +199,7 @@ def register(app: typer.Typer) -> None:
             lm = OpenAICompletionsLM(config)
             digest = ""
         else:
-            lm = _engine_lm(model)
+            lm = _engine_lm(model, quant)
             digest = _digest(settings, model)
 
         store = ResultStore(settings.db_url)
@@ -231,6 +247,7 @@ def register(app: typer.Typer) -> None:
                 max_gen_tokens=max_gen_tokens,
                 model_digest=digest,
                 backend=backend,
+                quant=quant,
             )
             return run_task(
                 lm,

@@ -1,4 +1,4 @@
-"""The local leaderboard: one row per model (name + digest), one column per Open LLM
+"""The local leaderboard: one row per model (name + digest + weight mode), one column per Open LLM
 Leaderboard v1 task with its leaderboard metric in percent, and their average, taken
 from the latest complete stored run of each task. A row is marked when any of its runs
 used settings other than the leaderboard's (fewer shots, a --limit, another seed); the
@@ -28,6 +28,11 @@ class LeaderboardRow:
     scores: dict[str, float | None]  # task -> percent
     average: float | None
     differences: tuple[str, ...]  # how this row's settings differ from the leaderboard's
+    quant: str = "none"  # the engine's weight mode: a quantized run is its own row
+
+    @property
+    def label(self) -> str:
+        return self.model_name if self.quant == "none" else f"{self.model_name} ({self.quant})"
 
     @property
     def standard(self) -> bool:
@@ -50,15 +55,16 @@ def _differences(run: RunRecord) -> list[str]:
 
 def leaderboard_rows(runs: Sequence[RunRecord]) -> list[LeaderboardRow]:
     """Rows sorted by average (rows without one last), then by name."""
-    latest: dict[tuple[str, str], dict[str, RunRecord]] = {}
+    latest: dict[tuple[str, str, str], dict[str, RunRecord]] = {}
     for run in runs:
         if run.status != "complete" or run.spec.task not in TASKS:
             continue
-        per_task = latest.setdefault((run.spec.model_name, run.spec.model_digest), {})
+        key = (run.spec.model_name, run.spec.model_digest, run.spec.quant)
+        per_task = latest.setdefault(key, {})
         if run.spec.task not in per_task or run.id > per_task[run.spec.task].id:
             per_task[run.spec.task] = run
     rows = []
-    for (name, digest), per_task in latest.items():
+    for (name, digest, quant), per_task in latest.items():
         scores: dict[str, float | None] = {}
         differences: list[str] = []
         for task_name in LEADERBOARD:
@@ -70,7 +76,7 @@ def leaderboard_rows(runs: Sequence[RunRecord]) -> list[LeaderboardRow]:
                 differences += _differences(task_run)
         values = [v for v in scores.values() if v is not None]
         average = sum(values) / len(values) if len(values) == len(LEADERBOARD) else None
-        rows.append(LeaderboardRow(name, digest, scores, average, tuple(differences)))
+        rows.append(LeaderboardRow(name, digest, scores, average, tuple(differences), quant))
     rows.sort(key=lambda r: (r.average is None, -(r.average or 0.0), r.model_name))
     return rows
 
@@ -84,7 +90,7 @@ def cells(row: LeaderboardRow) -> list[str]:
         return "" if v is None else f"{v:.2f}"
 
     return [
-        row.model_name + ("" if row.standard else " *"),
+        row.label + ("" if row.standard else " *"),
         row.model_digest[:19],
         *(fmt(row.scores[t]) for t in LEADERBOARD),
         fmt(row.average),
@@ -100,6 +106,7 @@ def render(rows: Sequence[LeaderboardRow], fmt: str) -> str:
                 {
                     "model": r.model_name,
                     "digest": r.model_digest,
+                    "quant": r.quant,
                     "scores": r.scores,
                     "average": r.average,
                     "leaderboard_settings": r.standard,

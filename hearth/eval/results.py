@@ -13,7 +13,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    delete,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hearth import __version__
@@ -22,6 +35,7 @@ from hearth.errors import NotFoundError
 from hearth.eval.tasks.base import MetricResult, Scored
 
 RUNNING, INTERRUPTED, COMPLETE = "running", "interrupted", "complete"
+QUANT_MODES = ("none", "auto", "int8", "int4")
 
 
 class EvalRunRow(Base):
@@ -37,6 +51,8 @@ class EvalRunRow(Base):
     limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seed: Mapped[int] = mapped_column(Integer)
     max_gen_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # how the weights were run (--quant); added after the first release, see _add_quant_column
+    quant: Mapped[str] = mapped_column(String(10), default="none", server_default="none")
     status: Mapped[str] = mapped_column(String(16))
     num_items: Mapped[int] = mapped_column(Integer)  # planned
     num_scored: Mapped[int] = mapped_column(Integer, default=0)
@@ -83,16 +99,23 @@ class RunSpec:
     max_gen_tokens: int | None = None
     model_digest: str = ""
     backend: str = "hearth"
+    quant: str = "none"  # the engine's weight mode (--quant): none, auto, int8 or int4
 
     def __post_init__(self) -> None:
         if not self.model_name:
             raise ValueError("model_name must not be empty")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0, got {self.limit}")
+        if self.quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        fields = asdict(self)
+        if self.quant == "none":
+            # runs stored before --quant existed keep their key, so --resume still finds them
+            del fields["quant"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,21 @@ class RunRecord:
         return None
 
 
+def _add_quant_column(engine: Engine) -> None:
+    """Databases made before `quant` existed get the column (every old run was unquantized),
+    so their runs stay readable; a no-op once it is there. Safe when two processes race."""
+    if "quant" in {c["name"] for c in inspect(engine).get_columns("eval_runs")}:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("ALTER TABLE eval_runs ADD COLUMN quant VARCHAR(10) NOT NULL DEFAULT 'none'")
+            )
+    except (OperationalError, ProgrammingError):  # another process added it first
+        if "quant" not in {c["name"] for c in inspect(engine).get_columns("eval_runs")}:
+            raise
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we store UTC
         return value.replace(tzinfo=UTC)
@@ -131,6 +169,7 @@ class ResultStore:
         self.engine = get_engine(db_url)
         tables = [EvalRunRow.__table__, EvalMetricRow.__table__, EvalItemRow.__table__]
         ensure_tables(self.engine, *tables)  # type: ignore[arg-type]
+        _add_quant_column(self.engine)
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -148,6 +187,7 @@ class ResultStore:
                 limit=spec.limit,
                 seed=spec.seed,
                 max_gen_tokens=spec.max_gen_tokens,
+                quant=spec.quant,
                 status=RUNNING,
                 num_items=num_items,
                 num_scored=0,
@@ -275,6 +315,7 @@ class ResultStore:
             max_gen_tokens=row.max_gen_tokens,
             model_digest=row.model_digest,
             backend=row.backend,
+            quant=row.quant,
         )
         started = _utc(row.started_at)
         assert started is not None

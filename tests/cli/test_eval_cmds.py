@@ -98,6 +98,8 @@ def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture
         (("--tasks", "arc_challenge", "--backend", "vllm"), "--backend must be"),
         (("--tasks", "arc_challenge", "--data-dir", "/nonexistent-eval-data"), "/nonexistent-eval-data/arc_challenge/test.jsonl not found"),
         (("--tasks", "winogrande", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--limit", "1"), "cannot reach"),
+        (("--tasks", "winogrande", "--quant", "int3"), "--quant must be none, auto, int8 or int4"),
+        (("--tasks", "winogrande", "--quant", "int4", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"), "the server decides"),
     ],
 )
 def test_bad_input(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
@@ -113,3 +115,21 @@ def test_leaderboard_empty_and_bad_format(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0 and json.loads(out) == []
     code, _, err = hearth(capsys, "leaderboard", "--format", "xml")
     assert code == 2 and "--format must be one of" in err
+
+
+def test_quant_runs_hearths_engine_quantized(capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEARTH_NUM_THREADS", "1")  # the shared 2-core machine: one engine thread
+    runs = {}
+    for quant in ("none", "int8"):
+        args = ("eval", str(smollm2_gguf), "--tasks", "winogrande", "--limit", "3", "--quant", quant)
+        code, out, err = hearth(capsys, *args, "--json", "--log-samples")
+        assert code == 0, err
+        (report,) = json.loads(out)
+        assert report["quant"] == quant and report["backend"] == "hearth"
+        lines = Path(report["samples_path"]).read_text().splitlines()
+        runs[quant] = [json.loads(line)["prediction"]["loglikelihoods"] for line in lines]
+    # the int8 engine really ran: its log-likelihoods moved, but only by int8's small error
+    diffs = [abs(a - b) for x, y in zip(runs["none"], runs["int8"], strict=True) for a, b in zip(x, y, strict=True)]
+    assert 0 < max(diffs) < 1.0  # summed over a continuation of several tokens
+    code, out, _ = hearth(capsys, "leaderboard", "--format", "json")
+    assert sorted(r["quant"] for r in json.loads(out)) == ["int8", "none"]

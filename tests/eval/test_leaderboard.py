@@ -15,9 +15,13 @@ from hearth.eval.tasks import LEADERBOARD, TASKS
 from hearth.eval.tasks.base import MetricResult
 
 
-def _store_run(store: ResultStore, model: str, task: str, value: float, **kw: int) -> None:
+def _store_run(
+    store: ResultStore, model: str, task: str, value: float, quant: str = "none", **kw: int
+) -> None:
     t = TASKS[task]
-    spec = RunSpec(model, task, kw.get("shots", t.num_fewshot), 1234, limit=kw.get("limit"))
+    spec = RunSpec(
+        model, task, kw.get("shots", t.num_fewshot), 1234, limit=kw.get("limit"), quant=quant
+    )
     run_id = store.start(spec, 10)
     store.finish(run_id, [MetricResult(t.primary_metric, value, 0.01, 10, t.primary_subtask)])
 
@@ -49,3 +53,16 @@ def test_rows_average_and_marks(tmp_path: Path) -> None:
     assert "| partial * |" in markdown and "settings differ" in markdown
     with pytest.raises(ValueError, match="format"):
         render(rows, "xml")
+
+
+def test_a_quantized_run_is_its_own_row(tmp_path: Path) -> None:
+    store = ResultStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    _store_run(store, "m", "hellaswag", 0.40)
+    _store_run(store, "m", "hellaswag", 0.38, quant="int4")
+    rows = leaderboard_rows(store.runs())
+    assert sorted((r.label, r.scores["hellaswag"]) for r in rows) == [
+        ("m", pytest.approx(40.0)),
+        ("m (int4)", pytest.approx(38.0)),
+    ]
+    assert {d["quant"] for d in json.loads(render(rows, "json"))} == {"none", "int4"}
+    assert "| m (int4) |" in render(rows, "markdown")

@@ -45,3 +45,36 @@ def test_spec_checks() -> None:
     with pytest.raises(ValueError, match="model_name"):
         RunSpec("", "arc_challenge", 25, 1234)
     assert RunSpec("m", "t", 1, 2).key != RunSpec("m", "t", 1, 3).key
+
+
+def test_quant_is_part_of_the_run(tmp_path: Path) -> None:
+    store = ResultStore(f"sqlite:///{tmp_path / 'hearth.db'}")
+    plain = RunSpec("m", "winogrande", 5, 1234)
+    int4 = RunSpec("m", "winogrande", 5, 1234, quant="int4")
+    assert plain.key != int4.key
+    run_id = store.start(int4, 3)
+    assert store.resumable(int4) == run_id and store.resumable(plain) is None
+    assert store.get(run_id).spec.quant == "int4"
+    with pytest.raises(ValueError, match="quant"):
+        RunSpec("m", "winogrande", 5, 1234, quant="int3")
+
+
+def test_database_from_before_quant_gets_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "hearth.db"
+    store = ResultStore(f"sqlite:///{path}")
+    spec = RunSpec("old", "winogrande", 5, 1234, limit=2)
+    run_id = store.start(spec, 2)
+    store.finish(run_id, [MetricResult("acc", 0.5, 0.5, 2)])
+    store.engine.dispose()
+    with sqlite3.connect(path) as conn:  # the table as the first release made it
+        conn.execute("ALTER TABLE eval_runs DROP COLUMN quant")
+    from hearth.db import _engines
+
+    _engines.clear()  # a new process: nothing cached about the old schema
+    again = ResultStore(f"sqlite:///{path}")
+    (record,) = again.runs()
+    assert record.spec == spec and record.spec.quant == "none"
+    assert record.metric("acc") == MetricResult("acc", 0.5, 0.5, 2)
+    assert again.resumable(spec) is None  # the same key as before: finished, not resumed
