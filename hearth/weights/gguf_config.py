@@ -2,8 +2,9 @@
 would hold), so one function (`families.config_from_hf`) turns either format into ModelConfig.
 
 This is the one place that knows how llama.cpp spells each family's hyperparameters
-(`{arch}.attention.head_count`, ...) and which ones llama.cpp hard-codes instead of storing
-(Gemma 3's 5:1 sliding pattern and, in older files, its local RoPE base, Qwen3-MoE's normalised top-k). It must
+(`{arch}.attention.head_count`, ...), which ones llama.cpp hard-codes instead of storing
+(Gemma 2/3's sliding patterns and query scale, Qwen3-MoE's normalised top-k) and its
+defaults for keys a file may lack (Gemma 2's soft-caps, Gemma 3's local RoPE base). It must
 not know tensors' contents beyond the few small ones that carry config (RoPE frequency
 factors), which the caller reads for it.
 """
@@ -38,7 +39,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
 # llama.cpp's gemma3 graph uses this base for sliding layers when the file does not say
 # (`{arch}.rope.freq_base_swa`, written by converters since late 2025).
 _GEMMA3_LOCAL_ROPE_BASE = 10000.0
-_GEMMA3_SLIDING_PERIOD = 6  # every 6th layer is global, the rest slide
+_GEMMA3_SLIDING_PERIOD = 6  # unless the file says: every 6th layer is global
 
 ReadFloats = Callable[[str], np.ndarray]
 
@@ -266,35 +267,54 @@ def _query_pre_attn_scalar(cfg: dict[str, Any], big_model_layers: int) -> float:
     return float(cfg["head_dim"])
 
 
+def _swa_layer_types(g: _Keys, layers: int, period: int) -> list[str]:
+    """llama.cpp's sliding layers: `attention.sliding_window_pattern` as one bool per layer,
+    or as a period n (layer i slides unless i % n == n - 1; 0: every layer slides), else the
+    architecture's default period."""
+    pattern = g.get("attention.sliding_window_pattern", period)
+    if isinstance(pattern, list):
+        if len(pattern) != layers:
+            raise UnsupportedModelError(
+                f"GGUF key {g.arch}.attention.sliding_window_pattern has {len(pattern)} "
+                f"entries for {layers} layers; the file is inconsistent — re-convert it"
+            )
+        slides = [bool(p) for p in pattern]
+    else:
+        n = int(pattern)
+        slides = [n == 0 or i % n < n - 1 for i in range(layers)]
+    return ["sliding_attention" if s else "full_attention" for s in slides]
+
+
 def _gemma2(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorInfo]) -> None:
     _gemma(g, cfg, tensors)
-    layers = cfg["num_hidden_layers"]
     cfg.update(
-        attn_logit_softcapping=g.get("attn_logit_softcapping"),
-        final_logit_softcapping=g.get("final_logit_softcapping"),
+        # llama.cpp's defaults when a file lacks them (Gemma 2's published values)
+        attn_logit_softcapping=g.float("attn_logit_softcapping", 50.0) or None,
+        final_logit_softcapping=g.float("final_logit_softcapping", 30.0) or None,
         sliding_window=g.int("attention.sliding_window", 4096),
         query_pre_attn_scalar=_query_pre_attn_scalar(cfg, big_model_layers=46),
-        # llama.cpp: even layers slide, odd layers are global
-        layer_types=[
-            "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)
-        ],
+        # llama.cpp's default: even layers slide, odd layers are global
+        layer_types=_swa_layer_types(g, cfg["num_hidden_layers"], period=2),
     )
 
 
 def _gemma3(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorInfo]) -> None:
     _gemma(g, cfg, tensors)
     layers = cfg["num_hidden_layers"]
+    window = g.int("attention.sliding_window", 0)
     cfg.update(
         attn_logit_softcapping=None,
-        final_logit_softcapping=g.get("final_logit_softcapping"),
-        sliding_window=g.int("attention.sliding_window", 4096),
+        final_logit_softcapping=g.get("final_logit_softcapping") or None,
         query_pre_attn_scalar=_query_pre_attn_scalar(cfg, big_model_layers=62),
         rope_local_base_freq=g.float("rope.freq_base_swa", _GEMMA3_LOCAL_ROPE_BASE),
-        layer_types=[
-            "full_attention" if (i + 1) % _GEMMA3_SLIDING_PERIOD == 0 else "sliding_attention"
-            for i in range(layers)
-        ],
     )
+    if window > 0:
+        cfg.update(
+            sliding_window=window,
+            layer_types=_swa_layer_types(g, layers, period=_GEMMA3_SLIDING_PERIOD),
+        )
+    else:  # llama.cpp: no sliding window stored (or 0) means every layer is global
+        cfg.update(sliding_window=None, layer_types=["full_attention"] * layers)
 
 
 def _phi3(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorInfo]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ def family_configs() -> dict[str, Any]:
             sliding_window=5,
             rope_local_base_freq=20000.0,
             final_logit_softcapping=4.0,
+        ),
+        # all layers global: the converter then stores no sliding window
+        "gemma3_global": tf.Gemma3TextConfig(
+            **c, head_dim=16, query_pre_attn_scalar=16, sliding_window=5, sliding_window_pattern=1
         ),
         "phi3": tf.Phi3Config(
             **c, pad_token_id=0, bos_token_id=1, eos_token_id=2, partial_rotary_factor=0.5
@@ -305,7 +310,8 @@ def _family_params(w: gguf.GGUFWriter, h: dict[str, Any]) -> None:
         w.add_value_length(h["head_dim"])
         if h.get("final_logit_softcapping"):
             w.add_final_logit_softcapping(h["final_logit_softcapping"])
-        w.add_sliding_window(h["sliding_window"])
+        if h.get("sliding_window_pattern") != 1:
+            w.add_sliding_window(h["sliding_window"])
 
 
 def _llama_permute(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -372,10 +378,16 @@ def _gguf_type(gguf_name: str, shape: tuple[int, ...], ftype: QT) -> QT:
 
 
 def write_gguf(
-    path: Path, hparams: dict[str, Any], checkpoint: dict[str, torch.Tensor], ftype: QT = QT.F32
+    path: Path,
+    hparams: dict[str, Any],
+    checkpoint: dict[str, torch.Tensor],
+    ftype: QT = QT.F32,
+    edit: Callable[[gguf.GGUFWriter], None] | None = None,
 ) -> dict[str, QT]:
     """Write `checkpoint` (HF names, as saved) of a model with config.json `hparams` as a GGUF
-    file of type `ftype` (F32, F16 or Q8_0). Returns each GGUF tensor's stored type."""
+    file of type `ftype` (F32, F16 or Q8_0); `edit` may add metadata the converter would not
+    (keys llama.cpp reads but this converter does not write). Returns each GGUF tensor's
+    stored type."""
     arch = _ARCH[hparams["model_type"]]
     w = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[arch])
     names = gguf.get_tensor_name_map(arch, hparams["num_hidden_layers"])
@@ -391,6 +403,8 @@ def write_gguf(
         else:
             w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
     _family_params(w, hparams)
+    if edit is not None:
+        edit(w)
     w.add_file_type(_FILE_TYPE[ftype])
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -7,12 +7,15 @@ the same tolerance holds and the de-quantisation of every tensor is checked too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import transformers as tf
 from gguf import GGMLQuantizationType as QT
-from gguf_family_writer import family_configs, make_reference, write_gguf
+from gguf_family_writer import COMMON, family_configs, make_reference, write_gguf
 
 from hearth.model.build import build_model
 from hearth.model.simple import SequenceRunner
@@ -32,15 +35,29 @@ QUANTIZED = [
 ]
 
 
-def _check(family: str, ftype: QT, tmp_path: Path) -> dict[str, QT]:
-    config = family_configs()[family]
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # tiny matrices: more threads only spin against the other tests on a shared CPU
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _check(
+    family: str, ftype: QT, tmp_path: Path, config: Any = None, edit: Any = None
+) -> dict[str, QT]:
+    config = config or family_configs()[family]
     hf, hparams, checkpoint = make_reference(config, tmp_path / "hf", ftype)
     path = tmp_path / f"{family}-{ftype.name}.gguf"
-    types = write_gguf(path, hparams, checkpoint, ftype)
+    types = write_gguf(path, hparams, checkpoint, ftype, edit)
 
     loaded = load_weights(path)
     # a Mistral file is a llama file: nothing in it says "mistral"
     assert loaded.config.architecture == ("llama" if family == "mistral" else config.model_type)
+    if getattr(config, "layer_types", None):  # which layers slide is config, not tensors
+        n = config.num_hidden_layers
+        assert list(loaded.config.layer_types or ["full_attention"] * n) == config.layer_types
     model = build_model(loaded.config, loaded.tensors)
     runner = SequenceRunner(model, len(SEQUENCES), 32, block_size=4)
     ours = runner.step(list(enumerate(SEQUENCES)))
@@ -89,3 +106,18 @@ def test_gemma3_local_rope_base_from_file(tmp_path: Path) -> None:
     assert cfg.rope_local.theta == hparams["rope_parameters"]["sliding_attention"]["rope_theta"]
     assert cfg.rope.theta == hparams["rope_parameters"]["full_attention"]["rope_theta"]
     assert list(cfg.layer_types) == hparams["layer_types"]
+
+
+def test_gemma3_per_layer_sliding_pattern(tmp_path: Path) -> None:
+    """A file that lists its sliding layers (`attention.sliding_window_pattern`, one bool per
+    layer, which llama.cpp reads before its 5:1 default) is honoured layer by layer."""
+    layer_types = ["sliding_attention", "full_attention", "full_attention", "sliding_attention"]
+    config = tf.Gemma3TextConfig(
+        **{**COMMON, "num_hidden_layers": 4},
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=5,
+        layer_types=layer_types,
+    )
+    pattern = [t == "sliding_attention" for t in layer_types]
+    _check("gemma3", QT.F32, tmp_path, config, lambda w: w.add_sliding_window_pattern(pattern))
