@@ -34,6 +34,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "gemma3": "gemma3_text",
     "phi3": "phi3",
     "deepseek2": "deepseek_v2",
+    "llama4": "llama4_text",
 }
 
 # llama.cpp's gemma3 graph uses this base for sliding layers when the file does not say
@@ -368,6 +369,34 @@ def _deepseek2(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorIn
     )
 
 
+def _llama4(g: _Keys, cfg: dict[str, Any], tensors: Mapping[str, GGUFTensorInfo]) -> None:
+    # llama.cpp hard-codes what Llama 4 files do not store (llama-model.cpp, LLM_ARCH_LLAMA4):
+    # every 4th layer NoPE and global, the others chunked by 8192; query temperature with
+    # floor 8192 and scale 0.1 on NoPE layers; q/k norm except on the 128-expert model
+    if g.get("attention.sliding_window") == 0:  # llama.cpp's MobileLLM variant
+        raise UnsupportedModelError(
+            "GGUF key llama4.attention.sliding_window=0 (a Llama 4 without chunked attention) "
+            "is not supported"
+        )
+    experts = g.int("expert_count")
+    cfg.update(
+        intermediate_size_mlp=cfg["intermediate_size"],  # the dense layers' width
+        intermediate_size=g.int("expert_feed_forward_length"),
+        num_local_experts=experts,
+        num_experts_per_tok=g.int("expert_used_count"),
+        interleave_moe_layer_step=g.int("interleave_moe_layer_step", 1),
+        moe_layers=None,
+        no_rope_layers=None,
+        no_rope_layer_interval=4,
+        attention_chunk_size=8192,
+        use_qk_norm=experts != 128,
+        attn_temperature_tuning=True,
+        floor_scale=8192,
+        attn_scale=0.1,
+        attention_bias=False,
+    )
+
+
 _FAMILY: dict[str, Callable[[_Keys, dict[str, Any], Mapping[str, GGUFTensorInfo]], None]] = {
     "llama": _llama,
     "qwen2": _qwen2,
@@ -379,4 +408,5 @@ _FAMILY: dict[str, Callable[[_Keys, dict[str, Any], Mapping[str, GGUFTensorInfo]
     "gemma3": _gemma3,
     "phi3": _phi3,
     "deepseek2": _deepseek2,
+    "llama4": _llama4,
 }

@@ -83,6 +83,9 @@ _OVERRIDES: dict[str, dict[str, str]] = {
     },
 }
 _OVERRIDES["gemma3"] = _OVERRIDES["gemma2"]
+# Llama 4's ungated shared expert; its routed experts and router take the decoder's names
+# (its safetensors hold them fused, see model/build.py)
+_OVERRIDES["llama4"] = _OVERRIDES["deepseek2"]
 
 # HF parameters without a .weight/.bias suffix: llama.cpp's converter renames DeepSeek-V3's
 # `e_score_correction_bias` to `e_score_correction.bias`, so files hold `exp_probs_b.bias`.
