@@ -111,6 +111,25 @@ def hf_smollm2_tokenizer(smollm2_gguf: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def hf_smollm2_upstream_tokenizer(smollm2_gguf: Path):  # type: ignore[no-untyped-def]
+    """transformers' SmolLM2 tokenizer with the pre-tokenizer of SmolLM2's own tokenizer.json
+    (digits split one by one, then GPT-2's byte-level regex), which the GGUF records as
+    `tokenizer.ggml.pre = "smollm"`. transformers' GGUF converter does not map "smollm" and
+    falls back to plain GPT-2 splitting (e.g. "\n\n3" -> "\n", "\n3" instead of "\n\n",
+    "3"); hearth follows the file, as llama.cpp does. A fresh copy: callers may keep it."""
+    from tokenizers import pre_tokenizers
+
+    tok = _hf_tokenizer(smollm2_gguf, "smollm2")
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    return tok
+
+
+@pytest.fixture(scope="session")
 def hf_smollm2_model(smollm2_gguf: Path):  # type: ignore[no-untyped-def]
     """transformers' fp32 SmolLM2, de-quantized from the same GGUF (the logits reference)."""
     return _hf_model(smollm2_gguf)
