@@ -17,7 +17,7 @@ quantized model's size. Knows nothing of files (weights/ reads them) or requests
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 import torch
@@ -67,6 +67,51 @@ def _dense(value: torch.Tensor | GGUFQuantizedTensor) -> torch.Tensor:
     return value
 
 
+# rows converted at once when a weight is de-quantized and quantized again: ~8 MB of fp32
+# per chunk instead of the whole tensor (the 49152 x 576 embedding would be 113 MB, and the
+# quantizer's temporaries several times that)
+CHUNK_ELEMENTS = 2 * 1024 * 1024
+
+
+def _requantize(
+    value: torch.Tensor | GGUFQuantizedTensor, quantize: Callable[[torch.Tensor], Planned]
+) -> Planned:
+    """quantize(dense value), a chunk of rows at a time into one pre-sized result (both
+    quantizers work per row, so these are the same bits as converting the whole tensor)."""
+    rows, cols = value.shape[0], value.shape[-1]
+    step = max(1, CHUNK_ELEMENTS // max(1, cols))
+    if rows <= step:
+        return quantize(_dense(value))
+    out: Planned | None = None
+    for start in range(0, rows, step):
+        if isinstance(value, GGUFQuantizedTensor):
+            data = value.data[start : start + step]
+            chunk = GGUFQuantizedTensor(value.ggml_type, data, (data.shape[0], *value.shape[1:]))
+            part = quantize(chunk.dequantize(torch.float32))
+        else:
+            part = quantize(value[start : start + step])
+        if not isinstance(part, Int8Weight | Int4Weight):
+            raise TypeError(f"a quantizer returned {type(part).__name__}")
+        end = start + part.q.shape[0]
+        if isinstance(part, Int8Weight):
+            if out is None:
+                out = Int8Weight(part.q.new_empty(rows, cols), part.scales.new_empty(rows))
+            assert isinstance(out, Int8Weight)
+            out.q[start:end], out.scales[start:end] = part.q, part.scales
+        else:
+            if out is None:
+                sz = part.scales_and_zeros
+                out = Int4Weight(
+                    part.q.new_empty(rows, cols),
+                    sz.new_empty(sz.shape[0], rows, 2),
+                    part.group_size,
+                )
+            assert isinstance(out, Int4Weight)
+            out.q[start:end], out.scales_and_zeros[:, start:end] = part.q, part.scales_and_zeros
+    assert out is not None
+    return out
+
+
 def plan_weight(
     value: torch.Tensor | GGUFQuantizedTensor, mode: QuantMode, head: bool = False
 ) -> Planned:
@@ -78,15 +123,15 @@ def plan_weight(
         if exact4:
             return int4_from_gguf(value)  # type: ignore[arg-type]
         if gguf:
-            return quantize_int8(_dense(value))
+            return _requantize(value, quantize_int8)
         return _dense(value).to(ACT_DTYPE)
     if mode == "int4" and not head:
         if exact4:
             return int4_from_gguf(value)  # type: ignore[arg-type]
         if value.shape[-1] % GROUP == 0:
-            return quantize_int4(_dense(value))
+            return _requantize(value, quantize_int4)
     # int8, or int4 where the width does not split into groups of 32, or the int4 LM head
-    return quantize_int8(_dense(value))
+    return _requantize(value, quantize_int8)
 
 
 def _fuse(parts: list[Planned]) -> Planned | None:
@@ -132,6 +177,13 @@ class _Loader:
         self.config = config
         self.sources = checkpoint_sources(config, tensors)
         self.used: set[str] = set()
+        # GGUF tensors view a memory-mapped file: its pages count in RSS once read
+        self._release_pages = getattr(tensors, "release_pages", None)
+
+    def release_pages(self) -> None:
+        """Forget the file pages read so far (see GGUFTensors.release_pages)."""
+        if self._release_pages is not None:
+            self._release_pages()
 
     def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor | GGUFQuantizedTensor:
         if name not in self.sources:
@@ -181,10 +233,14 @@ def build_quantized_model(
             _fuse_group(load, model, name, module, ("q_proj", "k_proj", "v_proj"), mode)
         elif isinstance(module, GatedMLP):
             _fuse_group(load, model, name, module, ("gate_proj", "up_proj"), mode)
+        else:
+            continue
+        load.release_pages()
     for name, module in list(model.named_modules()):
         if isinstance(module, Linear) and module.weight.is_meta and name != "lm_head":
             weight, bias = load.linear(name, module, mode)
             _replace(model, name, _layer(weight, bias))
+            load.release_pages()
     vocab, hidden = config.vocab_size, config.hidden_size
     embed = plan_weight(load.get("model.embed_tokens.weight", (vocab, hidden)), "int8")
     assert isinstance(embed, Int8Weight)
@@ -195,6 +251,7 @@ def build_quantized_model(
     else:
         weight, bias = load.linear("lm_head", model.lm_head, mode)
         model.lm_head = _layer(weight, bias)
+    load.release_pages()
     state: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():
         if param.is_meta:
@@ -208,6 +265,7 @@ def build_quantized_model(
             "config.json and the weights disagree"
         )
     model.load_state_dict(state, strict=False, assign=True)
+    load.release_pages()  # (a float weight may view the file: its pages fault back in)
     return model.to(device).eval()
 
 

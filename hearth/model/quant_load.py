@@ -5,6 +5,9 @@ LLM, the bench and the CLI share. The network modules themselves never see a pat
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,36 @@ class LoadedDecoder:
     quant: str
 
 
+# glibc mallopt parameter: allocations from this size on get their own mapping, returned
+# to the system on free
+_M_MMAP_THRESHOLD = -3
+_LOAD_MMAP_THRESHOLD = 64 * 1024
+_RUN_MMAP_THRESHOLD = 32 * 1024 * 1024  # the most glibc's own adaptive threshold reaches
+
+
+@contextlib.contextmanager
+def _compact_heap() -> Iterator[None]:
+    """While loading, every buffer over 64 KiB is mapped on its own and unmapped when freed.
+    Left to glibc's adaptive threshold, the converter's many short-lived multi-MB
+    temporaries land on the heap between tensors that stay, and the freed holes are never
+    given back: measured on SmolLM2 Q4_1, peak RSS over the interpreter's went from ~180 MB
+    to ~365 MB. Afterwards the threshold is set where glibc's adaptation would have taken
+    it (per-step buffers are reused from the heap), and the heap is trimmed. Elsewhere than
+    glibc this does nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield
+        return
+    mallopt(_M_MMAP_THRESHOLD, _LOAD_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, _RUN_MMAP_THRESHOLD)
+        trim(0)
+
+
 def load_decoder(
     path: str | Path, quant: str = "auto", dtype: torch.dtype = torch.float32
 ) -> LoadedDecoder:
@@ -39,16 +72,17 @@ def load_decoder(
     is_gguf = path.is_file() and is_gguf_file(path)  # magic bytes: blobs have no suffix
     if mode == "auto" and not is_gguf:
         mode = "none"  # auto keeps what the checkpoint has: dense float weights stay dense
-    if mode == "none":
-        weights = load_weights(path, dtype)
-        return LoadedDecoder(
-            weights, build_model(weights.config, weights.tensors, dtype), dtype, mode
-        )
-    if is_gguf:
-        from hearth.weights.gguf import load_gguf
+    with _compact_heap():
+        if mode == "none":
+            weights = load_weights(path, dtype)
+            return LoadedDecoder(
+                weights, build_model(weights.config, weights.tensors, dtype), dtype, mode
+            )
+        if is_gguf:
+            from hearth.weights.gguf import load_gguf
 
-        weights = load_gguf(path, keep_quantized=True)
-    else:
-        weights = load_weights(path, torch.float32)
-    decoder = build_quantized_model(weights.config, weights.tensors, mode)
-    return LoadedDecoder(weights, decoder, ACT_DTYPE, mode)
+            weights = load_gguf(path, keep_quantized=True)
+        else:
+            weights = load_weights(path, torch.float32)
+        decoder = build_quantized_model(weights.config, weights.tensors, mode)
+        return LoadedDecoder(weights, decoder, ACT_DTYPE, mode)

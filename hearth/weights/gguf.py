@@ -8,12 +8,15 @@ Undone here so that the decoder sees exactly what an HF checkpoint holds:
 - llama.cpp stores Gemma's RMSNorm weights as (1 + w): 1 is subtracted, as HF keeps w;
 - stacked MoE experts (`ffn_*_exps`, one 3-D tensor) are split into per-expert weights;
 - DeepSeek files from newer llama.cpp split `kv_b_proj` into `attn_k_b` (transposed) and
-  `attn_v_b`: they are joined back.
+  `attn_v_b`: they are joined back;
+- a fused `attn_qkv` (llama.cpp's `--fuse-qkv`) of a family whose HF checkpoints keep q, k
+  and v apart is split back into them (and un-permuted in `llama` files).
 Knows nothing of the network or of tokenizers (tokenizer/ reads the same metadata).
 """
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,7 @@ class _Source:
     expert: int | None = None  # index into a stacked expert tensor
     transform: str = ""  # "", "unpermute", "norm_offset", "unsqueeze", "join_kv_b"
     heads: int = 0  # for "unpermute" / "join_kv_b"
+    rows: tuple[int, int] | None = None  # [start, stop) of the stored rows (fused attn_qkv)
 
 
 class GGUFTensors(Mapping[str, Value]):
@@ -66,8 +70,8 @@ class GGUFTensors(Mapping[str, Value]):
         self._sources = sources
         self.dtype = dtype
         self.keep_quantized = keep_quantized
-        # the last stacked expert tensor read: experts of one tensor are asked for in a row,
-        # so each stacked tensor is de-quantized once, not once per expert
+        # the last shared tensor read (stacked experts, fused qkv): the HF tensors cut from
+        # one are asked for in a row, so each is de-quantized once, not once per expert
         self._stack: tuple[str, Value] | None = None
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -79,6 +83,8 @@ class GGUFTensors(Mapping[str, Value]):
         shape = src.infos[0].shape
         if src.expert is not None:
             shape = shape[1:]
+        if src.rows is not None:
+            shape = (src.rows[1] - src.rows[0], *shape[1:])
         return (1, *shape) if src.transform == "unsqueeze" else shape
 
     def _read(self, info: GGUFTensorInfo, keep: bool) -> Value:
@@ -91,10 +97,15 @@ class GGUFTensors(Mapping[str, Value]):
             k_b, v_b = (cast(torch.Tensor, self._read(i, False)) for i in src.infos)
             return _join_kv_b(k_b, v_b, src.heads)
         info = src.infos[0]
-        if src.expert is not None:
+        if src.expert is not None or src.rows is not None:
             if self._stack is None or self._stack[0] != info.name:
                 self._stack = (info.name, self._read(info, keep))
-            value = _index(self._stack[1], src.expert)
+            value = self._stack[1]
+            if src.expert is not None:
+                value = _index(value, src.expert)
+            if src.rows is not None:
+                start, stop = src.rows
+                value = _apply_rows(value, lambda w: w[start:stop])
         else:
             value = self._read(info, keep)
         if src.transform == "unpermute":
@@ -104,6 +115,15 @@ class GGUFTensors(Mapping[str, Value]):
         elif src.transform == "unsqueeze":
             value = _apply_rows(value, lambda w: w.unsqueeze(0))
         return value
+
+    def release_pages(self) -> None:
+        """Drop the file's pages from this process's resident memory. Nothing is lost: a
+        tensor read again faults them back in from the page cache. A loader converting
+        tensor by tensor calls this as it goes, so its peak is not the whole file on top of
+        the converted copy."""
+        mapped = getattr(self._mapped, "_mmap", None)  # np.memmap's mmap.mmap
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._sources)
@@ -150,6 +170,29 @@ def _join_kv_b(k_b: torch.Tensor, v_b: torch.Tensor, heads: int) -> torch.Tensor
     return kv.reshape(-1, kv.shape[-1]).contiguous()
 
 
+def _split_qkv(
+    arch: str, hf_cfg: Mapping[str, Any], info: GGUFTensorInfo, layer: str, kind: str, path: Path
+) -> dict[str, _Source]:
+    # llama.cpp's converter concatenates rows [q; k; v] after its llama Q/K permutation
+    head_dim = int(hf_cfg["head_dim"])
+    heads, kv = int(hf_cfg["num_attention_heads"]), int(hf_cfg["num_key_value_heads"])
+    parts = (("q_proj", heads), ("k_proj", kv), ("v_proj", kv))
+    if sum(n * head_dim for _, n in parts) != info.shape[0]:
+        raise CorruptModelError(
+            f"{path}: {info.name} has {info.shape[0]} rows, not q/k/v of {heads}/{kv}/{kv} "
+            f"heads of {head_dim}; the file is inconsistent — re-convert it"
+        )
+    sources, start = {}, 0
+    for proj, n in parts:
+        unpermute = arch == "llama" and proj != "v_proj"
+        rows = (start, start + n * head_dim)
+        sources[f"model.layers.{layer}.self_attn.{proj}.{kind}"] = _Source(
+            (info,), None, "unpermute" if unpermute else "", n if unpermute else 0, rows
+        )
+        start = rows[1]
+    return sources
+
+
 def _plan(
     arch: str, hf_cfg: Mapping[str, Any], infos: Mapping[str, GGUFTensorInfo], path: Path
 ) -> dict[str, _Source]:
@@ -164,6 +207,9 @@ def _plan(
         layer_part = info.name.split(".")
         if len(layer_part) == 4 and layer_part[2] in ("attn_k_b", "attn_v_b"):
             split_kv.setdefault(layer_part[1], {})[layer_part[2]] = info
+            continue
+        if len(layer_part) == 4 and layer_part[2] == "attn_qkv" and arch != "phi3":
+            sources.update(_split_qkv(arch, hf_cfg, info, layer_part[1], layer_part[3], path))
             continue
         target = hf_name(flavour, info.name)
         if target is None:

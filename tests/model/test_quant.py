@@ -9,7 +9,7 @@ import pytest
 import torch
 from gguf.constants import GGMLQuantizationType as T
 
-from hearth.model.quant import Int4Linear, Int8Embedding, Int8Linear
+from hearth.model.quant import DENSE_MIN_ROWS, Int4Linear, Int8Embedding, Int8Linear
 from hearth.model.quant_pack import int4_from_gguf, quantize_int4, quantize_int8
 from hearth.weights.gguf import load_gguf
 
@@ -28,6 +28,30 @@ def test_int4_linear_multiplies_its_dequantized_weight() -> None:
     got = layer(x).float()
     assert got.shape == (5, 96)
     assert torch.allclose(got, expected, atol=0.1, rtol=0.02)
+
+
+def test_int4_linear_dense_road_for_long_inputs() -> None:
+    """From DENSE_MIN_ROWS rows on the weight is expanded from the packing to bf16: it is
+    the dequantized weight up to bf16 rounding, and the outputs agree with the int4 kernel's."""
+    torch.manual_seed(0)
+    weight = quantize_int4(torch.randn(192, 96))
+    layer = Int4Linear(weight)
+    assert layer.dense_ok  # the packing has the layout the expansion reads
+    reference = weight.dequantize()
+    assert (layer.dense_weight().float() - reference).abs().max() <= _bf16_step(reference)
+    x = torch.randn(DENSE_MIN_ROWS, 96).bfloat16()
+    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        x, layer.packed, layer.group_size, layer.scales_and_zeros
+    ).float()
+    dense = layer(x).float()
+    exact = x.float() @ reference.t()
+    assert dense.shape == (DENSE_MIN_ROWS, 192)
+    # both within bf16 rounding of the exact product (weights rounded once more: ~2x)
+    scale = float(exact.abs().max())
+    assert (kernel - exact).abs().max() < 0.005 * scale
+    assert (dense - exact).abs().max() < 0.01 * scale
+    assert not torch.equal(dense, kernel)  # the dense road ran (different rounding)
+    assert not Int4Linear(quantize_int4(torch.randn(48, 96))).dense_ok  # rows not in 64s
 
 
 def test_quantize_int4_error_is_within_half_a_step() -> None:

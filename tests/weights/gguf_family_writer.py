@@ -377,25 +377,50 @@ def _gguf_type(gguf_name: str, shape: tuple[int, ...], ftype: QT) -> QT:
     return ftype
 
 
+def _fuse_qkv(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """conversion/base.py's Q/K/V fusion: rows [q; k; v] as `blk.N.attn_qkv`, per layer and
+    per suffix where all three exist (after the llama permutation)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        m = re.fullmatch(r"blk\.(\d+)\.attn_([qkv])\.(weight|bias)", name)
+        if m is None:
+            out[name] = t
+            continue
+        layer, part, kind = m.groups()
+        parts = [tensors.get(f"blk.{layer}.attn_{p}.{kind}") for p in "qkv"]
+        if any(p is None for p in parts):
+            out[name] = t
+        elif part == "q":
+            qkv = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ATTN_QKV].format(bid=layer)
+            out[f"{qkv}.{kind}"] = torch.cat([p for p in parts if p is not None], dim=0)
+    return out
+
+
 def write_gguf(
     path: Path,
     hparams: dict[str, Any],
     checkpoint: dict[str, torch.Tensor],
     ftype: QT = QT.F32,
     edit: Callable[[gguf.GGUFWriter], None] | None = None,
+    fuse_qkv: bool = False,
 ) -> dict[str, QT]:
     """Write `checkpoint` (HF names, as saved) of a model with config.json `hparams` as a GGUF
     file of type `ftype` (F32, F16 or Q8_0); `edit` may add metadata the converter would not
-    (keys llama.cpp reads but this converter does not write). Returns each GGUF tensor's
-    stored type."""
+    (keys llama.cpp reads but this converter does not write); `fuse_qkv` is the converter's
+    `--fuse-qkv`. Returns each GGUF tensor's stored type."""
     arch = _ARCH[hparams["model_type"]]
     w = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[arch])
     names = gguf.get_tensor_name_map(arch, hparams["num_hidden_layers"])
     types: dict[str, QT] = {}
+    tensors: dict[str, torch.Tensor] = {}
     for hf_name, t in _converted(hparams, checkpoint):
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise ValueError(f"gguf's tensor map has no name for {hf_name!r} ({arch.name})")
+        tensors[name] = t
+    if fuse_qkv:
+        tensors = _fuse_qkv(tensors)
+    for name, t in tensors.items():
         data = t.contiguous().numpy().astype(np.float32)
         qtype = types[name] = _gguf_type(name, data.shape, ftype)
         if qtype == QT.F32:

@@ -19,7 +19,7 @@ from gguf_family_writer import COMMON, family_configs, make_reference, write_ggu
 
 from hearth.model.build import build_model
 from hearth.model.simple import SequenceRunner
-from hearth.weights.gguf import load_gguf
+from hearth.weights.gguf import GGUFQuantizedTensor, load_gguf
 from hearth.weights.loader import load_weights
 
 TOL = 1e-4
@@ -45,12 +45,17 @@ def _one_thread() -> Iterator[None]:
 
 
 def _check(
-    family: str, ftype: QT, tmp_path: Path, config: Any = None, edit: Any = None
+    family: str,
+    ftype: QT,
+    tmp_path: Path,
+    config: Any = None,
+    edit: Any = None,
+    fuse_qkv: bool = False,
 ) -> dict[str, QT]:
     config = config or family_configs()[family]
     hf, hparams, checkpoint = make_reference(config, tmp_path / "hf", ftype)
     path = tmp_path / f"{family}-{ftype.name}.gguf"
-    types = write_gguf(path, hparams, checkpoint, ftype, edit)
+    types = write_gguf(path, hparams, checkpoint, ftype, edit, fuse_qkv)
 
     loaded = load_weights(path)
     # a Mistral file is a llama file: nothing in it says "mistral"
@@ -81,6 +86,25 @@ def test_family_gguf_matches_transformers(family: str, tmp_path: Path) -> None:
 def test_quantized_family_gguf_matches_transformers(family: str, ftype: QT, tmp_path: Path) -> None:
     types = _check(family, ftype, tmp_path)
     assert ftype in types.values()  # the file really holds quantized weights
+
+
+# llama.cpp's `--fuse-qkv` files: one attn_qkv per layer where HF keeps q, k, v apart
+FUSED = [("mistral", QT.F32), ("mistral", QT.Q8_0), ("qwen2", QT.F32), ("gemma3", QT.F32)]
+
+
+@pytest.mark.parametrize(("family", "ftype"), FUSED, ids=[f"{f}-{q.name}" for f, q in FUSED])
+def test_fused_qkv_gguf_matches_transformers(family: str, ftype: QT, tmp_path: Path) -> None:
+    types = _check(family, ftype, tmp_path, fuse_qkv=True)
+    assert "blk.0.attn_qkv.weight" in types and "blk.0.attn_q.weight" not in types
+    assert ("blk.0.attn_qkv.bias" in types) == (family == "qwen2")  # Qwen2's q/k/v biases
+    if ftype != QT.F32:  # kept quantized, the q/k/v rows are cut and un-permuted as blocks
+        path = tmp_path / f"{family}-{ftype.name}.gguf"
+        floats, kept = load_gguf(path).tensors, load_gguf(path, keep_quantized=True).tensors
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            name = f"model.layers.1.self_attn.{proj}.weight"
+            q = kept[name]
+            assert isinstance(q, GGUFQuantizedTensor) and q.shape == floats[name].shape
+            assert torch.equal(q.dequantize(), floats[name])
 
 
 def test_mla_file_reads_back_kv_b(tmp_path: Path) -> None:
