@@ -153,7 +153,7 @@ def _raw() -> dict[str, Any]:
         ({"no_rope_layers": [1, 0, 1]}, "no_rope_layers"),
         ({"moe_layers": [1, 7]}, "moe_layers"),
         ({"attention_chunk_size": None}, "attention_chunk_size"),
-        ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "x": 1}}, "x"),
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "beta_x": 1}}, "beta_x"),
         ({"layer_types": ["chunked_attention"] * 3 + ["ring"]}, "layer_types"),
     ],
 )
