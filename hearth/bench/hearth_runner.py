@@ -4,6 +4,7 @@ token's arrival. Knows nothing of the peers or of printing."""
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,12 @@ def run_hearth(
         max(len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True))
         + 16
     )
-    engines: dict[bool, Any] = {}
+    engines: dict[bool, Any] = {}  # at most one: each holds a KV pool
 
     def engine_for(caching: bool) -> Any:
         if caching not in engines:
             engines.clear()  # one KV pool at a time
+            gc.collect()  # (an engine in a reference cycle would keep its pool until then)
             config = EngineConfig(
                 kv_cache_gb=kv_cache_gb,
                 max_num_seqs=max_num_seqs,
@@ -69,6 +71,7 @@ def run_hearth(
         # compile / allocate / fault in the weights before anything is timed
         _drive(engine_for(True), [workloads[0].prompts[0][:16]], [4], params)
         for w in workloads:
+            engine = None  # the last pool must go before engine_for allocates another
             engine = engine_for(w.prefix_caching)
             if w.warmup is not None:
                 _drive(engine, [w.warmup], [1], params)

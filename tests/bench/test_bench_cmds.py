@@ -49,6 +49,9 @@ def test_quick_bench_json(
     prefix = [r for r in runs if r["scenario"] == "prefix"]
     assert sorted(r["prefix_caching"] for r in prefix) == [False, True]
     assert result["ratios"]["prefix_caching_speedup"] is not None
+    peak = max(r["peak_rss_mb"] for r in runs)
+    over = result["ratios"]["hearth_peak_rss_over_baseline_mb"]
+    assert over == round(peak - runs[0]["baseline_rss_mb"], 1) and 0 < over < peak
 
 
 def test_bad_arguments(

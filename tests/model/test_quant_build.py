@@ -71,6 +71,66 @@ def test_mode_within_its_budget(
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_requantizing_by_row_chunks_gives_the_same_bits(
+    mode: str, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader converts big tensors a few rows at a time (peak memory); the result must
+    be what converting the whole tensor at once gives, for GGUF blocks and float weights."""
+    import hearth.model.quant_build as quant_build
+    from hearth.model.quant import Int4Weight, Int8Weight
+    from hearth.model.quant_pack import quantize_int4, quantize_int8
+    from hearth.weights.gguf import GGUFQuantizedTensor, load_gguf
+
+    table = load_gguf(smollm2_gguf, keep_quantized=True).tensors["model.embed_tokens.weight"]
+    assert isinstance(table, GGUFQuantizedTensor) and table.ggml_type.name == "Q8_0"
+    rows = GGUFQuantizedTensor(table.ggml_type, table.data[:700], (700, table.shape[1]))
+    dense = rows.dequantize()
+    whole = (quantize_int4 if mode == "int4" else quantize_int8)(dense)
+    monkeypatch.setattr(quant_build, "CHUNK_ELEMENTS", 300 * table.shape[1])  # 300+300+100
+    for value in (rows, dense):
+        got = quant_build.plan_weight(value, mode)  # type: ignore[arg-type]
+        if isinstance(whole, Int4Weight):
+            assert isinstance(got, Int4Weight) and torch.equal(got.q, whole.q)
+            assert torch.equal(got.scales_and_zeros, whole.scales_and_zeros)
+        else:
+            assert isinstance(got, Int8Weight) and torch.equal(got.q, whole.q)
+            assert torch.equal(got.scales, whole.scales)
+
+
+def test_load_peak_memory_stays_under_twice_the_file(smollm2_gguf: Path) -> None:
+    """Issue 6's memory target, the load's share: peak RSS over the interpreter's (torch
+    imported) stays under 2x the file size, and none of the file's pages stay resident."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, re, torch
+from pathlib import Path
+def status(key):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+    return int(line.split()[1]) / 1024
+base = status("VmRSS:")
+from hearth.model.quant_load import load_decoder
+loaded = load_decoder({str(smollm2_gguf)!r}, "auto")
+mapped, rss = False, 0.0
+for line in Path("/proc/self/smaps").read_text().splitlines():
+    if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's header line
+        mapped = line.endswith({smollm2_gguf.name!r})
+    elif mapped and line.startswith("Rss:"):
+        rss += int(line.split()[1]) / 1024
+print(json.dumps({{"base": base, "peak": status("VmHWM:"), "file_rss": rss}}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    size_mb = smollm2_gguf.stat().st_size / 2**20
+    assert got["peak"] - got["base"] < 2 * size_mb, got
+    assert got["file_rss"] < 0.05 * size_mb, got
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_hf_folder_quantized_at_load(mode: str, tmp_path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
