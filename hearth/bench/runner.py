@@ -97,14 +97,14 @@ def _ratios(
         if ours is not None:
             ratios[f"concurrent_{c}_vs_llama_cpp"] = div(ours, rate("llama.cpp", "concurrent", c))
     kv = max((r.get("kv_cache_mb", 0.0) for r in runs if r["engine"] == "hearth"), default=0.0)
-    ours = [r for r in runs if r["engine"] == "hearth"]
-    peak = max((r["peak_rss_mb"] for r in ours), default=None)
+    hearth_runs = [r for r in runs if r["engine"] == "hearth"]
+    peak = max((r["peak_rss_mb"] for r in hearth_runs), default=None)
     # the memory target: peak RSS <= model file size x 2 + KV budget; the
     # interpreter with torch imported (baseline_rss_mb, ~220 MB) is there before any model
     ratios["hearth_rss_limit_mb"] = round(2 * weights_mb + kv, 1)
     ratios["hearth_peak_rss_mb"] = peak
     ratios["hearth_peak_rss_over_baseline_mb"] = max(
-        (round(r["peak_rss_mb"] - r["baseline_rss_mb"], 1) for r in ours), default=None
+        (round(r["peak_rss_mb"] - r["baseline_rss_mb"], 1) for r in hearth_runs), default=None
     )
     if bandwidth and decode:
         # one decode step reads every weight once: tokens/s * bytes per token / bandwidth
