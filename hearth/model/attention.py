@@ -187,8 +187,9 @@ def prefill_attention(
     From scratch (L == C) and no window / chunk that cuts the context: plain `is_causal`.
     Otherwise (cached prefix, a cutting window or chunk) the kernel takes the bool mask
     from `_mask`: on CPU the flash kernel handles a mask too (4-D inputs only; 3-D ones
-    fall back to the math kernel) and skips little with `is_causal`, so splitting the
-    prefix off and merging by log-sum-exp measured no faster."""
+    fall back to the math kernel) and skips little with `is_causal`: splitting the prefix
+    off and merging by log-sum-exp measured ~5% faster, and less exact in bf16 (the two
+    partial outputs round before the merge), so it is not done."""
     length, context = query.shape[0], key.shape[0]
     dk, dv = query.shape[-1], value.shape[-1]
     q = query.transpose(0, 1)[None]  # (1, H, L, Dk)
