@@ -70,6 +70,14 @@ def run_hearth(
     with torch.inference_mode():
         # compile / allocate / fault in the weights before anything is timed
         _drive(engine_for(True), [workloads[0].prompts[0][:16]], [4], params)
+        if compile_decode:
+            # every graph a timed run can need: torch.compile specializes the first shapes
+            # it sees, then recompiles as the context's block count, the number of
+            # sequences (2 and up) and a lone sequence (1) appear; three requests ending at
+            # different steps, their contexts crossing block boundaries, meet them all.
+            # (3 sequences, not 16: a count equal to the block size gets specialized)
+            prompt = workloads[0].prompts[0][:20]
+            _drive(engine_for(True), [prompt] * 3, [40, 30, 20], params)
         for w in workloads:
             engine = None  # the last pool must go before engine_for allocates another
             engine = engine_for(w.prefix_caching)

@@ -62,19 +62,16 @@ def allocate_kv_caches(
     dtype: torch.dtype,
     device: torch.device | str | None = None,
 ) -> list[KVCache]:
-    """One zeroed KVCache per layer."""
+    """One zeroed KVCache per layer: views into one key and one value tensor for all layers.
+    Two big allocations instead of two per layer: on the CPU each is then mapped on its own
+    and given back to the system when the engine goes, where per-layer pieces (a few MB)
+    would stay in the heap and a next pool might not reuse them (RSS of both at once)."""
     if num_blocks <= 0:
         raise ValueError(f"num_blocks must be > 0, got {num_blocks}")
     if block_size <= 0:
         raise ValueError(f"block_size must be > 0, got {block_size}")
-    heads = config.num_kv_cache_heads
-    caches = []
-    for _ in range(config.num_hidden_layers):
-        key = torch.zeros(
-            num_blocks, block_size, heads, config.k_head_dim, dtype=dtype, device=device
-        )
-        value = torch.zeros(
-            num_blocks, block_size, heads, config.v_head_dim, dtype=dtype, device=device
-        )
-        caches.append(KVCache(key, value))
-    return caches
+    heads, layers = config.num_kv_cache_heads, config.num_hidden_layers
+    shape = (layers, num_blocks, block_size, heads)
+    keys = torch.zeros(*shape, config.k_head_dim, dtype=dtype, device=device)
+    values = torch.zeros(*shape, config.v_head_dim, dtype=dtype, device=device)
+    return [KVCache(keys[i], values[i]) for i in range(layers)]
