@@ -13,6 +13,7 @@ import typer
 
 from hearth import __version__
 from hearth.cli.output import Output
+from hearth.engine.threads import set_passive_wait
 from hearth.errors import HearthError
 
 # verb-group modules, in the order their verbs appear in `hearth --help`
@@ -54,6 +55,9 @@ def _root(
     ctx.obj = Output(json=json_output)
 
 
+# before any verb module can import torch: libgomp reads its wait policy once, when it is
+# loaded (hearth.engine.threads says why idle OpenMP workers must sleep on a shared CPU)
+set_passive_wait()
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 

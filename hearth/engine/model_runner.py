@@ -15,6 +15,7 @@ import torch
 
 from hearth.engine.scheduler import SchedulerOutput
 from hearth.engine.sequence import Sequence
+from hearth.engine.threads import StepThreads
 from hearth.model.batch import AttentionMetadata
 
 
@@ -102,14 +103,28 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
 
 
 class ModelRunner:
-    def __init__(self, model: DecoderLike, kv_caches: Any, block_size: int) -> None:
+    """threads: how many CPU threads each step runs on; None = up to the torch thread
+    count set when the runner is built (hearth.engine.threads says why small steps get
+    one). The runner then owns torch's thread count: it sets it before every step."""
+
+    def __init__(
+        self,
+        model: DecoderLike,
+        kv_caches: Any,
+        block_size: int,
+        threads: StepThreads | None = None,
+    ) -> None:
         self.model = model
         self.kv_caches = kv_caches
         self.block_size = block_size
+        self.threads = threads or StepThreads(max_threads=torch.get_num_threads())
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:
         step = prepare_inputs(batch, self.block_size)
+        wanted = self.threads.for_step(len(step.input_ids))
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
         hidden = self.model.forward(step.input_ids, step.positions, step.meta, self.kv_caches)
         # (T, H): only the rows that need logits go through the LM head
         rows = list(step.sample_rows)
