@@ -143,12 +143,13 @@ def paged_attention(
         return decode_attention(
             query, key, value, cache, meta, scale, sliding_window, softcap, chunk
         )
+    if meta.is_decode_only:  # the decode road, with its inputs built for this layer alone
+        inputs = decode_inputs(meta, positions, {(sliding_window, chunk)})
+        return decode_attention(
+            query, key, value, cache, inputs, scale, sliding_window, softcap, chunk
+        )
     cache.write(meta.slot_mapping, key, value)
     num_tokens, num_heads, _ = query.shape
-    num_kv_heads = cache.key.shape[2]
-    group = num_heads // num_kv_heads
-    if meta.is_decode_only:
-        return _decode(query, positions, cache, meta, scale, sliding_window, softcap, group, chunk)
     out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
     start = 0
     # one sequence at a time: the gather and the kernel call cost far more than the loop
@@ -241,30 +242,3 @@ def masked_prefill_attention(
     o = _attend(q, k, v, allowed, scale, softcap)  # (Hkv, group * L, Dv)
     o = o.view(num_kv_heads, group, length, -1).permute(2, 0, 1, 3)
     return o.reshape(length, num_heads, -1)
-
-
-def _decode(
-    query: torch.Tensor,
-    positions: torch.Tensor,
-    cache: KVCache,
-    meta: AttentionMetadata,
-    scale: float,
-    sliding_window: int | None,
-    softcap: float | None,
-    group: int,
-    chunk: int | None = None,
-) -> torch.Tensor:
-    """All sequences bring one token: one batched gather and one attention call."""
-    num_seqs, num_heads, _ = query.shape
-    num_kv_heads = cache.key.shape[2]
-    context_lens = meta.context_lens.to(query.device).long()
-    max_blocks = -(-int(context_lens.max()) // meta.block_size)
-    blocks = meta.block_tables[:, :max_blocks].long().clamp(min=0)  # padding (-1) masked below
-    k = cache.key[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
-    v = cache.value[blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
-    k_pos = torch.arange(k.shape[2], device=query.device)
-    allowed = _mask(positions[:, None], k_pos[None, :], sliding_window, chunk)  # (S, 1, C)
-    allowed &= (k_pos[None, :] < context_lens[:, None])[:, None, :]
-    q = query.view(num_seqs, num_kv_heads, group, -1)  # (S, Hkv, group, Dk)
-    o = _attend(q, k, v, allowed[:, None], scale, softcap)  # (S, Hkv, group, Dv)
-    return o.reshape(num_seqs, num_heads, -1)
