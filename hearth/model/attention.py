@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hearth.model import paged_kernel
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 
@@ -75,11 +76,15 @@ class DecodeInputs:
                   (masked off).
     masks:        (sliding window, chunk) (None: none) -> (S, 1, 1, C) bool, C = B *
                   block_size: key j is visible to sequence s (inside its context, its
-                  window and its chunk)."""
+                  window and its chunk).
+    starts, ends: the same rule as key ranges for the C kernel (paged_kernel): sequence s
+                  sees keys [starts[key][s], ends[s]), (S,) int64."""
 
     slot_mapping: torch.Tensor
     blocks: torch.Tensor
     masks: dict[MaskKey, torch.Tensor]
+    starts: dict[MaskKey, torch.Tensor]
+    ends: torch.Tensor
 
 
 def decode_inputs(
@@ -93,10 +98,17 @@ def decode_inputs(
     k_pos = torch.arange(max_blocks * meta.block_size, device=positions.device)
     inside = k_pos[None, :] < context_lens[:, None]  # (S, C)
     masks = {}
+    starts = {}
+    zero = torch.zeros_like(positions)
     for window, chunk in windows:
         allowed = inside & _mask(positions[:, None], k_pos[None, :], window, chunk)[:, 0]
         masks[window, chunk] = allowed[:, None, None, :]
-    return DecodeInputs(meta.slot_mapping.to(positions.device), blocks, masks)
+        start = zero if window is None else (positions - window + 1).clamp(min=0)
+        if chunk is not None:  # the query's own chunk begins at a multiple of chunk
+            start = torch.maximum(start, positions - positions % chunk)
+        starts[window, chunk] = start
+    ends = torch.minimum(context_lens, positions + 1)
+    return DecodeInputs(meta.slot_mapping.to(positions.device), blocks, masks, starts, ends)
 
 
 def decode_attention(
@@ -110,10 +122,23 @@ def decode_attention(
     softcap: float | None = None,
     chunk: int | None = None,
 ) -> torch.Tensor:
-    """One new token per sequence: write its K/V, gather each context through the block
-    table in one indexing op, attend. query: (S, H, Dk); key/value: (S, Hkv, D).
+    """One new token per sequence: write its K/V, then attend over each context in place
+    with the C kernel (paged_kernel), or else gather it through the block table in one
+    indexing op and attend with SDPA. query: (S, H, Dk); key/value: (S, Hkv, D).
     Returns (S, H, Dv)."""
     cache.write(inputs.slot_mapping, key, value)
+    if paged_kernel.supports(query, cache.key, cache.value):
+        starts = inputs.starts[sliding_window, chunk]
+        # a compiled step needs the registered op; eager steps call the kernel directly
+        kernel = (
+            paged_kernel.compiled_op()
+            if torch.compiler.is_compiling()
+            else paged_kernel.paged_decode
+        )
+        return kernel(
+            query, cache.key, cache.value, inputs.blocks, starts, inputs.ends, scale,
+            softcap or 0.0,
+        )
     num_seqs, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]
     flat_blocks = inputs.blocks.flatten()

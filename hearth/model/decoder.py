@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hearth.model import paged_kernel
 from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
@@ -119,6 +120,8 @@ class Decoder(nn.Module):
         """Run decode-only steps through torch.compile (inductor; needs a C++ compiler).
         The first step of each new shape class compiles (tens of seconds on 2 cores);
         prefill steps stay eager."""
+        if paged_kernel.available():
+            paged_kernel.compiled_op()  # registered before tracing reaches it
         compiled = torch.compile(self._run_decode_layers, dynamic=True, fullgraph=True)
         self._decode_layers = compiled
 
@@ -130,10 +133,12 @@ class Decoder(nn.Module):
         slot_mapping: torch.Tensor,
         blocks: torch.Tensor,
         masks: dict[MaskKey, torch.Tensor],
+        starts: dict[MaskKey, torch.Tensor],
+        ends: torch.Tensor,
         kv_caches: list[KVCache],
     ) -> torch.Tensor:
         """The layers of a decode-only step, on tensors only. hidden: (S, hidden_size)."""
-        inputs = DecodeInputs(slot_mapping, blocks, masks)
+        inputs = DecodeInputs(slot_mapping, blocks, masks, starts, ends)
         for i, layer in enumerate(self.model.layers):
             hidden = layer(hidden, positions, cos_sins[i], inputs, kv_caches[i])
         return self.model.norm(hidden)
@@ -165,6 +170,8 @@ class Decoder(nn.Module):
                 inputs.slot_mapping,
                 inputs.blocks,
                 inputs.masks,
+                inputs.starts,
+                inputs.ends,
                 kv_caches,
             )
         for i, layer in enumerate(self.model.layers):

@@ -1,0 +1,219 @@
+/* Paged decode attention on the CPU: one new query token per sequence attends over its
+ * cached keys and values read in place through the block table (no gathered copy of the
+ * context, no padding to the longest sequence), with an online softmax in float32.
+ *
+ * Layouts (all contiguous):
+ *   q        (S, H, Dk)                     float32 or bfloat16 (q_bf16)
+ *   kcache   (num_blocks, bs, Hkv, Dk)      float32 or bfloat16 (kv_bf16)
+ *   vcache   (num_blocks, bs, Hkv, Dv)      same dtype as kcache
+ *   blocks   (S, B) int64, row stride `blocks_stride`
+ *   starts, ends (S,) int64: sequence s sees keys [starts[s], ends[s])
+ *   out      (S, H, Dv)                     same dtype as q
+ * Query heads h share KV head h / (H / Hkv) (GQA/MQA). softcap <= 0: none.
+ * Work items (sequence, KV head) are split over `nthreads` pthreads.
+ *
+ * Built at first use by hearth/model/paged_kernel.py with the system C compiler. */
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_GROUP 32
+#define MAX_DIM 512
+#define MAX_BLOCK 64
+#define MIN_KEYS_PER_THREAD 4096
+
+typedef struct {
+    const void *q, *kcache, *vcache;
+    const int64_t *blocks, *starts, *ends;
+    void *out;
+    int64_t blocks_stride;
+    int S, H, Hkv, Dk, Dv, bs, q_bf16, kv_bf16;
+    float scale, softcap;
+    int first, last; /* work items [first, last) */
+} job_t;
+
+static inline float bf16_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline void load_row(float *dst, const void *base, int64_t index, int n, int bf16) {
+    if (bf16) {
+        const uint16_t *src = (const uint16_t *)base + index;
+#pragma omp simd
+        for (int i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[i] << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            dst[i] = f;
+        }
+    } else {
+        memcpy(dst, (const float *)base + index, (size_t)n * sizeof(float));
+    }
+}
+
+/* exp(x) for x <= 0 in float32 (softmax weights), written so the compiler vectorizes it:
+ * 2^n * e^r with |r| <= ln2/2, degree-6 polynomial, relative error ~2e-7. */
+static inline float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float n = __builtin_rintf(x * 1.44269504f);
+    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    float p = 1.3888889e-3f;
+    p = p * r + 8.3333333e-3f;
+    p = p * r + 4.1666667e-2f;
+    p = p * r + 1.6666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+static void run_item(const job_t *job, int item) {
+    const int s = item / job->Hkv, kvh = item % job->Hkv;
+    const int g = job->H / job->Hkv, Dk = job->Dk, Dv = job->Dv, bs = job->bs;
+    const int64_t krow = (int64_t)job->Hkv * Dk, vrow = (int64_t)job->Hkv * Dv;
+    float qf[MAX_GROUP][MAX_DIM] __attribute__((aligned(64)));
+    float acc[MAX_GROUP][MAX_DIM] __attribute__((aligned(64)));
+    float kf[MAX_BLOCK][MAX_DIM] __attribute__((aligned(64)));
+    float scores[MAX_GROUP][MAX_BLOCK] __attribute__((aligned(64)));
+    float m[MAX_GROUP], l[MAX_GROUP];
+
+    for (int h = 0; h < g; h++) {
+        int64_t qi = ((int64_t)s * job->H + (int64_t)kvh * g + h) * Dk;
+        load_row(qf[h], job->q, qi, Dk, job->q_bf16);
+        for (int d = 0; d < Dk; d++) qf[h][d] *= job->scale;
+        m[h] = -INFINITY;
+        l[h] = 0.0f;
+        memset(acc[h], 0, (size_t)Dv * sizeof(float));
+    }
+    const int64_t *table = job->blocks + (int64_t)s * job->blocks_stride;
+    const int64_t start = job->starts[s], end = job->ends[s];
+    for (int64_t b = start / bs; b * bs < end; b++) {
+        const int lo = b * bs < start ? (int)(start - b * bs) : 0;
+        const int hi = (b + 1) * bs > end ? (int)(end - b * bs) : bs;
+        const int n = hi - lo;
+        const int64_t first = table[b] * bs + lo; /* slot of this block's first visible key */
+        for (int j = 0; j < n; j++)
+            load_row(kf[j], job->kcache, (first + j) * krow + (int64_t)kvh * Dk, Dk,
+                     job->kv_bf16);
+        for (int h = 0; h < g; h++) {
+            for (int j = 0; j < n; j++) {
+                float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                for (int d = 0; d < Dk; d++) dot += qf[h][d] * kf[j][d];
+                scores[h][j] = dot;
+            }
+            if (job->softcap > 0.0f)
+                for (int j = 0; j < n; j++)
+                    scores[h][j] = tanhf(scores[h][j] / job->softcap) * job->softcap;
+            /* online softmax: rescale what was summed so far to the new running max */
+            float mx = m[h];
+            for (int j = 0; j < n; j++) mx = scores[h][j] > mx ? scores[h][j] : mx;
+            const float correction = exp_neg(m[h] - mx); /* m = -inf at first: 0 */
+            m[h] = mx;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < n; j++) {
+                scores[h][j] = exp_neg(scores[h][j] - mx);
+                sum += scores[h][j];
+            }
+            l[h] = l[h] * correction + sum;
+            if (correction != 1.0f) {
+#pragma omp simd
+                for (int d = 0; d < Dv; d++) acc[h][d] *= correction;
+            }
+        }
+        /* kf is free again: the values go into it */
+        for (int j = 0; j < n; j++)
+            load_row(kf[j], job->vcache, (first + j) * vrow + (int64_t)kvh * Dv, Dv,
+                     job->kv_bf16);
+        for (int h = 0; h < g; h++)
+            for (int j = 0; j < n; j++) {
+                const float p = scores[h][j];
+#pragma omp simd
+                for (int d = 0; d < Dv; d++) acc[h][d] += p * kf[j][d];
+            }
+    }
+    for (int h = 0; h < g; h++) {
+        /* no visible key (cannot happen for a causal decode step): zeros, like a masked row */
+        const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+        int64_t oi = ((int64_t)s * job->H + (int64_t)kvh * g + h) * Dv;
+        if (job->q_bf16) {
+            uint16_t *o = (uint16_t *)job->out + oi;
+            for (int d = 0; d < Dv; d++) o[d] = f32_to_bf16(acc[h][d] * inv);
+        } else {
+            float *o = (float *)job->out + oi;
+            for (int d = 0; d < Dv; d++) o[d] = acc[h][d] * inv;
+        }
+    }
+}
+
+static void *run_range(void *arg) {
+    const job_t *job = (const job_t *)arg;
+    for (int item = job->first; item < job->last; item++) run_item(job, item);
+    return NULL;
+}
+
+/* Returns 0 on success, 1 when a size is over the kernel's limits (caller falls back). */
+int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
+                        const int64_t *blocks, int64_t blocks_stride, const int64_t *starts,
+                        const int64_t *ends, void *out, int S, int H, int Hkv, int Dk, int Dv,
+                        int bs, float scale, float softcap, int q_bf16, int kv_bf16,
+                        int nthreads) {
+    if (Hkv <= 0 || H % Hkv != 0 || bs > MAX_BLOCK || H / Hkv > MAX_GROUP || Dk > MAX_DIM || Dv > MAX_DIM)
+        return 1;
+    const int items = S * Hkv;
+    int64_t work = 0; /* keys read, over all items: what the threads share */
+    for (int i = 0; i < S; i++) work += (ends[i] - starts[i]) * Hkv;
+    /* a thread start costs about what reading a few thousand keys does */
+    if (nthreads > work / MIN_KEYS_PER_THREAD) nthreads = (int)(work / MIN_KEYS_PER_THREAD);
+    if (nthreads > items) nthreads = items;
+    if (nthreads > 64) nthreads = 64;
+    if (nthreads < 1) nthreads = 1;
+    job_t base = {q,  kcache, vcache, blocks, starts, ends, out, blocks_stride, S, H, Hkv,
+                  Dk, Dv,     bs,     q_bf16, kv_bf16, scale, softcap, 0,       items};
+    if (nthreads == 1) {
+        run_range(&base);
+        return 0;
+    }
+    job_t jobs[64];
+    pthread_t threads[64];
+    /* contiguous item ranges of about equal work (sequences differ in length) */
+    int item = 0;
+    int64_t done = 0;
+    for (int t = 0; t < nthreads; t++) {
+        jobs[t] = base;
+        jobs[t].first = item;
+        const int64_t goal = work * (t + 1) / nthreads;
+        while (item < items && (t == nthreads - 1 || done < goal)) {
+            done += ends[item / Hkv] - starts[item / Hkv];
+            item++;
+        }
+        jobs[t].last = item;
+    }
+    int started = 0;
+    for (int t = 1; t < nthreads; t++) {
+        if (pthread_create(&threads[t], NULL, run_range, &jobs[t]) != 0) break;
+        started = t;
+    }
+    run_range(&jobs[0]);
+    for (int t = started + 1; t < nthreads; t++) run_range(&jobs[t]); /* not started: here */
+    for (int t = 1; t <= started; t++) pthread_join(threads[t], NULL);
+    return 0;
+}
