@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from hearth.model import paged_kernel
+
 
 def cpu_name() -> str:
     try:
@@ -57,6 +59,8 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "memory_gb": memory_total_gb(),
         "torch": torch.__version__,
+        # whether decode attention ran on hearth's C kernel or the plain-torch road
+        "paged_decode_kernel": paged_kernel.available(),
     }
     info["memory_bandwidth_gbps"] = memory_bandwidth_gbps(size_mb) if probe else None
     return info

@@ -33,6 +33,7 @@ def test_quick_bench_json(
     result = json.loads(out)
     assert {"machine", "model", "runs", "ratios"} <= set(result)
     assert result["machine"]["cores"] >= 1 and result["machine"]["memory_bandwidth_gbps"] > 0
+    assert isinstance(result["machine"]["paged_decode_kernel"], bool)
     runs = result["runs"]
     assert {(r["scenario"], r["concurrency"]) for r in runs} == {
         ("decode", 1),
