@@ -5,6 +5,9 @@ bfloat16, one thread and several."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -150,3 +153,28 @@ def test_unsupported_shapes_take_the_torch_road() -> None:
         torch.zeros(1, 4, 64, dtype=torch.float16), cache.half(), cache.half()
     )
     assert not paged_kernel.supports(torch.zeros(1, 4, 64), cache.transpose(1, 2), cache)
+
+
+def test_no_compiler_falls_back_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a fresh cache (nothing built) and a compiler that fails: attention still answers
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setattr(paged_kernel, "_lib", None)
+    monkeypatch.setattr(paged_kernel, "_tried", False)
+    with caplog.at_level(logging.WARNING, logger="hearth.model.paged_kernel"):
+        assert not paged_kernel.available()
+    assert "plain torch" in caplog.text
+    assert not list(tmp_path.rglob("*.so"))  # no half-built library left behind
+    q, k, v, cache, meta, positions = _step([20, 3], 4, 2, 32, 32, torch.float32)
+    inputs = decode_inputs(meta, positions, {(None, None)})
+    assert not paged_kernel.supports(q, cache.key, cache.value)
+    assert decode_attention(q, k, v, cache, inputs, 0.2).shape == (2, 4, 32)
+
+
+def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
+    monkeypatch.setattr(paged_kernel, "_lib", None)
+    monkeypatch.setattr(paged_kernel, "_tried", False)
+    assert not paged_kernel.available()
