@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from hearth.eval.runner import TaskReport
 
 
+EVAL_STEP_TOKENS = 2048
+
+
 def _engine_lm(model: str, quant: str) -> LanguageModel:
     try:
         from hearth.engine.llm import LLM  # type: ignore[import-not-found,unused-ignore]
@@ -29,7 +32,10 @@ def _engine_lm(model: str, quant: str) -> LanguageModel:
         ) from exc
     from hearth.eval.backends.engine_backend import EngineLM
 
-    return EngineLM.from_llm(LLM(model, quant=quant))
+    # scoring is prefill: 2,048-token steps keep most prompts in one chunk (no masked
+    # attention over a cached part) and widen the matmuls: fp32 prefill of ~900-token
+    # prompts 564 -> 642 tokens/s on 2 cores (transformers' forward: 599-656)
+    return EngineLM.from_llm(LLM(model, quant=quant, max_num_batched_tokens=EVAL_STEP_TOKENS))
 
 
 def _digest(settings: Settings, model: str) -> str:

@@ -28,6 +28,7 @@ import torch
 from eval_tiny_lm import DATA
 from lmeval_tasks import write_configs
 
+from hearth.cli.eval_cmds import EVAL_STEP_TOKENS
 from hearth.eval import metrics
 from hearth.eval.results import RunSpec
 from hearth.eval.runner import run_task
@@ -151,7 +152,7 @@ def test_agreement_with_lm_eval_hf(
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     names = write_configs(DATA.resolve(), tmp_path / "cfg")
     torch.set_num_threads(threads)
-    llm = LLM(smollm2_gguf, num_threads=threads)
+    llm = LLM(smollm2_gguf, num_threads=threads, max_num_batched_tokens=EVAL_STEP_TOKENS)
     hearth_lm = EngineLM.from_llm(llm)
 
     table = []
