@@ -15,6 +15,7 @@ from typing import Any
 from hearth.bench.machine import machine_info
 from hearth.bench.peers import check_peer
 from hearth.bench.workloads import SCENARIOS, make_workloads
+from hearth.engine.threads import peer_environment
 from hearth.errors import HearthError
 
 
@@ -46,12 +47,16 @@ class BenchConfig:
 
 
 def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    # each engine runs under its own defaults: a peer does not inherit the PASSIVE OpenMP
+    # wait policy hearth's CLI set for hearth (it slowed llama.cpp's decode 3.5x)
+    env = None if spec["engine"] == "hearth" else peer_environment()
     proc = subprocess.run(
         [sys.executable, "-m", "hearth.bench.worker"],
         input=json.dumps(spec),
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]

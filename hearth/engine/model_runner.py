@@ -15,7 +15,7 @@ import torch
 
 from hearth.engine.scheduler import SchedulerOutput
 from hearth.engine.sequence import Sequence
-from hearth.engine.threads import StepThreads
+from hearth.engine.threads import DEFAULT_MIN_TOKENS_PER_THREAD, StepThreads, dedicated_cpu
 from hearth.model.batch import AttentionMetadata
 
 
@@ -117,7 +117,10 @@ class ModelRunner:
         self.model = model
         self.kv_caches = kv_caches
         self.block_size = block_size
-        self.threads = threads or StepThreads(max_threads=torch.get_num_threads())
+        if threads is None:
+            rule = 0 if dedicated_cpu() else DEFAULT_MIN_TOKENS_PER_THREAD
+            threads = StepThreads(torch.get_num_threads(), rule)
+        self.threads = threads
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:

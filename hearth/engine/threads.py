@@ -20,7 +20,7 @@ Knows nothing of the model, the scheduler or the CLI."""
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 # a step gets a second thread from 2 x this many tokens: measured on SmolLM2-135M Q4_1, 2
@@ -30,6 +30,19 @@ DEFAULT_MIN_TOKENS_PER_THREAD = 8
 
 # the variables that decide how libgomp's idle workers wait; any of them set by the user wins
 _WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# set beside OMP_WAIT_POLICY when hearth (not the user) chose PASSIVE, so that processes
+# that are not hearth (the bench's peers) can be given their own default back
+HEARTH_SET_WAIT_POLICY = "HEARTH_SET_OMP_WAIT_POLICY"
+# "1": the cores are this process's alone: every step on all threads, OpenMP workers spin
+# (its default); quiet 2 cores, SmolLM2 Q4_1 decode 86 -> 103 tok/s; on a shared machine
+# spinning workers collapse it (9 tok/s measured), hence not the default
+DEDICATED_ENV = "HEARTH_DEDICATED_CPU"
+
+
+def dedicated_cpu(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the user said the cores are hearth's alone (HEARTH_DEDICATED_CPU=1)."""
+    env = os.environ if env is None else env
+    return env.get(DEDICATED_ENV, "") in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,18 @@ def set_passive_wait(env: MutableMapping[str, str] | None = None) -> bool:
     how OpenMP threads wait. Takes effect only if torch is not imported yet. Returns whether
     it set the variable."""
     env = os.environ if env is None else env
-    if any(name in env for name in _WAIT_VARS):
+    if any(name in env for name in _WAIT_VARS) or dedicated_cpu(env):
         return False
     env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env[HEARTH_SET_WAIT_POLICY] = "1"
     return True
+
+
+def peer_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`env` (os.environ by default) for a process that is not hearth: without the PASSIVE
+    wait policy hearth chose for itself (a user's own choice stays). llama.cpp's OpenMP
+    threads under PASSIVE: 2-thread decode 160 -> 45 tok/s on 2 quiet cores."""
+    out = dict(os.environ if env is None else env)
+    if out.pop(HEARTH_SET_WAIT_POLICY, None):
+        out.pop("OMP_WAIT_POLICY", None)
+    return out

@@ -14,7 +14,13 @@ import torch
 
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.sampling_params import SamplingParams
-from hearth.engine.threads import StepThreads, set_passive_wait
+from hearth.engine.threads import (
+    HEARTH_SET_WAIT_POLICY,
+    StepThreads,
+    dedicated_cpu,
+    peer_environment,
+    set_passive_wait,
+)
 
 
 def test_small_steps_get_one_thread_large_steps_all() -> None:
@@ -39,10 +45,35 @@ def test_invalid_rule_names_the_field(field: str, kwargs: dict[str, int]) -> Non
 
 def test_passive_wait_only_when_the_user_did_not_choose() -> None:
     env: dict[str, str] = {}
-    assert set_passive_wait(env) and env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}):
+    assert set_passive_wait(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE", HEARTH_SET_WAIT_POLICY: "1"}
+    for chosen in (
+        {"OMP_WAIT_POLICY": "ACTIVE"},
+        {"GOMP_SPINCOUNT": "1000"},
+        {"HEARTH_DEDICATED_CPU": "1"},
+    ):
         env = dict(chosen)
         assert not set_passive_wait(env) and env == chosen
+
+
+def test_peers_get_their_own_wait_policy_back() -> None:
+    # what hearth chose is taken away from a peer's environment; what the user chose stays
+    env: dict[str, str] = {"PATH": "/bin"}
+    set_passive_wait(env)
+    assert peer_environment(env) == {"PATH": "/bin"}
+    user = {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert peer_environment(user) == user
+
+
+def test_dedicated_cpu_runs_every_step_on_all_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hearth.engine.model_runner import ModelRunner
+
+    monkeypatch.setenv("HEARTH_DEDICATED_CPU", "1")
+    assert dedicated_cpu()
+    assert ModelRunner(None, [], 16).threads.for_step(1) == torch.get_num_threads()
+    monkeypatch.delenv("HEARTH_DEDICATED_CPU")
+    assert not dedicated_cpu()
+    assert ModelRunner(None, [], 16).threads.for_step(1) == 1
 
 
 @pytest.mark.parametrize("user", ["", "ACTIVE"])
