@@ -12,7 +12,9 @@ takes the explicit-mask road (`masked_prefill_attention`).
 
 Decode-only steps (every sequence brings one token) take a faster road: the gather indices
 and masks are computed once per step (`decode_inputs`) and shared by all layers, and the
-layer code then runs on tensors only, so the whole step can be compiled (decoder.py)."""
+layer code then runs on tensors only, so the whole step can be compiled (decoder.py). There
+the C kernel (paged_kernel.py) reads each sequence's cached K/V in place; without it, the
+blocks are gathered into a padded copy for SDPA."""
 
 from __future__ import annotations
 
