@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from hearth.engine.threads import dedicated_cpu
 from hearth.model import paged_kernel
 
 
@@ -61,6 +62,9 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         "torch": torch.__version__,
         # whether decode attention ran on hearth's C kernel or the plain-torch road
         "paged_decode_kernel": paged_kernel.available(),
+        # how hearth's OpenMP workers waited (peers run under their own defaults)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "dedicated_cpu": dedicated_cpu(),
     }
     info["memory_bandwidth_gbps"] = memory_bandwidth_gbps(size_mb) if probe else None
     return info

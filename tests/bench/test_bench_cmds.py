@@ -34,6 +34,7 @@ def test_quick_bench_json(
     assert {"machine", "model", "runs", "ratios"} <= set(result)
     assert result["machine"]["cores"] >= 1 and result["machine"]["memory_bandwidth_gbps"] > 0
     assert isinstance(result["machine"]["paged_decode_kernel"], bool)
+    assert isinstance(result["machine"]["dedicated_cpu"], bool)
     runs = result["runs"]
     assert {(r["scenario"], r["concurrency"]) for r in runs} == {
         ("decode", 1),
