@@ -30,7 +30,7 @@ _SOURCE = Path(__file__).with_name("kernels") / "paged_decode.c"
 _FLAGS = [
     "-O3",
     "-march=native",
-    "-fopenmp-simd",
+    "-fopenmp",
     "-ffp-contract=fast",
     "-fno-math-errno",
     "-shared",
@@ -71,7 +71,7 @@ def _build() -> ctypes.CDLL:
         os.close(fd)
         try:
             subprocess.run(
-                [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lpthread", "-lm"],
+                [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"],
                 check=True,
                 capture_output=True,
                 timeout=120,

@@ -10,12 +10,11 @@
  *   starts, ends (S,) int64: sequence s sees keys [starts[s], ends[s])
  *   out      (S, H, Dv)                     same dtype as q
  * Query heads h share KV head h / (H / Hkv) (GQA/MQA). softcap <= 0: none.
- * Work items (sequence, KV head) are split over `nthreads` pthreads.
+ * Work items (sequence, KV head) are split over `nthreads` OpenMP threads (torch's pool).
  *
  * Built at first use by hearth/model/paged_kernel.py with the system C compiler. */
 
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +192,6 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
         return 0;
     }
     job_t jobs[64];
-    pthread_t threads[64];
     /* contiguous item ranges of about equal work (sequences differ in length) */
     int item = 0;
     int64_t done = 0;
@@ -207,13 +205,10 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
         }
         jobs[t].last = item;
     }
-    int started = 0;
-    for (int t = 1; t < nthreads; t++) {
-        if (pthread_create(&threads[t], NULL, run_range, &jobs[t]) != 0) break;
-        started = t;
-    }
-    run_range(&jobs[0]);
-    for (int t = started + 1; t < nthreads; t++) run_range(&jobs[t]); /* not started: here */
-    for (int t = 1; t <= started; t++) pthread_join(threads[t], NULL);
+    /* torch's own OpenMP runtime (the .so is loaded after torch, and libgomp.so.1 resolves
+     * to the copy torch loaded): its pool's workers run these ranges, where threads of our
+     * own would fight them for the cores while they spin after torch's last op */
+#pragma omp parallel for num_threads(nthreads) schedule(static, 1)
+    for (int t = 0; t < nthreads; t++) run_range(&jobs[t]);
     return 0;
 }
