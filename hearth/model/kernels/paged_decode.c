@@ -10,7 +10,7 @@
  *   starts, ends (S,) int64: sequence s sees keys [starts[s], ends[s])
  *   out      (S, H, Dv)                     same dtype as q
  * Query heads h share KV head h / (H / Hkv) (GQA/MQA). softcap <= 0: none.
- * Work items (sequence, KV head) are split over `nthreads` OpenMP threads (torch's pool).
+ * Sequences are split over `nthreads` OpenMP threads (torch's pool), balanced by keys.
  *
  * Built at first use by hearth/model/paged_kernel.py with the system C compiler. */
 
@@ -83,24 +83,25 @@ static inline float exp_neg(float x) {
     return p * scale;
 }
 
-static void run_item(const job_t *job, int item) {
-    const int s = item / job->Hkv, kvh = item % job->Hkv;
-    const int g = job->H / job->Hkv, Dk = job->Dk, Dv = job->Dv, bs = job->bs;
-    const int64_t krow = (int64_t)job->Hkv * Dk, vrow = (int64_t)job->Hkv * Dv;
-    float qf[MAX_GROUP][MAX_DIM] __attribute__((aligned(64)));
-    float acc[MAX_GROUP][MAX_DIM] __attribute__((aligned(64)));
-    float kf[MAX_BLOCK][MAX_DIM] __attribute__((aligned(64)));
-    float scores[MAX_GROUP][MAX_BLOCK] __attribute__((aligned(64)));
-    float m[MAX_GROUP], l[MAX_GROUP];
+/* One sequence, every head: each block's keys (then values) for all KV heads are one
+ * contiguous run of memory, read once and widened into `kbuf`. Per-head state on the heap. */
+static void run_item(const job_t *job, int s) {
+    const int H = job->H, Hkv = job->Hkv, g = H / Hkv, Dk = job->Dk, Dv = job->Dv;
+    const int bs = job->bs;
+    const int64_t krow = (int64_t)Hkv * Dk, vrow = (int64_t)Hkv * Dv;
+    float *qf = malloc(sizeof(float) * ((size_t)H * Dk + (size_t)H * Dv + (size_t)H * MAX_BLOCK +
+                                        2 * (size_t)H + (size_t)bs * (krow > vrow ? krow : vrow)));
+    if (!qf) return;
+    float *acc = qf + (size_t)H * Dk, *scores = acc + (size_t)H * Dv;
+    float *m = scores + (size_t)H * MAX_BLOCK, *l = m + H, *buf = l + H;
 
-    for (int h = 0; h < g; h++) {
-        int64_t qi = ((int64_t)s * job->H + (int64_t)kvh * g + h) * Dk;
-        load_row(qf[h], job->q, qi, Dk, job->q_bf16);
-        for (int d = 0; d < Dk; d++) qf[h][d] *= job->scale;
+    for (int h = 0; h < H; h++) {
+        load_row(qf + (size_t)h * Dk, job->q, ((int64_t)s * H + h) * Dk, Dk, job->q_bf16);
+        for (int d = 0; d < Dk; d++) qf[(size_t)h * Dk + d] *= job->scale;
         m[h] = -INFINITY;
         l[h] = 0.0f;
-        memset(acc[h], 0, (size_t)Dv * sizeof(float));
     }
+    memset(acc, 0, sizeof(float) * (size_t)H * Dv);
     const int64_t *table = job->blocks + (int64_t)s * job->blocks_stride;
     const int64_t start = job->starts[s], end = job->ends[s];
     for (int64_t b = start / bs; b * bs < end; b++) {
@@ -108,59 +109,65 @@ static void run_item(const job_t *job, int item) {
         const int hi = (b + 1) * bs > end ? (int)(end - b * bs) : bs;
         const int n = hi - lo;
         const int64_t first = table[b] * bs + lo; /* slot of this block's first visible key */
-        for (int j = 0; j < n; j++)
-            load_row(kf[j], job->kcache, (first + j) * krow + (int64_t)kvh * Dk, Dk,
-                     job->kv_bf16);
-        for (int h = 0; h < g; h++) {
+        load_row(buf, job->kcache, first * krow, (int)(n * krow), job->kv_bf16);
+        for (int h = 0; h < H; h++) {
+            const float *qh = qf + (size_t)h * Dk;
+            const int kvh = h / g;
+            float *sc = scores + (size_t)h * MAX_BLOCK;
             for (int j = 0; j < n; j++) {
+                const float *kr = buf + j * krow + (int64_t)kvh * Dk;
                 float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                for (int d = 0; d < Dk; d++) dot += qf[h][d] * kf[j][d];
-                scores[h][j] = dot;
+                for (int d = 0; d < Dk; d++) dot += qh[d] * kr[d];
+                sc[j] = dot;
             }
             if (job->softcap > 0.0f)
-                for (int j = 0; j < n; j++)
-                    scores[h][j] = tanhf(scores[h][j] / job->softcap) * job->softcap;
+                for (int j = 0; j < n; j++) sc[j] = tanhf(sc[j] / job->softcap) * job->softcap;
             /* online softmax: rescale what was summed so far to the new running max */
             float mx = m[h];
-            for (int j = 0; j < n; j++) mx = scores[h][j] > mx ? scores[h][j] : mx;
-            const float correction = exp_neg(m[h] - mx); /* m = -inf at first: 0 */
+            for (int j = 0; j < n; j++) mx = sc[j] > mx ? sc[j] : mx;
+            const float correction = exp_neg(m[h] - mx); /* m = -inf at first: ~0 */
             m[h] = mx;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < n; j++) {
-                scores[h][j] = exp_neg(scores[h][j] - mx);
-                sum += scores[h][j];
+                sc[j] = exp_neg(sc[j] - mx);
+                sum += sc[j];
             }
             l[h] = l[h] * correction + sum;
             if (correction != 1.0f) {
+                float *ah = acc + (size_t)h * Dv;
 #pragma omp simd
-                for (int d = 0; d < Dv; d++) acc[h][d] *= correction;
+                for (int d = 0; d < Dv; d++) ah[d] *= correction;
             }
         }
-        /* kf is free again: the values go into it */
-        for (int j = 0; j < n; j++)
-            load_row(kf[j], job->vcache, (first + j) * vrow + (int64_t)kvh * Dv, Dv,
-                     job->kv_bf16);
-        for (int h = 0; h < g; h++)
+        load_row(buf, job->vcache, first * vrow, (int)(n * vrow), job->kv_bf16);
+        for (int h = 0; h < H; h++) {
+            float *ah = acc + (size_t)h * Dv;
+            const float *sc = scores + (size_t)h * MAX_BLOCK;
+            const int kvh = h / g;
             for (int j = 0; j < n; j++) {
-                const float p = scores[h][j];
+                const float *vr = buf + j * vrow + (int64_t)kvh * Dv;
+                const float p = sc[j];
 #pragma omp simd
-                for (int d = 0; d < Dv; d++) acc[h][d] += p * kf[j][d];
+                for (int d = 0; d < Dv; d++) ah[d] += p * vr[d];
             }
+        }
     }
-    for (int h = 0; h < g; h++) {
+    for (int h = 0; h < H; h++) {
         /* no visible key (cannot happen for a causal decode step): zeros, like a masked row */
         const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-        int64_t oi = ((int64_t)s * job->H + (int64_t)kvh * g + h) * Dv;
+        const int64_t oi = ((int64_t)s * H + h) * Dv;
+        const float *ah = acc + (size_t)h * Dv;
         if (job->q_bf16) {
             uint16_t *o = (uint16_t *)job->out + oi;
-            for (int d = 0; d < Dv; d++) o[d] = f32_to_bf16(acc[h][d] * inv);
+            for (int d = 0; d < Dv; d++) o[d] = f32_to_bf16(ah[d] * inv);
         } else {
             float *o = (float *)job->out + oi;
-            for (int d = 0; d < Dv; d++) o[d] = acc[h][d] * inv;
+            for (int d = 0; d < Dv; d++) o[d] = ah[d] * inv;
         }
     }
+    free(qf);
 }
 
 static void *run_range(void *arg) {
@@ -175,9 +182,10 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
                         const int64_t *ends, void *out, int S, int H, int Hkv, int Dk, int Dv,
                         int bs, float scale, float softcap, int q_bf16, int kv_bf16,
                         int nthreads) {
-    if (Hkv <= 0 || H % Hkv != 0 || bs > MAX_BLOCK || H / Hkv > MAX_GROUP || Dk > MAX_DIM || Dv > MAX_DIM)
+    if (Hkv <= 0 || H % Hkv != 0 || bs > MAX_BLOCK || H / Hkv > MAX_GROUP || Dk > MAX_DIM ||
+        Dv > MAX_DIM)
         return 1;
-    const int items = S * Hkv;
+    const int items = S;
     int64_t work = 0; /* keys read, over all items: what the threads share */
     for (int i = 0; i < S; i++) work += (ends[i] - starts[i]) * Hkv;
     /* a thread start costs about what reading a few thousand keys does */
@@ -200,7 +208,7 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
         jobs[t].first = item;
         const int64_t goal = work * (t + 1) / nthreads;
         while (item < items && (t == nthreads - 1 || done < goal)) {
-            done += ends[item / Hkv] - starts[item / Hkv];
+            done += (ends[item] - starts[item]) * Hkv;
             item++;
         }
         jobs[t].last = item;
