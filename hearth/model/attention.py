@@ -98,18 +98,20 @@ def decode_inputs(
     max_blocks = -(-int(context_lens.max()) // meta.block_size)
     blocks = meta.block_tables[:, :max_blocks].to(positions.device).long().clamp(min=0)
     k_pos = torch.arange(max_blocks * meta.block_size, device=positions.device)
-    inside = k_pos[None, :] < context_lens[:, None]  # (S, C)
+    # one query per sequence: its visible keys are one range, [start, end), where end is
+    # causal and inside the context, and start follows the window and the chunk; the
+    # masks are those ranges laid over the gathered keys
+    ends = torch.minimum(context_lens, positions + 1)
+    before_end = k_pos[None, :] < ends[:, None]  # (S, C)
     masks = {}
     starts = {}
     zero = torch.zeros_like(positions)
     for window, chunk in windows:
-        allowed = inside & _mask(positions[:, None], k_pos[None, :], window, chunk)[:, 0]
-        masks[window, chunk] = allowed[:, None, None, :]
         start = zero if window is None else (positions - window + 1).clamp(min=0)
         if chunk is not None:  # the query's own chunk begins at a multiple of chunk
             start = torch.maximum(start, positions - positions % chunk)
         starts[window, chunk] = start
-    ends = torch.minimum(context_lens, positions + 1)
+        masks[window, chunk] = (before_end & (k_pos[None, :] >= start[:, None]))[:, None, None, :]
     return DecodeInputs(meta.slot_mapping.to(positions.device), blocks, masks, starts, ends)
 
 
@@ -138,16 +140,22 @@ def decode_attention(
             else paged_kernel.paged_decode
         )
         return kernel(
-            query, cache.key, cache.value, inputs.blocks, starts, inputs.ends, scale,
+            query,
+            cache.key,
+            cache.value,
+            inputs.blocks,
+            starts,
+            inputs.ends,
+            scale,
             softcap or 0.0,
         )
     num_seqs, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]
     flat_blocks = inputs.blocks.flatten()
     context = inputs.blocks.shape[1] * cache.block_size
-    # index_select copies whole blocks; cache.key[blocks] measured ~1.8x slower on CPU
-    k = cache.key.index_select(0, flat_blocks).view(num_seqs, context, num_kv_heads, -1)
-    v = cache.value.index_select(0, flat_blocks).view(num_seqs, context, num_kv_heads, -1)
+    shape = (num_seqs, context, num_kv_heads, -1)
+    k = _gather(cache.key, flat_blocks, num_seqs * context).view(shape)
+    v = _gather(cache.value, flat_blocks, num_seqs * context).view(shape)
     k, v = k.transpose(1, 2), v.transpose(1, 2)  # (S, Hkv, C, Dk), (S, Hkv, C, Dv)
     q = query.view(num_seqs, num_kv_heads, num_heads // num_kv_heads, -1)  # (S, Hkv, g, Dk)
     o = _attend(q, k, v, inputs.masks[sliding_window, chunk], scale, softcap)  # (S, Hkv, g, Dv)

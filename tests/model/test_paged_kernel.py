@@ -17,7 +17,8 @@ from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 
 pytestmark = pytest.mark.skipif(
-    not paged_kernel.available(), reason="no C compiler: the kernel is optional"
+    not paged_kernel.available(),
+    reason="kernel unavailable (no C compiler, or HEARTH_PAGED_KERNEL=0)",
 )
 
 

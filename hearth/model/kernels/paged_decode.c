@@ -34,13 +34,6 @@ typedef struct {
     int first, last; /* work items [first, last) */
 } job_t;
 
-static inline float bf16_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -170,10 +163,8 @@ static void run_item(const job_t *job, int s) {
     free(qf);
 }
 
-static void *run_range(void *arg) {
-    const job_t *job = (const job_t *)arg;
+static void run_range(const job_t *job) {
     for (int item = job->first; item < job->last; item++) run_item(job, item);
-    return NULL;
 }
 
 /* Returns 0 on success, 1 when a size is over the kernel's limits (caller falls back). */
@@ -188,7 +179,7 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
     const int items = S;
     int64_t work = 0; /* keys read, over all items: what the threads share */
     for (int i = 0; i < S; i++) work += (ends[i] - starts[i]) * Hkv;
-    /* a thread start costs about what reading a few thousand keys does */
+    /* waking a pool thread costs about what reading a few thousand keys does */
     if (nthreads > work / MIN_KEYS_PER_THREAD) nthreads = (int)(work / MIN_KEYS_PER_THREAD);
     if (nthreads > items) nthreads = items;
     if (nthreads > 64) nthreads = 64;
