@@ -117,8 +117,8 @@ def decode_inputs(
 
 def decode_attention(
     query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
+    key: torch.Tensor | None,
+    value: torch.Tensor | None,
     cache: KVCache,
     inputs: DecodeInputs,
     scale: float,
@@ -128,9 +128,10 @@ def decode_attention(
 ) -> torch.Tensor:
     """One new token per sequence: write its K/V, then attend over each context in place
     with the C kernel (paged_kernel), or else gather it through the block table in one
-    indexing op and attend with SDPA. query: (S, H, Dk); key/value: (S, Hkv, D).
-    Returns (S, H, Dv)."""
-    cache.write(inputs.slot_mapping, key, value)
+    indexing op and attend with SDPA. query: (S, H, Dk); key/value: (S, Hkv, D), or None
+    when the caller has written them already. Returns (S, H, Dv)."""
+    if key is not None and value is not None:
+        cache.write(inputs.slot_mapping, key, value)
     if paged_kernel.supports(query, cache.key, cache.value):
         starts = inputs.starts[sliding_window, chunk]
         # a compiled step needs the registered op; eager steps call the kernel directly

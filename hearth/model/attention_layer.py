@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hearth.model.attention import DecodeInputs, paged_attention
+from hearth.model import decode_ops
+from hearth.model.attention import DecodeInputs, decode_attention, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.linear import make_linear
@@ -45,6 +46,15 @@ class Attention(nn.Module):
         self.temperature: tuple[float, float] | None = None
         if config.attn_temperature_tuning and not self.use_rope:
             self.temperature = (config.attn_temperature_floor_scale, config.attn_temperature_scale)
+        # the plain rope layer (no q/k norms, halves rotated, equal k/v head sizes) whose
+        # decode steps can take decode_ops.rope_cache
+        self._fused_decode = (
+            self.use_rope
+            and not self.qk_norm
+            and not self.interleaved
+            and self.l2_eps is None
+            and self.temperature is None
+        )
 
     def forward(
         self,
@@ -57,7 +67,20 @@ class Attention(nn.Module):
         """hidden: (T, hidden_size) -> (T, hidden_size)."""
         num_tokens = hidden.shape[0]
         if self.qkv_proj is not None:
-            q, k, v = self.qkv_proj(hidden).split(self._qkv_sizes, dim=-1)
+            qkv = self.qkv_proj(hidden)
+            if self._fused_decode and isinstance(meta, DecodeInputs) and decode_ops.applies(
+                qkv, cache.key, cache.value, *cos_sin
+            ):
+                # one C pass: rope on q and k, k and v into the cache (what the ops below do)
+                q = decode_ops.rope_cache(
+                    qkv, *cos_sin, cache.key, cache.value, meta.slot_mapping, self.num_heads
+                )
+                window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
+                out = decode_attention(
+                    q, None, None, cache, meta, self.scale, window, softcap, chunk
+                )
+                return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+            q, k, v = qkv.split(self._qkv_sizes, dim=-1)
         else:
             q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
         q = q.view(num_tokens, self.num_heads, self.head_dim)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model import paged_kernel
+from hearth.model import lowbit_kernel, paged_kernel
 from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
@@ -122,6 +122,8 @@ class Decoder(nn.Module):
         prefill steps stay eager."""
         if paged_kernel.available():
             paged_kernel.compiled_op()  # registered before tracing reaches it
+        if lowbit_kernel.available():
+            lowbit_kernel.compiled_ops()
         compiled = torch.compile(self._run_decode_layers, dynamic=True, fullgraph=True)
         self._decode_layers = compiled
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hearth.model import decode_ops
 from hearth.model.linear import make_linear
 
 
@@ -30,12 +31,16 @@ class GatedMLP(nn.Module):
         self.up_proj = make_linear(hidden_size, intermediate_size, bias)
         self.down_proj = make_linear(intermediate_size, hidden_size, bias)
         self.act = activation(act)
+        self.silu = act == "silu"
         self.gate_up_proj: nn.Module | None = None
         self.intermediate_size = intermediate_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, hidden) -> (T, hidden)
         if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+            gate_up = self.gate_up_proj(x)
+            if self.silu and decode_ops.applies(gate_up):  # one C pass, same roundings
+                return self.down_proj(decode_ops.silu_mul(gate_up))
+            gate, up = gate_up.split(self.intermediate_size, dim=-1)
             return self.down_proj(self.act(gate) * up)
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hearth.model import decode_ops
+
 
 class RMSNorm(nn.Module):
     """x / rms(x) * w, computed in float32. unit_offset (Gemma): scale by (1 + w), applied
@@ -18,6 +20,8 @@ class RMSNorm(nn.Module):
         self.unit_offset = unit_offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if decode_ops.applies(x, self.weight):  # one C pass, same roundings
+            return decode_ops.rms_norm(x, self.weight, self.eps, self.unit_offset)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         if self.unit_offset:

@@ -13,74 +13,24 @@ takes the torch road (same results). Knows nothing of models or the engine."""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
 import subprocess
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
+from hearth.model import native_build
+
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("kernels") / "paged_decode.c"
-_FLAGS = [
-    "-O3",
-    "-march=native",
-    "-fopenmp",
-    "-ffp-contract=fast",
-    "-fno-math-errno",
-    "-shared",
-    "-fPIC",
-]
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 _lib: ctypes.CDLL | None = None
 _tried = False
 
 
-def _cpu_flags() -> str:
-    """The CPU's feature line (the .so is built for this CPU with -march=native)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "hearth" / "kernels"
-
-
 def _build() -> ctypes.CDLL:
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        source + " ".join(_FLAGS).encode() + _cpu_flags().encode() + platform.machine().encode()
-    ).hexdigest()[:16]
-    target = _cache_dir() / f"paged_decode-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        compiler = os.environ.get("CC", "cc")
-        # build beside the target, then rename: processes building at once never see half
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            subprocess.run(
-                [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"],
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    lib = ctypes.CDLL(str(target))
+    lib = native_build.build("paged_decode")
     fn = lib.hearth_paged_decode
     fn.restype = ctypes.c_int
     pointer, int64, int32, float32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
@@ -98,11 +48,10 @@ def available() -> bool:
             try:
                 _lib = _build()
             except (OSError, subprocess.SubprocessError) as exc:
-                detail = getattr(exc, "stderr", b"") or b""
                 log.warning(
                     "paged decode kernel unavailable (%s%s); attention uses plain torch",
                     exc,
-                    ": " + detail.decode(errors="replace")[-500:] if detail else "",
+                    native_build.failure_detail(exc),
                 )
     return _lib is not None
 

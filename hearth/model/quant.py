@@ -12,10 +12,13 @@ tensor lives in quant_build.py. Knows nothing of files, names or models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from hearth.model import lowbit_kernel
 
 ACT_DTYPE = torch.bfloat16  # the activation dtype both kernels want
 # From this many rows on (full prefill chunks), an Int4Linear expands its weight to bf16 for
@@ -70,20 +73,43 @@ class Int8Weight:
         return self.q.float() * self.scales.float()[:, None]
 
 
-class Int4Linear(nn.Module):
-    """y = x @ w.T (+ bias) with w held as int4 pairs packed for the CPU kernel."""
+def _matmul_op(name: str) -> Callable[..., torch.Tensor]:
+    """The low-bit kernel's function, or its torch op inside a torch.compile trace."""
+    if torch.compiler.is_compiling():
+        return lowbit_kernel.compiled_ops()[name]
+    fn: Callable[..., torch.Tensor] = getattr(lowbit_kernel, name)
+    return fn
 
-    packed: torch.Tensor
+
+class Int4Linear(nn.Module):
+    """y = x @ w.T (+ bias) with w held as int4 pairs: in the low-bit kernel's layout where
+    it runs (lowbit_kernel.py: AVX-512 VNNI, rows in 16s, groups of 32), else packed for
+    PyTorch's `_weight_int4pack_mm_for_cpu`. One layout is kept, never both."""
+
+    codes: torch.Tensor  # the low-bit layout (lowbit_kernel.pack_int4)
+    scales: torch.Tensor
+    mins: torch.Tensor
+    packed: torch.Tensor  # or PyTorch's
     scales_and_zeros: torch.Tensor
 
     def __init__(self, weight: Int4Weight, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.q.shape
         self.group_size = weight.group_size
+        self.bias = None if bias is None else bias.to(ACT_DTYPE)
+        # float32 for an LM head (quant_build sets it): logits written once, not converted
+        self.out_float32 = False
+        self.lowbit = lowbit_kernel.supports(self.out_features, self.in_features, self.group_size)
+        if self.lowbit:
+            codes, scales, mins = lowbit_kernel.pack_int4(weight.q, weight.scales_and_zeros)
+            self.register_buffer("codes", codes)
+            self.register_buffer("scales", scales)
+            self.register_buffer("mins", mins)
+            self.dense_ok = True
+            return
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(weight.q.int(), 2)
         self.register_buffer("packed", packed)  # (N, K / 2) uint8
         self.register_buffer("scales_and_zeros", weight.scales_and_zeros.to(ACT_DTYPE))
-        self.bias = None if bias is None else bias.to(ACT_DTYPE)
         # the dense road needs to read the packing back: only where it has the known layout
         n = self.out_features
         self.dense_ok = n % _PACK_BLOCK == 0 and torch.equal(
@@ -94,6 +120,8 @@ class Int4Linear(nn.Module):
     def dense_weight(self) -> torch.Tensor:
         """(N, K) bf16: the weight the int4 kernel multiplies by, expanded from the packing
         (each value rounded to bf16)."""
+        if self.lowbit:
+            return lowbit_kernel.unpack_int4(self.codes, self.scales, self.mins)
         n, k = self.out_features, self.in_features
         codes = _unpack_codes(self.packed, n, k).view(n, k // self.group_size, self.group_size)
         sz = self.scales_and_zeros.float()  # (G, N, 2)
@@ -106,6 +134,10 @@ class Int4Linear(nn.Module):
         flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
         if self.dense_ok and flat.shape[0] >= DENSE_MIN_ROWS:
             y = torch.nn.functional.linear(flat, self.dense_weight())
+        elif self.lowbit:
+            y = _matmul_op("int4_matmul")(
+                flat, self.codes, self.scales, self.mins, self.out_float32
+            )
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 flat, self.packed, self.group_size, self.scales_and_zeros
@@ -115,7 +147,8 @@ class Int4Linear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}"
+        road = "low-bit kernel" if self.lowbit else "torch kernel"
+        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}, {road}"
 
 
 def _unpack_codes(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
@@ -125,45 +158,78 @@ def _unpack_codes(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     return codes.transpose(1, 2).reshape(n, k)
 
 
+class Int8Tensors:
+    """An int8 weight as the layer that multiplies by it holds it: in the low-bit kernel's
+    layout where it runs (codes, corr, scales float32), else row-major for PyTorch's
+    `_weight_int8pack_mm` (codes (N, K), scales bf16). An embedding and a tied LM head
+    share one of these."""
+
+    def __init__(self, weight: Int8Weight) -> None:
+        n, k = weight.q.shape
+        self.shape = (n, k)
+        self.lowbit = lowbit_kernel.supports(n, k)
+        self.corr: torch.Tensor | None = None
+        if self.lowbit:
+            self.codes, self.corr, self.scales = lowbit_kernel.pack_int8(weight.q, weight.scales)
+        else:
+            self.codes, self.scales = weight.q.contiguous(), weight.scales.to(ACT_DTYPE)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows `ids` (T,) de-quantized -> (T, K) bf16."""
+        codes = lowbit_kernel.int8_rows(self.codes, ids) if self.lowbit else self.codes[ids]
+        return codes.to(ACT_DTYPE) * self.scales[ids, None].to(ACT_DTYPE)
+
+    def matmul(self, x: torch.Tensor, out_float32: bool = False) -> torch.Tensor:
+        """(M, K) bf16 -> (M, N) bf16, or float32 from the low-bit kernel with out_float32."""
+        if self.lowbit:
+            assert self.corr is not None
+            return _matmul_op("int8_matmul")(x, self.codes, self.corr, self.scales, out_float32)
+        return torch.ops.aten._weight_int8pack_mm(x, self.codes, self.scales)
+
+
+def _register(module: nn.Module, tensors: Int8Tensors) -> None:
+    """The tensors as the module's buffers (so .to() and state_dict see them)."""
+    module.register_buffer("qweight", tensors.codes)
+    module.register_buffer("scales", tensors.scales)
+    if tensors.corr is not None:
+        module.register_buffer("corr", tensors.corr)
+
+
 class Int8Linear(nn.Module):
     """y = x @ (q * scale).T (+ bias) with per-output-row scales."""
 
-    qweight: torch.Tensor
-    scales: torch.Tensor
-
-    def __init__(self, weight: Int8Weight, bias: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: Int8Weight | Int8Tensors, bias: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.out_features, self.in_features = weight.q.shape
-        self.register_buffer("qweight", weight.q.contiguous())  # (N, K) int8
-        self.register_buffer("scales", weight.scales.to(ACT_DTYPE))  # (N,)
+        self.int8 = weight if isinstance(weight, Int8Tensors) else Int8Tensors(weight)
+        self.out_features, self.in_features = self.int8.shape
+        _register(self, self.int8)
         self.bias = None if bias is None else bias.to(ACT_DTYPE)
+        self.out_float32 = False  # as Int4Linear's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., K) -> (..., N) bf16
         flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
-        y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scales)
+        y = self.int8.matmul(flat, self.out_float32)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int8 per-channel"
+        road = "low-bit kernel" if self.int8.lowbit else "torch kernel"
+        return f"in={self.in_features}, out={self.out_features}, int8 per-channel, {road}"
 
 
 class Int8Embedding(nn.Module):
     """Token embeddings from an Int8Weight (rows are tokens). With tied embeddings the same
     buffers also serve as the LM head (`as_linear`), so the table is in memory once."""
 
-    qweight: torch.Tensor
-    scales: torch.Tensor
-
     def __init__(self, weight: Int8Weight) -> None:
         super().__init__()
-        self.register_buffer("qweight", weight.q.contiguous())  # (V, H) int8
-        self.register_buffer("scales", weight.scales.to(ACT_DTYPE))  # (V,)
+        self.int8 = Int8Tensors(weight)
+        _register(self, self.int8)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (T,) -> (T, H) bf16
-        return self.qweight[ids].to(ACT_DTYPE) * self.scales[ids, None]
+        return self.int8.rows(ids)
 
     def as_linear(self) -> Int8Linear:
         """The tied LM head: an Int8Linear over the same storage (no copy)."""
-        return Int8Linear(Int8Weight(self.qweight, self.scales))
+        return Int8Linear(self.int8)

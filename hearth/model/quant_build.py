@@ -251,6 +251,8 @@ def build_quantized_model(
     else:
         weight, bias = load.linear("lm_head", model.lm_head, mode)
         model.lm_head = _layer(weight, bias)
+    if isinstance(model.lm_head, Int4Linear | Int8Linear):
+        model.lm_head.out_float32 = True  # compute_logits wants float32 logits
     load.release_pages()
     state: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():

@@ -27,12 +27,15 @@ def test_int4_linear_multiplies_its_dequantized_weight() -> None:
     expected = x.float() @ weight.dequantize().t() + layer.bias.float()
     got = layer(x).float()
     assert got.shape == (5, 96)
-    assert torch.allclose(got, expected, atol=0.1, rtol=0.02)
+    # the low-bit kernel also rounds the activations to int8 per 32 columns (~0.4% each)
+    assert torch.allclose(got, expected, atol=0.03 * float(expected.abs().max()), rtol=0.02)
+    assert float((got - expected).norm() / expected.norm()) < 0.01
 
 
 def test_int4_linear_dense_road_for_long_inputs() -> None:
     """From DENSE_MIN_ROWS rows on the weight is expanded from the packing to bf16: it is
-    the dequantized weight up to bf16 rounding, and the outputs agree with the int4 kernel's."""
+    the dequantized weight up to bf16 rounding, and the outputs agree with the few-row
+    road's (the low-bit kernel, or PyTorch's int4 kernel where it is off)."""
     torch.manual_seed(0)
     weight = quantize_int4(torch.randn(192, 96))
     layer = Int4Linear(weight)
@@ -40,18 +43,19 @@ def test_int4_linear_dense_road_for_long_inputs() -> None:
     reference = weight.dequantize()
     assert (layer.dense_weight().float() - reference).abs().max() <= _bf16_step(reference)
     x = torch.randn(DENSE_MIN_ROWS, 96).bfloat16()
-    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(
-        x, layer.packed, layer.group_size, layer.scales_and_zeros
-    ).float()
+    few_rows = torch.cat([layer(x[i : i + 64]) for i in range(0, DENSE_MIN_ROWS, 64)]).float()
     dense = layer(x).float()
     exact = x.float() @ reference.t()
     assert dense.shape == (DENSE_MIN_ROWS, 192)
-    # both within bf16 rounding of the exact product (weights rounded once more: ~2x)
+    # both near the exact product: the dense road within bf16 rounding of weights and
+    # output; the few-row road also rounds the activations (int8 in the low-bit kernel)
     scale = float(exact.abs().max())
-    assert (kernel - exact).abs().max() < 0.005 * scale
+    assert (few_rows - exact).abs().max() < 0.02 * scale
     assert (dense - exact).abs().max() < 0.01 * scale
-    assert not torch.equal(dense, kernel)  # the dense road ran (different rounding)
-    assert not Int4Linear(quantize_int4(torch.randn(48, 96))).dense_ok  # rows not in 64s
+    assert not torch.equal(dense, few_rows)  # the dense road ran (different rounding)
+    # the low-bit layout expands at any row count in 16s; PyTorch's packing only in 64s
+    narrow = Int4Linear(quantize_int4(torch.randn(48, 96)))
+    assert narrow.dense_ok == narrow.lowbit
 
 
 def test_quantize_int4_error_is_within_half_a_step() -> None:

@@ -1,0 +1,121 @@
+"""bfloat16 RMSNorm and SiLU-gating in one C pass each (kernels/decode_ops.c) instead of
+3-8 torch ops: on a one-token decode step of a small model every torch op costs ~5 us of
+dispatch and a temporary, and a layer has two norms and one gate. Same roundings as the
+torch code they stand in for (norms.py, mlp.py), checked in tests/model/test_decode_ops.py.
+
+Used only for contiguous bfloat16 CPU tensors outside torch.compile traces (a compiled
+step fuses these itself); no compiler or HEARTH_DECODE_OPS=0: `available()` is False and
+the torch code runs. Knows nothing of layers or models."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import subprocess
+
+import torch
+
+from hearth.model import native_build
+
+log = logging.getLogger(__name__)
+
+ENV = "HEARTH_DECODE_OPS"
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _build() -> ctypes.CDLL:
+    lib = native_build.build("decode_ops")
+    pointer, int32, int64, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+    lib.hearth_rms_norm.restype = None
+    lib.hearth_rms_norm.argtypes = [pointer, pointer, pointer, int64, int32, float32, int32, int32]
+    lib.hearth_silu_mul.restype = None
+    lib.hearth_silu_mul.argtypes = [pointer, pointer, int64, int32, int32]
+    lib.hearth_rope_cache.restype = None
+    lib.hearth_rope_cache.argtypes = [pointer] * 7 + [int64] + [int32] * 4
+    return lib
+
+
+def available() -> bool:
+    """Whether the kernels are built and loaded (tries once per process)."""
+    global _lib, _tried
+    if not _tried:
+        _tried = True
+        if os.environ.get(ENV, "1") != "0":
+            try:
+                _lib = _build()
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning(
+                    "decode ops kernel unavailable (%s%s); norms and gates use plain torch",
+                    exc,
+                    native_build.failure_detail(exc),
+                )
+    return _lib is not None
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether these tensors can go to the kernels here and now."""
+    return (
+        all(
+            t.dtype == torch.bfloat16 and t.device.type == "cpu" and t.is_contiguous()
+            for t in tensors
+        )
+        and not torch.compiler.is_compiling()
+        and available()
+    )
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor:
+    """x (..., D) bf16 normalized and scaled by weight (D,) bf16 -> (..., D) bf16."""
+    assert _lib is not None, "call applies() first"
+    out = torch.empty_like(x)
+    dim = x.shape[-1]
+    _lib.hearth_rms_norm(
+        x.data_ptr(),
+        weight.data_ptr(),
+        out.data_ptr(),
+        x.numel() // dim,
+        dim,
+        eps,
+        int(unit_offset),
+        torch.get_num_threads(),
+    )
+    return out
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """(..., 2 I) bf16 rows [gate | up] -> silu(gate) * up, (..., I) bf16."""
+    assert _lib is not None, "call applies() first"
+    inter = gate_up.shape[-1] // 2
+    out = gate_up.new_empty(*gate_up.shape[:-1], inter)
+    _lib.hearth_silu_mul(
+        gate_up.data_ptr(), out.data_ptr(), gate_up.numel() // (2 * inter), inter,
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def rope_cache(
+    qkv: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    num_heads: int,
+) -> torch.Tensor:
+    """One decode step's fused projection qkv (T, (H + 2 Hkv) D) bf16: rope (halves
+    rotated, cos/sin (T, R/2) bf16) on q and k, k and v written to the caches (num_blocks,
+    block_size, Hkv, D) bf16 at slot_mapping (T,) int64; returns the rotated q (T, H, D)."""
+    assert _lib is not None, "call applies() first"
+    num_kv_heads, dim = key_cache.shape[2], key_cache.shape[3]
+    tokens = qkv.shape[0]
+    q = qkv.new_empty(tokens, num_heads, dim)
+    slots = slot_mapping.contiguous()
+    _lib.hearth_rope_cache(
+        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), q.data_ptr(), key_cache.data_ptr(),
+        value_cache.data_ptr(), slots.data_ptr(), tokens, num_heads, num_kv_heads, dim,
+        2 * cos.shape[-1],
+    )  # fmt: skip
+    return q

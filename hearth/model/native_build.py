@@ -1,0 +1,77 @@
+"""Build one of hearth's C kernels (hearth/model/kernels/*.c) with the system C compiler at
+first use and load it: `-march=native`, so the .so is cached per source, flags and CPU under
+~/.cache/hearth/kernels (or $XDG_CACHE_HOME), built beside its final name and renamed in
+place so processes building at once never load half a file. `-fopenmp`: the kernels'
+parallel loops run on the libgomp torch already loaded (one thread pool, not two fighting
+for the cores). Knows nothing of what the kernels compute."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+KERNELS = Path(__file__).with_name("kernels")
+FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-ffp-contract=fast",
+    "-fno-math-errno",
+    "-shared",
+    "-fPIC",
+]
+
+
+def cpu_flags() -> str:
+    """The CPU's feature line (the .so is built for this CPU with -march=native)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "hearth" / "kernels"
+
+
+def build(name: str) -> ctypes.CDLL:
+    """kernels/NAME.c built (or found built) and loaded. Raises OSError or
+    subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
+    source_path = KERNELS / f"{name}.c"
+    source = source_path.read_bytes()
+    key = hashlib.sha256(
+        source + " ".join(FLAGS).encode() + cpu_flags().encode() + platform.machine().encode()
+    ).hexdigest()[:16]
+    target = cache_dir() / f"{name}-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        compiler = os.environ.get("CC", "cc")
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            subprocess.run(
+                [compiler, *FLAGS, str(source_path), "-o", tmp, "-lm"],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return ctypes.CDLL(str(target))
+
+
+def failure_detail(exc: BaseException) -> str:
+    """The compiler's last words, for the warning that says the kernel is off."""
+    detail = getattr(exc, "stderr", b"") or b""
+    return ": " + detail.decode(errors="replace")[-500:] if detail else ""

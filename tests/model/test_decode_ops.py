@@ -1,0 +1,104 @@
+"""The C RMSNorm and SiLU gate against the torch code they stand in for (norms.py, mlp.py),
+which the decoder tests check against transformers: the same bf16 values, except where a
+float32 sum in another order moves a value across a rounding boundary (one bf16 step)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hearth.model import decode_ops
+from hearth.model.kv_cache import KVCache
+from hearth.model.norms import RMSNorm
+from hearth.model.rope import apply_rope
+
+pytestmark = pytest.mark.skipif(
+    not decode_ops.available(), reason="kernel unavailable (no C compiler, or HEARTH_DECODE_OPS=0)"
+)
+
+
+def _torch_norm(x: torch.Tensor, w: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor:
+    x32 = x.float()
+    normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    if unit_offset:
+        return (normed * (1.0 + w.float())).to(x.dtype)
+    return w * normed.to(x.dtype)
+
+
+def _same_up_to_one_step(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.dtype == want.dtype == torch.bfloat16 and got.shape == want.shape
+    step = want.float().abs() * 2**-7 + 1e-30
+    diff = (got.float() - want.float()).abs()
+    assert bool((diff <= step).all()), float(diff.max())
+    assert float((diff > 0).float().mean()) < 0.01  # nearly all bit-identical
+
+
+@pytest.mark.parametrize("rows", [1, 7, 130])
+@pytest.mark.parametrize("unit_offset", [False, True])
+def test_rms_norm_matches_torch(rows: int, unit_offset: bool) -> None:
+    torch.manual_seed(rows)
+    x = (torch.randn(rows, 576) * 3).bfloat16()
+    w = torch.randn(576).bfloat16()
+    _same_up_to_one_step(
+        decode_ops.rms_norm(x, w, 1e-5, unit_offset), _torch_norm(x, w, 1e-5, unit_offset)
+    )
+
+
+def test_rms_norm_module_takes_the_kernel_for_bf16_only() -> None:
+    norm = RMSNorm(64, 1e-6)
+    norm.weight.data = torch.randn(64).bfloat16()
+    x = torch.randn(3, 64).bfloat16()
+    _same_up_to_one_step(norm(x), _torch_norm(x, norm.weight, 1e-6, False))
+    # float32 models stay on torch (exactly the reference arithmetic)
+    norm.weight.data = norm.weight.data.float()
+    x32 = torch.randn(3, 64)
+    assert torch.equal(norm(x32), _torch_norm(x32, norm.weight, 1e-6, False))
+
+
+@pytest.mark.parametrize("rows", [1, 5, 100])
+def test_silu_mul_matches_torch(rows: int) -> None:
+    torch.manual_seed(20 + rows)
+    gate_up = (torch.randn(rows, 2 * 1536) * 4).bfloat16()
+    gate, up = gate_up.split(1536, dim=-1)
+    _same_up_to_one_step(decode_ops.silu_mul(gate_up), F.silu(gate) * up)
+
+
+def test_not_applied_to_float32_or_strided_inputs() -> None:
+    assert decode_ops.applies(torch.zeros(2, 8, dtype=torch.bfloat16))
+    assert not decode_ops.applies(torch.zeros(2, 8))
+    assert not decode_ops.applies(torch.zeros(8, 2, dtype=torch.bfloat16).t())
+
+
+def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(decode_ops.ENV, "0")
+    monkeypatch.setattr(decode_ops, "_lib", None)
+    monkeypatch.setattr(decode_ops, "_tried", False)
+    assert not decode_ops.available()
+    norm = RMSNorm(16, 1e-6)
+    norm.weight.data = torch.ones(16).bfloat16()
+    x = torch.randn(2, 16).bfloat16()
+    assert torch.equal(norm(x), _torch_norm(x, norm.weight, 1e-6, False))
+
+
+@pytest.mark.parametrize("rotary_dim", [64, 32])
+def test_rope_cache_matches_torch(rotary_dim: int) -> None:
+    torch.manual_seed(rotary_dim)
+    heads, kv_heads, dim, tokens = 9, 3, 64, 4
+    qkv = torch.randn(tokens, (heads + 2 * kv_heads) * dim).bfloat16()
+    angles = torch.rand(tokens, rotary_dim // 2) * 6
+    cos, sin = angles.cos().bfloat16(), angles.sin().bfloat16()
+    slots = torch.tensor([5, 0, 17, 9])
+    key = torch.zeros(3, 8, kv_heads, dim, dtype=torch.bfloat16)
+    value = torch.zeros_like(key)
+    q = decode_ops.rope_cache(qkv, cos, sin, key, value, slots, heads)
+
+    want_key, want_value = torch.zeros_like(key), torch.zeros_like(value)
+    cache = KVCache(want_key, want_value)
+    wq, wk, wv = qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
+    wq = apply_rope(wq.view(tokens, heads, dim), cos, sin)
+    wk = apply_rope(wk.reshape(tokens, kv_heads, dim), cos, sin)
+    cache.write(slots, wk, wv.reshape(tokens, kv_heads, dim))
+    assert torch.equal(q, wq)
+    assert torch.equal(key, want_key)
+    assert torch.equal(value, want_value)
