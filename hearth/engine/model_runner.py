@@ -16,6 +16,7 @@ import torch
 from hearth.engine.scheduler import SchedulerOutput
 from hearth.engine.sequence import Sequence
 from hearth.engine.threads import DEFAULT_MIN_TOKENS_PER_THREAD, StepThreads, dedicated_cpu
+from hearth.model import cpu_pool
 from hearth.model.batch import AttentionMetadata
 
 
@@ -121,6 +122,9 @@ class ModelRunner:
             rule = 0 if dedicated_cpu() else DEFAULT_MIN_TOKENS_PER_THREAD
             threads = StepThreads(torch.get_num_threads(), rule)
         self.threads = threads
+        # the C kernels share the cores through their own pool unless the cores are
+        # hearth's alone (see cpu_pool.set_threads)
+        cpu_pool.set_threads(None if dedicated_cpu() else threads.max_threads)
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from hearth.model import native_build
+from hearth.model import cpu_pool, native_build
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ def _build() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.restype = int32
         fn.argtypes = [pointer, int32, int32, int32, int32, pointer, pointer, pointer]
-        fn.argtypes += [pointer, int32, int32]
+        fn.argtypes += [pointer, int32, int32, int32]
     lib.hearth_lowbit_available.restype = int32
+    lib.hearth_lowbit_set_pool.argtypes = [pointer]
+    lib.hearth_lowbit_set_pool(cpu_pool.pointer())
     return lib
 
 
@@ -136,10 +138,6 @@ def int8_rows(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return picked.reshape(ids.shape[0], -1)
 
 
-def _threads() -> int:
-    return torch.get_num_threads()
-
-
 def _matmul(
     name: str, x: torch.Tensor, codes: torch.Tensor, rest: tuple[torch.Tensor, ...], out_f32: bool
 ) -> torch.Tensor:
@@ -163,7 +161,7 @@ def _matmul(
         *ptrs,
         out.data_ptr(),
         int(not out_f32),
-        _threads(),
+        *cpu_pool.threads(),
     )
     if status != 0:
         raise ValueError(f"{name}: shape ({m}, {k}) x ({n}, {k}) refused (status {status})")

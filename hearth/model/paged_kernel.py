@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from hearth.model import native_build
+from hearth.model import cpu_pool, native_build
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def _build() -> ctypes.CDLL:
     fn.restype = ctypes.c_int
     pointer, int64, int32, float32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     fn.argtypes = [pointer, pointer, pointer, pointer, int64, pointer, pointer, pointer]
-    fn.argtypes += [int32] * 6 + [float32] * 2 + [int32] * 3
+    fn.argtypes += [int32] * 6 + [float32] * 2 + [int32] * 4
+    lib.hearth_paged_set_pool.argtypes = [pointer]
+    lib.hearth_paged_set_pool(cpu_pool.pointer())
     return lib
 
 
@@ -114,7 +116,7 @@ def paged_decode(
         softcap,
         int(q.dtype == torch.bfloat16),
         int(key_cache.dtype == torch.bfloat16),
-        torch.get_num_threads(),
+        *cpu_pool.threads(),
     )
     if status != 0:
         raise ValueError("paged_decode: head sizes over the kernel's limits")

@@ -200,51 +200,84 @@ static int prepare(acts_t *a, const void *x, int x_bf16, int M, int K, int N, vo
     return 0;
 }
 
-/* y (M, N) = x (M, K) @ w.T for int4 w; returns 0, or non-zero for shapes it does not take
- * (K not a multiple of 32, N not of 16) or no VNNI. */
-int hearth_int4_matmul(const void *x, int x_bf16, int M, int K, int N, const uint8_t *codes,
-                       const uint16_t *scales, const uint16_t *mins, void *y, int y_bf16,
-                       int nthreads) {
+/* Rows of y in blocks of 16, run by OpenMP or by the work-sharing pool (thread_pool.c,
+ * handed over as a function pointer: one pool for the process, not one per kernel). */
+typedef void (*item_fn)(void *ctx, int64_t item);
+typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
+static pool_fn pool_run;
+
+void hearth_lowbit_set_pool(pool_fn fn) { pool_run = fn; }
+
+typedef struct {
+    const acts_t *a;
+    const void *w0, *w1, *w2; /* codes, then scales + mins (int4) or corr + scales (int8) */
+    int64_t blocks, per_item;
+    int int8;
+} job_t;
+
+static void run_blocks(const job_t *j, int64_t first, int64_t last) {
+#if HAVE_VNNI
+    const acts_t *a = j->a;
+    for (int64_t nb = first; nb < last; nb++)
+        for (int m0 = 0; m0 < a->M; m0 += MC) {
+            const int mc = a->M - m0 < MC ? a->M - m0 : MC;
+            if (j->int8) {
+                DISPATCH(int8_block, a, m0, mc, nb, (const int8_t *)j->w0, (const int32_t *)j->w1,
+                         (const float *)j->w2)
+            } else {
+                DISPATCH(int4_block, a, m0, mc, nb, (const uint8_t *)j->w0,
+                         (const uint16_t *)j->w1, (const uint16_t *)j->w2)
+            }
+        }
+#else
+    (void)j, (void)first, (void)last;
+#endif
+}
+
+static void run_item(void *ctx, int64_t i) {
+    const job_t *j = ctx;
+    const int64_t first = i * j->per_item;
+    const int64_t last = first + j->per_item < j->blocks ? first + j->per_item : j->blocks;
+    run_blocks(j, first, last);
+}
+
+static int matmul(const void *x, int x_bf16, int M, int K, int N, const void *w0, const void *w1,
+                  const void *w2, void *y, int y_bf16, int nthreads, int pooled, int int8) {
 #if HAVE_VNNI
     acts_t a;
-    const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, 0);
+    const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, int8);
     if (status) return status;
-    const int64_t blocks = N / ROWS;
+    job_t job = {&a, w0, w1, w2, N / ROWS, 1, int8};
+    if (pooled && pool_run && nthreads > 1) {
+        /* ~8 items per thread: small enough to balance, large enough to claim cheaply */
+        const int64_t items = job.blocks < 8 * nthreads ? job.blocks : 8 * nthreads;
+        job.per_item = (job.blocks + items - 1) / items;
+        pool_run(run_item, &job, (job.blocks + job.per_item - 1) / job.per_item, nthreads);
+    } else {
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-    for (int64_t nb = 0; nb < blocks; nb++)
-        for (int m0 = 0; m0 < M; m0 += MC) {
-            const int mc = M - m0 < MC ? M - m0 : MC;
-            DISPATCH(int4_block, &a, m0, mc, nb, codes, scales, mins)
-        }
+        for (int64_t nb = 0; nb < job.blocks; nb++) run_blocks(&job, nb, nb + 1);
+    }
     free((void *)a.q);
     return 0;
 #else
-    (void)x, (void)x_bf16, (void)M, (void)K, (void)N, (void)codes, (void)scales, (void)mins;
-    (void)y, (void)y_bf16, (void)nthreads;
+    (void)x, (void)x_bf16, (void)M, (void)K, (void)N, (void)w0, (void)w1, (void)w2, (void)y;
+    (void)y_bf16, (void)nthreads, (void)pooled, (void)int8;
     return 3;
 #endif
+}
+
+/* y (M, N) = x (M, K) @ w.T for int4 w; returns 0, or non-zero for shapes it does not take
+ * (K not a multiple of 32, N not of 16) or no VNNI. pooled: the work-sharing pool runs it
+ * (when one was set), else OpenMP. */
+int hearth_int4_matmul(const void *x, int x_bf16, int M, int K, int N, const uint8_t *codes,
+                       const uint16_t *scales, const uint16_t *mins, void *y, int y_bf16,
+                       int nthreads, int pooled) {
+    return matmul(x, x_bf16, M, K, N, codes, scales, mins, y, y_bf16, nthreads, pooled, 0);
 }
 
 /* y (M, N) = x (M, K) @ (q * scale).T for int8 q; same return values. */
 int hearth_int8_matmul(const void *x, int x_bf16, int M, int K, int N, const int8_t *codes,
                        const int32_t *corr, const float *scales, void *y, int y_bf16,
-                       int nthreads) {
-#if HAVE_VNNI
-    acts_t a;
-    const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, 1);
-    if (status) return status;
-    const int64_t blocks = N / ROWS;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-    for (int64_t nb = 0; nb < blocks; nb++)
-        for (int m0 = 0; m0 < M; m0 += MC) {
-            const int mc = M - m0 < MC ? M - m0 : MC;
-            DISPATCH(int8_block, &a, m0, mc, nb, codes, corr, scales)
-        }
-    free((void *)a.q);
-    return 0;
-#else
-    (void)x, (void)x_bf16, (void)M, (void)K, (void)N, (void)codes, (void)corr, (void)scales;
-    (void)y, (void)y_bf16, (void)nthreads;
-    return 3;
-#endif
+                       int nthreads, int pooled) {
+    return matmul(x, x_bf16, M, K, N, codes, corr, scales, y, y_bf16, nthreads, pooled, 1);
 }

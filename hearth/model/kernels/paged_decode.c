@@ -167,12 +167,21 @@ static void run_range(const job_t *job) {
     for (int item = job->first; item < job->last; item++) run_item(job, item);
 }
 
+/* the work-sharing pool (thread_pool.c), handed over as a function pointer */
+typedef void (*item_fn)(void *ctx, int64_t item);
+typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
+static pool_fn pool_run;
+
+void hearth_paged_set_pool(pool_fn fn) { pool_run = fn; }
+
+static void pool_item(void *ctx, int64_t s) { run_item((const job_t *)ctx, (int)s); }
+
 /* Returns 0 on success, 1 when a size is over the kernel's limits (caller falls back). */
 int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
                         const int64_t *blocks, int64_t blocks_stride, const int64_t *starts,
                         const int64_t *ends, void *out, int S, int H, int Hkv, int Dk, int Dv,
                         int bs, float scale, float softcap, int q_bf16, int kv_bf16,
-                        int nthreads) {
+                        int nthreads, int pooled) {
     if (Hkv <= 0 || H % Hkv != 0 || bs > MAX_BLOCK || H / Hkv > MAX_GROUP || Dk > MAX_DIM ||
         Dv > MAX_DIM)
         return 1;
@@ -188,6 +197,10 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
                   Dk, Dv,     bs,     q_bf16, kv_bf16, scale, softcap, 0,       items};
     if (nthreads == 1) {
         run_range(&base);
+        return 0;
+    }
+    if (pooled && pool_run) { /* items claimed one sequence at a time: balanced as they go */
+        pool_run(pool_item, &base, items, nthreads);
         return 0;
     }
     job_t jobs[64];
