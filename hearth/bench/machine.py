@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from hearth.engine.threads import dedicated_cpu
-from hearth.model import paged_kernel
+from hearth.model import decode_ops, lowbit_kernel, paged_kernel
 
 
 def cpu_name() -> str:
@@ -62,6 +62,11 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         "torch": torch.__version__,
         # whether decode attention ran on hearth's C kernel or the plain-torch road
         "paged_decode_kernel": paged_kernel.available(),
+        # int4/int8 matmuls on hearth's AVX-512 VNNI kernel, norms/gates/rope in C
+        "lowbit_matmul_kernel": lowbit_kernel.available(),
+        "decode_ops_kernel": decode_ops.available(),
+        # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP
+        "kernel_threads": "openmp" if dedicated_cpu() else "pool",
         # how hearth's OpenMP workers waited (peers run under their own defaults)
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "dedicated_cpu": dedicated_cpu(),

@@ -18,6 +18,15 @@ from hearth.errors import OptionalDependencyError, UserInputError
 
 PEERS = ("llama.cpp", "transformers")
 LLAMA_CPP_HINT = "pip install 'hearth[bench]'"
+# llama-cpp-python 0.3.36 built natively (-march=native, which turns on AMX where the CPU
+# has it) crashed in its first decode on a Xeon with AMX here; the same AVX-512 build
+# without AMX runs
+LLAMA_CPP_REBUILD = (
+    "if it crashed in llama.cpp itself, rebuild it without AMX: CMAKE_ARGS='-DGGML_NATIVE=OFF "
+    "-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON "
+    "-DGGML_AVX_VNNI=ON -DGGML_AMX_INT8=OFF' pip install --force-reinstall --no-cache-dir "
+    "--no-deps llama-cpp-python"
+)
 
 
 def check_peer(peer: str) -> None:

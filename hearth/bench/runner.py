@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.bench.machine import machine_info
-from hearth.bench.peers import check_peer
+from hearth.bench.peers import LLAMA_CPP_REBUILD, check_peer
 from hearth.bench.workloads import SCENARIOS, make_workloads
 from hearth.engine.threads import peer_environment
 from hearth.errors import HearthError
@@ -58,6 +58,11 @@ def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         check=False,
         env=env,
     )
+    if proc.returncode < 0:  # killed by a signal: a crash inside native code, no traceback
+        hint = f"; {LLAMA_CPP_REBUILD}" if spec["engine"] == "llama.cpp" else ""
+        raise HearthError(
+            f"the {spec['engine']} bench worker died of signal {-proc.returncode}{hint}"
+        )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]
         raise HearthError(f"the {spec['engine']} bench worker failed: " + " | ".join(tail))

@@ -35,6 +35,9 @@ def test_quick_bench_json(
     assert result["machine"]["cores"] >= 1 and result["machine"]["memory_bandwidth_gbps"] > 0
     assert isinstance(result["machine"]["paged_decode_kernel"], bool)
     assert isinstance(result["machine"]["dedicated_cpu"], bool)
+    assert isinstance(result["machine"]["lowbit_matmul_kernel"], bool)
+    assert isinstance(result["machine"]["decode_ops_kernel"], bool)
+    assert result["machine"]["kernel_threads"] in ("pool", "openmp")
     runs = result["runs"]
     assert {(r["scenario"], r["concurrency"]) for r in runs} == {
         ("decode", 1),
