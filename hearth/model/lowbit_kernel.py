@@ -114,22 +114,31 @@ def unpack_int4(codes: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor) -
 
 
 def pack_int8(
-    q: torch.Tensor, scales: torch.Tensor
+    q: torch.Tensor, scales: torch.Tensor, reuse_storage: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes q (N, K) int8 with w = q * scale[row] -> (codes (N/16, K/32, 8, 16, 4) int8,
     corr (N/16, K/32, 16) int32 = -128 * each group's code sum, scales (N,) float32).
-    Chunk c of group g holds columns g*32 + c*4 .. + 3 of each row."""
+    Chunk c of group g holds columns g*32 + c*4 .. + 3 of each row. reuse_storage: lay the
+    codes out inside q's own memory (q is then the layout's bytes; no second copy of a
+    28 MB embedding at load)."""
     n, k = q.shape
     nb, g = n // ROWS, k // GROUP
-    codes = q.view(nb, ROWS, g, 8, 4).permute(0, 2, 3, 1, 4).contiguous()
+    # a few blocks at a time: the sum widens its input to int32 (4x a 28 MB LM head), and
+    # each block's bytes are re-ordered within the block
+    step = max(1, (1 << 20) // (ROWS * k))
     blocks = q.view(nb, ROWS, g, GROUP)
     corr = torch.empty(nb, g, ROWS, dtype=torch.int32)
-    # a few blocks at a time: the sum widens its input to int32 (4x a 28 MB LM head)
-    step = max(1, (1 << 20) // (ROWS * k))
     for start in range(0, nb, step):
         part = blocks[start : start + step].sum(-1, dtype=torch.int32)  # (b, 16, G)
         corr[start : start + step] = part.transpose(1, 2) * -128
-    return codes, corr, scales.float().contiguous()
+    rows = q.view(nb, ROWS, g, 8, 4)
+    if not (reuse_storage and q.is_contiguous()):
+        codes = rows.permute(0, 2, 3, 1, 4).contiguous()
+        return codes, corr, scales.float().contiguous()
+    for start in range(0, nb, step):
+        part = rows[start : start + step]
+        part.copy_(part.permute(0, 2, 3, 1, 4).contiguous().view(part.shape))
+    return q.view(nb, g, 8, ROWS, 4), corr, scales.float().contiguous()
 
 
 def int8_rows(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -164,13 +164,17 @@ class Int8Tensors:
     `_weight_int8pack_mm` (codes (N, K), scales bf16). An embedding and a tied LM head
     share one of these."""
 
-    def __init__(self, weight: Int8Weight) -> None:
+    def __init__(self, weight: Int8Weight, reuse_storage: bool = False) -> None:
+        """reuse_storage: the low-bit layout may take over weight.q's memory (the caller
+        made the weight for this layer alone)."""
         n, k = weight.q.shape
         self.shape = (n, k)
         self.lowbit = lowbit_kernel.supports(n, k)
         self.corr: torch.Tensor | None = None
         if self.lowbit:
-            self.codes, self.corr, self.scales = lowbit_kernel.pack_int8(weight.q, weight.scales)
+            self.codes, self.corr, self.scales = lowbit_kernel.pack_int8(
+                weight.q, weight.scales, reuse_storage
+            )
         else:
             self.codes, self.scales = weight.q.contiguous(), weight.scales.to(ACT_DTYPE)
 
@@ -198,9 +202,16 @@ def _register(module: nn.Module, tensors: Int8Tensors) -> None:
 class Int8Linear(nn.Module):
     """y = x @ (q * scale).T (+ bias) with per-output-row scales."""
 
-    def __init__(self, weight: Int8Weight | Int8Tensors, bias: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        weight: Int8Weight | Int8Tensors,
+        bias: torch.Tensor | None = None,
+        reuse_storage: bool = False,
+    ) -> None:
         super().__init__()
-        self.int8 = weight if isinstance(weight, Int8Tensors) else Int8Tensors(weight)
+        self.int8 = (
+            weight if isinstance(weight, Int8Tensors) else Int8Tensors(weight, reuse_storage)
+        )
         self.out_features, self.in_features = self.int8.shape
         _register(self, self.int8)
         self.bias = None if bias is None else bias.to(ACT_DTYPE)
@@ -222,9 +233,9 @@ class Int8Embedding(nn.Module):
     """Token embeddings from an Int8Weight (rows are tokens). With tied embeddings the same
     buffers also serve as the LM head (`as_linear`), so the table is in memory once."""
 
-    def __init__(self, weight: Int8Weight) -> None:
+    def __init__(self, weight: Int8Weight, reuse_storage: bool = False) -> None:
         super().__init__()
-        self.int8 = Int8Tensors(weight)
+        self.int8 = Int8Tensors(weight, reuse_storage)
         _register(self, self.int8)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (T,) -> (T, H) bf16

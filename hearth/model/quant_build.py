@@ -161,7 +161,7 @@ def _layer(weight: Planned, bias: torch.Tensor | None) -> nn.Module:
     if isinstance(weight, Int4Weight):
         return Int4Linear(weight, bias)
     if isinstance(weight, Int8Weight):
-        return Int8Linear(weight, bias)
+        return Int8Linear(weight, bias, reuse_storage=True)  # weights made for it alone
     layer = Linear(weight.shape[1], weight.shape[0], bias is not None)
     layer.weight = nn.Parameter(weight.to(ACT_DTYPE).contiguous(), requires_grad=False)
     if bias is not None:
@@ -244,7 +244,7 @@ def build_quantized_model(
     vocab, hidden = config.vocab_size, config.hidden_size
     embed = plan_weight(load.get("model.embed_tokens.weight", (vocab, hidden)), "int8")
     assert isinstance(embed, Int8Weight)
-    embedding = Int8Embedding(embed)
+    embedding = Int8Embedding(embed, reuse_storage=True)
     model.model.embed_tokens = embedding  # type: ignore[assignment]
     if model.lm_head is None:
         model.lm_head = embedding.as_linear()

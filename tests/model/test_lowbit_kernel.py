@@ -170,3 +170,15 @@ def test_float32_output_for_logits() -> None:
     f32 = head(x)
     assert bf16.dtype == torch.bfloat16 and f32.dtype == torch.float32
     assert torch.equal(f32.bfloat16(), bf16)
+
+
+def test_int8_packing_in_the_weights_own_memory() -> None:
+    # the load packs the 28 MB embedding in place: same layout as a copy, no second buffer
+    torch.manual_seed(8)
+    w8 = quantize_int8(torch.randn(96, 64))
+    copied = lowbit_kernel.pack_int8(w8.q, w8.scales)
+    q = w8.q.clone()
+    in_place = lowbit_kernel.pack_int8(q, w8.scales, reuse_storage=True)
+    assert in_place[0].data_ptr() == q.data_ptr()
+    for a, b in zip(copied, in_place, strict=True):
+        assert torch.equal(a, b)
