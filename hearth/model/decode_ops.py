@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
-import subprocess
 
 import torch
 
@@ -42,15 +40,7 @@ def available() -> bool:
     global _lib, _tried
     if not _tried:
         _tried = True
-        if os.environ.get(ENV, "1") != "0":
-            try:
-                _lib = _build()
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning(
-                    "decode ops kernel unavailable (%s%s); norms and gates use plain torch",
-                    exc,
-                    native_build.failure_detail(exc),
-                )
+        _lib = native_build.try_load(_build, ENV, log, "norms, gates and rope use plain torch")
     return _lib is not None
 
 

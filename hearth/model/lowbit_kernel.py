@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
-import subprocess
 from collections.abc import Callable
 
 import torch
@@ -53,20 +51,11 @@ def available() -> bool:
     global _lib, _tried
     if not _tried:
         _tried = True
-        if os.environ.get(ENV, "1") != "0":
-            try:
-                lib = _build()
-                if lib.hearth_lowbit_available():
-                    _lib = lib
-                else:
-                    log.info("no AVX-512 VNNI on this CPU: low-bit matmuls use PyTorch's")
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning(
-                    "low-bit matmul kernel unavailable (%s%s); PyTorch's int4/int8 kernels "
-                    "are used",
-                    exc,
-                    native_build.failure_detail(exc),
-                )
+        lib = native_build.try_load(_build, ENV, log, "int4/int8 matmuls use PyTorch's kernels")
+        if lib is not None and not lib.hearth_lowbit_available():
+            log.info("no AVX-512 VNNI on this CPU: int4/int8 matmuls use PyTorch's kernels")
+            lib = None
+        _lib = lib
     return _lib is not None
 
 

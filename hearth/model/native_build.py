@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 KERNELS = Path(__file__).with_name("kernels")
@@ -47,7 +49,10 @@ def build(name: str) -> ctypes.CDLL:
     """kernels/NAME.c built (or found built) and loaded. Raises OSError or
     subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
     source_path = KERNELS / f"{name}.c"
-    source = source_path.read_bytes()
+    # the shared headers are part of what gets compiled, so part of the cache key
+    source = source_path.read_bytes() + b"".join(
+        h.read_bytes() for h in sorted(KERNELS.glob("*.h"))
+    )
     key = hashlib.sha256(
         source + " ".join(FLAGS).encode() + cpu_flags().encode() + platform.machine().encode()
     ).hexdigest()[:16]
@@ -75,3 +80,18 @@ def failure_detail(exc: BaseException) -> str:
     """The compiler's last words, for the warning that says the kernel is off."""
     detail = getattr(exc, "stderr", b"") or b""
     return ": " + detail.decode(errors="replace")[-500:] if detail else ""
+
+
+def try_load(
+    setup: Callable[[], ctypes.CDLL], switch: str, log: logging.Logger, fallback: str
+) -> ctypes.CDLL | None:
+    """setup() (a kernel built, loaded and its functions typed), or None when the
+    environment variable `switch` is "0" or the build fails; a failure is logged as a
+    warning that says what runs instead (`fallback`)."""
+    if os.environ.get(switch, "1") == "0":
+        return None
+    try:
+        return setup()
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("C kernel unavailable (%s%s); %s", exc, failure_detail(exc), fallback)
+        return None

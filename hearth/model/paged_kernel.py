@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
-import subprocess
 from collections.abc import Callable
 
 import torch
@@ -46,15 +44,9 @@ def available() -> bool:
     global _lib, _tried
     if not _tried:
         _tried = True
-        if os.environ.get("HEARTH_PAGED_KERNEL", "1") != "0":
-            try:
-                _lib = _build()
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning(
-                    "paged decode kernel unavailable (%s%s); attention uses plain torch",
-                    exc,
-                    native_build.failure_detail(exc),
-                )
+        _lib = native_build.try_load(
+            _build, "HEARTH_PAGED_KERNEL", log, "paged attention uses plain torch"
+        )
     return _lib is not None
 
 

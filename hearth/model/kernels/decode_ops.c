@@ -13,42 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
-
-/* exp(x) in float32 written so the compiler vectorizes it (libm's expf is a call per
- * element): 2^n * e^r, |r| <= ln2/2, degree-6 polynomial, relative error ~2e-7; x is
- * clamped to [-87, 88], where silu's result no longer depends on it. */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    const float n = __builtin_rintf(x * 1.44269504f);
-    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;
-    float p = 1.3888889e-3f;
-    p = p * r + 8.3333333e-3f;
-    p = p * r + 4.1666667e-2f;
-    p = p * r + 1.6666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
+#include "kernel_common.h"
 
 void hearth_rms_norm(const uint16_t *x, const uint16_t *w, uint16_t *out, int64_t rows, int dim,
                      float eps, int unit_offset, int nthreads) {
@@ -84,7 +49,7 @@ void hearth_silu_mul(const uint16_t *gate_up, uint16_t *out, int64_t rows, int i
 #pragma omp simd
         for (int i = 0; i < inter; i++) {
             const float v = bf16_to_f32(g[i]);
-            const float s = round_bf16(v / (1.0f + exp_approx(-v)));
+            const float s = round_bf16(v / (1.0f + exp_f32(-v)));
             o[i] = f32_to_bf16(s * bf16_to_f32(u[i]));
         }
     }

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel_common.h"
+
 #define MAX_GROUP 32
 #define MAX_DIM 512
 #define MAX_BLOCK 64
@@ -34,46 +36,14 @@ typedef struct {
     int first, last; /* work items [first, last) */
 } job_t;
 
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 static inline void load_row(float *dst, const void *base, int64_t index, int n, int bf16) {
     if (bf16) {
         const uint16_t *src = (const uint16_t *)base + index;
 #pragma omp simd
-        for (int i = 0; i < n; i++) {
-            uint32_t u = (uint32_t)src[i] << 16;
-            float f;
-            memcpy(&f, &u, 4);
-            dst[i] = f;
-        }
+        for (int i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
     } else {
         memcpy(dst, (const float *)base + index, (size_t)n * sizeof(float));
     }
-}
-
-/* exp(x) for x <= 0 in float32 (softmax weights), written so the compiler vectorizes it:
- * 2^n * e^r with |r| <= ln2/2, degree-6 polynomial, relative error ~2e-7. */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float n = __builtin_rintf(x * 1.44269504f);
-    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;
-    float p = 1.3888889e-3f;
-    p = p * r + 8.3333333e-3f;
-    p = p * r + 4.1666667e-2f;
-    p = p * r + 1.6666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
 }
 
 /* One sequence, every head: each block's keys (then values) for all KV heads are one
@@ -119,12 +89,12 @@ static void run_item(const job_t *job, int s) {
             /* online softmax: rescale what was summed so far to the new running max */
             float mx = m[h];
             for (int j = 0; j < n; j++) mx = sc[j] > mx ? sc[j] : mx;
-            const float correction = exp_neg(m[h] - mx); /* m = -inf at first: ~0 */
+            const float correction = exp_f32(m[h] - mx); /* m = -inf at first: ~0 */
             m[h] = mx;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < n; j++) {
-                sc[j] = exp_neg(sc[j] - mx);
+                sc[j] = exp_f32(sc[j] - mx);
                 sum += sc[j];
             }
             l[h] = l[h] * correction + sum;
