@@ -66,20 +66,38 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """hidden: (T, hidden_size) -> (T, hidden_size)."""
         num_tokens = hidden.shape[0]
-        if self.qkv_proj is not None:
-            qkv = self.qkv_proj(hidden)
-            if self._fused_decode and isinstance(meta, DecodeInputs) and decode_ops.applies(
-                qkv, cache.key, cache.value, *cos_sin
-            ):
-                # one C pass: rope on q and k, k and v into the cache (what the ops below do)
-                q = decode_ops.rope_cache(
-                    qkv, *cos_sin, cache.key, cache.value, meta.slot_mapping, self.num_heads
-                )
-                window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
-                out = decode_attention(
-                    q, None, None, cache, meta, self.scale, window, softcap, chunk
-                )
-                return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+        qkv = None if self.qkv_proj is None else self.qkv_proj(hidden)
+        window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
+        if (
+            qkv is not None
+            and self._fused_decode
+            and isinstance(meta, DecodeInputs)
+            and decode_ops.applies(qkv, cache.key, cache.value, *cos_sin)
+        ):
+            # one C pass does what _heads does here and writes k and v into the cache
+            q = decode_ops.rope_cache(
+                qkv, *cos_sin, cache.key, cache.value, meta.slot_mapping, self.num_heads
+            )
+            out = decode_attention(q, None, None, cache, meta, self.scale, window, softcap, chunk)
+        else:
+            q, k, v = self._heads(hidden, qkv, positions, cos_sin)
+            out = paged_attention(
+                q, k, v, positions, cache, meta, self.scale, window, softcap, chunk
+            )
+        # out: (T, H, D)
+        return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+
+    def _heads(
+        self,
+        hidden: torch.Tensor,
+        qkv: torch.Tensor | None,
+        positions: torch.Tensor,
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (T, H, D), k and v (T, Hkv, D) from the projections, after the q/k norms,
+        rope and query temperature this layer has. qkv: the fused projection's output."""
+        num_tokens = hidden.shape[0]
+        if qkv is not None:
             q, k, v = qkv.split(self._qkv_sizes, dim=-1)
         else:
             q, k, v = self.q_proj(hidden), self.k_proj(hidden), self.v_proj(hidden)
@@ -97,10 +115,7 @@ class Attention(nn.Module):
         if self.temperature is not None:
             floor_scale, scale = self.temperature
             q = (q * query_temperature(positions, floor_scale, scale)[:, None, None]).to(q.dtype)
-        window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
-        out = paged_attention(q, k, v, positions, cache, meta, self.scale, window, softcap, chunk)
-        # out: (T, H, D)
-        return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+        return q, k, v
 
     def fuse_qkv(self, qkv_proj: nn.Module) -> None:
         """Replace q/k/v_proj by one projection whose output rows are q, then k, then v."""

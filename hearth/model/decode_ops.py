@@ -1,7 +1,8 @@
-"""bfloat16 RMSNorm and SiLU-gating in one C pass each (kernels/decode_ops.c) instead of
-3-8 torch ops: on a one-token decode step of a small model every torch op costs ~5 us of
-dispatch and a temporary, and a layer has two norms and one gate. Same roundings as the
-torch code they stand in for (norms.py, mlp.py), checked in tests/model/test_decode_ops.py.
+"""bfloat16 RMSNorm, SiLU gating, and rope + KV-cache write in one C pass each
+(kernels/decode_ops.c) instead of 3-20 torch ops: on a one-token decode step of a small
+model every torch op costs ~5 us of dispatch and a temporary, and a layer has two norms, a
+gate and rope on q and k. Same roundings as the torch code they stand in for (norms.py,
+mlp.py, rope.py + kv_cache.py), checked in tests/model/test_decode_ops.py.
 
 Used only for contiguous bfloat16 CPU tensors outside torch.compile traces (a compiled
 step fuses these itself); no compiler or HEARTH_DECODE_OPS=0: `available()` is False and

@@ -76,7 +76,7 @@ def build(name: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(target))
 
 
-def failure_detail(exc: BaseException) -> str:
+def _failure_detail(exc: BaseException) -> str:
     """The compiler's last words, for the warning that says the kernel is off."""
     detail = getattr(exc, "stderr", b"") or b""
     return ": " + detail.decode(errors="replace")[-500:] if detail else ""
@@ -93,5 +93,5 @@ def try_load(
     try:
         return setup()
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("C kernel unavailable (%s%s); %s", exc, failure_detail(exc), fallback)
+        log.warning("C kernel unavailable (%s%s); %s", exc, _failure_detail(exc), fallback)
         return None

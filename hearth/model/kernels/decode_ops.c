@@ -5,8 +5,10 @@
  *   hearth_rms_norm   out = bf16(bf16(x / rms(x)) * w), or bf16(x / rms(x) * (1 + w)) with
  *                     unit_offset (Gemma); the roundings of hearth/model/norms.py
  *   hearth_silu_mul   out = bf16(bf16(silu(g)) * u) for rows [g | u] (the gated MLP)
+ *   hearth_rope_cache rope on q and k of a fused qkv row, k and v into the paged cache
  *
- * All tensors bfloat16 and contiguous; rows are split over OpenMP threads from 64 rows on.
+ * All tensors bfloat16 and contiguous; norm and gate rows are split over OpenMP threads
+ * from 64 rows on.
  * Built at first use by hearth/model/decode_ops.py. */
 
 #include <math.h>

@@ -7,7 +7,7 @@
  *
  * Here the caller and the helpers claim items from one counter and the caller waits only
  * for items a helper has claimed, never for a helper to turn up: a descheduled helper just
- * leaves its share to the others. Helpers spin for `spin_us` after each job (the gap
+ * leaves its share to the others. Helpers spin for SPIN_US after each job (the gap
  * between a step's matmuls is tens of microseconds), then sleep on a futex until the next.
  *
  * Jobs are submitted one at a time; a call while another runs executes serially. */
@@ -40,7 +40,7 @@ static _Atomic int64_t job_items;
 static _Atomic int64_t done;        /* items finished in this job */
 static _Atomic uint32_t wake_seq;   /* futex word helpers sleep on */
 static _Atomic int sleepers;
-static _Atomic int spin_us = 200;
+#define SPIN_US 200           /* how long a helper spins after a job before it sleeps */
 static int helpers;                 /* started so far (under submit_lock) */
 static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -70,7 +70,7 @@ static void *helper(void *arg) {
     (void)arg;
     uint32_t seen = (uint32_t)(atomic_load(&claim) >> 32);
     for (;;) {
-        const int64_t until = now_us() + atomic_load_explicit(&spin_us, memory_order_relaxed);
+        const int64_t until = now_us() + SPIN_US;
         int spins = 0;
         uint32_t gen;
         while ((gen = (uint32_t)(atomic_load(&claim) >> 32)) == seen) {
@@ -89,8 +89,6 @@ static void *helper(void *arg) {
     }
     return NULL;
 }
-
-void hearth_pool_set_spin_us(int us) { atomic_store(&spin_us, us < 0 ? 0 : us); }
 
 /* fn(ctx, i) for i in [0, n) on the caller and up to nthreads - 1 helpers. */
 void hearth_pool_run(item_fn fn, void *ctx, int64_t n, int nthreads) {
