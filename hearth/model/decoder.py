@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model import lowbit_kernel, paged_kernel
+from hearth.model import decode_step, lowbit_kernel, paged_kernel
 from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
@@ -115,6 +115,11 @@ class Decoder(nn.Module):
             for i in range(config.num_hidden_layers)
         }
         self._decode_layers: Callable[..., torch.Tensor] = self._run_decode_layers
+        # the whole-step C road (decode_step.py), planned at the first decode-only step for
+        # the caches it gets; off once the step is compiled
+        self._step_plan: decode_step.StepPlan | None = None
+        self._step_planned_for: list[KVCache] | None = None
+        self._compiled = False
 
     def compile_decode(self) -> None:
         """Run decode-only steps through torch.compile (inductor; needs a C++ compiler).
@@ -126,6 +131,7 @@ class Decoder(nn.Module):
             lowbit_kernel.compiled_ops()
         compiled = torch.compile(self._run_decode_layers, dynamic=True, fullgraph=True)
         self._decode_layers = compiled
+        self._compiled = True
 
     def _run_decode_layers(
         self,
@@ -164,6 +170,11 @@ class Decoder(nn.Module):
         }
         if meta.is_decode_only:
             inputs = decode_inputs(meta, positions, self._mask_keys)
+            plan = None if self._compiled else self._plan_step(kv_caches)
+            if plan is not None:
+                out = decode_step.step(plan, hidden, list(tables.values()), inputs)
+                if out is not None:
+                    return out
             cos_sins = [tables[self.config.rope_for(i)] for i in range(len(self.model.layers))]
             return self._decode_layers(
                 hidden,
@@ -180,6 +191,24 @@ class Decoder(nn.Module):
             cos_sin = tables[self.config.rope_for(i)]
             hidden = layer(hidden, positions, cos_sin, meta, kv_caches[i])
         return self.model.norm(hidden)
+
+    def _plan_step(self, kv_caches: list[KVCache]) -> decode_step.StepPlan | None:
+        """The C step's plan for these caches (made once per set of caches), or None when
+        this model does not fit it."""
+        planned = self._step_planned_for
+        if (
+            planned is not None
+            and len(planned) == len(kv_caches)
+            and all(a is b for a, b in zip(planned, kv_caches, strict=True))
+        ):
+            return self._step_plan
+        ropes = list(self._ropes)
+        rope_index = [ropes.index(self.config.rope_for(i)) for i in range(len(self.model.layers))]
+        self._step_plan = decode_step.plan(
+            self.model.layers, self.model.norm, kv_caches, rope_index, list(self._mask_keys)
+        )
+        self._step_planned_for = list(kv_caches)
+        return self._step_plan
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (N, hidden_size) -> (N, vocab_size) float32, soft-capped when configured."""

@@ -49,9 +49,10 @@ def build(name: str) -> ctypes.CDLL:
     """kernels/NAME.c built (or found built) and loaded. Raises OSError or
     subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
     source_path = KERNELS / f"{name}.c"
-    # the shared headers are part of what gets compiled, so part of the cache key
+    # a kernel may include the shared header and the other kernels (decode_step.c is
+    # built from them), so every kernel source is part of each cache key
     source = source_path.read_bytes() + b"".join(
-        h.read_bytes() for h in sorted(KERNELS.glob("*.h"))
+        p.read_bytes() for p in sorted(KERNELS.iterdir()) if p.suffix in (".c", ".h")
     )
     key = hashlib.sha256(
         source + " ".join(FLAGS).encode() + cpu_flags().encode() + platform.machine().encode()

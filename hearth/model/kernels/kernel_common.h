@@ -21,6 +21,11 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
     return (uint16_t)(u >> 16);
 }
 
+/* the work-sharing pool's entry (thread_pool.c), which each kernel library is handed as a
+ * function pointer: one pool for the process */
+typedef void (*item_fn)(void *ctx, int64_t item);
+typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
+
 static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 /* exp(x) in float32, written so the compiler vectorizes it (libm's expf is a call per

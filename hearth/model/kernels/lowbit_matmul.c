@@ -189,20 +189,18 @@ static int prepare(acts_t *a, const void *x, int x_bf16, int M, int K, int N, vo
 
 /* Rows of y in blocks of 16, run by OpenMP or by the work-sharing pool (thread_pool.c,
  * handed over as a function pointer: one pool for the process, not one per kernel). */
-typedef void (*item_fn)(void *ctx, int64_t item);
-typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
-static pool_fn pool_run;
+static pool_fn lowbit_pool;
 
-void hearth_lowbit_set_pool(pool_fn fn) { pool_run = fn; }
+void hearth_lowbit_set_pool(pool_fn fn) { lowbit_pool = fn; }
 
 typedef struct {
     const acts_t *a;
     const void *w0, *w1, *w2; /* codes, then scales + mins (int4) or corr + scales (int8) */
     int64_t blocks, per_item;
     int int8;
-} job_t;
+} lowbit_job_t;
 
-static void run_blocks(const job_t *j, int64_t first, int64_t last) {
+static void run_blocks(const lowbit_job_t *j, int64_t first, int64_t last) {
 #if HAVE_VNNI
     const acts_t *a = j->a;
     for (int64_t nb = first; nb < last; nb++)
@@ -221,25 +219,25 @@ static void run_blocks(const job_t *j, int64_t first, int64_t last) {
 #endif
 }
 
-static void run_item(void *ctx, int64_t i) {
-    const job_t *j = ctx;
+static void lowbit_item(void *ctx, int64_t i) {
+    const lowbit_job_t *j = ctx;
     const int64_t first = i * j->per_item;
     const int64_t last = first + j->per_item < j->blocks ? first + j->per_item : j->blocks;
     run_blocks(j, first, last);
 }
 
-static int matmul(const void *x, int x_bf16, int M, int K, int N, const void *w0, const void *w1,
+static int lowbit_matmul(const void *x, int x_bf16, int M, int K, int N, const void *w0, const void *w1,
                   const void *w2, void *y, int y_bf16, int nthreads, int pooled, int int8) {
 #if HAVE_VNNI
     acts_t a;
     const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, int8);
     if (status) return status;
-    job_t job = {&a, w0, w1, w2, N / ROWS, 1, int8};
-    if (pooled && pool_run && nthreads > 1) {
+    lowbit_job_t job = {&a, w0, w1, w2, N / ROWS, 1, int8};
+    if (pooled && lowbit_pool && nthreads > 1) {
         /* ~8 items per thread: small enough to balance, large enough to claim cheaply */
         const int64_t items = job.blocks < 8 * nthreads ? job.blocks : 8 * nthreads;
         job.per_item = (job.blocks + items - 1) / items;
-        pool_run(run_item, &job, (job.blocks + job.per_item - 1) / job.per_item, nthreads);
+        lowbit_pool(lowbit_item, &job, (job.blocks + job.per_item - 1) / job.per_item, nthreads);
     } else {
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
         for (int64_t nb = 0; nb < job.blocks; nb++) run_blocks(&job, nb, nb + 1);
@@ -259,12 +257,12 @@ static int matmul(const void *x, int x_bf16, int M, int K, int N, const void *w0
 int hearth_int4_matmul(const void *x, int x_bf16, int M, int K, int N, const uint8_t *codes,
                        const uint16_t *scales, const uint16_t *mins, void *y, int y_bf16,
                        int nthreads, int pooled) {
-    return matmul(x, x_bf16, M, K, N, codes, scales, mins, y, y_bf16, nthreads, pooled, 0);
+    return lowbit_matmul(x, x_bf16, M, K, N, codes, scales, mins, y, y_bf16, nthreads, pooled, 0);
 }
 
 /* y (M, N) = x (M, K) @ (q * scale).T for int8 q; same return values. */
 int hearth_int8_matmul(const void *x, int x_bf16, int M, int K, int N, const int8_t *codes,
                        const int32_t *corr, const float *scales, void *y, int y_bf16,
                        int nthreads, int pooled) {
-    return matmul(x, x_bf16, M, K, N, codes, corr, scales, y, y_bf16, nthreads, pooled, 1);
+    return lowbit_matmul(x, x_bf16, M, K, N, codes, corr, scales, y, y_bf16, nthreads, pooled, 1);
 }

@@ -34,7 +34,7 @@ typedef struct {
     int S, H, Hkv, Dk, Dv, bs, q_bf16, kv_bf16;
     float scale, softcap;
     int first, last; /* work items [first, last) */
-} job_t;
+} paged_job_t;
 
 static inline void load_row(float *dst, const void *base, int64_t index, int n, int bf16) {
     if (bf16) {
@@ -48,7 +48,7 @@ static inline void load_row(float *dst, const void *base, int64_t index, int n, 
 
 /* One sequence, every head: each block's keys (then values) for all KV heads are one
  * contiguous run of memory, read once and widened into `kbuf`. Per-head state on the heap. */
-static void run_item(const job_t *job, int s) {
+static void paged_item(const paged_job_t *job, int s) {
     const int H = job->H, Hkv = job->Hkv, g = H / Hkv, Dk = job->Dk, Dv = job->Dv;
     const int bs = job->bs;
     const int64_t krow = (int64_t)Hkv * Dk, vrow = (int64_t)Hkv * Dv;
@@ -133,18 +133,16 @@ static void run_item(const job_t *job, int s) {
     free(qf);
 }
 
-static void run_range(const job_t *job) {
-    for (int item = job->first; item < job->last; item++) run_item(job, item);
+static void paged_range(const paged_job_t *job) {
+    for (int item = job->first; item < job->last; item++) paged_item(job, item);
 }
 
 /* the work-sharing pool (thread_pool.c), handed over as a function pointer */
-typedef void (*item_fn)(void *ctx, int64_t item);
-typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
-static pool_fn pool_run;
+static pool_fn paged_pool;
 
-void hearth_paged_set_pool(pool_fn fn) { pool_run = fn; }
+void hearth_paged_set_pool(pool_fn fn) { paged_pool = fn; }
 
-static void pool_item(void *ctx, int64_t s) { run_item((const job_t *)ctx, (int)s); }
+static void paged_pool_item(void *ctx, int64_t s) { paged_item((const paged_job_t *)ctx, (int)s); }
 
 /* Returns 0 on success, 1 when a size is over the kernel's limits (caller falls back). */
 int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
@@ -163,17 +161,17 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
     if (nthreads > items) nthreads = items;
     if (nthreads > 64) nthreads = 64;
     if (nthreads < 1) nthreads = 1;
-    job_t base = {q,  kcache, vcache, blocks, starts, ends, out, blocks_stride, S, H, Hkv,
+    paged_job_t base = {q,  kcache, vcache, blocks, starts, ends, out, blocks_stride, S, H, Hkv,
                   Dk, Dv,     bs,     q_bf16, kv_bf16, scale, softcap, 0,       items};
     if (nthreads == 1) {
-        run_range(&base);
+        paged_range(&base);
         return 0;
     }
-    if (pooled && pool_run) { /* items claimed one sequence at a time: balanced as they go */
-        pool_run(pool_item, &base, items, nthreads);
+    if (pooled && paged_pool) { /* items claimed one sequence at a time: balanced as they go */
+        paged_pool(paged_pool_item, &base, items, nthreads);
         return 0;
     }
-    job_t jobs[64];
+    paged_job_t jobs[64];
     /* contiguous item ranges of about equal work (sequences differ in length) */
     int item = 0;
     int64_t done = 0;
@@ -191,6 +189,6 @@ int hearth_paged_decode(const void *q, const void *kcache, const void *vcache,
      * to the copy torch loaded): its pool's workers run these ranges, where threads of our
      * own would fight them for the cores while they spin after torch's last op */
 #pragma omp parallel for num_threads(nthreads) schedule(static, 1)
-    for (int t = 0; t < nthreads; t++) run_range(&jobs[t]);
+    for (int t = 0; t < nthreads; t++) paged_range(&jobs[t]);
     return 0;
 }
