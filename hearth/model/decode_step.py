@@ -27,7 +27,7 @@ from hearth.model.attention_layer import Attention
 from hearth.model.kv_cache import KVCache
 from hearth.model.mlp import GatedMLP
 from hearth.model.norms import RMSNorm
-from hearth.model.quant import DENSE_MIN_ROWS, Int4Linear, Int8Linear
+from hearth.model.quant import Int4Linear, Int8Linear
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,19 @@ class StepPlan:
     rope_dims: int  # R: rotary dims per head (cos/sin rows are R / 2 wide)
     num_ropes: int
     mask_keys: list[MaskKey]
+    max_rows: int  # steps of this many sequences or more run the modules (their dense road)
 
 
-def _linear(module: Any) -> _Linear | None:
-    """A projection as the step reads it: the low-bit kernel's layout, no bias, bf16 out."""
+def _linear(module: Any, max_rows: list[int]) -> _Linear | None:
+    """A projection as the step reads it: the low-bit kernel's layout, no bias, bf16 out.
+    max_rows[0] is lowered to the row count from which the module itself would not run it."""
     if module is None or module.bias is not None or module.out_float32:
         return None
     n, k = module.out_features, module.in_features
     if type(module) is Int4Linear and module.lowbit:
+        # from dense_min_rows rows on the module takes another road: the plan says so
+        if module.dense_min_rows < max_rows[0]:
+            max_rows[0] = module.dense_min_rows
         ptrs = module.codes.data_ptr(), module.scales.data_ptr(), module.mins.data_ptr()
         return _Linear(0, n, k, *ptrs)
     corr = module.int8.corr if type(module) is Int8Linear else None
@@ -157,6 +162,7 @@ def plan(
     eps = final_norm.eps
     final = _norm(final_norm, eps)
     specs = []
+    max_rows = [1 << 62]
     first = layers[0].self_attn if len(layers) else None
     if final is None or not isinstance(first, Attention):
         return None
@@ -184,7 +190,8 @@ def plan(
         if not paged_kernel.supports(probe, cache.key, cache.value):
             return None
         linears = [
-            _linear(m) for m in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+            _linear(m, max_rows)
+            for m in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
         ]
         norms = [_norm(layer.input_layernorm, eps), _norm(layer.post_attention_layernorm, eps)]
         if any(x is None for x in linears) or any(x is None for x in norms):
@@ -208,7 +215,9 @@ def plan(
     array = (_Layer * len(specs))(*specs)
     model = _Model(len(specs), hidden, heads, kv_heads, dim, 0, inter,
                    caches[0].block_size, eps, array, final)  # fmt: skip
-    return StepPlan(model, array, list(caches), hidden, 0, max(rope_index) + 1, list(mask_keys))
+    return StepPlan(
+        model, array, list(caches), hidden, 0, max(rope_index) + 1, list(mask_keys), max_rows[0]
+    )
 
 
 def step(
@@ -223,7 +232,7 @@ def step(
     assert _lib is not None
     num_seqs = hidden.shape[0]
     if (
-        num_seqs >= DENSE_MIN_ROWS  # the projections would take the dense road there
+        num_seqs >= plan.max_rows  # the projections would take the dense road there
         or hidden.dtype != torch.bfloat16
         or not hidden.is_contiguous()
         or len(cos_sins) != plan.num_ropes

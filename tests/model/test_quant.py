@@ -9,7 +9,13 @@ import pytest
 import torch
 from gguf.constants import GGMLQuantizationType as T
 
-from hearth.model.quant import DENSE_MIN_ROWS, Int4Linear, Int8Embedding, Int8Linear
+from hearth.model.quant import (
+    DENSE_MIN_ROWS,
+    LOWBIT_DENSE_MIN_ROWS,
+    Int4Linear,
+    Int8Embedding,
+    Int8Linear,
+)
 from hearth.model.quant_pack import int4_from_gguf, quantize_int4, quantize_int8
 from hearth.weights.gguf import load_gguf
 
@@ -40,6 +46,9 @@ def test_int4_linear_dense_road_for_long_inputs() -> None:
     weight = quantize_int4(torch.randn(192, 96))
     layer = Int4Linear(weight)
     assert layer.dense_ok  # the packing has the layout the expansion reads
+    # the low-bit kernel keeps long inputs too unless the CPU has AMX's bf16 GEMMs
+    assert layer.dense_min_rows == (LOWBIT_DENSE_MIN_ROWS if layer.lowbit else DENSE_MIN_ROWS)
+    layer.dense_min_rows = DENSE_MIN_ROWS  # the dense road, on every CPU
     reference = weight.dequantize()
     assert (layer.dense_weight().float() - reference).abs().max() <= _bf16_step(reference)
     x = torch.randn(DENSE_MIN_ROWS, 96).bfloat16()
