@@ -125,6 +125,41 @@ def test_kernel_bfloat16_within_rounding(monkeypatch: pytest.MonkeyPatch) -> Non
     torch.testing.assert_close(fast.float(), slow.float(), atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim", "block_size", "window", "chunk", "softcap"),
+    [
+        (9, 3, 64, 16, None, None, None),
+        (4, 4, 32, 16, 8, None, None),
+        (8, 1, 64, 32, None, 32, None),  # a group of 8; two runs of 16 keys per block
+        (16, 2, 128, 64, 20, 16, None),
+        (6, 2, 96, 16, None, None, 5.0),
+    ],
+)
+def test_bfloat16_road_against_float32_on_the_same_values(
+    heads: int,
+    kv_heads: int,
+    dim: int,
+    block_size: int,
+    window: int | None,
+    chunk: int | None,
+    softcap: float | None,
+) -> None:
+    """bf16 queries and caches take the kernel's bf16 road (dot products of bf16 pairs,
+    16 keys at a time); the same values widened to float32 take the float32 road, itself
+    equal to torch's at 2e-6. They differ by the output's bf16 rounding and sum order."""
+    q, k, v, cache, meta, positions = _step(
+        [1, 15, 16, 17, 100, 333], heads, kv_heads, dim, dim, torch.bfloat16, block_size
+    )
+    inputs = decode_inputs(meta, positions, {(window, chunk)})
+    cache.write(inputs.slot_mapping, k, v)
+    wide = KVCache(cache.key.float(), cache.value.float())
+    args = (inputs, dim**-0.5, window, softcap, chunk)
+    got = decode_attention(q, None, None, cache, *args)
+    want = decode_attention(q.float(), None, None, wide, *args)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=1e-2, rtol=8e-3)
+
+
 def test_kernel_same_result_on_one_and_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     q, k, v, cache, meta, positions = _step([70, 5, 130], 9, 3, 64, 64, torch.float32)
     inputs = decode_inputs(meta, positions, {(None, None)})

@@ -46,10 +46,163 @@ static inline void load_row(float *dst, const void *base, int64_t index, int n, 
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+#define HAVE_BF16_ROAD 1
+#define KEYS 16   /* keys scored together: one zmm of scores */
+#define ROAD_MAX_GROUP 8
+
+/* 16 vectors of partial dot products (v[j]: key j's 16 partial sums) -> one vector whose
+ * lane j is key j's total: a transpose folded into the adds, 45 shuffles and adds where
+ * 16 horizontal sums cost ~10 each. */
+static inline __m512 sum16(const __m512 *v) {
+    __m512 w[8], x[4], y[2];
+    for (int i = 0; i < 8; i++) /* key 2i in quarters 0-1, key 2i+1 in 2-3 */
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++) /* quarter r: key 4i + r */
+        x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++) /* quarter r: keys 8i + r (lanes 0-1), 8i + 4 + r (2-3) */
+        y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xEE));
+    /* lane 4r + t: key r + 4t; put key j in lane j */
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88),
+                                   _mm512_shuffle_ps(y[0], y[1], 0xDD));
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    return _mm512_permutexvar_ps(order, z);
+}
+
+static inline __m512 widen16(const uint16_t *src) { /* 16 bf16 -> 16 float32 */
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+static inline __m512 exp16(__m512 x) { /* exp_f32, 16 lanes */
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.3888889e-3f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3333333e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1666667e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666667e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+/* The bfloat16 road (q and caches bf16, Dk == Dv, a multiple of 32, groups up to 8): keys
+ * in runs of 16 per KV head, each key row read once for all the query heads sharing it;
+ * q.k by AVX512-BF16 dot products (bf16 pairs multiplied exactly, summed in float32),
+ * scaled after; the 16 scores of a run summed across lanes together (sum16) and softmaxed
+ * as one vector; values widened once per run and accumulated in float32. */
+static void paged_item_bf16(const paged_job_t *job, int s) {
+    const int H = job->H, Hkv = job->Hkv, g = H / Hkv, D = job->Dk, bs = job->bs;
+    const int C = D / 32; /* 32-value chunks of a head */
+    const int64_t row = (int64_t)Hkv * D;
+    float *acc = malloc(sizeof(float) * ((size_t)H * D + 2 * (size_t)H));
+    if (!acc) return;
+    float *m = acc + (size_t)H * D, *l = m + H;
+    for (int h = 0; h < H; h++) m[h] = -INFINITY, l[h] = 0.0f;
+    memset(acc, 0, sizeof(float) * (size_t)H * D);
+    const uint16_t *q = (const uint16_t *)job->q + (int64_t)s * H * D;
+    const uint16_t *kc = job->kcache, *vc = job->vcache;
+    const int64_t *table = job->blocks + (int64_t)s * job->blocks_stride;
+    const int64_t start = job->starts[s], end = job->ends[s];
+    const __m512 scale = _mm512_set1_ps(job->scale);
+    __m512 part[ROAD_MAX_GROUP][KEYS];
+    float probs[ROAD_MAX_GROUP][KEYS];
+    for (int64_t b = start / bs; b * bs < end; b++) {
+        const int lo = b * bs < start ? (int)(start - b * bs) : 0;
+        const int hi = (b + 1) * bs > end ? (int)(end - b * bs) : bs;
+        for (int j0 = lo; j0 < hi; j0 += KEYS) {
+            const int n = hi - j0 < KEYS ? hi - j0 : KEYS;
+            const int64_t first = table[b] * bs + j0; /* slot of the run's first key */
+            const __mmask16 live = (__mmask16)((1u << n) - 1u);
+            for (int kvh = 0; kvh < Hkv; kvh++) {
+                const uint16_t *keys = kc + first * row + (int64_t)kvh * D;
+                const uint16_t *qg = q + (int64_t)kvh * g * D;
+                for (int j = 0; j < KEYS; j++) {
+                    if (j >= n) {
+                        for (int h = 0; h < g; h++) part[h][j] = _mm512_setzero_ps();
+                        continue;
+                    }
+                    for (int h = 0; h < g; h++) part[h][j] = _mm512_setzero_ps();
+                    for (int c = 0; c < C; c++) {
+                        const __m512bh k = (__m512bh)_mm512_loadu_si512(keys + j * row + c * 32);
+                        for (int h = 0; h < g; h++) {
+                            const __m512bh qh =
+                                (__m512bh)_mm512_loadu_si512(qg + (int64_t)h * D + c * 32);
+                            part[h][j] = _mm512_dpbf16_ps(part[h][j], qh, k);
+                        }
+                    }
+                }
+                for (int h = 0; h < g; h++) {
+                    const int hh = kvh * g + h;
+                    __m512 sc = _mm512_mul_ps(sum16(part[h]), scale);
+                    if (job->softcap > 0.0f) {
+                        float t[KEYS];
+                        _mm512_storeu_ps(t, sc);
+                        for (int j = 0; j < KEYS; j++)
+                            t[j] = tanhf(t[j] / job->softcap) * job->softcap;
+                        sc = _mm512_loadu_ps(t);
+                    }
+                    sc = _mm512_mask_blend_ps(live, _mm512_set1_ps(-INFINITY), sc);
+                    const float mx_run = _mm512_reduce_max_ps(sc);
+                    const float mx = mx_run > m[hh] ? mx_run : m[hh];
+                    const float correction = expf(m[hh] - mx); /* m = -inf at first: 0 */
+                    m[hh] = mx;
+                    const __m512 p = _mm512_maskz_mov_ps(
+                        live, exp16(_mm512_sub_ps(sc, _mm512_set1_ps(mx))));
+                    l[hh] = l[hh] * correction + _mm512_reduce_add_ps(p);
+                    _mm512_storeu_ps(probs[h], p);
+                    if (correction != 1.0f) {
+                        const __m512 cv = _mm512_set1_ps(correction);
+                        float *ah = acc + (size_t)hh * D;
+                        for (int d = 0; d < D; d += 16)
+                            _mm512_storeu_ps(ah + d, _mm512_mul_ps(_mm512_loadu_ps(ah + d), cv));
+                    }
+                }
+                const uint16_t *values = vc + first * row + (int64_t)kvh * D;
+                for (int d = 0; d < D; d += 16) {
+                    __m512 a[ROAD_MAX_GROUP];
+                    for (int h = 0; h < g; h++) a[h] = _mm512_loadu_ps(acc + (size_t)(kvh * g + h) * D + d);
+                    for (int j = 0; j < n; j++) {
+                        const __m512 v = widen16(values + j * row + d);
+                        for (int h = 0; h < g; h++)
+                            a[h] = _mm512_fmadd_ps(_mm512_set1_ps(probs[h][j]), v, a[h]);
+                    }
+                    for (int h = 0; h < g; h++) _mm512_storeu_ps(acc + (size_t)(kvh * g + h) * D + d, a[h]);
+                }
+            }
+        }
+    }
+    uint16_t *o = (uint16_t *)job->out + (int64_t)s * H * D;
+    for (int h = 0; h < H; h++) {
+        const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+        for (int d = 0; d < D; d++) o[(size_t)h * D + d] = f32_to_bf16(acc[(size_t)h * D + d] * inv);
+    }
+    free(acc);
+}
+#else
+#define HAVE_BF16_ROAD 0
+#endif
+
 /* One sequence, every head: each block's keys (then values) for all KV heads are one
  * contiguous run of memory, read once and widened into `kbuf`. Per-head state on the heap. */
 static void paged_item(const paged_job_t *job, int s) {
     const int H = job->H, Hkv = job->Hkv, g = H / Hkv, Dk = job->Dk, Dv = job->Dv;
+#if HAVE_BF16_ROAD
+    if (job->q_bf16 && job->kv_bf16 && Dk == Dv && Dk % 32 == 0 && g <= ROAD_MAX_GROUP) {
+        paged_item_bf16(job, s);
+        return;
+    }
+#endif
     const int bs = job->bs;
     const int64_t krow = (int64_t)Hkv * Dk, vrow = (int64_t)Hkv * Dv;
     float *qf = malloc(sizeof(float) * ((size_t)H * Dk + (size_t)H * Dv + (size_t)H * MAX_BLOCK +
