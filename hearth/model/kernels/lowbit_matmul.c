@@ -122,6 +122,15 @@ typedef struct {
 
 #if HAVE_VNNI
 
+/* A decode step streams each weight once from DRAM in ~50 us calls, too short for the
+ * hardware prefetcher to ramp up: the next block's codes are requested while this one is
+ * multiplied (one block ahead measured best of 1, 2 and 4: a cold 3072 x 576 int4 matmul
+ * on one row 41 -> 34 us, 21 -> 26 GB/s, on 2 threads). Prefetching past the last block
+ * is harmless. (A macro: the same loop as a static function compiled to no prefetches.) */
+#define PREFETCH_LINES(at, lines)                                                    \
+    for (int line_ = 0; line_ < (lines); line_++)                                     \
+    _mm_prefetch((const char *)(at) + line_ * 64, _MM_HINT_T0)
+
 /* One block of 16 output rows x `mc` activation rows (mc <= MC, a constant after inlining). */
 static inline __attribute__((always_inline)) void int4_block(
     const acts_t *a, int m0, int mc, int64_t nb, const uint8_t *codes, const uint16_t *scales,
@@ -132,8 +141,10 @@ static inline __attribute__((always_inline)) void int4_block(
     for (int m = 0; m < mc; m++) acc[m] = _mm512_setzero_ps();
     const uint8_t *wb = codes + nb * (int64_t)G * 256;
     const uint16_t *sb = scales + nb * (int64_t)G * ROWS, *mb = mins + nb * (int64_t)G * ROWS;
+    const uint8_t *ahead = wb + (int64_t)G * 256; /* the next block's codes */
     for (int g = 0; g < G; g++) {
         __m512i w[8];
+        if (m0 == 0) PREFETCH_LINES(ahead + g * 256, 4);
         for (int c = 0; c < 4; c++) {
             const __m512i v = _mm512_loadu_si512((const void *)(wb + (g * 4 + c) * 64));
             w[2 * c] = _mm512_and_si512(v, low);
@@ -143,14 +154,16 @@ static inline __attribute__((always_inline)) void int4_block(
         const __m512 mv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mb + g * ROWS)));
         for (int m = 0; m < mc; m++) {
             const int8_t *xq = a->q + (int64_t)(m0 + m) * a->K + g * GROUP;
-            __m512i dot = _mm512_setzero_si512();
+            /* two chains of four (int32 sums are exact in any order) */
+            __m512i dot = _mm512_setzero_si512(), dot2 = _mm512_setzero_si512();
             for (int c = 0; c < 4; c++) {
                 int32_t lo4, hi4;
                 memcpy(&lo4, xq + c * 8, 4);
                 memcpy(&hi4, xq + c * 8 + 4, 4);
                 dot = _mm512_dpbusd_epi32(dot, w[2 * c], _mm512_set1_epi32(lo4));
-                dot = _mm512_dpbusd_epi32(dot, w[2 * c + 1], _mm512_set1_epi32(hi4));
+                dot2 = _mm512_dpbusd_epi32(dot2, w[2 * c + 1], _mm512_set1_epi32(hi4));
             }
+            dot = _mm512_add_epi32(dot, dot2);
             const int64_t ag = (int64_t)(m0 + m) * G + g;
             const __m512 scale = _mm512_mul_ps(dv, _mm512_set1_ps(a->d[ag]));
             acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[m]);
@@ -174,6 +187,7 @@ static inline __attribute__((always_inline)) void int8_block(
     const int32_t *cb = corr + nb * (int64_t)G * ROWS;
     for (int g = 0; g < G; g++) {
         __m512i w[8];
+        if (m0 == 0) PREFETCH_LINES(wb + (int64_t)G * 512 + g * 512, 8);
         for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512((const void *)(wb + (g * 8 + c) * 64));
         const __m512i start = _mm512_loadu_si512((const void *)(cb + g * ROWS));
         for (int m = 0; m < mc; m++) {
