@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -58,3 +60,23 @@ def test_bad_sizes_raise() -> None:
         kv_cache_bytes_per_block(config_from_hf(LLAMA), 0, torch.float32)
     with pytest.raises(ValueError, match="agree"):
         KVCache(torch.zeros(2, 4, 1, 8), torch.zeros(2, 4, 2, 8))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_cpu_pool_is_zero_and_resident_only_where_used() -> None:
+    """A 1.5 GB pool costs no RSS until blocks are written (the OS zero-fills pages on
+    first touch); what a request writes is there, the rest reads as zeros."""
+    config = config_from_hf(LLAMA)  # 3 layers x 2 KV heads x 8 dims: 1,536 B/token fp32
+    before = _rss_mb()
+    caches = allocate_kv_caches(config, 65536, 16, torch.float32)  # 1.5 GB
+    assert _rss_mb() - before < 64
+    key = torch.randn(1, 2, 8)
+    caches[2].write(torch.tensor([65536 * 16 - 1]), key, key)
+    assert torch.equal(caches[2].key[-1, -1], key[0])
+    assert float(caches[0].value[40000].abs().sum()) == 0.0
+    assert _rss_mb() - before < 64
