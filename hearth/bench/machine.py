@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from hearth.engine.threads import dedicated_cpu
-from hearth.model import decode_ops, lowbit_kernel, paged_kernel
+from hearth.model import decode_ops, decode_step, lowbit_kernel, native_build, paged_kernel
 
 
 def cpu_name() -> str:
@@ -65,6 +65,10 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         # int4/int8 matmuls on hearth's AVX-512 VNNI kernel, norms/gates/rope in C
         "lowbit_matmul_kernel": lowbit_kernel.available(),
         "decode_ops_kernel": decode_ops.available(),
+        # a decode-only step of a plain Llama-family model as one C call (decode_step.py)
+        "decode_step_kernel": decode_step.available(),
+        # AMX bf16 tiles: where present, long prefill inputs take the dense bf16 GEMM
+        "amx": "amx_bf16" in native_build.cpu_flags(),
         # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP
         "kernel_threads": "openmp" if dedicated_cpu() else "pool",
         # how hearth's OpenMP workers waited (peers run under their own defaults)

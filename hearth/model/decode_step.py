@@ -103,12 +103,13 @@ def available() -> bool:
 
 @dataclass
 class StepPlan:
-    """One model's layers as the C step reads them, for one set of KV caches (the pointers
-    stay valid while the modules and the caches live; `caches` keeps the caches alive)."""
+    """One model's layers as the C step reads them, for one set of KV caches: raw pointers,
+    valid while the modules and those caches live (the decoder uses a plan only for the very
+    caches it was made for, and holds them weakly: a plan must not keep an engine's dropped
+    KV pool in memory)."""
 
     model: _Model
     layers: ctypes.Array[_Layer]
-    caches: list[KVCache]
     hidden_size: int
     rope_dims: int  # R: rotary dims per head (cos/sin rows are R / 2 wide)
     num_ropes: int
@@ -216,7 +217,7 @@ def plan(
     model = _Model(len(specs), hidden, heads, kv_heads, dim, 0, inter,
                    caches[0].block_size, eps, array, final)  # fmt: skip
     return StepPlan(
-        model, array, list(caches), hidden, 0, max(rope_index) + 1, list(mask_keys), max_rows[0]
+        model, array, hidden, 0, max(rope_index) + 1, list(mask_keys), max_rows[0]
     )
 
 

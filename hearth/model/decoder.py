@@ -12,6 +12,7 @@ layer, each paying Python dispatch and a thread-pool wake-up on CPU."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -118,7 +119,7 @@ class Decoder(nn.Module):
         # the whole-step C road (decode_step.py), planned at the first decode-only step for
         # the caches it gets; off once the step is compiled
         self._step_plan: decode_step.StepPlan | None = None
-        self._step_planned_for: list[KVCache] | None = None
+        self._step_planned_for: list[weakref.ref[KVCache]] | None = None
         self._compiled = False
 
     def compile_decode(self) -> None:
@@ -199,7 +200,7 @@ class Decoder(nn.Module):
         if (
             planned is not None
             and len(planned) == len(kv_caches)
-            and all(a is b for a, b in zip(planned, kv_caches, strict=True))
+            and all(ref() is cache for ref, cache in zip(planned, kv_caches, strict=True))
         ):
             return self._step_plan
         ropes = list(self._ropes)
@@ -207,7 +208,8 @@ class Decoder(nn.Module):
         self._step_plan = decode_step.plan(
             self.model.layers, self.model.norm, kv_caches, rope_index, list(self._mask_keys)
         )
-        self._step_planned_for = list(kv_caches)
+        # weakly: holding the caches would keep a dropped engine's KV pool resident
+        self._step_planned_for = [weakref.ref(cache) for cache in kv_caches]
         return self._step_plan
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,8 @@ def test_quick_bench_json(
     assert isinstance(result["machine"]["dedicated_cpu"], bool)
     assert isinstance(result["machine"]["lowbit_matmul_kernel"], bool)
     assert isinstance(result["machine"]["decode_ops_kernel"], bool)
+    assert isinstance(result["machine"]["decode_step_kernel"], bool)
+    assert isinstance(result["machine"]["amx"], bool)
     assert result["machine"]["kernel_threads"] in ("pool", "openmp")
     runs = result["runs"]
     assert {(r["scenario"], r["concurrency"]) for r in runs} == {

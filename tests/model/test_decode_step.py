@@ -5,6 +5,7 @@ modules' road."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,13 @@ def test_bit_identical_to_the_layer_road(
     for got, want in zip(fused, layered, strict=True):
         assert torch.equal(got, want)
     loaded._step_planned_for = None  # the next test plans afresh
+
+
+def test_a_plan_does_not_keep_the_caches_alive(loaded: torch.nn.Module) -> None:
+    _run(loaded, [[5, 6, 7]], steps=2)  # its SequenceRunner and KV pool are gone after it
+    gc.collect()
+    refs = loaded._step_planned_for
+    assert refs and all(ref() is None for ref in refs)
 
 
 def test_float_model_keeps_the_modules(smollm2_gguf: Path) -> None:
