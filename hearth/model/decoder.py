@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model import decode_step, lowbit_kernel, paged_kernel
+from hearth.model import cpu_linear, decode_step, lowbit_kernel, paged_kernel
 from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
@@ -215,7 +215,7 @@ class Decoder(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (N, hidden_size) -> (N, vocab_size) float32, soft-capped when configured."""
         if self.lm_head is None:
-            logits = F.linear(hidden, self.model.embed_tokens.weight)
+            logits = cpu_linear.linear(hidden, self.model.embed_tokens.weight)
         else:
             logits = self.lm_head(hidden)
         logits = logits.float()

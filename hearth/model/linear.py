@@ -5,8 +5,9 @@ gate/up/down, experts, LM head) goes through `make_linear`, so quantized or LoRA
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from hearth.model import cpu_linear
 
 
 class Linear(nn.Module):
@@ -23,7 +24,8 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        # float32 on the CPU: oneDNN's GEMM, else F.linear (cpu_linear says when)
+        return cpu_linear.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"

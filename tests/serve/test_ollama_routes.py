@@ -65,7 +65,10 @@ def test_embed(client: ollama.Client) -> None:
     assert len(r.embeddings) == 2 and len(r.embeddings[0]) == 576
     assert r.prompt_eval_count and r.prompt_eval_count >= 2
     legacy = client.embeddings(model=MODEL, prompt="hello")
-    assert [round(x, 5) for x in legacy.embedding] == [round(x, 5) for x in r.embeddings[0]]
+    # the same vector alone or batched, up to the float32 GEMM's summation order (oneDNN
+    # blocks a 1-text batch differently from a 2-text one)
+    assert legacy.embedding == pytest.approx(r.embeddings[0], abs=2e-5)
+    assert max(abs(x) for x in legacy.embedding) > 1e-3  # not a zero vector
 
 
 def test_pull_copy_delete(served, client: ollama.Client) -> None:  # type: ignore[no-untyped-def]
