@@ -119,10 +119,7 @@ class BlockManager:
         assert not seq.block_table and seq.num_computed_tokens == 0
         if not self.enable_prefix_caching:
             return 0
-        limit = len(seq) - 1
-        if seq.params.prompt_logprobs is not None:
-            limit = min(limit, len(seq.prompt_logprobs) - 1)
-        max_blocks = max(0, limit) // self.block_size
+        max_blocks = self._shareable_blocks(seq)
         self._ensure_hashes(seq, max_blocks)
         for i in range(max_blocks):
             block_id = self._lookup(seq, i)
@@ -135,6 +132,43 @@ class BlockManager:
         seq.num_cached_tokens = num_tokens
         self.num_prefix_hit_tokens += num_tokens
         return num_tokens
+
+    def _shareable_blocks(self, seq: Sequence) -> int:
+        """How many of seq's leading full blocks a prefix hit may serve (allocate_prefix's
+        bound: one token, or every wanted prompt logprob, is always computed)."""
+        limit = len(seq) - 1
+        if seq.params.prompt_logprobs is not None:
+            limit = min(limit, len(seq.prompt_logprobs) - 1)
+        return max(0, limit) // self.block_size
+
+    def blocks_in_flight(self, seqs: list[Sequence]) -> set[int]:
+        """The hashes of the full prompt blocks these sequences have yet to compute (this
+        step's included): blocks that will be cached once their prefills get there."""
+        pending: set[int] = set()
+        if not self.enable_prefix_caching:
+            return pending
+        bs = self.block_size
+        for seq in seqs:
+            full = seq.num_prompt_tokens // bs
+            done = seq.num_computed_tokens // bs
+            if done >= full:
+                continue
+            self._ensure_hashes(seq, full)
+            pending.update(seq.block_hashes[done:full])
+        return pending
+
+    def waits_for_prefix(self, seq: Sequence, in_flight: set[int]) -> bool:
+        """Whether the first block of seq's prompt that is not cached is one a running
+        prefill is computing (`blocks_in_flight`): admitted now, seq would compute it a
+        second time; a step or two later it gets it from the cache."""
+        if not in_flight or not self.enable_prefix_caching:
+            return False
+        max_blocks = self._shareable_blocks(seq)
+        self._ensure_hashes(seq, max_blocks)
+        for i in range(max_blocks):
+            if self._lookup(seq, i) is None:
+                return seq.block_hashes[i] in in_flight
+        return False
 
     def num_blocks_needed(self, seq: Sequence, num_new_tokens: int) -> int:
         total = seq.num_blocks_for(seq.num_computed_tokens + num_new_tokens)

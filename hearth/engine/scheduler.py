@@ -3,7 +3,11 @@
 One step mixes decodes (one token each) with prefills (continuous batching); a prompt
 longer than what is left of the step's token budget is split over steps (chunked prefill).
 Running sequences go first, oldest first; waiting ones are admitted in arrival order while
-budget, sequence slots and KV blocks last. When a running sequence needs a block and the
+budget, sequence slots and KV blocks last, except that one whose prompt opens with blocks
+a running prefill is still computing waits (keeping its place) until they are cached, and
+then shares them (SGLang's cache-aware scheduling, in its simplest form: a hundred
+requests over one few-shot prefix, sent at once, compute it once, not in every request
+admitted before the first finished it). When a running sequence needs a block and the
 pool is empty, the newest running sequence is preempted: its blocks are released and it
 goes back to the front of the queue, to be recomputed (its prefix often still cached).
 
@@ -116,9 +120,13 @@ class Scheduler:
         if out.preempted:
             return out
         skipped: list[Sequence] = []
+        # prompt blocks running prefills are computing: a waiting sequence whose prompt
+        # opens with them waits until they are cached instead of computing them again
+        # (many requests over one few-shot prefix, all sent at once)
+        in_flight = bm.blocks_in_flight(self.running)
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
-            if not seq.is_ready():
+            if not seq.is_ready() or bm.waits_for_prefix(seq, in_flight):
                 skipped.append(self.waiting.popleft())
                 continue
             bm.allocate_prefix(seq)
@@ -132,6 +140,7 @@ class Scheduler:
             out.seqs.append(seq)
             out.num_tokens.append(num_new)
             budget -= num_new
+            in_flight |= bm.blocks_in_flight([seq])
         # not-ready sequences keep their place at the front
         self.waiting.extendleft(reversed(skipped))
         return out

@@ -110,8 +110,6 @@ class StepPlan:
 
     model: _Model
     layers: ctypes.Array[_Layer]
-    hidden_size: int
-    rope_dims: int  # R: rotary dims per head (cos/sin rows are R / 2 wide)
     num_ropes: int
     mask_keys: list[MaskKey]
     max_rows: int  # steps of this many sequences or more run the modules (their dense road)
@@ -216,9 +214,7 @@ def plan(
     array = (_Layer * len(specs))(*specs)
     model = _Model(len(specs), hidden, heads, kv_heads, dim, 0, inter,
                    caches[0].block_size, eps, array, final)  # fmt: skip
-    return StepPlan(
-        model, array, hidden, 0, max(rope_index) + 1, list(mask_keys), max_rows[0]
-    )
+    return StepPlan(model, array, max(rope_index) + 1, list(mask_keys), max_rows[0])
 
 
 def step(

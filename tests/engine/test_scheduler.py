@@ -100,3 +100,28 @@ def test_not_ready_sequence_waits_without_blocking_others() -> None:
     second = s.schedule()
     assert child in second.seqs
     assert child.num_cached_tokens == 8  # parent's two full blocks shared
+
+
+def test_sequence_sharing_a_prefix_being_computed_waits_for_its_blocks() -> None:
+    s = _make(num_blocks=32, budget=64)
+    first = _seq(14)  # three full blocks of 4, then 2 tokens
+    same_opening = Sequence("r", list(range(12)) + [90, 91, 92], SamplingParams(), block_size=BS)
+    unrelated = _seq(6, start=50)
+    for seq in (first, same_opening, unrelated):
+        s.add(seq)
+    step1 = s.schedule()
+    # admitted together, same_opening would compute first's three blocks a second time
+    assert first in step1.seqs and unrelated in step1.seqs and same_opening not in step1.seqs
+    s.postprocess(step1)
+    step2 = s.schedule()
+    assert same_opening in step2.seqs
+    assert same_opening.num_cached_tokens == 12
+    assert step2.num_tokens[step2.seqs.index(same_opening)] == 3
+
+
+def test_without_prefix_caching_nothing_waits() -> None:
+    s = Scheduler(SchedulerConfig(64, 16), BlockManager(32, BS, enable_prefix_caching=False))
+    a, b = _seq(14), _seq(14)
+    s.add(a)
+    s.add(b)
+    assert set(s.schedule().seqs) == {a, b}
