@@ -105,7 +105,7 @@ def test_not_ready_sequence_waits_without_blocking_others() -> None:
 def test_sequence_sharing_a_prefix_being_computed_waits_for_its_blocks() -> None:
     s = _make(num_blocks=32, budget=64)
     first = _seq(14)  # three full blocks of 4, then 2 tokens
-    same_opening = Sequence("r", list(range(12)) + [90, 91, 92], SamplingParams(), block_size=BS)
+    same_opening = Sequence("r", [*range(12), 90, 91, 92], SamplingParams(), block_size=BS)
     unrelated = _seq(6, start=50)
     for seq in (first, same_opening, unrelated):
         s.add(seq)
