@@ -123,7 +123,7 @@ class Scheduler:
         # prompt blocks running prefills are computing: a waiting sequence whose prompt
         # opens with them waits until they are cached instead of computing them again
         # (many requests over one few-shot prefix, all sent at once)
-        in_flight = bm.blocks_in_flight(self.running)
+        in_flight = bm.blocks_in_flight(self.running) if self.waiting else set()
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             if not seq.is_ready() or bm.waits_for_prefix(seq, in_flight):

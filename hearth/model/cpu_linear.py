@@ -50,11 +50,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     `applies` says no."""
     if not applies(x, weight):
         return F.linear(x, weight, bias)
-    rows = x.reshape(-1, x.shape[-1])
-    if not rows.is_contiguous():
-        rows = rows.contiguous()
-    out = torch.ops.mkldnn._linear_pointwise(
-        rows, weight.contiguous(), bias, "none", [], ""
-    )
+    rows = x.reshape(-1, x.shape[-1]).contiguous()  # no copy when it already is
+    out = torch.ops.mkldnn._linear_pointwise(rows, weight.contiguous(), bias, "none", [], "")
     return out.reshape(*x.shape[:-1], weight.shape[0])
-
