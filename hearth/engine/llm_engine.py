@@ -91,6 +91,12 @@ class LLMEngine:
                 "tokens (and must leave room for at least one new token); shorten the prompt "
                 "or raise the context (--ctx / max_model_len) if the model and KV budget allow",
             )
+        outside = [t for t in params.logprob_token_ids if t >= self.vocab_size]
+        if outside:
+            raise UserInputError(
+                f"logprob_token_ids: token id {outside[0]} is outside the vocabulary "
+                f"(0..{self.vocab_size - 1})"
+            )
         start = params.prompt_logprobs_start
         if start is not None and start >= len(ids):
             raise UserInputError(

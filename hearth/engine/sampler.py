@@ -150,6 +150,13 @@ class Sampler:
                 if k is None:
                     continue
                 entry = {ids[i]: Logprob(sampled[i], int(ranks[i]))}
+                wanted = [t for t in row.params.logprob_token_ids if t not in entry]
+                if wanted:
+                    index = torch.tensor(wanted)
+                    lps = raw_logprobs[i].index_select(0, index)
+                    above = (raw_logprobs[i][None, :] > lps[:, None]).sum(dim=-1) + 1
+                    for tok, lp, rank in zip(wanted, lps.tolist(), above.tolist(), strict=True):
+                        entry[tok] = Logprob(lp, int(rank))
                 if k > 0:
                     top = raw_logprobs[i].topk(k)
                     for rank, (lp, tok) in enumerate(

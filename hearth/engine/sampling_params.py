@@ -26,6 +26,9 @@ class SamplingParams:
     max_tokens None means "until the context is full". `stop` strings end the text exactly
     before the string (the string itself is not returned). `logprobs=k` returns the sampled
     token's logprob plus the k most likely alternatives for every output token;
+    `logprob_token_ids` adds these tokens' logprobs (with their ranks) to each of those
+    entries (several candidate next tokens of one prompt scored by one request: an eval's
+    one-token answers " A"/" B"/" C"/" D"; needs `logprobs`);
     `prompt_logprobs=k` does the same for every prompt token (None for the first);
     `prompt_logprobs_start=s` limits it to prompt tokens s.. (earlier ones come back None),
     so only those positions go through the LM head and the prompt before s - 1 may come
@@ -49,6 +52,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
+    logprob_token_ids: tuple[int, ...] = ()
     prompt_logprobs: int | None = None
     prompt_logprobs_start: int | None = None
     skip_special_tokens: bool = True
@@ -64,6 +68,8 @@ class SamplingParams:
         object.__setattr__(self, "stop", tuple(stop))
         ids: Any = self.stop_token_ids
         object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in (ids or ())))
+        wanted: Any = self.logprob_token_ids
+        object.__setattr__(self, "logprob_token_ids", tuple(int(i) for i in (wanted or ())))
         if self.logit_bias is not None:
             object.__setattr__(
                 self, "logit_bias", {int(k): float(v) for k, v in dict(self.logit_bias).items()}
@@ -101,6 +107,11 @@ class SamplingParams:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise _bad(name, f"must be None or an integer >= 0, got {value!r}")
+        if self.logprob_token_ids:
+            if self.logprobs is None:
+                raise _bad("logprob_token_ids", "needs logprobs to be set (logprobs=0 will do)")
+            if any(i < 0 for i in self.logprob_token_ids):
+                raise _bad("logprob_token_ids", "token ids must be >= 0")
         if self.prompt_logprobs_start is not None:
             if self.prompt_logprobs is None:
                 raise _bad("prompt_logprobs_start", "needs prompt_logprobs to be set")

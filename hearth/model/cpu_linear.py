@@ -18,6 +18,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from hearth.model import dense_kernel
+
 ENV = "HEARTH_ONEDNN_LINEAR"
 
 
@@ -51,5 +53,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if not applies(x, weight):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1]).contiguous()  # no copy when it already is
-    out = torch.ops.mkldnn._linear_pointwise(rows, weight.contiguous(), bias, "none", [], "")
+    if rows.shape[0] <= dense_kernel.MAX_ROWS and dense_kernel.available():
+        # a decode step's few rows: a weight stream, read in place (dense_kernel)
+        out = dense_kernel.matmul(rows, weight, bias)
+    else:
+        out = torch.ops.mkldnn._linear_pointwise(rows, weight.contiguous(), bias, "none", [], "")
     return out.reshape(*x.shape[:-1], weight.shape[0])

@@ -277,6 +277,33 @@ def test_prompt_logprobs_start_scores_the_tail_and_reuses_the_prefix(
         )
 
 
+def test_logprob_token_ids_equal_the_prompt_logprobs_of_each_candidate(
+    make_engine: Callable[..., LLMEngine],
+) -> None:
+    """Several next tokens of one prompt scored by one request (an eval's one-token
+    answers) give what scoring prompt + candidate with prompt logprobs gives."""
+    (prompt,) = _prompts(1, [41], seed=12)
+    candidates = (5, 9, 17, 30)
+    engine = make_engine()
+    one = SamplingParams(temperature=0, max_tokens=1, logprobs=0, logprob_token_ids=candidates)
+    (out,) = _run(engine, [prompt], one)
+    logprobs = out.outputs[0].logprobs
+    assert logprobs is not None and len(logprobs) == 1
+    entry = logprobs[0]
+    full = SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0)
+    refs = _run(make_engine(enable_prefix_caching=False), [[*prompt, c] for c in candidates], full)
+    for tok, ref in zip(candidates, refs, strict=True):
+        assert ref.prompt_logprobs is not None
+        want = ref.prompt_logprobs[-1]
+        assert want is not None
+        assert entry[tok].logprob == pytest.approx(want[tok].logprob, abs=1e-5)
+        assert entry[tok].rank == want[tok].rank
+    with pytest.raises(UserInputError, match="logprob_token_ids"):
+        engine.add_request(
+            "outside", [5, 6], SamplingParams(logprobs=0, logprob_token_ids=(10**6,))
+        )
+
+
 def test_bad_input(make_engine: Callable[..., LLMEngine], tiny_llama: tuple[Any, Any]) -> None:
     engine = make_engine(max_model_len=64)
     with pytest.raises(ContextLengthError) as info:

@@ -110,6 +110,21 @@ def test_logprobs_with_alternatives() -> None:
         assert entry[tok].rank == rank
 
 
+def test_logprob_token_ids_value_and_rank_whatever_their_place() -> None:
+    logits = _logits(2, seed=6)
+    ref = logits.log_softmax(-1)
+    worst = int(ref[0].argmin())
+    wanted = [worst, 7, 7, int(ref[0].argmax())]
+    out = Sampler()(logits, [_row(temperature=0, logprobs=0, logprob_token_ids=wanted), _row(temperature=0)])
+    entry = out.logprobs[0]
+    assert entry is not None and out.logprobs[1] is None
+    assert set(entry) == set(wanted)  # the greedy token is one of them
+    for tok in wanted:
+        assert math.isclose(entry[tok].logprob, float(ref[0, tok]), rel_tol=1e-5)
+        assert entry[tok].rank == int((ref[0] > ref[0, tok]).sum()) + 1
+    assert entry[worst].rank == V and entry[wanted[-1]].rank == 1
+
+
 def test_prompt_logprobs_rank_and_value() -> None:
     logits = _logits(3, seed=5)
     nxt = [0, 1, 2]

@@ -22,6 +22,8 @@ from hearth.errors import InvalidParameterError, UserInputError
         ({"prompt_logprobs": -1}, "prompt_logprobs"),
         ({"prompt_logprobs_start": 3}, "prompt_logprobs_start"),
         ({"prompt_logprobs": 0, "prompt_logprobs_start": 0}, "prompt_logprobs_start"),
+        ({"logprob_token_ids": [3]}, "logprob_token_ids"),
+        ({"logprobs": 0, "logprob_token_ids": [3, -1]}, "logprob_token_ids"),
         ({"stop": ["ok", ""]}, "stop"),
         ({"logit_bias": {5: 200.0}}, "logit_bias"),
     ],

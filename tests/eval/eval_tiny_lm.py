@@ -294,9 +294,16 @@ class HFEngineStandIn:
                 plp = [None] * start
                 for pos in range(start, len(ids)):
                     plp.append({ids[pos]: Logprob(stats.logprob[pos - 1], stats.rank[pos - 1])})
+            candidates: list[dict[int, Logprob]] | None = None
+            if sampling_params.logprob_token_ids:  # the candidates' logprobs after the prompt
+                entry = {}
+                for tok in sampling_params.logprob_token_ids:
+                    stats = self.scorer.score([*ids, tok])
+                    entry[tok] = Logprob(stats.logprob[-1], stats.rank[-1])
+                candidates = [entry]
             text = (
                 ""
-                if sampling_params.prompt_logprobs is not None  # scoring: the token is unused
+                if sampling_params.prompt_logprobs is not None or candidates  # scoring
                 else greedy(self.model, self.tokenizer, list(ids), sampling_params.max_tokens or 16, sampling_params.stop)
             )
             outs.append(
@@ -304,7 +311,11 @@ class HFEngineStandIn:
                     request_id=str(n),
                     prompt=None,
                     prompt_token_ids=list(ids),
-                    outputs=[CompletionOutput(index=0, text=text, token_ids=[], finish_reason="stop")],
+                    outputs=[
+                        CompletionOutput(
+                            index=0, text=text, token_ids=[], finish_reason="stop", logprobs=candidates
+                        )
+                    ],
                     finished=True,
                     prompt_logprobs=plp,
                 )

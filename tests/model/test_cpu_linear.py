@@ -1,6 +1,6 @@
-"""cpu_linear: float32 CPU projections through oneDNN give F.linear's products (up to the
-summation order), run oneDNN's op when they should and F.linear when autograd, another
-dtype or the switch says so."""
+"""cpu_linear: float32 CPU projections through oneDNN (or, for few rows, the C dense kernel)
+give F.linear's products (up to the summation order), run oneDNN's op when they should and
+F.linear when autograd, another dtype or the switch says so."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from hearth.model import cpu_linear
+from hearth.model import cpu_linear, dense_kernel
 from hearth.model.linear import Linear
 
 pytestmark = pytest.mark.skipif(not cpu_linear._AVAILABLE, reason="torch without oneDNN")
@@ -34,7 +34,8 @@ def test_matches_f_linear(rows: int, bias: bool) -> None:
     b = torch.randn(200, generator=gen) if bias else None
     with torch.inference_mode():
         got = cpu_linear.linear(x, w, b)
-        assert "mkldnn::_linear_pointwise" in _ops(lambda: cpu_linear.linear(x, w, b))
+        onednn = rows > dense_kernel.MAX_ROWS or not dense_kernel.available()
+        assert ("mkldnn::_linear_pointwise" in _ops(lambda: cpu_linear.linear(x, w, b))) == onednn
     want = F.linear(x.double(), w.double(), None if b is None else b.double())
     assert got.dtype == torch.float32 and got.shape == (rows, 200)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
@@ -67,7 +68,7 @@ def test_linear_module_uses_it() -> None:
     torch.nn.init.normal_(layer.weight)
     assert layer.bias is not None
     torch.nn.init.normal_(layer.bias)
-    x = torch.randn(7, 24)
+    x = torch.randn(40, 24)  # more rows than the dense kernel takes
     with torch.inference_mode():
         assert "mkldnn::_linear_pointwise" in _ops(lambda: layer(x))
         assert torch.equal(layer(x), cpu_linear.linear(x, layer.weight, layer.bias))

@@ -16,12 +16,18 @@ before either's blocks were cached: nothing was shared.) A call holds at most
 `max_batch_tokens` of distinct context, so those blocks are still cached (not evicted) when
 the second wave comes.
 
+One-token continuations of one context (MMLU's " A" / " B" / " C" / " D") go as one
+request of the context alone, asking for the candidates' logprobs at its next position
+(`SamplingParams.logprob_token_ids`): the same numbers from the same logits row, where four
+requests each recomputed the context's last, partly filled KV block and their answer.
+
 Tokenization follows lm-eval (`encode_pair`). Knows nothing of tasks or storage, and
 only the engine's public API (generate, SamplingParams, RequestOutput)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hearth.engine.sampling_params import SamplingParams
@@ -33,6 +39,48 @@ DEFAULT_BATCH_TOKENS = 32768
 # requests whose prompts open with the same this many tokens wait for the first of them
 # (two KV blocks of 16: a shorter match is not worth a wave)
 SHARED_PREFIX_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One engine request of a scoring call: `ids` is the prompt sent; its last `num_cont`
+    tokens are scored through prompt logprobs (for request `members[0]`), or, with
+    `candidates`, the tokens after it are (candidates[j] for request members[j])."""
+
+    ids: list[int]
+    num_cont: int
+    members: tuple[int, ...]
+    candidates: tuple[int, ...] = ()
+
+    def params(self) -> SamplingParams:
+        if self.candidates:
+            return SamplingParams(
+                max_tokens=1, temperature=0.0, logprobs=0, logprob_token_ids=self.candidates
+            )
+        return SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            prompt_logprobs=0,
+            prompt_logprobs_start=len(self.ids) - self.num_cont,
+        )
+
+
+def _queries(prompts: list[tuple[list[int], int]]) -> list[_Query]:
+    """The requests for these prompts, in their order: one per prompt, except that the
+    one-token continuations of one context share one candidate request."""
+    siblings: dict[tuple[int, ...], list[int]] = {}
+    for i, (ids, n) in enumerate(prompts):
+        if n == 1:
+            siblings.setdefault(tuple(ids[:-1]), []).append(i)
+    queries: list[_Query] = []
+    for i, (ids, n) in enumerate(prompts):
+        group = siblings.get(tuple(ids[:-1]), []) if n == 1 else []
+        if len(group) < 2:
+            queries.append(_Query(ids, n, (i,)))
+        elif group[0] == i:
+            candidates = tuple(prompts[m][0][-1] for m in group)
+            queries.append(_Query(ids[:-1], 0, tuple(group), candidates))
+    return queries
 
 
 class _Engine(Protocol):
@@ -95,7 +143,8 @@ class EngineLM:
     def _calls(self, prompts: list[tuple[list[int], int]]) -> list[list[int]]:
         """Request indices per generate call, each call's first request of every distinct
         opening (SHARED_PREFIX_TOKENS) first, bounded by batch_size requests and
-        max_batch_tokens of distinct context."""
+        max_batch_tokens of distinct context. A prompt (ids, n) has context ids[:-n] (all
+        of ids when n is 0)."""
         calls: list[list[int]] = []
         firsts: list[int] = []
         rest: list[int] = []
@@ -103,7 +152,7 @@ class EngineLM:
         openings: set[tuple[int, ...]] = set()
         tokens = 0
         for i, (ids, n) in enumerate(prompts):
-            context = tuple(ids[:-n])
+            context = tuple(ids[: len(ids) - n])
             opening = context[:SHARED_PREFIX_TOKENS]
             new = context not in seen
             if (firsts or rest) and (
@@ -127,21 +176,21 @@ class EngineLM:
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         prompts = [self._prompt(context, continuation) for context, continuation in requests]
+        queries = _queries(prompts)
         out: list[tuple[float, bool]] = [(0.0, False)] * len(prompts)
-        for order in self._calls(prompts):
-            params = [
-                SamplingParams(
-                    max_tokens=1,
-                    temperature=0.0,
-                    prompt_logprobs=0,
-                    prompt_logprobs_start=len(prompts[i][0]) - prompts[i][1],
-                )
-                for i in order
-            ]
-            results = self.llm.generate([prompts[i][0] for i in order], params)
+        for order in self._calls([(q.ids, q.num_cont) for q in queries]):
+            results = self.llm.generate(
+                [queries[i].ids for i in order], [queries[i].params() for i in order]
+            )
             for i, result in zip(order, results, strict=True):
-                ids, n = prompts[i]
-                out[i] = _sum_prompt_logprobs(ids, n, result.prompt_logprobs)
+                q = queries[i]
+                if q.candidates:
+                    for member, value in zip(q.members, _candidate_logprobs(q, result), strict=True):
+                        out[member] = value
+                else:
+                    out[q.members[0]] = _sum_prompt_logprobs(
+                        q.ids, q.num_cont, result.prompt_logprobs
+                    )
         return out
 
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -160,6 +209,18 @@ class EngineLM:
             for i, result in zip(indices, results, strict=True):
                 by_index[i] = cut_at_stops(result.outputs[0].text, until)
         return [by_index[i] for i in range(len(requests))]
+
+
+def _candidate_logprobs(query: _Query, result: Any) -> list[tuple[float, bool]]:
+    """(logprob, is the greedy choice) of each candidate after the query's prompt."""
+    logprobs = result.outputs[0].logprobs if result.outputs else None
+    if not logprobs or not logprobs[0]:
+        raise HearthError("the engine returned no logprobs for a candidate-scoring request")
+    entry = logprobs[0]
+    missing = [t for t in query.candidates if t not in entry]
+    if missing:
+        raise HearthError(f"the engine returned no logprob for candidate token {missing[0]}")
+    return [(float(entry[t].logprob), entry[t].rank == 1) for t in query.candidates]
 
 
 def _sum_prompt_logprobs(ids: list[int], num_cont: int, prompt_logprobs: Any) -> tuple[float, bool]:

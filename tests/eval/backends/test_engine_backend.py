@@ -84,3 +84,24 @@ def test_winogrande_options_wait_for_their_sibling(
     assert prompts[0][0][:SHARED_PREFIX_TOKENS] == prompts[1][0][:SHARED_PREFIX_TOKENS]
     (call,) = lm._calls(prompts)
     assert call == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def test_one_token_answers_of_a_question_go_as_one_request(
+    eval_data: Path, tiny_hf_model: Any, tiny_tokenizer: Any, reference_lm: HFReferenceLM
+) -> None:
+    """MMLU's four answers " A".." D" are one token each after the same context: one
+    request per question, its candidates' logprobs equal to scoring each answer."""
+    items = get_task("mmlu").build(eval_data, Settings(num_fewshot=1, limit=2))
+    requests = [r for item in items for r in item.requests]
+    assert len(requests) == 4 * len(items)
+    engine = HFEngineStandIn(tiny_hf_model, tiny_tokenizer)
+    lm = EngineLM(engine, tiny_tokenizer.encode)
+    assert all(lm._prompt(c, x)[1] == 1 for c, x in requests)
+    got = lm.loglikelihood(requests)
+    want = reference_lm.loglikelihood(requests)
+    assert [g for g, _ in got] == pytest.approx([w for w, _ in want], abs=1e-4)
+    assert [g for _, g in got] == [w for _, w in want]
+    assert sum(engine.calls) == len(items)
+    # a lone one-token continuation keeps the prompt-logprob road
+    (alone,) = lm.loglikelihood(requests[:1])
+    assert alone[0] == pytest.approx(want[0][0], abs=1e-4)

@@ -55,6 +55,22 @@ def test_engine_scores_equal_reference_and_share_the_context(
     assert m.prompt_tokens_total < 0.5 * num_tokens
 
 
+def test_engine_scores_one_token_answers_in_one_request(
+    eval_data: Path, tiny_folder: Path, reference_lm: HFReferenceLM, one_thread: None
+) -> None:
+    from hearth.engine.llm import LLM
+
+    llm = LLM(tiny_folder, num_threads=1, kv_cache_gb=0.05)
+    lm = EngineLM.from_llm(llm)
+    items = get_task("mmlu").build(eval_data, Settings(num_fewshot=2, limit=3))
+    requests = [r for item in items for r in item.requests]
+    got = lm.loglikelihood(requests)
+    want = reference_lm.loglikelihood(requests)
+    assert [g for g, _ in got] == pytest.approx([w for w, _ in want], abs=1e-3)
+    assert [g for _, g in got] == [w for _, w in want]
+    assert llm.engine.metrics().generation_tokens_total == len(items)  # one request each
+
+
 def test_hearth_backend_cli_end_to_end(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -1,0 +1,79 @@
+"""The C float32 matmul of few rows (kernels/dense_matmul.c): y = x @ w.T (+ bias) with the
+weight read in place, once per call, for the decode steps of a float32 model. On the 2-core
+AVX-512 machine one row through all 211 projections of SmolLM2-135M (537 MB) takes MKL's
+SGEMM 51 ms and oneDNN (which reorders the weight per call) 34 ms; `cpu_linear` sends
+calls of up to `MAX_ROWS` rows here. Built at first use like the other kernels
+(native_build.py); no compiler, no AVX-512F, or HEARTH_DENSE_KERNEL=0: `available()` is
+False and cpu_linear keeps oneDNN. Knows nothing of layers or models."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import torch
+
+from hearth.model import cpu_pool, native_build
+
+log = logging.getLogger(__name__)
+
+ENV = "HEARTH_DENSE_KERNEL"
+# rows up to which the kernel beats oneDNN on every SmolLM2 projection (bench in the module
+# test's docstring); above, the product is compute-bound and oneDNN's blocking wins
+MAX_ROWS = 16
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _build() -> ctypes.CDLL:
+    lib = native_build.build("dense_matmul")
+    pointer, int32 = ctypes.c_void_p, ctypes.c_int
+    lib.hearth_dense_matmul.restype = int32
+    lib.hearth_dense_matmul.argtypes = [pointer, int32, int32, int32, pointer, pointer, pointer]
+    lib.hearth_dense_matmul.argtypes += [int32, int32]
+    lib.hearth_dense_available.restype = int32
+    lib.hearth_dense_set_pool.argtypes = [pointer]
+    lib.hearth_dense_set_pool(cpu_pool.pointer())
+    return lib
+
+
+def available() -> bool:
+    """Whether the kernel is built, loaded and has AVX-512F here (tries once)."""
+    global _lib, _tried
+    if not _tried:
+        _tried = True
+        lib = native_build.try_load(_build, ENV, log, "float32 matmuls use oneDNN/MKL")
+        if lib is not None and not lib.hearth_dense_available():
+            log.info("no AVX-512F on this CPU: float32 matmuls use oneDNN/MKL")
+            lib = None
+        _lib = lib
+    return _lib is not None
+
+
+def matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """rows (M, K) @ weight (N, K).T (+ bias (N,)) -> (M, N), all float32 CPU tensors; call
+    `available()` first."""
+    assert _lib is not None, "call available() first"
+    x = rows.contiguous()
+    w = weight.contiguous()
+    m, k = x.shape
+    n = w.shape[0]
+    if w.shape[1] != k:
+        raise ValueError(f"input has {k} columns, the weight {w.shape[1]}")
+    out = torch.empty(m, n, dtype=torch.float32)
+    if m == 0:
+        return out
+    b = bias.contiguous() if bias is not None else None
+    status = _lib.hearth_dense_matmul(
+        x.data_ptr(),
+        m,
+        k,
+        n,
+        w.data_ptr(),
+        b.data_ptr() if b is not None else None,
+        out.data_ptr(),
+        *cpu_pool.threads(),
+    )
+    if status != 0:
+        raise ValueError(f"dense matmul: shape ({m}, {k}) x ({n}, {k}) refused (status {status})")
+    return out
