@@ -214,3 +214,24 @@ def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(paged_kernel, "_lib", None)
     monkeypatch.setattr(paged_kernel, "_tried", False)
     assert not paged_kernel.available()
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "dim", "block_size"),
+    [(9, 3, 64, 16), (8, 1, 32, 32), (16, 2, 128, 64), (3, 3, 48, 16)],
+)
+def test_float32_vector_road_matches_torch(
+    monkeypatch: pytest.MonkeyPatch, heads: int, kv_heads: int, dim: int, block_size: int
+) -> None:
+    """float32 q and caches with Dk = Dv a multiple of 16 take the kernel's vector road (16
+    keys scored together, q.k by FMAs): torch's numbers at float32 rounding, for runs cut by
+    the block's and the context's ends."""
+    q, k, v, cache, meta, positions = _step(
+        [1, 15, 16, 17, 100, 333], heads, kv_heads, dim, dim, torch.float32, block_size
+    )
+    inputs = decode_inputs(meta, positions, {(None, None)})
+    fast = decode_attention(q, k, v, cache, inputs, dim**-0.5)
+    with monkeypatch.context() as patch:
+        patch.setattr(paged_kernel, "supports", lambda *args: False)
+        slow = decode_attention(q, None, None, cache, inputs, dim**-0.5)
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=1e-5)

@@ -25,6 +25,9 @@
 #define MAX_DIM 512
 #define MAX_BLOCK 64
 #define MIN_KEYS_PER_THREAD 4096
+#ifndef SCALAR_F32 /* -DSCALAR_F32=1: float32 on the scalar road (A/B builds) */
+#define SCALAR_F32 0
+#endif
 
 typedef struct {
     const void *q, *kcache, *vcache;
@@ -96,16 +99,18 @@ static inline __m512 exp16(__m512 x) { /* exp_f32, 16 lanes */
     return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
 }
 
-/* The bfloat16 road (q and caches bf16, Dk == Dv, a multiple of 32, groups up to 8): keys
- * in runs of 16, read in memory order (all KV heads of a key, then the next key: ~10%
- * faster from DRAM than a KV head at a time), each row once for the query heads sharing it;
- * q.k by AVX512-BF16 dot products (bf16 pairs multiplied exactly, summed in float32),
- * scaled after; the 16 scores of a run summed across lanes together (sum16) and softmaxed
- * as one vector; values widened once per run and accumulated in float32. */
-static inline __attribute__((always_inline)) void bf16_item(const paged_job_t *job, int s,
-                                                           const int g) {
+/* The vector road, bfloat16 (q and caches bf16, Dk == Dv a multiple of 32) or float32 (q
+ * and caches float32, Dk == Dv a multiple of 16), groups up to 8: keys in runs of 16, read
+ * in memory order (all KV heads of a key, then the next key: ~10% faster from DRAM than a
+ * KV head at a time), each row once for the query heads sharing it; q.k by AVX512-BF16 dot
+ * products (bf16 pairs multiplied exactly, summed in float32) or float32 FMAs, scaled
+ * after; the 16 scores of a run summed across lanes together (sum16) and softmaxed as one
+ * vector; values (widened once per run) accumulated in float32. `f32` is a constant after
+ * inlining, so each road compiles to its own loops. */
+static inline __attribute__((always_inline)) void road_item(const paged_job_t *job, int s,
+                                                            const int g, const int f32) {
     const int H = job->H, Hkv = job->Hkv, D = job->Dk, bs = job->bs;
-    const int C = D / 32; /* 32-value chunks of a head */
+    const int C = f32 ? D / 16 : D / 32; /* one vector of key values per chunk */
     const int64_t row = (int64_t)Hkv * D;
     float *acc = malloc(sizeof(float) * ((size_t)H * D + 2 * (size_t)H));
     if (!acc) return;
@@ -113,7 +118,9 @@ static inline __attribute__((always_inline)) void bf16_item(const paged_job_t *j
     for (int h = 0; h < H; h++) m[h] = -INFINITY, l[h] = 0.0f;
     memset(acc, 0, sizeof(float) * (size_t)H * D);
     const uint16_t *q = (const uint16_t *)job->q + (int64_t)s * H * D;
+    const float *qf = (const float *)job->q + (int64_t)s * H * D;
     const uint16_t *kc = job->kcache, *vc = job->vcache;
+    const float *kcf = job->kcache, *vcf = job->vcache;
     const int64_t *table = job->blocks + (int64_t)s * job->blocks_stride;
     const int64_t start = job->starts[s], end = job->ends[s];
     const __m512 scale = _mm512_set1_ps(job->scale);
@@ -133,16 +140,23 @@ static inline __attribute__((always_inline)) void bf16_item(const paged_job_t *j
             const __mmask16 live = (__mmask16)((1u << n) - 1u);
             for (int j = 0; j < KEYS; j++) { /* key rows in memory order, all KV heads */
                 for (int kvh = 0; kvh < Hkv; kvh++) {
-                    const uint16_t *key = kc + (first + j) * row + (int64_t)kvh * D;
-                    const uint16_t *qg = q + (int64_t)kvh * g * D;
+                    const int64_t at = (first + j) * row + (int64_t)kvh * D;
+                    const int64_t qat = (int64_t)kvh * g * D;
                     __m512 t[ROAD_MAX_GROUP];
                     for (int h = 0; h < g; h++) t[h] = _mm512_setzero_ps();
                     for (int c = 0; c < C && j < n; c++) {
-                        const __m512bh k = (__m512bh)_mm512_loadu_si512(key + c * 32);
-                        for (int h = 0; h < g; h++) {
-                            const __m512bh qh =
-                                (__m512bh)_mm512_loadu_si512(qg + (int64_t)h * D + c * 32);
-                            t[h] = _mm512_dpbf16_ps(t[h], qh, k);
+                        if (f32) {
+                            const __m512 k = _mm512_loadu_ps(kcf + at + c * 16);
+                            for (int h = 0; h < g; h++)
+                                t[h] = _mm512_fmadd_ps(
+                                    _mm512_loadu_ps(qf + qat + (int64_t)h * D + c * 16), k, t[h]);
+                        } else {
+                            const __m512bh k = (__m512bh)_mm512_loadu_si512(kc + at + c * 32);
+                            for (int h = 0; h < g; h++) {
+                                const __m512bh qh = (__m512bh)_mm512_loadu_si512(
+                                    q + qat + (int64_t)h * D + c * 32);
+                                t[h] = _mm512_dpbf16_ps(t[h], qh, k);
+                            }
                         }
                     }
                     for (int h = 0; h < g; h++) part[(kvh * g + h) * KEYS + j] = t[h];
@@ -175,12 +189,13 @@ static inline __attribute__((always_inline)) void bf16_item(const paged_job_t *j
                             _mm512_storeu_ps(ah + d, _mm512_mul_ps(_mm512_loadu_ps(ah + d), cv));
                     }
                 }
-                const uint16_t *values = vc + first * row + (int64_t)kvh * D;
+                const int64_t vat = first * row + (int64_t)kvh * D;
                 for (int d = 0; d < D; d += 16) {
                     __m512 a[ROAD_MAX_GROUP];
                     for (int h = 0; h < g; h++) a[h] = _mm512_loadu_ps(acc + (size_t)(kvh * g + h) * D + d);
                     for (int j = 0; j < n; j++) {
-                        const __m512 v = widen16(values + j * row + d);
+                        const __m512 v = f32 ? _mm512_loadu_ps(vcf + vat + j * row + d)
+                                             : widen16(vc + vat + j * row + d);
                         for (int h = 0; h < g; h++)
                             a[h] = _mm512_fmadd_ps(_mm512_set1_ps(probs[h][j]), v, a[h]);
                     }
@@ -189,25 +204,39 @@ static inline __attribute__((always_inline)) void bf16_item(const paged_job_t *j
             }
         }
     }
-    uint16_t *o = (uint16_t *)job->out + (int64_t)s * H * D;
     for (int h = 0; h < H; h++) {
         const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-        for (int d = 0; d < D; d++) o[(size_t)h * D + d] = f32_to_bf16(acc[(size_t)h * D + d] * inv);
+        const float *ah = acc + (size_t)h * D;
+        if (f32) {
+            float *o = (float *)job->out + (int64_t)s * H * D + (size_t)h * D;
+            for (int d = 0; d < D; d++) o[d] = ah[d] * inv;
+        } else {
+            uint16_t *o = (uint16_t *)job->out + (int64_t)s * H * D + (size_t)h * D;
+            for (int d = 0; d < D; d++) o[d] = f32_to_bf16(ah[d] * inv);
+        }
     }
     free(acc);
     _mm_free(part);
 }
 
-static void paged_item_bf16(const paged_job_t *job, int s) {
-    switch (job->H / job->Hkv) { /* the group size as a constant: unrolled head loops */
-    case 1: bf16_item(job, s, 1); break;
-    case 2: bf16_item(job, s, 2); break;
-    case 3: bf16_item(job, s, 3); break;
-    case 4: bf16_item(job, s, 4); break;
-    case 5: bf16_item(job, s, 5); break;
-    case 6: bf16_item(job, s, 6); break;
-    case 7: bf16_item(job, s, 7); break;
-    default: bf16_item(job, s, 8); break;
+#define ROAD_GROUPS(f32)                          \
+    switch (job->H / job->Hkv) {                  \
+    case 1: road_item(job, s, 1, f32); break;     \
+    case 2: road_item(job, s, 2, f32); break;     \
+    case 3: road_item(job, s, 3, f32); break;     \
+    case 4: road_item(job, s, 4, f32); break;     \
+    case 5: road_item(job, s, 5, f32); break;     \
+    case 6: road_item(job, s, 6, f32); break;     \
+    case 7: road_item(job, s, 7, f32); break;     \
+    default: road_item(job, s, 8, f32); break;    \
+    }
+
+/* the group size and the dtype as constants: unrolled head loops */
+static void paged_item_road(const paged_job_t *job, int s, int f32) {
+    if (f32) {
+        ROAD_GROUPS(1)
+    } else {
+        ROAD_GROUPS(0)
     }
 }
 #else
@@ -220,7 +249,12 @@ static void paged_item(const paged_job_t *job, int s) {
     const int H = job->H, Hkv = job->Hkv, g = H / Hkv, Dk = job->Dk, Dv = job->Dv;
 #if HAVE_BF16_ROAD
     if (job->q_bf16 && job->kv_bf16 && Dk == Dv && Dk % 32 == 0 && g <= ROAD_MAX_GROUP) {
-        paged_item_bf16(job, s);
+        paged_item_road(job, s, 0);
+        return;
+    }
+    if (!job->q_bf16 && !job->kv_bf16 && Dk == Dv && Dk % 16 == 0 && g <= ROAD_MAX_GROUP &&
+        !SCALAR_F32) {
+        paged_item_road(job, s, 1);
         return;
     }
 #endif
