@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hearth.model import decode_ops
-from hearth.model.attention import DecodeInputs, decode_attention, paged_attention
+from hearth.model.attention import DecodeInputs, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.linear import make_linear
@@ -47,7 +47,7 @@ class Attention(nn.Module):
         if config.attn_temperature_tuning and not self.use_rope:
             self.temperature = (config.attn_temperature_floor_scale, config.attn_temperature_scale)
         # the plain rope layer (no q/k norms, halves rotated, equal k/v head sizes) whose
-        # decode steps can take decode_ops.rope_cache
+        # steps can take decode_ops.rope_cache
         self._fused_decode = (
             self.use_rope
             and not self.qk_norm
@@ -71,14 +71,15 @@ class Attention(nn.Module):
         if (
             qkv is not None
             and self._fused_decode
-            and isinstance(meta, DecodeInputs)
             and decode_ops.applies(qkv, cache.key, cache.value, *cos_sin)
         ):
             # one C pass does what _heads does here and writes k and v into the cache
             q = decode_ops.rope_cache(
                 qkv, *cos_sin, cache.key, cache.value, meta.slot_mapping, self.num_heads
             )
-            out = decode_attention(q, None, None, cache, meta, self.scale, window, softcap, chunk)
+            out = paged_attention(
+                q, None, None, positions, cache, meta, self.scale, window, softcap, chunk
+            )
         else:
             q, k, v = self._heads(hidden, qkv, positions, cos_sin)
             out = paged_attention(

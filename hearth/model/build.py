@@ -2,18 +2,23 @@
 differ from the decoder's parameter names are reconciled here, in one table: Mixtral's
 `block_sparse_moe.experts.N.w1/w2/w3`, Phi-3's fused `qkv_proj` and `gate_up_proj` (split
 into views at load), Llama 4's `feed_forward` with fused (E, in, out) expert tensors (split
-per expert) and its multimodal wrapper's `language_model.` prefix (vision tower ignored). Missing, mismatched or unexpected tensors raise errors naming them.
-Knows nothing of files (weights/ reads them) or of requests."""
+per expert) and its multimodal wrapper's `language_model.` prefix (vision tower ignored).
+Missing, mismatched or unexpected tensors raise errors naming them. `fuse_projections`
+merges q/k/v and gate/up for the engine. Knows nothing of files (weights/ reads them) or of requests."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 
 from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.model.attention_layer import Attention
 from hearth.model.decoder import Decoder
+from hearth.model.linear import Linear
+from hearth.model.mlp import GatedMLP
 from hearth.weights.config import ModelConfig
 
 Source = Callable[[], torch.Tensor]
@@ -160,3 +165,43 @@ def build_model(
         state[name] = tensor.to(device)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def fuse_projections(model: Decoder) -> Decoder:
+    """Each layer's q/k/v and gate/up dense projections merged into one `qkv_proj` and one
+    `gate_up_proj` (rows q, k, v; gate, up), as the quantized build does: one matmul each
+    instead of three and two, and the fused rows are what decode_ops' one-pass rope + cache
+    write and SiLU gate read. Same products (each output row is the same dot product);
+    for the serving road only: parameter names change, so a checkpoint's names no longer
+    match. Layers whose parts differ in dtype or bias presence stay as they are."""
+    for layer in model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        if isinstance(attn, Attention) and attn.qkv_proj is None:
+            fused = _fused_linear([attn.q_proj, attn.k_proj, attn.v_proj])
+            if fused is not None:
+                attn.fuse_qkv(fused)
+        if type(mlp) is GatedMLP and mlp.gate_up_proj is None:
+            fused = _fused_linear([mlp.gate_proj, mlp.up_proj])
+            if fused is not None:
+                mlp.fuse_gate_up(fused)
+    return model
+
+
+def _fused_linear(parts: Sequence[nn.Module]) -> Linear | None:
+    if not all(type(p) is Linear for p in parts):
+        return None
+    linears = [p for p in parts if isinstance(p, Linear)]
+    weights: list[torch.Tensor] = [p.weight for p in linears]
+    biases = [p.bias for p in linears]
+    if len({w.dtype for w in weights}) != 1 or len({w.device for w in weights}) != 1:
+        return None
+    if any(b is None for b in biases) and not all(b is None for b in biases):
+        return None
+    with torch.device("meta"):
+        fused = Linear(weights[0].shape[1], sum(w.shape[0] for w in weights), biases[0] is not None)
+    fused.weight = nn.Parameter(torch.cat(weights), requires_grad=False)
+    if fused.bias is not None:
+        fused.bias = nn.Parameter(
+            torch.cat([b for b in biases if b is not None]), requires_grad=False
+        )
+    return fused

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from hearth.model.build import build_model
+from hearth.model.build import build_model, fuse_projections
 from hearth.model.decoder import Decoder
 from hearth.model.quant import ACT_DTYPE
 from hearth.model.quant_build import build_quantized_model, check_quant_mode
@@ -75,9 +75,8 @@ def load_decoder(
     with _compact_heap():
         if mode == "none":
             weights = load_weights(path, dtype)
-            return LoadedDecoder(
-                weights, build_model(weights.config, weights.tensors, dtype), dtype, mode
-            )
+            decoder = fuse_projections(build_model(weights.config, weights.tensors, dtype))
+            return LoadedDecoder(weights, decoder, dtype, mode)
         if is_gguf:
             from hearth.weights.gguf import load_gguf
 

@@ -17,6 +17,7 @@ import transformers as tf
 from conftest import COMMON
 from torch.profiler import ProfilerActivity, profile
 
+from hearth.model import paged_kernel
 from hearth.model.attention import masked_prefill_attention, paged_attention, prefill_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
@@ -189,6 +190,8 @@ STEPS = {
     "scratch": [(0, 13)],
     "prefix": [(10, 7)],
     "several": [(0, 9), (11, 5), (6, 1), (3, 12)],  # a decode token among prefills too
+    # several decode tokens among prefills: those go together on the decode road
+    "decoders": [(0, 9), (11, 1), (6, 1), (3, 12), (21, 1)],
 }
 
 
@@ -210,9 +213,29 @@ def test_prefill_matches_reference(
     assert (out.double() - ref).abs().max() <= tol
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mixed_step_decoders_take_the_kernel_together(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not paged_kernel.available():
+        pytest.skip("paged kernel unavailable (no C compiler, or HEARTH_PAGED_KERNEL=0)")
+    calls: list[int] = []
+    kernel = paged_kernel.paged_decode
+
+    def counted(query: torch.Tensor, *args: Any) -> torch.Tensor:
+        calls.append(query.shape[0])
+        return kernel(query, *args)
+
+    monkeypatch.setattr(paged_kernel, "paged_decode", counted)
+    out, ref = _step(STEPS["decoders"], dtype, window=6, softcap=3.0)
+    assert calls == [3]  # the three one-token sequences, in one call
+    tol = TOL if dtype == torch.float32 else 2e-2
+    assert (out.double() - ref).abs().max() <= tol
+
+
 @pytest.mark.parametrize("dk,dv", [(16, 12), (12, 16)])
 def test_prefill_key_and_value_widths_differ(dk: int, dv: int) -> None:
-    out, ref = _step(STEPS["several"], dk=dk, dv=dv, window=6)
+    out, ref = _step(STEPS["decoders"], dk=dk, dv=dv, window=6)
     assert out.shape[-1] == dv
     assert (out.double() - ref).abs().max() <= TOL
 
