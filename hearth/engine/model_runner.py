@@ -15,7 +15,12 @@ import torch
 
 from hearth.engine.scheduler import SchedulerOutput
 from hearth.engine.sequence import Sequence
-from hearth.engine.threads import DEFAULT_MIN_TOKENS_PER_THREAD, StepThreads, dedicated_cpu
+from hearth.engine.threads import (
+    DEFAULT_MIN_TOKENS_PER_THREAD,
+    StepThreads,
+    dedicated_cpu,
+    openmp_workers_sleep,
+)
 from hearth.model import cpu_pool
 from hearth.model.batch import AttentionMetadata
 
@@ -123,8 +128,10 @@ class ModelRunner:
             threads = StepThreads(torch.get_num_threads(), rule)
         self.threads = threads
         # the C kernels share the cores through their own pool unless the cores are
-        # hearth's alone (see cpu_pool.set_threads)
-        cpu_pool.set_threads(None if dedicated_cpu() else threads.max_threads)
+        # hearth's alone, or OpenMP's workers spin anyway (see cpu_pool.set_threads)
+        cpu_pool.set_threads(
+            None if dedicated_cpu() else threads.max_threads, pooled=openmp_workers_sleep()
+        )
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:

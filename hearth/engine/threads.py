@@ -45,6 +45,14 @@ def dedicated_cpu(env: Mapping[str, str] | None = None) -> bool:
     return env.get(DEDICATED_ENV, "") in ("1", "true", "yes")
 
 
+def openmp_workers_sleep(env: Mapping[str, str] | None = None) -> bool:
+    """Whether libgomp's idle workers sleep at once (OMP_WAIT_POLICY=PASSIVE, as hearth's
+    entry points set it, or GOMP_SPINCOUNT=0) rather than spin (its default, e.g. in a
+    Python process that imported torch itself)."""
+    env = os.environ if env is None else env
+    return env.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" or env.get("GOMP_SPINCOUNT") == "0"
+
+
 @dataclass(frozen=True)
 class StepThreads:
     """max_threads: the most threads a step may use (the process's budget: Settings.threads

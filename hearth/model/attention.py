@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hearth.model import paged_kernel
+from hearth.model import paged_kernel, prefill_kernel
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 
@@ -280,6 +280,11 @@ def prefill_attention(
     partial outputs round before the merge), so it is not done."""
     length, context = query.shape[0], key.shape[0]
     dk, dv = query.shape[-1], value.shape[-1]
+    uncut = (sliding_window is None or context <= sliding_window) and (
+        chunk is None or context <= chunk
+    )
+    if uncut and prefill_kernel.supports(query, key, value):
+        return prefill_kernel.causal_attention(query, key, value, scale)
     q = query.transpose(0, 1)[None]  # (1, H, L, Dk)
     k = key.transpose(0, 1)[None]  # (1, Hkv, C, Dk)
     v = value.transpose(0, 1)[None]  # (1, Hkv, C, Dv)
@@ -287,9 +292,6 @@ def prefill_attention(
         v = F.pad(v, (0, dk - dv))
     elif dk < dv:  # zero query/key columns leave every score as it was (scale is explicit)
         q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
-    uncut = (sliding_window is None or context <= sliding_window) and (
-        chunk is None or context <= chunk
-    )
     if length == context and uncut:
         o = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, scale=scale, enable_gqa=True

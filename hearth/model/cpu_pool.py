@@ -16,24 +16,30 @@ import torch
 from hearth.model import native_build
 
 _lib: ctypes.CDLL | None = None
-# threads of the pool (set_threads); None: OpenMP at torch's thread count
+# threads of the kernels (set_threads); None: OpenMP at torch's thread count
 _threads: int | None = None
+# whether they run on the pool (True) or an OpenMP team of `_threads`
+_pooled = True
 
 
-def set_threads(threads: int | None) -> None:
-    """Run the kernels on the pool with `threads` threads (the process's budget, whatever
-    torch's count for the step), or on OpenMP at torch's thread count (None). Measured on
-    2 cores, one-token decode steps of SmolLM2 Q4_1 with PASSIVE OpenMP workers: 9.0 ms of
-    matmuls per token on 1 thread, 15.7 ms on 2 OpenMP threads woken per region, 5.2 ms on
-    the pool."""
-    global _threads
+def set_threads(threads: int | None, pooled: bool = True) -> None:
+    """Run the kernels with `threads` threads (the process's budget, whatever torch's count
+    for the step) on the pool, or on an OpenMP team of that size (pooled False), or on
+    OpenMP at torch's thread count (None). Measured on 2 cores, one-token decode steps of
+    SmolLM2 Q4_1 with PASSIVE OpenMP workers: 9.0 ms of matmuls per token on 1 thread,
+    15.7 ms on 2 OpenMP threads woken per region, 5.2 ms on the pool. With OpenMP's default
+    spinning workers the pool's own spinning helpers fight them instead (float32 decode of
+    SmolLM2, 1 / 16 / 30 sequences of 1,000 tokens: 44 / 106 / 160 ms a step on the pool,
+    36 / 90 / 129 ms on OpenMP), hence `pooled`."""
+    global _threads, _pooled
     _threads = threads
+    _pooled = pooled
 
 
 def threads() -> tuple[int, bool]:
     """(threads, pooled) for the next kernel call."""
     if _threads is not None:
-        return _threads, True
+        return _threads, _pooled
     return torch.get_num_threads(), False
 
 

@@ -18,6 +18,7 @@ from hearth.engine.threads import (
     HEARTH_SET_WAIT_POLICY,
     StepThreads,
     dedicated_cpu,
+    openmp_workers_sleep,
     peer_environment,
     set_passive_wait,
 )
@@ -116,3 +117,14 @@ def test_switching_threads_between_steps_keeps_greedy_tokens(
         # the 2-thread rule really switched: chunked prefill steps on 2, lone decodes on 1
         assert seen == ({1} if rule.max_threads == 1 else {1, 2})
     assert results[0] == results[1]
+
+
+def test_openmp_workers_sleep_only_when_told_to() -> None:
+    assert not openmp_workers_sleep({})
+    assert not openmp_workers_sleep({"OMP_WAIT_POLICY": "ACTIVE"})
+    assert not openmp_workers_sleep({"GOMP_SPINCOUNT": "1000"})
+    assert openmp_workers_sleep({"OMP_WAIT_POLICY": "passive"})
+    assert openmp_workers_sleep({"GOMP_SPINCOUNT": "0"})
+    env: dict[str, str] = {}
+    set_passive_wait(env)  # what hearth's entry points do
+    assert openmp_workers_sleep(env)

@@ -96,3 +96,17 @@ def test_paged_kernel_on_the_pool(pooled: None) -> None:
     on_pool = paged_kernel.paged_decode(*args)
     cpu_pool.set_threads(None)
     assert torch.equal(on_pool, paged_kernel.paged_decode(*args))
+
+
+def test_kernels_told_their_team() -> None:
+    """threads(): the pool, an OpenMP team of the budget (OpenMP's workers spin), or
+    OpenMP at torch's count."""
+    try:
+        cpu_pool.set_threads(2)
+        assert cpu_pool.threads() == (2, True)
+        cpu_pool.set_threads(2, pooled=False)
+        assert cpu_pool.threads() == (2, False)
+        cpu_pool.set_threads(None)
+        assert cpu_pool.threads() == (torch.get_num_threads(), False)
+    finally:
+        cpu_pool.set_threads(None)

@@ -81,24 +81,6 @@ static inline __m512 widen16(const uint16_t *src) { /* 16 bf16 -> 16 float32 */
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
-static inline __m512 exp16(__m512 x) { /* exp_f32, 16 lanes */
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.3888889e-3f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3333333e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1666667e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666667e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
-
 /* The vector road, bfloat16 (q and caches bf16, Dk == Dv a multiple of 32) or float32 (q
  * and caches float32, Dk == Dv a multiple of 16), groups up to 8: keys in runs of 16, read
  * in memory order (all KV heads of a key, then the next key: ~10% faster from DRAM than a
