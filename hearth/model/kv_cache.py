@@ -82,23 +82,20 @@ def allocate_kv_caches(
 def _zeros(
     shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str | None
 ) -> torch.Tensor:
-    """A zeroed tensor; on the CPU an anonymous memory mapping (huge pages asked for), which
-    the OS fills with zeros page by page on first touch: a pool sized to a share of free RAM
-    (5.8 GB for SmolLM2 on a 24 GB machine) no longer costs seconds of zero-filling at start
-    (7.9 s measured) nor its whole size in RSS before a request uses it (it grows by at most
-    2 MB a touch). Unmapped when the tensor goes."""
+    """A zeroed tensor; on the CPU an anonymous memory mapping, which the OS fills with zeros
+    page by page on first touch: a pool sized to a share of free RAM (5.8 GB for SmolLM2 on
+    a 24 GB machine) no longer costs seconds of zero-filling at start (7.9 s measured) nor
+    its whole size in RSS before a request uses it. Unmapped when the tensor goes."""
     if torch.device(device or "cpu").type != "cpu":
         return torch.zeros(*shape, dtype=dtype, device=device)
     count = math.prod(shape)
     if count == 0:
         return torch.zeros(*shape, dtype=dtype)
     size = count * torch.empty((), dtype=dtype).element_size()
+    # no MADV_HUGEPAGE: 2 MB pages read scattered blocks faster (paged decode, 30 x 1,100
+    # tokens: 19.6 -> 25.0 GB/s), but each first touch of a block zeroes its whole 2 MB
+    # page, and a prefill writes into fresh blocks across the pool: Winogrande's scoring
+    # ran 7.9 s instead of 6.9 (the rope + cache write 0.1 -> 0.8 s)
     mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        # 2 MB pages where the kernel's THP mode is "madvise" (the common default): a
-        # decode step reads scattered 12 KB blocks across the pool, and with 4 KB pages the
-        # TLB misses cost a quarter of the paged kernel's bandwidth (30 sequences x 1,100
-        # tokens, float32: 19.6 -> 25.0 GB/s)
-        mapping.madvise(mmap.MADV_HUGEPAGE)
     # frombuffer keeps `mapping` alive as long as the tensor (and its views) live
     return torch.frombuffer(mapping, dtype=dtype, count=count).view(shape)
