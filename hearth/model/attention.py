@@ -194,6 +194,7 @@ def paged_attention(
     num_tokens, num_heads, _ = query.shape
     out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
     singles = [i for i, n in enumerate(meta.query_lens) if n == 1]
+    done: set[int] = set()
     if len(singles) > 1 and paged_kernel.supports(query, cache.key, cache.value):
         # the decoding sequences of a mixed step, all at once on the decode road (the C
         # kernel reads their caches in place): one by one below, each gathered its
@@ -201,12 +202,12 @@ def paged_attention(
         # at 1,000 tokens against ~2.5 ms in a decode step
         _attend_singles(query, positions, cache, meta, singles, out, scale, sliding_window,
                         softcap, chunk)  # fmt: skip
-    single = set(singles) if len(singles) > 1 else set()
+        done = set(singles)
     start = 0
     # one sequence at a time: the gather and the kernel call cost far more than the loop
     for i, length in enumerate(meta.query_lens):
         end = start + length
-        if i in single:
+        if i in done:
             start = end
             continue
         context = int(meta.context_lens[i])

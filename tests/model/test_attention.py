@@ -233,6 +233,17 @@ def test_mixed_step_decoders_take_the_kernel_together(
     assert (out.double() - ref).abs().max() <= tol
 
 
+def test_mixed_step_decoders_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HEARTH_PAGED_KERNEL=0 (or no compiler): the one-token sequences stay on the
+    per-sequence road and still get their attention."""
+    monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
+    monkeypatch.setattr(paged_kernel, "_lib", None)
+    monkeypatch.setattr(paged_kernel, "_tried", False)
+    assert not paged_kernel.available()
+    out, ref = _step(STEPS["decoders"], window=6)
+    assert (out.double() - ref).abs().max() <= TOL
+
+
 @pytest.mark.parametrize("dk,dv", [(16, 12), (12, 16)])
 def test_prefill_key_and_value_widths_differ(dk: int, dv: int) -> None:
     out, ref = _step(STEPS["decoders"], dk=dk, dv=dv, window=6)
