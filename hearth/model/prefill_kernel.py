@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from hearth.model import cpu_pool, native_build
+from hearth.model import native_build
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,8 @@ def _build() -> ctypes.CDLL:
     pointer, int32, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn = lib.hearth_prefill_attention
     fn.restype = int32
-    fn.argtypes = [pointer] * 4 + [int32] * 5 + [float32, int32, int32]
+    fn.argtypes = [pointer] * 4 + [int32] * 5 + [float32, int32]
     lib.hearth_prefill_available.restype = int32
-    lib.hearth_prefill_set_pool.argtypes = [pointer]
-    lib.hearth_prefill_set_pool(cpu_pool.pointer())
     return lib
 
 
@@ -81,12 +79,11 @@ def causal_attention(
     kt = key.permute(1, 2, 0).contiguous()  # (Hkv, D, C): a key block's rows are vectors
     v = value.contiguous()
     out = torch.empty(length, heads, dim, dtype=torch.float32)
+    # OpenMP at torch's thread count, the team of the step's GEMMs (the kernel's header)
     status = _lib.hearth_prefill_attention(
         q.data_ptr(), kt.data_ptr(), v.data_ptr(), out.data_ptr(), length, context, heads,
-        kv_heads, dim, scale, torch.get_num_threads(), 0,
+        kv_heads, dim, scale, torch.get_num_threads(),
     )  # fmt: skip
-    # OpenMP, as the prefill step's GEMMs around it: on the work-sharing pool its helpers
-    # spin after the call while oneDNN's next GEMM wants both cores (gsm8k prefill: +15%)
     if status != 0:
         raise ValueError(
             f"prefill attention: {length} queries x {heads} heads over {context} keys x "

@@ -15,8 +15,10 @@
  * Per work item (a KV head and TQ query positions: TQ x group rows sharing every key):
  * for each block of KB keys, S = (q * scale) K^T in tiles of 6 rows x 32 keys, an online
  * softmax per row (running max and sum, exp by the shared polynomial), then O += P V in
- * tiles of 3 rows x 64 dims. Items are claimed largest first (the last query tile sees
- * the most keys) from the work-sharing pool (thread_pool.c) or OpenMP.
+ * tiles of 3 rows x 64 dims. Items are handed out largest first (the last query tile sees
+ * the most keys) over OpenMP, the team the prefill step's GEMMs run on: on the
+ * work-sharing pool (thread_pool.c) the helpers' spinning after the call slowed the next
+ * GEMM (gsm8k prefill +15%).
  *
  * Sums run in another order than SDPA's: outputs agree with it to float32 rounding (~1e-6
  * relative), not bit for bit. Without AVX-512F `hearth_prefill_available` returns 0. */
@@ -43,10 +45,6 @@
 #define ROWS_MAX (TQ * MAX_GROUP)
 
 int hearth_prefill_available(void) { return HAVE_AVX512; }
-
-static pool_fn prefill_pool;
-
-void hearth_prefill_set_pool(pool_fn fn) { prefill_pool = fn; }
 
 typedef struct {
     const float *q, *kt, *v;
@@ -105,8 +103,7 @@ static inline __attribute__((always_inline)) void value_tile(const float *p, con
         for (int c = 0; c < 4; c++) _mm512_storeu_ps(o + r * D + d0 + c * 16, a[r][c]);
 }
 
-static void prefill_item(void *ctx, int64_t item) {
-    const prefill_job_t *job = ctx;
+static void prefill_item(const prefill_job_t *job, int64_t item) {
     const int H = job->H, Hkv = job->Hkv, D = job->D, C = job->C, L = job->L;
     const int g = H / Hkv;
     /* largest first: the last query tile sees the most keys */
@@ -210,24 +207,19 @@ static void prefill_item(void *ctx, int64_t item) {
 /* out = causal attention of q over (kt, v), shapes as above. Returns 0, or non-zero for a
  * shape it does not take (the caller keeps SDPA) or without AVX-512F. */
 int hearth_prefill_attention(const float *q, const float *kt, const float *v, float *out, int L,
-                             int C, int H, int Hkv, int D, float scale, int nthreads,
-                             int pooled) {
+                             int C, int H, int Hkv, int D, float scale, int nthreads) {
 #if HAVE_AVX512
     if (L < 1 || C < L || Hkv < 1 || H % Hkv || H / Hkv > MAX_GROUP || D % 64 || D > MAX_DIM)
         return 1;
     const int tiles = (L + TQ - 1) / TQ;
     prefill_job_t job = {q, kt, v, out, L, C, H, Hkv, D, scale, tiles};
     const int64_t items = (int64_t)tiles * Hkv;
-    if (pooled && prefill_pool && nthreads > 1 && items > 1) {
-        prefill_pool(prefill_item, &job, items, nthreads);
-    } else {
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) if (nthreads > 1 && items > 1)
-        for (int64_t i = 0; i < items; i++) prefill_item(&job, i);
-    }
+    for (int64_t i = 0; i < items; i++) prefill_item(&job, i);
     return 0;
 #else
     (void)q, (void)kt, (void)v, (void)out, (void)L, (void)C, (void)H, (void)Hkv, (void)D;
-    (void)scale, (void)nthreads, (void)pooled;
+    (void)scale, (void)nthreads;
     return 3;
 #endif
 }
