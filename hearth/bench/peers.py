@@ -19,14 +19,29 @@ from hearth.errors import OptionalDependencyError, UserInputError
 PEERS = ("llama.cpp", "transformers")
 LLAMA_CPP_HINT = "pip install 'hearth[bench]'"
 # llama-cpp-python 0.3.36 built natively (-march=native, which turns on AMX where the CPU
-# has it) crashed in its first decode on a Xeon with AMX here; the same AVX-512 build
-# without AMX runs
-LLAMA_CPP_REBUILD = (
-    "if it crashed in llama.cpp itself, rebuild it without AMX: CMAKE_ARGS='-DGGML_NATIVE=OFF "
-    "-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON "
-    "-DGGML_AVX_VNNI=ON -DGGML_AMX_INT8=OFF' pip install --force-reinstall --no-cache-dir "
-    "--no-deps llama-cpp-python"
+# has it) crashed in its first decode on a Xeon with AMX here (SIGSEGV); the same AVX-512
+# build without AMX runs. The reverse also happened: a build with -DGGML_AVX_VNNI=ON (the
+# VEX-coded AVX-VNNI, which Zen 4 lacks beside its AVX-512 VNNI) dies of SIGILL on an AMD
+# EPYC; a native build is right there
+LLAMA_CPP_NO_AMX = (
+    "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON "
+    "-DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON -DGGML_AMX_INT8=OFF'"
 )
+LLAMA_CPP_NATIVE = "CMAKE_ARGS='-DGGML_NATIVE=ON'"
+LLAMA_CPP_REINSTALL = "pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python"
+
+
+def llama_cpp_rebuild_hint(signal_number: int) -> str:
+    """What to do when the llama.cpp worker died of this signal inside native code."""
+    if signal_number == 4:  # SIGILL: built for instructions this CPU does not have
+        return (
+            "llama.cpp was built for instructions this CPU lacks; rebuild it for this CPU: "
+            f"{LLAMA_CPP_NATIVE} {LLAMA_CPP_REINSTALL}"
+        )
+    return (
+        "if it crashed in llama.cpp itself, rebuild it without AMX: "
+        f"{LLAMA_CPP_NO_AMX} {LLAMA_CPP_REINSTALL}"
+    )
 
 
 def check_peer(peer: str) -> None:

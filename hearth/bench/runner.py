@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.bench.machine import machine_info
-from hearth.bench.peers import LLAMA_CPP_REBUILD, check_peer
+from hearth.bench.peers import check_peer, llama_cpp_rebuild_hint
 from hearth.bench.workloads import SCENARIOS, make_workloads
 from hearth.engine.threads import peer_environment
 from hearth.errors import HearthError
@@ -59,9 +59,10 @@ def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         env=env,
     )
     if proc.returncode < 0:  # killed by a signal: a crash inside native code, no traceback
-        hint = f"; {LLAMA_CPP_REBUILD}" if spec["engine"] == "llama.cpp" else ""
+        signal_number = -proc.returncode
+        hint = f"; {llama_cpp_rebuild_hint(signal_number)}" if spec["engine"] == "llama.cpp" else ""
         raise HearthError(
-            f"the {spec['engine']} bench worker died of signal {-proc.returncode}{hint}"
+            f"the {spec['engine']} bench worker died of signal {signal_number}{hint}"
         )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]

@@ -23,12 +23,9 @@ from hearth.model import native_build
 log = logging.getLogger(__name__)
 
 ENV = "HEARTH_DECODE_OPS"
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("decode_ops")
+def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32, int64, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
     lib.hearth_rms_norm.restype = None
     lib.hearth_rms_norm.argtypes = [pointer, pointer, pointer, int64, int32, float32, int32, int32]
@@ -42,16 +39,14 @@ def _build() -> ctypes.CDLL:
     lib.hearth_silu_mul_f32.argtypes = lib.hearth_silu_mul.argtypes
     lib.hearth_rope_cache_f32.restype = None
     lib.hearth_rope_cache_f32.argtypes = [*lib.hearth_rope_cache.argtypes, int32]
-    return lib
+
+
+KERNEL = native_build.Kernel("decode_ops", ENV, log, "norms, gates and rope use plain torch", _setup)
 
 
 def available() -> bool:
     """Whether the kernels are built and loaded (tries once per process)."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        _lib = native_build.try_load(_build, ENV, log, "norms, gates and rope use plain torch")
-    return _lib is not None
+    return KERNEL.load() is not None
 
 
 def applies(*tensors: torch.Tensor) -> bool:
@@ -70,10 +65,11 @@ def applies(*tensors: torch.Tensor) -> bool:
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor:
     """x (..., D) normalized and scaled by weight (D,), both bf16 or both float32 -> (...,
     D) of that dtype."""
-    assert _lib is not None, "call applies() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call applies() first"
     out = torch.empty_like(x)
     dim = x.shape[-1]
-    fn = _lib.hearth_rms_norm_f32 if x.dtype == torch.float32 else _lib.hearth_rms_norm
+    fn = lib.hearth_rms_norm_f32 if x.dtype == torch.float32 else lib.hearth_rms_norm
     fn(
         x.data_ptr(),
         weight.data_ptr(),
@@ -89,10 +85,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """(..., 2 I) rows [gate | up] -> silu(gate) * up, (..., I); bf16 or float32."""
-    assert _lib is not None, "call applies() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call applies() first"
     inter = gate_up.shape[-1] // 2
     out = gate_up.new_empty(*gate_up.shape[:-1], inter)
-    fn = _lib.hearth_silu_mul_f32 if gate_up.dtype == torch.float32 else _lib.hearth_silu_mul
+    fn = lib.hearth_silu_mul_f32 if gate_up.dtype == torch.float32 else lib.hearth_silu_mul
     fn(
         gate_up.data_ptr(), out.data_ptr(), gate_up.numel() // (2 * inter), inter,
         torch.get_num_threads(),
@@ -112,7 +109,8 @@ def rope_cache(
     """A step's fused projection qkv (T, (H + 2 Hkv) D): rope (halves rotated, cos/sin (T,
     R/2)) on q and k, k and v written to the caches (num_blocks, block_size, Hkv, D) at
     slot_mapping (T,) int64; returns the rotated q (T, H, D). All bf16 or all float32."""
-    assert _lib is not None, "call applies() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call applies() first"
     num_kv_heads, dim = key_cache.shape[2], key_cache.shape[3]
     tokens = qkv.shape[0]
     q = qkv.new_empty(tokens, num_heads, dim)
@@ -123,7 +121,7 @@ def rope_cache(
         2 * cos.shape[-1],
     )  # fmt: skip
     if qkv.dtype == torch.float32:
-        _lib.hearth_rope_cache_f32(*args, torch.get_num_threads())
+        lib.hearth_rope_cache_f32(*args, torch.get_num_threads())
     else:
-        _lib.hearth_rope_cache(*args)
+        lib.hearth_rope_cache(*args)
     return q

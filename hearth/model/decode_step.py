@@ -32,8 +32,6 @@ from hearth.model.quant import Int4Linear, Int8Linear
 log = logging.getLogger(__name__)
 
 ENV = "HEARTH_DECODE_STEP"
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
 class _Linear(ctypes.Structure):
@@ -79,8 +77,7 @@ class _Model(ctypes.Structure):
     ]
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("decode_step")
+def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32, int64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     fn = lib.hearth_decode_step
     fn.restype = int32
@@ -88,17 +85,15 @@ def _build() -> ctypes.CDLL:
     fn.argtypes += [pointer, int64, pointer, pointer, int32, int32, int32]
     lib.hearth_step_set_pool.argtypes = [pointer]
     lib.hearth_step_set_pool(cpu_pool.pointer())
-    return lib
+
+
+KERNEL = native_build.Kernel("decode_step", ENV, log, "decode layers run one op at a time", _setup)
 
 
 def available() -> bool:
-    """Whether the kernel is built and loaded and the CPU has what the matmuls need."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        if lowbit_kernel.available() and paged_kernel.available():
-            _lib = native_build.try_load(_build, ENV, log, "decode layers run one op at a time")
-    return _lib is not None
+    """Whether the kernel is built and loaded and the CPU has what the matmuls need (the
+    step is built from the low-bit and paged kernels)."""
+    return lowbit_kernel.available() and paged_kernel.available() and KERNEL.load() is not None
 
 
 @dataclass
@@ -226,7 +221,8 @@ def step(
     """hidden (S, hidden_size) bf16 embeddings (overwritten: the residual stream) -> the
     final-normed hidden states (S, hidden_size), or None when this step does not fit (more
     rows than the matmul road takes, other dtypes; the caller runs the modules)."""
-    assert _lib is not None
+    lib = KERNEL.lib
+    assert lib is not None
     num_seqs = hidden.shape[0]
     if (
         num_seqs >= plan.max_rows  # the projections would take the dense road there
@@ -251,7 +247,7 @@ def step(
     blocks = inputs.blocks.contiguous()
     ends = inputs.ends.contiguous()
     out = torch.empty_like(hidden)
-    status = _lib.hearth_decode_step(
+    status = lib.hearth_decode_step(
         ctypes.byref(plan.model), hidden.data_ptr(), out.data_ptr(), num_seqs, cos, sin,
         slots.data_ptr(), blocks.data_ptr(), blocks.stride(0), starts, ends.data_ptr(),
         *cpu_pool.threads(), torch.get_num_threads(),

@@ -22,39 +22,33 @@ ENV = "HEARTH_DENSE_KERNEL"
 # threads: 1 row 35 -> 26 ms, 4 rows 36 -> 26, 8 rows 40 -> 34, 16 rows even); above, the
 # product is compute-bound and oneDNN's blocking wins (32 rows: 76 vs 86 ms)
 MAX_ROWS = 16
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("dense_matmul")
+def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32 = ctypes.c_void_p, ctypes.c_int
     lib.hearth_dense_matmul.restype = int32
     lib.hearth_dense_matmul.argtypes = [pointer, int32, int32, int32, pointer, pointer, pointer]
     lib.hearth_dense_matmul.argtypes += [int32, int32]
-    lib.hearth_dense_available.restype = int32
     lib.hearth_dense_set_pool.argtypes = [pointer]
     lib.hearth_dense_set_pool(cpu_pool.pointer())
-    return lib
+
+
+KERNEL = native_build.Kernel(
+    "dense_matmul", ENV, log, "float32 matmuls use oneDNN/MKL", _setup,
+    probe="hearth_dense_available", needs="AVX-512F",
+)  # fmt: skip
 
 
 def available() -> bool:
     """Whether the kernel is built, loaded and has AVX-512F here (tries once)."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        lib = native_build.try_load(_build, ENV, log, "float32 matmuls use oneDNN/MKL")
-        if lib is not None and not lib.hearth_dense_available():
-            log.info("no AVX-512F on this CPU: float32 matmuls use oneDNN/MKL")
-            lib = None
-        _lib = lib
-    return _lib is not None
+    return KERNEL.load() is not None
 
 
 def matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """rows (M, K) @ weight (N, K).T (+ bias (N,)) -> (M, N), all float32 CPU tensors; call
     `available()` first."""
-    assert _lib is not None, "call available() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call available() first"
     x = rows.contiguous()
     w = weight.contiguous()
     m, k = x.shape
@@ -65,7 +59,7 @@ def matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     if m == 0:
         return out
     b = bias.contiguous() if bias is not None else None
-    status = _lib.hearth_dense_matmul(
+    status = lib.hearth_dense_matmul(
         x.data_ptr(),
         m,
         k,

@@ -28,35 +28,28 @@ log = logging.getLogger(__name__)
 GROUP = 32  # activation and int4 weight group: columns per scale
 ROWS = 16  # output rows per block of the layout
 ENV = "HEARTH_LOWBIT_KERNEL"
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("lowbit_matmul")
+def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32 = ctypes.c_void_p, ctypes.c_int
     for name in ("hearth_int4_matmul", "hearth_int8_matmul"):
         fn = getattr(lib, name)
         fn.restype = int32
         fn.argtypes = [pointer, int32, int32, int32, int32, pointer, pointer, pointer]
         fn.argtypes += [pointer, int32, int32, int32]
-    lib.hearth_lowbit_available.restype = int32
     lib.hearth_lowbit_set_pool.argtypes = [pointer]
     lib.hearth_lowbit_set_pool(cpu_pool.pointer())
-    return lib
+
+
+KERNEL = native_build.Kernel(
+    "lowbit_matmul", ENV, log, "int4/int8 matmuls use PyTorch's kernels", _setup,
+    probe="hearth_lowbit_available", needs="AVX-512 VNNI",
+)  # fmt: skip
 
 
 def available() -> bool:
     """Whether the kernel is built, loaded and has AVX-512 VNNI here (tries once)."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        lib = native_build.try_load(_build, ENV, log, "int4/int8 matmuls use PyTorch's kernels")
-        if lib is not None and not lib.hearth_lowbit_available():
-            log.info("no AVX-512 VNNI on this CPU: int4/int8 matmuls use PyTorch's kernels")
-            lib = None
-        _lib = lib
-    return _lib is not None
+    return KERNEL.load() is not None
 
 
 def supports(out_features: int, in_features: int, group_size: int = GROUP) -> bool:
@@ -139,7 +132,8 @@ def int8_rows(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 def _matmul(
     name: str, x: torch.Tensor, codes: torch.Tensor, rest: tuple[torch.Tensor, ...], out_f32: bool
 ) -> torch.Tensor:
-    assert _lib is not None, "call available() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call available() first"
     xc = x.contiguous()
     m, k = xc.shape
     n = codes.shape[0] * ROWS
@@ -149,7 +143,7 @@ def _matmul(
     if m == 0:
         return out
     ptrs = [t.data_ptr() for t in rest]
-    status = getattr(_lib, name)(
+    status = getattr(lib, name)(
         xc.data_ptr(),
         int(xc.dtype == torch.bfloat16),
         m,

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KERNELS = Path(__file__).with_name("kernels")
@@ -96,3 +97,41 @@ def try_load(
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("C kernel unavailable (%s%s); %s", exc, _failure_detail(exc), fallback)
         return None
+
+
+@dataclass
+class Kernel:
+    """One kernel library of this process: kernels/SOURCE.c built and loaded at the first
+    `load()`, then handed to `setup` (which types its functions and gives it the thread
+    pool). `load()` gives None, with a log line saying what runs instead (`fallback`), when
+    the environment variable `switch` is "0", the build fails, or the library's `probe`
+    function (if any) returns 0: this CPU lacks `needs`. It tries once per process (tests
+    set `tried` back to False to try again)."""
+
+    source: str
+    switch: str
+    log: logging.Logger
+    fallback: str
+    setup: Callable[[ctypes.CDLL], None]
+    probe: str | None = None
+    needs: str = ""
+    lib: ctypes.CDLL | None = field(default=None, init=False)
+    tried: bool = field(default=False, init=False)
+
+    def _open(self) -> ctypes.CDLL:
+        lib = build(self.source)
+        self.setup(lib)
+        return lib
+
+    def load(self) -> ctypes.CDLL | None:
+        if not self.tried:
+            self.tried = True
+            lib = try_load(self._open, self.switch, self.log, self.fallback)
+            if lib is not None and self.probe is not None:
+                probe = getattr(lib, self.probe)
+                probe.restype = ctypes.c_int
+                if not probe():
+                    self.log.info("no %s on this CPU: %s", self.needs, self.fallback)
+                    lib = None
+            self.lib = lib
+        return self.lib

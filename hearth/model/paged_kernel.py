@@ -23,12 +23,9 @@ from hearth.model import cpu_pool, native_build
 log = logging.getLogger(__name__)
 
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("paged_decode")
+def _setup(lib: ctypes.CDLL) -> None:
     fn = lib.hearth_paged_decode
     fn.restype = ctypes.c_int
     pointer, int64, int32, float32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
@@ -36,18 +33,16 @@ def _build() -> ctypes.CDLL:
     fn.argtypes += [int32] * 6 + [float32] * 2 + [int32] * 4
     lib.hearth_paged_set_pool.argtypes = [pointer]
     lib.hearth_paged_set_pool(cpu_pool.pointer())
-    return lib
+
+
+KERNEL = native_build.Kernel(
+    "paged_decode", "HEARTH_PAGED_KERNEL", log, "paged attention uses plain torch", _setup
+)
 
 
 def available() -> bool:
     """Whether the kernel is built and loaded (tries once per process)."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        _lib = native_build.try_load(
-            _build, "HEARTH_PAGED_KERNEL", log, "paged attention uses plain torch"
-        )
-    return _lib is not None
+    return KERNEL.load() is not None
 
 
 def supports(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor) -> bool:
@@ -82,14 +77,15 @@ def paged_decode(
     sequence s attends over keys [starts[s], ends[s]). softcap <= 0: none. -> (S, H, Dv).
     A plain call: eager steps pay no op dispatch (a torch custom op's first call imports
     dynamo, ~150 MB); compiled steps call `compiled_op()` instead."""
-    assert _lib is not None, "call supports() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call supports() first"
     q = query.contiguous()
     tables = blocks.contiguous()
     lo, hi = starts.contiguous(), ends.contiguous()
     num_seqs, num_heads, dk = q.shape
     _, block_size, num_kv_heads, dv = value_cache.shape
     out = q.new_empty(num_seqs, num_heads, dv)
-    status = _lib.hearth_paged_decode(
+    status = lib.hearth_paged_decode(
         q.data_ptr(),
         key_cache.data_ptr(),
         value_cache.data_ptr(),

@@ -21,31 +21,24 @@ from hearth.model import native_build
 log = logging.getLogger(__name__)
 
 ENV = "HEARTH_PREFILL_KERNEL"
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
-def _build() -> ctypes.CDLL:
-    lib = native_build.build("prefill_attention")
+def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn = lib.hearth_prefill_attention
     fn.restype = int32
     fn.argtypes = [pointer] * 4 + [int32] * 5 + [float32, int32]
-    lib.hearth_prefill_available.restype = int32
-    return lib
+
+
+KERNEL = native_build.Kernel(
+    "prefill_attention", ENV, log, "prefill attention uses SDPA", _setup,
+    probe="hearth_prefill_available", needs="AVX-512F",
+)  # fmt: skip
 
 
 def available() -> bool:
     """Whether the kernel is built, loaded and has AVX-512F here (tries once)."""
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        lib = native_build.try_load(_build, ENV, log, "prefill attention uses SDPA")
-        if lib is not None and not lib.hearth_prefill_available():
-            log.info("no AVX-512F on this CPU: prefill attention uses SDPA")
-            lib = None
-        _lib = lib
-    return _lib is not None
+    return KERNEL.load() is not None
 
 
 def supports(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
@@ -72,7 +65,8 @@ def causal_attention(
     """query (L, H, D): the last L positions of a context whose keys and values are (C,
     Hkv, D); each query sees the keys up to its own position. Returns (L, H, D). Call
     `supports` first."""
-    assert _lib is not None, "call supports() first"
+    lib = KERNEL.lib
+    assert lib is not None, "call supports() first"
     length, heads, dim = query.shape
     context, kv_heads = key.shape[0], key.shape[1]
     q = query.contiguous()
@@ -80,7 +74,7 @@ def causal_attention(
     v = value.contiguous()
     out = torch.empty(length, heads, dim, dtype=torch.float32)
     # OpenMP at torch's thread count, the team of the step's GEMMs (the kernel's header)
-    status = _lib.hearth_prefill_attention(
+    status = lib.hearth_prefill_attention(
         q.data_ptr(), kt.data_ptr(), v.data_ptr(), out.data_ptr(), length, context, heads,
         kv_heads, dim, scale, torch.get_num_threads(),
     )  # fmt: skip

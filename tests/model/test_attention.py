@@ -237,8 +237,8 @@ def test_mixed_step_decoders_without_the_kernel(monkeypatch: pytest.MonkeyPatch)
     """HEARTH_PAGED_KERNEL=0 (or no compiler): the one-token sequences stay on the
     per-sequence road and still get their attention."""
     monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
-    monkeypatch.setattr(paged_kernel, "_lib", None)
-    monkeypatch.setattr(paged_kernel, "_tried", False)
+    monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
+    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
     assert not paged_kernel.available()
     out, ref = _step(STEPS["decoders"], window=6)
     assert (out.double() - ref).abs().max() <= TOL

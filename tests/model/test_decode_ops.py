@@ -106,8 +106,8 @@ def test_not_applied_to_mixed_strided_or_grad_inputs() -> None:
 
 def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(decode_ops.ENV, "0")
-    monkeypatch.setattr(decode_ops, "_lib", None)
-    monkeypatch.setattr(decode_ops, "_tried", False)
+    monkeypatch.setattr(decode_ops.KERNEL, "lib", None)
+    monkeypatch.setattr(decode_ops.KERNEL, "tried", False)
     assert not decode_ops.available()
     norm = RMSNorm(16, 1e-6)
     norm.weight.data = torch.ones(16).bfloat16()

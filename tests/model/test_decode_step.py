@@ -75,7 +75,7 @@ def test_float_model_keeps_the_modules(smollm2_gguf: Path) -> None:
 
 def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(decode_step.ENV, "0")
-    monkeypatch.setattr(decode_step, "_lib", None)
-    monkeypatch.setattr(decode_step, "_tried", False)
+    monkeypatch.setattr(decode_step.KERNEL, "lib", None)
+    monkeypatch.setattr(decode_step.KERNEL, "tried", False)
     assert not decode_step.available()
     assert decode_step.plan(torch.nn.ModuleList(), torch.nn.Identity(), [], [], []) is None

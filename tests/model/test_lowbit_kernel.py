@@ -140,7 +140,7 @@ def test_layers_take_the_kernel_and_share_the_tied_table() -> None:
 
 
 def test_layers_fall_back_to_torch_kernels_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lowbit_kernel, "_lib", None)  # as after HEARTH_LOWBIT_KERNEL=0
+    monkeypatch.setattr(lowbit_kernel.KERNEL, "lib", None)  # as after HEARTH_LOWBIT_KERNEL=0
     torch.manual_seed(6)
     weight = quantize_int4(torch.randn(64, 96))
     layer = Int4Linear(weight)
@@ -155,8 +155,8 @@ def test_layers_fall_back_to_torch_kernels_when_off(monkeypatch: pytest.MonkeyPa
 
 def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(lowbit_kernel.ENV, "0")
-    monkeypatch.setattr(lowbit_kernel, "_lib", None)
-    monkeypatch.setattr(lowbit_kernel, "_tried", False)
+    monkeypatch.setattr(lowbit_kernel.KERNEL, "lib", None)
+    monkeypatch.setattr(lowbit_kernel.KERNEL, "tried", False)
     assert not lowbit_kernel.available()
 
 

@@ -197,8 +197,8 @@ def test_no_compiler_falls_back_with_a_warning(
     # a fresh cache (nothing built) and a compiler that fails: attention still answers
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CC", "false")
-    monkeypatch.setattr(paged_kernel, "_lib", None)
-    monkeypatch.setattr(paged_kernel, "_tried", False)
+    monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
+    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
     with caplog.at_level(logging.WARNING, logger="hearth.model.paged_kernel"):
         assert not paged_kernel.available()
     assert "plain torch" in caplog.text
@@ -211,8 +211,8 @@ def test_no_compiler_falls_back_with_a_warning(
 
 def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
-    monkeypatch.setattr(paged_kernel, "_lib", None)
-    monkeypatch.setattr(paged_kernel, "_tried", False)
+    monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
+    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
     assert not paged_kernel.available()
 
 
