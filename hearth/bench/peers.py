@@ -9,6 +9,7 @@ Knows nothing of hearth's engine or of printing."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ LLAMA_CPP_REINSTALL = "pip install --force-reinstall --no-cache-dir --no-deps ll
 
 def llama_cpp_rebuild_hint(signal_number: int) -> str:
     """What to do when the llama.cpp worker died of this signal inside native code."""
-    if signal_number == 4:  # SIGILL: built for instructions this CPU does not have
+    if signal_number == signal.SIGILL:  # built for instructions this CPU does not have
         return (
             "llama.cpp was built for instructions this CPU lacks; rebuild it for this CPU: "
             f"{LLAMA_CPP_NATIVE} {LLAMA_CPP_REINSTALL}"
