@@ -4,7 +4,11 @@ cancelling / closing the iterator) stops a request and frees its blocks before t
 step. Knows nothing of HTTP.
 
 One lock guards the engine. The step thread lets any caller that is waiting for the lock
-go first (a waiter count), so adds and aborts never starve behind a busy engine."""
+go first (a waiter count), so adds and aborts never starve behind a busy engine.
+
+Embedding calls are engine work too: the step thread runs one chunk of the oldest call
+(about one step's worth of tokens), then a generation step, and rotates between calls, so
+a large embed call never holds a concurrent chat for its whole length."""
 
 from __future__ import annotations
 
@@ -12,13 +16,26 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import torch
+
+from hearth.engine.embeddings import EmbeddingJob
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.metrics import EngineMetrics
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import ContextLengthError, InvalidParameterError
+
+# bounds on one embedding call (OpenAI allows 2048 inputs and 300k tokens; a CPU server
+# keeps one request's work smaller)
+MAX_EMBED_INPUTS = 256
+MAX_EMBED_TOKENS = 65536
+# a text this many times the context in characters is cut before tokenizing when the
+# caller asked for truncation (no tokenizer's tokens average 32 characters)
+_CHARS_PER_TOKEN_BOUND = 32
 
 
 @dataclass
@@ -29,6 +46,27 @@ class _Stream:
     def put(self, item: RequestOutput | BaseException) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+@dataclass
+class _EmbedCall:
+    job: EmbeddingJob
+    counts: list[int]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[tuple[list[list[float]], list[int]]]
+    cancelled: bool = field(default=False)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        def done() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result((self.job.vectors, self.counts))
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+            self.loop.call_soon_threadsafe(done)
 
 
 class AsyncEngine:
@@ -42,6 +80,9 @@ class AsyncEngine:
         self._ids = itertools.count()
         self._cancelled: set[str] = set()
         self._stopped = False
+        # embedding calls in flight; appended from the event loop, read by the step thread
+        # (deque's append / popleft / rotate are atomic, no lock needed)
+        self._embeds: deque[_EmbedCall] = deque()
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -67,6 +108,7 @@ class AsyncEngine:
             with self._lock:
                 if self._stopped:
                     return
+                embedding = self._embed_chunk()
                 busy = self.engine.has_unfinished_requests()
                 if busy:
                     try:
@@ -83,9 +125,37 @@ class AsyncEngine:
                     stream = self._streams.pop(rid, None)
                     if stream is not None:
                         stream.put(error)
-            if not busy:
+            if not busy and not embedding:
                 self._wake.wait()
                 self._wake.clear()
+
+    def _embed_chunk(self) -> bool:
+        """Run one chunk of the oldest embedding call, then send it to the back. Returns
+        whether embedding work remains."""
+        while self._embeds and self._embeds[0].cancelled:
+            self._embeds.popleft()
+        if not self._embeds:
+            return False
+        call = self._embeds[0]
+        runner = self.engine.runner
+
+        def threads(num_tokens: int) -> None:
+            wanted = runner.threads.for_step(num_tokens)
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+
+        try:
+            call.job.run_chunk(runner.model, threads)
+        except Exception as exc:
+            self._embeds.popleft()
+            call.settle(exc)
+            return bool(self._embeds)
+        if call.job.done:
+            self._embeds.popleft()
+            call.settle()
+        else:
+            self._embeds.rotate(-1)
+        return bool(self._embeds)
 
     def _add(
         self, request_id: str, prompt: str | list[int], params: SamplingParams, stream: _Stream
@@ -148,24 +218,59 @@ class AsyncEngine:
             engine.abort(request_id)
             self._streams.pop(request_id, None)
 
-    async def embed(self, prompts: list[str | list[int]]) -> tuple[list[list[float]], list[int]]:
+    async def embed(
+        self, prompts: list[str | list[int]], truncate: bool = False
+    ) -> tuple[list[list[float]], list[int]]:
         """Pooled, normalised hidden states of each prompt (embeddings.py) and each prompt's
-        token count. Runs between steps (it holds the engine lock) in a worker thread."""
+        token count. Tokenizes in a worker thread; the step thread computes the vectors a
+        chunk at a time between generation steps. A prompt longer than the context is cut
+        to it with `truncate`, else refused; see MAX_EMBED_* for the call's bounds."""
+        if self._stopped:
+            raise RuntimeError("the engine is shut down")
+        if len(prompts) > MAX_EMBED_INPUTS:
+            raise InvalidParameterError(
+                "input", f"input: at most {MAX_EMBED_INPUTS} inputs per call, got {len(prompts)}"
+            )
+        ids = await asyncio.to_thread(self._embed_ids, prompts, truncate)
+        loop = asyncio.get_running_loop()
+        config = self.engine.config
+        job = EmbeddingJob(ids, config.block_size, config.max_num_batched_tokens)
+        call = _EmbedCall(job, [len(one) for one in ids], loop, loop.create_future())
+        self._embeds.append(call)
+        self._wake.set()
+        try:
+            return await call.future
+        finally:
+            call.cancelled = True  # cancelled or done: the step thread drops it
 
-        def run() -> tuple[list[list[float]], list[int]]:
-            from hearth.engine.embeddings import pooled_embeddings
-
-            ids = [self.engine.tokenize(p) for p in prompts]
-            for one in ids:
-                if len(one) > self.engine.max_model_len:
-                    from hearth.errors import ContextLengthError
-
-                    raise ContextLengthError(len(one), self.engine.max_model_len)
-            with self._engine_lock() as engine:
-                vectors = pooled_embeddings(engine.runner.model, ids, engine.config.block_size)
-            return vectors, [len(one) for one in ids]
-
-        return await asyncio.to_thread(run)
+    def _embed_ids(self, prompts: list[str | list[int]], truncate: bool) -> list[list[int]]:
+        limit = self.engine.max_model_len
+        out: list[list[int]] = []
+        total = 0
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, str) and truncate:
+                prompt = prompt[: limit * _CHARS_PER_TOKEN_BOUND]
+            if not prompt:
+                raise InvalidParameterError("input", f"input[{i}] is empty; give some text")
+            one = self.engine.tokenize(prompt)
+            if len(one) > limit:
+                if not truncate:
+                    raise ContextLengthError(
+                        len(one),
+                        limit,
+                        f"input[{i}] is {len(one)} tokens but the context is {limit}; shorten "
+                        "it (or ask for truncation)",
+                    )
+                one = one[:limit]
+            total += len(one)
+            if total > MAX_EMBED_TOKENS:
+                raise InvalidParameterError(
+                    "input",
+                    f"input: at most {MAX_EMBED_TOKENS} tokens per call in all; split the "
+                    "inputs over several calls",
+                )
+            out.append(one)
+        return out
 
     def metrics(self) -> EngineMetrics:
         with self._engine_lock() as engine:
@@ -180,6 +285,8 @@ class AsyncEngine:
             for stream in self._streams.values():
                 stream.put(RuntimeError("the engine was shut down"))
             self._streams.clear()
+            while self._embeds:
+                self._embeds.popleft().settle(RuntimeError("the engine was shut down"))
         self._wake.set()
         self._thread.join(timeout=10)
         self.engine.shutdown()

@@ -120,7 +120,8 @@ async def completions(
     async with contextlib.AsyncExitStack() as stack:
         model = await stack.enter_async_context(state.pool.use(req.model))
         note(request, model=model.name)
-        prompts = token_prompts(model, req.prompt)
+        # tokenizing a large body takes seconds: off the event loop (/health stays fast)
+        prompts = await asyncio.to_thread(token_prompts, model, req.prompt)
         k = req.logprobs if req.logprobs is not None else 0
         keep_output = req.max_tokens != 0
         structured = output_constraint(
