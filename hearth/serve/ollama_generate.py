@@ -28,6 +28,7 @@ from hearth.serve.generation import (
     encode,
     first_then_rest,
     no_vision,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.ollama_models import now_iso
@@ -183,7 +184,7 @@ async def _respond(
     rid, name = gen.request_id, gen.model.name
     if not stream:
         async with held:
-            final = await gen.run()
+            final = await unless_disconnected(gen.run(), request.is_disconnected)
         note(
             request,
             prompt_tokens=gen.num_prompt_tokens,

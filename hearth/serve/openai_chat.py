@@ -28,6 +28,7 @@ from hearth.serve.generation import (
     first_then_rest,
     no_vision,
     openai_sampling,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -137,7 +138,7 @@ async def chat_completions(
         gen = Generation(model, prompt, params, rid, state.admission, state.metrics)
         cid, created, k = f"chatcmpl-{rid}", int(time.time()), req.top_logprobs or 0
         if not req.stream:
-            final = await gen.run()
+            final = await unless_disconnected(gen.run(), request.is_disconnected)
             completion = sum(len(o.token_ids) for o in final.outputs)
             note(
                 request,

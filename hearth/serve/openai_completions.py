@@ -25,6 +25,7 @@ from hearth.serve.generation import (
     encode,
     first_then_rest,
     openai_sampling,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -166,7 +167,9 @@ async def completions(
             }
 
         if not req.stream:
-            finals = await asyncio.gather(*(g.run() for g in gens))
+            finals = await unless_disconnected(
+                asyncio.gather(*(g.run() for g in gens)), request.is_disconnected
+            )
             choices = [choice(i, out, o) for i, out in enumerate(finals) for o in out.outputs]
             prompt_tokens = sum(g.num_prompt_tokens for g in gens)
             completion = (
