@@ -8,7 +8,10 @@ go first (a waiter count), so adds and aborts never starve behind a busy engine.
 
 Embedding calls are engine work too: the step thread runs one chunk of the oldest call
 (about one step's worth of tokens), then a generation step, and rotates between calls, so
-a large embed call never holds a concurrent chat for its whole length."""
+a large embed call never holds a concurrent chat for its whole length.
+
+After `idle_release_s` without work the step thread gives the free KV blocks' memory back
+to the OS (LLMEngine.release_idle_memory): RSS returns to about what it was at start."""
 
 from __future__ import annotations
 
@@ -69,9 +72,16 @@ class _EmbedCall:
             self.loop.call_soon_threadsafe(done)
 
 
+# seconds without work before free KV blocks are given back to the OS; one context of the
+# most recent prefix cache is kept, so a chat that pauses longer re-uses its prefix anyway
+IDLE_RELEASE_S = 10.0
+
+
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine) -> None:
+    def __init__(self, engine: LLMEngine, idle_release_s: float | None = IDLE_RELEASE_S) -> None:
         self.engine = engine
+        self.idle_release_s = idle_release_s
+        self._worked = False  # work ran since the last release
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._num_waiters = 0
@@ -125,9 +135,22 @@ class AsyncEngine:
                     stream = self._streams.pop(rid, None)
                     if stream is not None:
                         stream.put(error)
-            if not busy and not embedding:
-                self._wake.wait()
-                self._wake.clear()
+            if busy:
+                self._worked = True
+            if busy or embedding:
+                continue
+            release = self._worked and self.idle_release_s is not None
+            woke = self._wake.wait(self.idle_release_s if release else None)
+            self._wake.clear()
+            if not woke and release:
+                self._release_idle()
+
+    def _release_idle(self) -> None:
+        with self._lock:
+            if self._stopped or self.engine.has_unfinished_requests() or self._embeds:
+                return
+            self.engine.release_idle_memory()
+            self._worked = False
 
     def _embed_chunk(self) -> bool:
         """Run one chunk of the oldest embedding call, then send it to the back. Returns
@@ -138,6 +161,7 @@ class AsyncEngine:
             return False
         call = self._embeds[0]
         runner = self.engine.runner
+        self._worked = True
 
         def threads(num_tokens: int) -> None:
             wanted = runner.threads.for_step(num_tokens)

@@ -402,6 +402,27 @@ class LLMEngine:
             if out.finished:
                 self.requests.pop(out.request_id, None)
 
+    # -- memory ---------------------------------------------------------------------
+    @property
+    def kv_cache_bytes(self) -> int:
+        """The KV pool's size (all layers, keys and values)."""
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.runner.kv_caches
+            for t in (getattr(layer, "key", None), getattr(layer, "value", None))
+            if isinstance(t, torch.Tensor)
+        )
+
+    def release_idle_memory(self) -> int:
+        """Give the pages of free KV blocks back to the OS (kv_memory.py), keeping one
+        context's worth of the most recently used prefix-cache blocks. Call when idle.
+        Returns the bytes released."""
+        from hearth.engine.kv_memory import release_blocks
+
+        bm = self.block_manager
+        bm.trim_prefix_cache(-(-self.max_model_len // bm.block_size))
+        return release_blocks(self.runner.kv_caches, bm.uncached_free_blocks())
+
     # -- counters -------------------------------------------------------------------
     def metrics(self) -> EngineMetrics:
         bm = self.block_manager
@@ -419,6 +440,8 @@ class LLMEngine:
             num_blocks_used=bm.num_used_blocks,
             num_blocks_free=bm.num_free_blocks,
             num_blocks_cached=bm.num_cached_blocks,
+            kv_cache_bytes=self.kv_cache_bytes,
+            kv_cache_tokens=bm.num_blocks * bm.block_size,
             prefix_cache_hit_tokens=bm.num_prefix_hit_tokens,
             prompt_tokens_total=self._prompt_tokens_total,
             generation_tokens_total=self._generation_tokens_total,

@@ -1,15 +1,19 @@
 """Running the app: the bind-safety check (any address but loopback needs an API key in the
 database, or the server refuses to start and says how to make one), the startup banner (URL,
-models, whether auth is on) and uvicorn. Knows nothing of routes."""
+models with their context and KV pool, whether auth is on) and uvicorn. Knows nothing of routes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from hearth.config import Settings
 from hearth.errors import AuthError
 from hearth.serve.keys import has_active_keys
 from hearth.serve.options import ServeOptions
+
+if TYPE_CHECKING:
+    from hearth.serve.model_pool import LoadedModel
 
 
 def check_bind(settings: Settings, options: ServeOptions) -> bool:
@@ -35,6 +39,16 @@ def banner(options: ServeOptions, models: Sequence[str], auth: bool) -> list[str
         if auth
         else "auth: off (no API keys; `hearth keys create NAME` turns it on)",
     ]
+
+
+def describe(model: LoadedModel) -> str:
+    """A loaded model for the start-up banner: its context and KV pool."""
+    engine = model.llm.engine
+    tokens = engine.block_manager.num_blocks * engine.block_manager.block_size
+    return (
+        f"{model.name} (context {model.max_model_len} tokens; KV pool "
+        f"{engine.kv_cache_bytes / 1024**3:.2f} GB, {tokens} tokens)"
+    )
 
 
 def serve(
@@ -69,7 +83,8 @@ def serve(
     async def startup(sockets=None):  # type: ignore[no-untyped-def]
         await original(sockets)
         if server.started:
-            for line in banner(options, models, auth):
+            loaded = [describe(m) for m in app.state.hearth.pool.loaded()]
+            for line in banner(options, loaded or models, auth):
                 echo(line)
 
     server.startup = startup  # type: ignore[method-assign]
