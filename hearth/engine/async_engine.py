@@ -89,6 +89,10 @@ class AsyncEngine:
         self._streams: dict[str, _Stream] = {}
         self._ids = itertools.count()
         self._cancelled: set[str] = set()
+        # aborts asked from the event loop, which must never wait up to a step for the
+        # lock: whoever takes the lock next applies them (before anything else)
+        self._to_abort: deque[str] = deque()
+        self._adding: set[str] = set()  # ids whose add is still on its way
         self._stopped = False
         # embedding calls in flight; appended from the event loop, read by the step thread
         # (deque's append / popleft / rotate are atomic, no lock needed)
@@ -105,6 +109,7 @@ class AsyncEngine:
             self._num_waiters -= 1
             self._cond.notify_all()
         try:
+            self._apply_aborts()
             yield self.engine
         finally:
             self._lock.release()
@@ -118,6 +123,7 @@ class AsyncEngine:
             with self._lock:
                 if self._stopped:
                     return
+                self._apply_aborts()
                 embedding = self._embed_chunk()
                 busy = self.engine.has_unfinished_requests()
                 if busy:
@@ -181,15 +187,34 @@ class AsyncEngine:
             self._embeds.rotate(-1)
         return bool(self._embeds)
 
+    def _abort_soon(self, request_id: str) -> None:
+        """Abort without waiting: the step thread (or the next lock holder) frees the
+        blocks before its next step."""
+        self._to_abort.append(request_id)
+        self._wake.set()
+
+    def _apply_aborts(self) -> None:
+        """With the lock held."""
+        while self._to_abort:
+            rid = self._to_abort.popleft()
+            if rid in self._streams or rid in self.engine.requests:
+                self.engine.abort(rid)
+                self._streams.pop(rid, None)
+            elif rid in self._adding:
+                self._cancelled.add(rid)  # its add has not run yet: it will skip it
+
     def _add(
         self, request_id: str, prompt: str | list[int], params: SamplingParams, stream: _Stream
     ) -> None:
-        with self._engine_lock() as engine:
-            if request_id in self._cancelled:  # the caller gave up while we waited
-                self._cancelled.discard(request_id)
-                return
-            engine.add_request(request_id, prompt, params)
-            self._streams[request_id] = stream
+        try:
+            with self._engine_lock() as engine:
+                if request_id in self._cancelled:  # the caller gave up while we waited
+                    self._cancelled.discard(request_id)
+                    return
+                engine.add_request(request_id, prompt, params)
+                self._streams[request_id] = stream
+        finally:
+            self._adding.discard(request_id)
         self._wake.set()
 
     async def generate(
@@ -206,16 +231,12 @@ class AsyncEngine:
         rid = request_id if request_id is not None else f"req-{next(self._ids)}"
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
         # tokenizing and taking the lock can wait up to one step: keep the event loop free
+        self._adding.add(rid)
         try:
             await asyncio.to_thread(self._add, rid, prompt, params, stream)
         except asyncio.CancelledError:
             # the add may still be running in its thread: make sure it ends aborted
-            with self._engine_lock() as engine:
-                if rid in self._streams:
-                    engine.abort(rid)
-                    del self._streams[rid]
-                else:
-                    self._cancelled.add(rid)
+            self._abort_soon(rid)
             raise
         finished = False
         try:
@@ -233,7 +254,7 @@ class AsyncEngine:
                     return
         finally:
             if not finished:
-                self.abort(rid)
+                self._abort_soon(rid)
 
     def abort(self, request_id: str) -> None:
         """Stop the request; its blocks are free when this returns (waits at most one

@@ -20,6 +20,10 @@ def _idle(served) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     return m.num_running, m.num_waiting, m.num_blocks_used
 
 
+def _generated(served) -> int:  # type: ignore[no-untyped-def]
+    return served.main.state.pool.models[MODEL].engine.metrics().generation_tokens_total
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
@@ -48,11 +52,17 @@ def test_a_client_that_times_out_is_aborted(served, path: str, body: dict) -> No
     if body.get("max_tokens") == "room":  # as much as the context leaves
         body = {**body, "max_tokens": served.main.state.pool.models[MODEL].max_model_len - 16}
     before = _idle(served)
+    generated_before = _generated(served)
     assert before[:2] == (0, 0)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(served.main.url + path, json=body, timeout=httpx.Timeout(60, read=1.5))
-    assert _idle(served)[0] > 0  # still generating when the client left (no end token)
+    # it ran (no end token: it would run on for the whole context) ...
+    assert _generated(served) > generated_before
     deadline = time.monotonic() + 20
     while _idle(served) != before and time.monotonic() < deadline:
         time.sleep(0.1)
+    # ... and was aborted: nothing runs, its blocks are back, no token is generated after
     assert _idle(served) == before
+    stopped_at = _generated(served)
+    time.sleep(1)
+    assert _generated(served) == stopped_at
