@@ -92,6 +92,27 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
     return SamplingParams(**given)
 
 
+# new tokens one request may ask for in all (its completions x max_tokens each): with the
+# n <= 16 and context bounds, n=16 over a whole context was a minutes-long request
+MAX_REQUEST_TOKENS = 65536
+
+
+def request_max_tokens(num_completions: int, given: int | None, room: int, name: str) -> int:
+    """max_tokens for each of a request's completions: `given` if the total fits in
+    MAX_REQUEST_TOKENS (else 400 naming it); not given, what the context leaves (`room`),
+    cut so that the total fits."""
+    if given is None:
+        return max(1, min(room, MAX_REQUEST_TOKENS // num_completions))
+    if num_completions * given > MAX_REQUEST_TOKENS:
+        raise InvalidParameterError(
+            name,
+            f"{name}: {num_completions} completions x {given} tokens is more than the "
+            f"{MAX_REQUEST_TOKENS} new tokens one request may ask for; ask for at most "
+            f"{MAX_REQUEST_TOKENS // num_completions} each, or fewer completions",
+        )
+    return given
+
+
 def check_max_tokens(
     model: LoadedModel, num_prompt: int, max_tokens: int | None, name: str
 ) -> None:

@@ -25,6 +25,7 @@ from hearth.serve.generation import (
     encode,
     first_then_rest,
     openai_sampling,
+    request_max_tokens,
     unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
@@ -129,6 +130,8 @@ async def completions(
             response_format=req.response_format, regex=req.regex, grammar=req.grammar
         )
         gens = []
+        # every prompt's n completions count toward the request's total
+        request_max_tokens(len(prompts) * (req.n or 1), req.max_tokens or 1, 0, "max_tokens")
         for i, prompt in enumerate(prompts):
             check_max_tokens(model, len(prompt), req.max_tokens or 1, "max_tokens")
             params = build_params(

@@ -59,6 +59,16 @@ def test_ollama_out_of_range_is_400_naming_the_field(served, options: dict, para
     assert param in r.json()["error"]
 
 
+def test_n_times_max_tokens_is_bounded(served) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.post(
+        served.main.url + "/v1/completions",
+        json={"model": MODEL, "prompt": ["a", "b"], "n": 16, "max_tokens": 2049},
+        timeout=60,
+    )
+    assert r.status_code == 400, r.text
+    assert "65536" in r.json()["error"]["message"] and r.json()["error"]["param"] == "max_tokens"
+
+
 def test_embed_call_is_bounded(served) -> None:  # type: ignore[no-untyped-def]
     r = httpx.post(
         served.main.url + "/api/embed", json={"model": MODEL, "input": ["a"] * 257}, timeout=60
