@@ -72,8 +72,8 @@ class _EmbedCall:
             self.loop.call_soon_threadsafe(done)
 
 
-# seconds without work before free KV blocks are given back to the OS; one context of the
-# most recent prefix cache is kept, so a chat that pauses longer re-uses its prefix anyway
+# seconds without work before free KV blocks are given back to the OS; the most recent
+# prefix cache is kept (IDLE_KEEP_CACHED_TOKENS), so a chat that pauses re-uses its prefix
 IDLE_RELEASE_S = 10.0
 
 

@@ -25,6 +25,11 @@ from hearth.engine.sequence import Logprob, Sequence
 from hearth.errors import ContextLengthError, UserInputError
 
 
+# prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
+# conversation so far (a whole 8k context of SmolLM2 would be 370 MB kept resident)
+IDLE_KEEP_CACHED_TOKENS = 2048
+
+
 class LLMEngine:
     """Drive with `add_request` / `step` / `abort`. Every `step()` returns the requests
     that changed (new tokens, new text, or finished); `RequestOutput.outputs[i].delta_*`
@@ -414,13 +419,14 @@ class LLMEngine:
         )
 
     def release_idle_memory(self) -> int:
-        """Give the pages of free KV blocks back to the OS (kv_memory.py), keeping one
-        context's worth of the most recently used prefix-cache blocks. Call when idle.
-        Returns the bytes released."""
+        """Give the pages of free KV blocks back to the OS (kv_memory.py), keeping the
+        most recently used IDLE_KEEP_CACHED_TOKENS of the prefix cache (the conversation
+        that paused). Call when idle. Returns the bytes released."""
         from hearth.engine.kv_memory import release_blocks
 
         bm = self.block_manager
-        bm.trim_prefix_cache(-(-self.max_model_len // bm.block_size))
+        keep = min(self.max_model_len, IDLE_KEEP_CACHED_TOKENS)
+        bm.trim_prefix_cache(-(-keep // bm.block_size))
         return release_blocks(self.runner.kv_caches, bm.uncached_free_blocks())
 
     # -- counters -------------------------------------------------------------------
