@@ -24,7 +24,6 @@ from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
 from hearth.errors import ContextLengthError, UserInputError
 
-
 # prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
 # conversation so far (a whole 8k context of SmolLM2 would be 370 MB kept resident)
 IDLE_KEEP_CACHED_TOKENS = 2048
