@@ -148,7 +148,8 @@ def _check_wheel(wheel: Path, sha256: str, requirement: str) -> None:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", _CHILD, str(os.getpid()), "--disable-pip-version-check", "-q"]
+    # no -q: it silences `pip index versions --json` too
+    cmd = [sys.executable, "-c", _CHILD, str(os.getpid()), "--disable-pip-version-check"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False)
 
 

@@ -118,7 +118,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
         port=0,
         kv_cache_gb=0.15,
         max_model_len=1024,
-        staging_dir=CACHE / "store-staging",
         keep_alive_s=300,
     )
     main = create_app(settings, options, preload=[MODEL])
