@@ -406,11 +406,13 @@ class Store:
     def _collect(self, manifest: Manifest) -> None:
         """Delete the blobs of a dropped manifest that no remaining manifest names.
         Caller holds the commit lock."""
-        good, _ = self.manifests.scan()  # a damaged manifest names nothing we can read
+        good, damaged = self.manifests.scan()
         used = {f.digest for _, m in good for f in m.files}
         digests = {m.digest for _, m in good}
         for f in manifest.files:
-            if f.digest not in used:
+            # a damaged manifest may name any blob: keep them all until it is removed
+            # (`hearth prune` frees them then)
+            if f.digest not in used and not damaged:
                 self.blobs.remove(f.digest)
         if manifest.digest not in digests:
             remove_link_folder(self.models_dir, manifest.digest)

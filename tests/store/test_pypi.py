@@ -195,7 +195,7 @@ def test_spec_parsing() -> None:
 class _StalledIndex(BaseHTTPRequestHandler):
     """A simple index whose one wheel never finishes downloading (for 60 s at most)."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/simple/stalled"):
             body = b'<a href="/files/stalled-1.0-py3-none-any.whl">stalled-1.0-py3-none-any.whl</a>'
             self.send_response(200)
