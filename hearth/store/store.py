@@ -251,7 +251,7 @@ class Store:
             for (_, file), entry in zip(files, entries, strict=True):
                 if not self.blobs.has(entry.digest):  # removed by a concurrent `rm`
                     self.blobs.add_file(file)
-            old = self.manifests.read(target)
+            old = self._replaceable(target)
             self.manifests.write(target, manifest)
             self._save(record)
             if old is not None and old.digest != manifest.digest:
@@ -341,10 +341,7 @@ class Store:
             record = self._record_of(source, src)
             copied = ModelRecord(**{**record.__dict__, "name": str(target)})
             with self.manifests.lock(target):
-                try:
-                    old = self.manifests.read(target)
-                except CorruptModelError:
-                    old = None  # a damaged manifest under the new name is replaced
+                old = self._replaceable(target)
                 self.manifests.write(target, manifest)
                 self._save(copied)
                 if old is not None and old.digest != manifest.digest:
@@ -381,6 +378,14 @@ class Store:
         if manifest is None:
             raise ModelNotFoundError(text)
         return manifest
+
+    def _replaceable(self, target: ModelName) -> Manifest | None:
+        """The manifest a new one replaces; a damaged one is simply replaced (pulling a
+        damaged name again repairs it)."""
+        try:
+            return self.manifests.read(target)
+        except CorruptModelError:
+            return None
 
     def _record_of(self, model: ModelName, text: str) -> ModelRecord:
         manifest = self._manifest(model, text)

@@ -258,6 +258,9 @@ def test_a_damaged_manifest_blocks_only_its_own_model(
     assert store.locate("good").path.is_dir()
     assert store.remove(["broken"]) == ["broken:latest"]
     assert not manifest.exists() and store.scan()[1] == [] and store.verify().ok
+    (hearth_home / "manifests" / "good" / "latest.json").write_bytes(damage)
+    assert store.import_path(tiny_hf, name="good").name == "good:latest"  # pulling repairs
+    assert store.verify().ok and [r.name for r in store.list()] == ["good:latest"]
 
 
 def test_a_damaged_database_row_is_rebuilt(store: Store, tiny_hf: Path, hearth_home: Path) -> None:
