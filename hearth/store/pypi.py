@@ -151,8 +151,9 @@ def _check_wheel(wheel: Path, sha256: str, requirement: str) -> None:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess[str]:
+    # -P: the working directory is not put on sys.path (nothing there shadows a module);
     # no -q: it silences `pip index versions --json` too
-    cmd = [sys.executable, "-c", _CHILD, str(os.getpid()), "--disable-pip-version-check"]
+    cmd = [sys.executable, "-P", "-c", _CHILD, str(os.getpid()), "--disable-pip-version-check"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False)
 
 
