@@ -276,16 +276,17 @@ def test_a_damaged_database_row_is_rebuilt(store: Store, tiny_hf: Path, hearth_h
 
 
 def test_a_garbage_database_is_a_clear_error(
-    store: Store, tiny_hf: Path, hearth_home: Path
+    store: Store, tiny_hf: Path, hearth_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.import_path(tiny_hf, name="t")
-    db = hearth_home / "hearth.db"
-    for extra in ("-wal", "-shm"):
-        Path(f"{db}{extra}").unlink(missing_ok=True)
+    # the same store beside a database file that is not SQLite (a new path: no connection
+    # from before the damage is pooled)
+    other = tmp_path / "other-home"
+    for part in ("manifests", "blobs"):
+        shutil.copytree(hearth_home / part, other / part)
+    db = other / "hearth.db"
     db.write_bytes(b"this is not sqlite\n" * 300)
-    from hearth.db import _engines
-
-    _engines.clear()  # a new process: no pooled connection from before the damage
+    monkeypatch.setenv("HEARTH_HOME", str(other))
     with pytest.raises(StoreError, match=f"the database {db} is not usable"):
         Store(load_settings()).get("t")
 
