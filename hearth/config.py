@@ -35,6 +35,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if not 0 < self.ollama_port < 65536:
+            raise ValueError(f"ollama_port must be in 1..65535, got {self.ollama_port}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.kv_cache_gb < 0:

@@ -14,7 +14,6 @@ MAX_JSON_DEPTH = 100  # arrays/objects inside one another (a schema level takes 
 
 # an escaped surrogate, or one encoded as (invalid) UTF-8 bytes (ED A0..BF ..)
 _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _EMPTY_PAIR = re.compile(rb"\{\}|\[\]")
 
@@ -51,7 +50,12 @@ def too_deep(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
     """Whether the JSON text `body` nests arrays/objects more than `max_depth` levels."""
     if body.count(b"[") + body.count(b"{") <= max_depth:
         return False
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    unescaped = body
+    if b"\\" in body:  # drop escaped backslashes, then escaped quotes: no quote is escaped
+        unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # with escapes gone, every other piece between quotes is outside the strings
+    outside = b"".join(unescaped.split(b'"')[0::2])
+    brackets = outside.translate(None, _NOT_BRACKET)
     # each pass removes the innermost pairs: what survives max_depth passes is deeper
     for _ in range(max_depth):
         brackets, removed = _EMPTY_PAIR.subn(b"", brackets)
