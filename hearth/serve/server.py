@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Sequence
 
 from hearth.config import Settings
-from hearth.errors import AuthError, UserInputError
+from hearth.errors import AuthError, HearthError, UserInputError
 from hearth.serve.keys import has_active_keys
 from hearth.serve.options import ServeOptions
 
@@ -116,8 +116,9 @@ def serve(
     models: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Check the bind, load `models` (through the license gate), print the banner and serve
-    until interrupted."""
+    """Check the bind and the models, listen, load `models` (through the license gate),
+    print the banner and serve until interrupted. A model that fails to load stops the
+    server with its error (one line at the CLI), not a start-up traceback."""
     import logging
 
     import uvicorn
@@ -128,7 +129,9 @@ def serve(
     check_models(settings, models)
     sockets = listen(options, echo)
     ports = [s.getsockname()[1] for s in sockets]
-    app = create_app(settings, options, preload=models)
+    # loaded after start-up (below), not in the app's lifespan: uvicorn would print a
+    # failure there as a traceback
+    app = create_app(settings, options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     config = uvicorn.Config(
@@ -141,12 +144,21 @@ def serve(
     )
     server = uvicorn.Server(config)
     original = server.startup
+    failure: list[HearthError] = []
 
     async def startup(sockets=None):  # type: ignore[no-untyped-def]
         await original(sockets)
-        if server.started:
-            for line in banner(options, models, auth, ports):
-                echo(line)
+        if not server.started:
+            return
+        try:
+            for name in models:
+                await app.state.hearth.pool.get(name, pin=True)
+        except HearthError as exc:
+            failure.append(exc)
+            server.should_exit = True  # uvicorn still shuts down: loaded engines stop
+            return
+        for line in banner(options, models, auth, ports):
+            echo(line)
 
     server.startup = startup  # type: ignore[method-assign]
     try:
@@ -154,3 +166,5 @@ def serve(
     finally:
         for sock in sockets:
             sock.close()
+    if failure:
+        raise failure[0]

@@ -60,6 +60,11 @@ def test_serve_refuses_a_forbidden_model_in_one_line(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = _run(capsys, "serve", "no-such-model", "--port", "1")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # allowed, but it fails to load (a GGUF without its architecture): one line too
+    set_policy_value(load_settings(), "commercial", "false")
+    code, out, err = _run(capsys, "serve", "nc-model", "--port", str(_free_port()))
+    assert code != 0 and "incomplete" in err and "serving" not in out
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_ollama_port_is_never_taken_from_another_server() -> None:
