@@ -1,6 +1,6 @@
 """Browser protections, as Ollama's (`OLLAMA_ORIGINS`) and more: a request whose `Origin`
-header names a page outside the allow-list gets 403 (loopback pages on any port, the
-configured origins, and the server's own origin are allowed), and on a loopback bind a
+header names a page outside the allow-list gets 403 (loopback pages on any port, local
+apps' schemes, the configured origins, and the server's own origin are allowed), and on a loopback bind a
 request whose `Host` header is not a loopback name (or a configured one) gets 403, so a page
 that rebinds its DNS name to 127.0.0.1 cannot reach the server. Without these, any web page
 could drive a loopback server with "simple" cross-site POSTs (the Ollama routes accept JSON
@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hearth.serve.errors import Problem, response_for
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# local desktop apps (Electron, Tauri, VS Code webviews) send these; Ollama allows them too,
+# and no web page can claim them
+APP_SCHEMES = ("app", "file", "tauri", "vscode-webview", "vscode-file")
 
 
 def _split_host(value: str) -> tuple[str, str]:
@@ -32,12 +35,14 @@ def _split_host(value: str) -> tuple[str, str]:
     return name, port
 
 
-def is_loopback_origin(origin: str) -> bool:
-    """http(s)://localhost|127.0.0.1|[::1] on any port."""
+def is_local_origin(origin: str) -> bool:
+    """http(s)://localhost|127.0.0.1|0.0.0.0|[::1] on any port, or a local app's scheme."""
     parts = urlsplit(origin.strip().lower())
+    if parts.scheme in APP_SCHEMES:
+        return True
     if parts.scheme not in ("http", "https"):
         return False
-    return _split_host(parts.netloc)[0] in LOOPBACK_NAMES
+    return _split_host(parts.netloc)[0] in (*LOOPBACK_NAMES, "0.0.0.0")
 
 
 class OriginGuard:
@@ -59,7 +64,7 @@ class OriginGuard:
 
     def origin_allowed(self, origin: str, host: str | None) -> bool:
         origin = origin.strip().lower().rstrip("/")
-        if is_loopback_origin(origin):
+        if is_local_origin(origin):
             return True
         if host is not None and urlsplit(origin).netloc == host.strip().lower():
             return True  # the server's own pages (same origin) are not cross-site

@@ -25,10 +25,11 @@ GENERATE = {"model": "smollm2:135m", "prompt": "Hi", "stream": False, "options":
 def test_guard_rules() -> None:
     guard = OriginGuard(["https://app.example", "https://*.corp.example"], ["hearth.lan"], True)
     for origin in ("http://localhost", "http://localhost:3000", "https://127.0.0.1:8443",
-                   "http://[::1]:5173", "https://app.example", "https://wiki.corp.example"):
+                   "http://[::1]:5173", "https://app.example", "https://wiki.corp.example",
+                   "app://obsidian.md", "vscode-webview://abc"):
         assert guard.origin_allowed(origin, "127.0.0.1:11435"), origin
     for origin in ("https://evil.example", "null", "http://localhost.evil.example",
-                   "file://", "https://app.example.evil", "http://127.0.0.2"):
+                   "ftp://localhost", "https://app.example.evil", "http://127.0.0.2"):
         assert not guard.origin_allowed(origin, "127.0.0.1:11435"), origin
     for host in ("localhost", "LOCALHOST:11435", "127.0.0.1:1", "[::1]:80", "::1", "hearth.lan:8"):
         assert guard.host_allowed(host), host
