@@ -106,6 +106,24 @@ def gemma3_gguf() -> Path:
 
 
 @pytest.fixture
+def nc_gguf(tmp_path: Path) -> Path:
+    """A tiny GGUF (one tensor, not loadable) whose license is CC-BY-NC-4.0: for the license
+    gate, which runs before any weights load."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "nc.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.license", "cc-by-nc-4.0")
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
 def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty HEARTH_HOME for one test."""
     home = tmp_path / "hearth-home"
