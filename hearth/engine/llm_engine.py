@@ -266,10 +266,13 @@ class LLMEngine:
         runs = [r for r in runs if all(not s.is_finished for s in r.sample_seqs)]
         live = {s.seq_id for s in kept.seqs}
         merged = _empty_run(self.vocab_size)
+        sampled = [r for r in runs if r.sample_seqs]  # a mid-prefill run has no logits rows
         if runs:
             merged = RunnerOutput(
-                [s for r in runs for s in r.sample_seqs],
-                torch.cat([r.logits for r in runs]),
+                [s for r in sampled for s in r.sample_seqs],
+                torch.cat([r.logits for r in sampled])
+                if sampled
+                else torch.empty(0, self.vocab_size),
                 {k: v for r in runs for k, v in r.prompt_logits.items() if k in live},
             )
         return kept, merged

@@ -16,7 +16,8 @@ from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
 
-PROMPTS = [[5, 6, 7, 8, 9], [11, 12, 13], [21, 22, 23, 24], [31, 32]]
+# the last is mid-prefill (16-token steps) when the poisoned request breaks a step
+PROMPTS = [[5, 6, 7, 8, 9], [11, 12, 13], [21, 22, 23, 24], list(range(100, 140))]
 GOOD = [
     SamplingParams(temperature=0, max_tokens=10, ignore_eos=True),
     SamplingParams(temperature=0.8, top_k=40, seed=7, max_tokens=10, ignore_eos=True),
@@ -97,10 +98,11 @@ def test_a_failing_forward_fails_only_the_sequence_that_breaks_it(
         return forward(input_ids, *args)
 
     monkeypatch.setattr(engine.runner.model, "forward", breaks_on_poison)
-    _add_good(engine)
+    # first, so that its failing step also holds the 40-token prompt mid-prefill
     engine.add_request(
         "bad", [POISON_TOKEN, 3, 4], SamplingParams(n=2, max_tokens=5, temperature=0)
     )
+    _add_good(engine)
     final = _run_all(engine)
     _check(engine, final, alone)
     assert "kernel failed" in str(final["bad"].error)
