@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.serve import errors, ollama_routes, openai_routes
+from hearth.serve import errors, ollama_routes, openai_routes, usage_routes
 from hearth.serve.auth import require_key
 from hearth.serve.keys import has_active_keys
 from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
@@ -32,6 +32,7 @@ from hearth.serve.ollama_json import OllamaJsonBodyMiddleware
 from hearth.serve.options import ServeOptions
 from hearth.serve.origins import OriginGuard, OriginGuardMiddleware
 from hearth.serve.state import ServerState, get_state, new_request_id
+from hearth.serve.usage_meter import UsageLedgerMiddleware
 
 if TYPE_CHECKING:
     from hearth.store import Store
@@ -144,7 +145,7 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    for router in (*openai_routes.routers, *ollama_routes.routers):
+    for router in (*openai_routes.routers, *ollama_routes.routers, usage_routes.router):
         app.include_router(router)
 
     @app.get("/", response_class=PlainTextResponse, tags=["health"])
@@ -162,7 +163,9 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE)
 
     _add_docs(app)
-    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies
+    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies,
+    # usage ledger
+    app.add_middleware(UsageLedgerMiddleware, settings=settings)
     app.add_middleware(OllamaJsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=options.max_body_bytes)
     if options.allowed_origins:
