@@ -1,5 +1,5 @@
 """`create_app(settings, options)`: the FastAPI application — OpenAI routes under /v1,
-Ollama routes under /api, `GET /` ("hearth is running"), `/health`, `/metrics`, the API
+Ollama routes under /api, the web UI and its APIs (ui_routes: `GET /`), `/health`, `/metrics`, the API
 docs (behind the key when auth is on) — with the error mapping, the Origin/Host checks, the
 body limit, JSON bodies on /api whatever their Content-Type, CORS (closed unless origins are
 configured), one access-log line per request, request metrics, and the model pool's
@@ -22,7 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.serve import errors, ollama_routes, openai_routes, usage_routes
+from hearth.serve import (
+    conversation_routes,
+    errors,
+    library_routes,
+    ollama_routes,
+    openai_routes,
+    ui_routes,
+    usage_routes,
+)
 from hearth.serve.auth import require_key
 from hearth.serve.keys import has_active_keys
 from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
@@ -145,13 +153,9 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    for router in (*openai_routes.routers, *ollama_routes.routers, usage_routes.router):
+    web = (ui_routes, usage_routes, conversation_routes, library_routes)
+    for router in (*openai_routes.routers, *ollama_routes.routers, *(m.router for m in web)):
         app.include_router(router)
-
-    @app.get("/", response_class=PlainTextResponse, tags=["health"])
-    @app.head("/", response_class=PlainTextResponse, include_in_schema=False)
-    async def root() -> str:
-        return "hearth is running"
 
     @app.get("/health", tags=["health"])
     async def health(st: ServerState = Depends(get_state)) -> JSONResponse:
