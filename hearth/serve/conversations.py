@@ -69,7 +69,12 @@ class Conversation:
         if self.system:
             lines += ["## System", "", self.system, ""]
         for m in self.messages:
-            lines += [f"## {str(m.get('role', '')).capitalize()}", "", str(m.get("content", "")), ""]
+            lines += [
+                f"## {str(m.get('role', '')).capitalize()}",
+                "",
+                str(m.get("content", "")),
+                "",
+            ]
         return "\n".join(lines)
 
 

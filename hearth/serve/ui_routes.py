@@ -32,7 +32,12 @@ HEADERS = {
     # the page and its modules change together with hearth: revalidate rather than mix versions
     "Cache-Control": "no-cache",
 }
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-
 CHROMIUM = Path(os.environ.get("HEARTH_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 MODEL = "smollm2:135m"

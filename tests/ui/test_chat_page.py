@@ -60,7 +60,7 @@ def test_stop_mid_answer_with_escape(ui_server, page) -> None:  # type: ignore[n
 
 def test_model_output_is_inert(ui_server, page, shot) -> None:  # type: ignore[no-untyped-def]
     hostile = (
-        "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned=2\">\n\n"
+        '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">\n\n'
         "![tracker](http://127.0.0.1:9/pixel.png) [click](javascript:window.__pwned=3)\n\n"
         "```html\n<script>window.__pwned = 4</script>\n```"
     )
