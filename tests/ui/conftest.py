@@ -104,6 +104,19 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> I
 
 
 @pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A server whose database holds an API key (auth on), no models; and the key."""
+    from hearth.config import load_settings
+    from hearth.serve.keys import create_key
+
+    home = tmp_path_factory.mktemp("ui-keyed-home")
+    _, secret = create_key(load_settings({"HEARTH_HOME": str(home)}), "ui")
+    proc, server = start_server(home)
+    yield server, secret
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (CI does)")

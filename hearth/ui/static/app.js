@@ -38,7 +38,7 @@ function keyDialog() {
   const input = document.getElementById('key-input');
   const reason = document.getElementById('key-reason');
   const open = (message) => {
-    if (message) reason.textContent = message;
+    if (message) reason.textContent = `This server needs an API key; ask its operator for one. The server said: ${message}`;
     input.value = apiKey();
     if (!dialog.open) dialog.showModal();
     input.focus();

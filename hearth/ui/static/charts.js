@@ -8,7 +8,7 @@ export function barChart(items, { title = '', unit = '', height = 200, format = 
   const top = 20; const bottom = 40; const left = 40;
   const max = Math.max(...items.map((i) => i.value), 0) || 1;
   const slot = (width - left - 10) / Math.max(items.length, 1);
-  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
+  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': title });
   chart.append(svg('title', { text: title }));
   chart.append(svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom }));
   chart.append(svg('text', { x: 2, y: top - 6, text: unit }));
@@ -36,7 +36,7 @@ export function intervalChart(items, { title = '', width = 640 } = {}) {
   const pad = (max - min) * 0.05;
   min -= pad; max += pad;
   const x = (v) => left + ((v - min) / (max - min)) * (width - left - right);
-  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
+  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': title });
   chart.append(svg('title', { text: title }));
   items.forEach((item, i) => {
     const y = 20 + i * row;
