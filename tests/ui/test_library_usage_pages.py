@@ -5,8 +5,6 @@ API keys, where the page asks for a key and then works with it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 from playwright.sync_api import expect
 
