@@ -25,6 +25,7 @@ from hearth.config import Settings
 from hearth.serve import (
     conversation_routes,
     errors,
+    eval_routes,
     library_routes,
     ollama_routes,
     openai_routes,
@@ -153,7 +154,7 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    web = (ui_routes, usage_routes, conversation_routes, library_routes)
+    web = (ui_routes, usage_routes, conversation_routes, library_routes, eval_routes)
     for router in (*openai_routes.routers, *ollama_routes.routers, *(m.router for m in web)):
         app.include_router(router)
 
