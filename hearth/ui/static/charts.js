@@ -46,7 +46,7 @@ export function intervalChart(items, { title = '', width = 640 } = {}) {
       chart.append(svg('line', { class: 'ci', x1: x(item.low), y1: y, x2: x(item.high), y2: y }));
     }
     chart.append(svg('circle', { class: 'bar', cx: x(item.value), cy: y, r: 5 }));
-    chart.append(svg('text', { x: width - right + 6, y: y + 4, text: item.value.toFixed(item.value < 10 ? 3 : 0) }));
+    chart.append(svg('text', { x: width - right + 6, y: y + 4, text: item.value.toFixed(Math.abs(item.value) < 10 ? 3 : 0) }));
   });
   return chart;
 }

@@ -1,5 +1,5 @@
 // Builds DOM nodes. Text is always set as text (never parsed as HTML): nothing a model or
-// a user writes can become markup. There is no innerHTML anywhere in the UI.
+// a user writes can become markup; no string of HTML is ever parsed anywhere in the UI.
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
