@@ -6,6 +6,7 @@ both (.ci/run). Screenshots go to tests/ui/screenshots/ (ignored by git)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -34,8 +35,6 @@ class Server:
 def _offline_wheels() -> Path:
     """tests/conftest.py's find-links folder with SmolLM2's wheel (loaded by path: test
     folders are not packages)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("_root_conftest", REPO / "tests" / "conftest.py")
     assert spec is not None and spec.loader is not None
     root = importlib.util.module_from_spec(spec)
@@ -118,9 +117,17 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
+    missing = ""
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (CI does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+        missing = f"no Chromium at {CHROMIUM}: apt-get install chromium (CI does)"
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "no playwright: pip install -e '.[test]'"
+    if missing and os.environ.get("HEARTH_REQUIRE_CHROMIUM"):
+        pytest.fail(missing)  # CI promises the browser: its absence is a failure there
+    if missing:
+        pytest.skip(missing)
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield chromium
