@@ -5,6 +5,7 @@ rendered as inert text."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -87,3 +88,57 @@ def test_model_output_is_inert(ui_server, page, shot) -> None:  # type: ignore[n
     csp = httpx.get(ui_server.url + "/", headers={"Accept": "text/html"}).headers
     assert "script-src 'self'" in csp["content-security-policy"]
     shot(page, "chat-xss")
+
+
+# what the model is made to stream (a regex constraint added to the page's own request)
+STREAMED = r'<script>window\.__pwned=5</script><img src=x onerror="window\.__pwned=6"> !\[t\]\(http://127\.0\.0\.1:9/streamed\.png\)'
+
+
+def test_streamed_markup_is_inert(ui_server, page) -> None:  # type: ignore[no-untyped-def]
+    """The real model streams `<script>`, an onerror image and a remote Markdown image
+    (its output forced by a regex on the request the page sends): all shown as text."""
+
+    def constrain(route):  # type: ignore[no-untyped-def]
+        body = json.loads(route.request.post_data or "{}")
+        route.continue_(post_data=json.dumps({**body, "regex": STREAMED, "max_tokens": 200}))
+
+    page.route("**/v1/chat/completions", constrain)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(ui_server.url + "/#/chat")
+    page.get_by_role("textbox", name="Message").fill("Say anything.")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator("article.msg.assistant").last
+    expect(answer.locator(".stats")).to_contain_text("tokens", timeout=120_000)
+    expect(answer.locator(".body")).to_contain_text("<script>window.__pwned=5</script>")
+    assert page.evaluate("window.__pwned") is None
+    assert answer.locator("script, img").count() == 0
+    expect(answer.get_by_role("link", name="image: t")).to_be_visible()
+    assert not [u for u in requests if "streamed.png" in u]
+
+
+def test_regenerate_and_edit(ui_server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(ui_server.url + "/#/chat")
+    page.locator("details.settings summary").click()
+    page.get_by_label("Max tokens").fill("8")
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Count to five.")
+    box.press("Enter")
+    answers = page.locator("article.msg.assistant")
+    expect(answers.last.locator(".stats")).to_contain_text("tokens", timeout=120_000)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden(timeout=120_000)
+    expect(answers).to_have_count(1)  # replaced, not added
+    expect(answers.last.locator(".stats")).to_contain_text("tokens")
+    page.locator("article.msg.user").get_by_role("button", name="Edit").click()
+    expect(box).to_have_value("Count to five.")
+    expect(page.locator("article.msg")).to_have_count(0)
+    box.fill("Count to three.")
+    box.press("Enter")
+    expect(answers.last.locator(".stats")).to_contain_text("tokens", timeout=120_000)
+    expect(page.locator("article.msg.user")).to_have_text(re.compile("Count to three"))
+    cid = page.evaluate("location.hash").rsplit("/", 1)[-1]
+    stored = httpx.get(f"{ui_server.url}/api/conversations/{cid}").json()
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    assert stored["messages"][0]["content"] == "Count to three."
+    assert stored["params"]["max_tokens"] == 8
