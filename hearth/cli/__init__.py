@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "hearth.cli.serve_cmds",
     "hearth.cli.bench_cmds",
     "hearth.cli.arena_cmds",
+    "hearth.cli.judge_cmds",
 ]
 
 app = typer.Typer(

@@ -6,15 +6,13 @@ models and a further turn behave as the API says."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from arena_server import serve
 
 from hearth.arena.battles import BattleStore
 from hearth.arena.identity import find_leak
@@ -37,21 +35,8 @@ def server(
     for name in NAMES:
         store.import_path(smollm2_gguf, name)
     options = ServeOptions(port=0, kv_cache_gb=0.1, max_model_len=1024, keep_alive_s=300)
-    app = create_app(settings, options)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    srv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(srv.serve(),), daemon=True)
-    thread.start()
-    while not srv.started:
-        thread.join(0.05)
-        assert thread.is_alive(), "uvicorn did not start"
-    host, port = srv.servers[0].sockets[0].getsockname()[:2]
-    yield f"http://{host}:{port}", settings.db_url
-    srv.should_exit = True
-    thread.join(60)
-    loop.close()
+    with serve(create_app(settings, options)) as url:
+        yield url, settings.db_url
 
 
 def _events(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
