@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "hearth.cli.bench_cmds",
     "hearth.cli.arena_cmds",
     "hearth.cli.judge_cmds",
+    "hearth.cli.compare_cmds",
 ]
 
 app = typer.Typer(
