@@ -140,7 +140,7 @@ def run_terminal_battles(
                     session.next_turn(battle_id, follow)
                     _show_turn(out, session, battle_id, a, b, follow)
             voted = battles.vote(battle_id, CHOICES[choice], voter="terminal")
-            out.console.print(f"A was [bold]{voted.model_a}[/], B was [bold]{voted.model_b}[/]")
+            out.console.print(f"A was {voted.model_a}, B was {voted.model_b}", highlight=False)
             if voted.leak:
                 out.console.print(f"not rated: an answer named a model ('{voted.leak}')")
             if not typer.confirm("another battle?", default=True):
