@@ -90,13 +90,19 @@ def _json(reports: Sequence[ModelReport], prices: Sequence[ApiPrice], cost: Cost
 
 
 def _bar_chart(
-    title: str, items: list[tuple[str, float, float | None, float | None]], unit: str
+    title: str,
+    items: list[tuple[str, float, float | None, float | None]],
+    unit: str,
+    from_zero: bool = True,
 ) -> str:
-    """Horizontal bars (value) with optional interval whiskers (low, high), as inline SVG."""
+    """Horizontal bars (value) with optional interval whiskers (low, high), as inline SVG.
+    `from_zero=False` starts the axis just below the lowest interval (ratings around 1000
+    differ by tens of points: bars from 0 would hide that)."""
     if not items:
         return ""
     top = max(max(v, hi or v) for _, v, _, hi in items)
-    bottom = min(0.0, *(lo or v for _, v, lo, _ in items))
+    lowest = min(min(v, lo or v) for _, v, lo, _ in items)
+    bottom = min(0.0, lowest) if from_zero else 50.0 * (lowest // 50.0) - 50.0
     span = (top - bottom) or 1.0
     left, width, row_h = 180, 420, 28
     height = 30 + row_h * len(items)
@@ -139,7 +145,7 @@ def _html(reports: Sequence[ModelReport], prices: Sequence[ApiPrice], cost: Cost
         (r.model, r.eval_average, None, None) for r in reports if r.eval_average is not None
     ]
     charts = [
-        _bar_chart("Arena rating (95% CI)", arena, ""),
+        _bar_chart("Arena rating (95% CI)", arena, "", from_zero=False),
         _bar_chart("Decode tokens/s on this machine", speed, ""),
         _bar_chart("Eval average (%)", evals, "%"),
     ]
