@@ -15,7 +15,7 @@ IDENTITY_WORDS = (
     "llama", "qianwan", "alibaba", "mistral", "zhipu", "keg lab", "01.ai", "ai2", "tülu",
     # hearth's families
     "smollm", "hugging face", "huggingface", "gemma", "deepmind", "qwen", "phi-3", "phi-4",
-    "microsoft", "deepseek", "meta ai", "granite", "olmo",
+    "microsoft", "deepseek", "meta ai", "olmo",
 )  # fmt: skip
 
 # parts of a model name that say nothing about its identity
