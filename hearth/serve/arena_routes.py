@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -87,16 +87,19 @@ def _conflict(exc: ConflictError, request: Request) -> JSONResponse:
 async def _stream(
     state: ServerState,
     store: BattleStore,
-    battle_id: str,
     names: tuple[str, str],
     params: SamplingParams,
+    open_turn: Callable[[], str],
     prompt: str | None,
 ) -> AbortingStream:
-    """Load both models (errors here still get a status code), then stream the turn."""
+    """Load both models (errors here still get a status code), then open the turn in the
+    database (`open_turn` returns the battle id: nothing is stored for a battle whose
+    models could not be loaded), then stream it."""
     stack = contextlib.AsyncExitStack()
     try:
         a = await stack.enter_async_context(state.pool.use(names[0]))
         b = await stack.enter_async_context(state.pool.use(names[1]))
+        battle_id = await asyncio.to_thread(open_turn)
     except BaseException:
         await stack.aclose()
         raise
@@ -110,9 +113,8 @@ async def _stream(
                     yield _event(delta.side, {"text": delta.text})
             except Exception as exc:
                 problem = problem_for(exc)
-                yield _event(
-                    "error", {"error": {"message": problem.message, "status": problem.status}}
-                )
+                error = {"message": problem.message, "status": problem.status}
+                yield _event("error", {"error": error})
                 return
             yield _event("done", {"battle_id": battle_id, "votable": True})
 
@@ -139,10 +141,12 @@ async def new_battle(req: BattleRequest, state: ServerState = Depends(get_state)
         )
     outcomes = await asyncio.to_thread(store.rated)
     name_a, name_b = draw_pair(candidates, outcomes, rng=random.Random())
-    battle_id = await asyncio.to_thread(store.start, name_a, name_b, req.prompt)
-    return await _stream(
-        state, store, battle_id, (name_a, name_b), _params(req.max_tokens, req.temperature), None
-    )
+    params = _params(req.max_tokens, req.temperature)
+
+    def open_turn() -> str:
+        return store.start(name_a, name_b, req.prompt)
+
+    return await _stream(state, store, (name_a, name_b), params, open_turn, None)
 
 
 @router.post("/battles/{battle_id}/turns", response_model=None)
@@ -150,18 +154,19 @@ async def next_turn(
     battle_id: str, req: TurnRequest, request: Request, state: ServerState = Depends(get_state)
 ) -> AbortingStream | JSONResponse:
     store = _store(state)
+    battle = await asyncio.to_thread(store.get, battle_id)  # 404 for an unknown id
+    params = _params(req.max_tokens, req.temperature)
+
+    def open_turn() -> str:
+        store.reopen(battle_id, req.prompt)
+        return battle_id
+
     try:
-        battle = await asyncio.to_thread(store.reopen, battle_id, req.prompt)
+        return await _stream(
+            state, store, (battle.model_a, battle.model_b), params, open_turn, req.prompt
+        )
     except ConflictError as exc:
         return _conflict(exc, request)
-    return await _stream(
-        state,
-        store,
-        battle_id,
-        (battle.model_a, battle.model_b),
-        _params(req.max_tokens, req.temperature),
-        req.prompt,
-    )
 
 
 def _public(b: Battle) -> dict[str, Any]:

@@ -118,6 +118,12 @@ def test_vote_before_answers_finish_and_multi_turn(server: tuple[str, str]) -> N
         assert [k for k, _ in events][-1] == "done"
         battle = store.get(bid)
         assert battle.num_turns == 2 and len(battle.conversation_a) == 4
+        assert (
+            client.post(f"/api/arena/battles/{bid}/vote", json={"winner": "tie"}).status_code == 200
+        )
+        late = client.post(f"/api/arena/battles/{bid}/turns", json={"prompt": "More."})
+        assert late.status_code == 409 and "already voted" in late.text
+        assert client.post("/api/arena/battles/nope/turns", json={"prompt": "x"}).status_code == 404
 
         few = client.post("/api/arena/battles", json={"prompt": "x", "models": [NAMES[0]]})
         assert few.status_code == 400 and "at least two models" in few.text
