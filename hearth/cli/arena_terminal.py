@@ -102,8 +102,8 @@ def run_terminal_battles(
 ) -> None:
     from hearth.arena.battles import BattleStore
     from hearth.arena.duel import ArenaSession
+    from hearth.arena.pair_sampler import draw_pair
     from hearth.arena.ratings import leaderboard
-    from hearth.arena.sampler import draw_pair
     from hearth.config import load_settings
     from hearth.engine.sampling_params import SamplingParams
     from hearth.store.store import Store

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.arena.battles import Battle, BattleStore
 from hearth.arena.duel import ArenaSession, Contender
+from hearth.arena.pair_sampler import draw_pair
 from hearth.arena.ratings import RatingConfig, leaderboard
-from hearth.arena.sampler import draw_pair
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ConflictError, UserInputError
 from hearth.serve.auth import require_key

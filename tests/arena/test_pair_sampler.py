@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from hearth.arena.pair_sampler import draw_pair, pair_weights
 from hearth.arena.ratings import Outcome, RatingConfig, leaderboard
-from hearth.arena.sampler import draw_pair, pair_weights
 from hearth.errors import UserInputError
 
 
