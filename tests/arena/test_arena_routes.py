@@ -98,6 +98,21 @@ def test_battle_vote_reveal(server: tuple[str, str]) -> None:
     assert stored.winner == "tie (bothbad)" and stored.voter == "t" and stored.anony
 
 
+def test_answer_naming_the_model_is_not_rated(server: tuple[str, str]) -> None:
+    base, _ = server
+    with httpx.Client(base_url=base) as client:
+        # greedy SmolLM2-135M-Instruct introduces itself as "a helpful AI named SmolLM"
+        body = {"prompt": "Introduce yourself.", "max_tokens": 24, "temperature": 0.0}
+        events = _battle(client, "/api/arena/battles", body)
+        bid = str(events[0][1]["battle_id"])
+        text_a = "".join(str(d["text"]) for k, d in events if k == "a")
+        assert "SmolLM" in text_a
+        before = client.get("/api/arena/leaderboard").json()
+        result = client.post(f"/api/arena/battles/{bid}/vote", json={"winner": "a"}).json()
+        assert result["rated"] is False and result["leak"] == "smollm"
+        assert client.get("/api/arena/leaderboard").json() == before  # the vote is not counted
+
+
 def test_vote_before_answers_finish_and_multi_turn(server: tuple[str, str]) -> None:
     base, db_url = server
     store = BattleStore(db_url)
