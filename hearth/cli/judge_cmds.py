@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("both", "--mode", help="single, pairwise or both."),
         limit: int | None = typer.Option(None, "--limit", help="Only the first N questions."),
         max_tokens: int = typer.Option(256, "--max-tokens", help="Longest answer, in tokens."),
+        judge_max_tokens: int = typer.Option(
+            1024, "--judge-max-tokens", help="Longest judgment (explanation + verdict), in tokens."
+        ),
         json_flag: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Grade models' answers with a judge (FastChat's MT-Bench prompts): 1-10 scores per
@@ -49,6 +52,8 @@ def register(app: typer.Typer) -> None:
             raise UserInputError("give the judge: --judge MODEL (stored) or --judge-url URL")
         if judge_url is not None and not judge_model:
             raise UserInputError("--judge-url needs --judge-model (the server's model name)")
+        if max_tokens < 1 or judge_max_tokens < 1:
+            raise UserInputError("--max-tokens and --judge-max-tokens must be >= 1")
         if limit is not None and limit < 1:
             raise UserInputError(f"--limit must be >= 1, got {limit}")
         if len(set(models)) != len(models):
@@ -59,11 +64,11 @@ def register(app: typer.Typer) -> None:
         judge_impl: LocalModel | OpenAIJudge
         if judge_url is not None:
             key = judge_key_file.read_text().strip() if judge_key_file else None
-            judge_impl = OpenAIJudge(judge_url, judge_model or "", key)
+            judge_impl = OpenAIJudge(judge_url, judge_model or "", key, judge_max_tokens)
         else:
             assert judge is not None
             llm = answerers[judge].llm if judge in answerers else LLM(judge, settings=settings)
-            judge_impl = LocalModel(llm, judge, 1024)  # judgments run longer than answers
+            judge_impl = LocalModel(llm, judge, judge_max_tokens)
 
         def progress(msg: str) -> None:
             if not out.json:

@@ -106,6 +106,22 @@ def test_judge_end_to_end(capsys: pytest.CaptureFixture[str], judge_url: str) ->
     assert json.loads(out) == []
 
 
+@pytest.mark.usefixtures("stored")
+def test_local_store_model_as_judge(capsys: pytest.CaptureFixture[str]) -> None:
+    """SmolLM2 judging itself: a weak judge, so what matters is that every judgment is
+    either a parsed score or counted as malformed."""
+    questions = DATA / "mt_bench_questions_sample.jsonl"
+    code, out, err = hearth(
+        capsys, "judge", "--models", MODELS[0], "--questions", str(questions), "--limit", "1",
+        "--mode", "single", "--judge", MODELS[0], "--max-tokens", "8",
+        "--judge-max-tokens", "24", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["judge"] == MODELS[0] and report["single"]["judged"] == 2
+    assert report["num_scores"][MODELS[0]] + report["single"]["malformed"] == 2
+
+
 def test_judge_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     q = DATA / "mt_bench_questions_sample.jsonl"
     code, _, err = hearth(capsys, "judge", "--models", "a", "--questions", str(q))
