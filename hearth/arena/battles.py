@@ -286,12 +286,23 @@ class BattleStore:
             return [_battle(r) for r in s.scalars(query)]
 
     def rated(self, judged: bool | None = None) -> list[Outcome]:
-        """The battles the leaderboard counts. `judged`: True only a judge's, False only
-        people's, None both."""
-        out = []
-        for b in self.all():
-            if judged is not None and (b.judge is not None) != judged:
-                continue
-            if b.rated:
-                out.append(b.outcome())
-        return out
+        """The battles the leaderboard counts (voted, blind, no leak), oldest first.
+        `judged`: True only a judge's, False only people's, None both. Reads only the
+        columns the ratings need: an import of Chatbot Arena's logs is millions of rows."""
+        cols = (BattleRow.model_a, BattleRow.model_b, BattleRow.winner, BattleRow.conv_metadata)
+        query = (
+            select(*cols)
+            .where(
+                BattleRow.winner.is_not(None), BattleRow.anony.is_(True), BattleRow.leak.is_(None)
+            )
+            .order_by(BattleRow.created_at, BattleRow.id)
+        )
+        if judged is True:
+            query = query.where(BattleRow.judge.is_not(None))
+        elif judged is False:
+            query = query.where(BattleRow.judge.is_(None))
+        with self._session() as s:
+            return [
+                Outcome(a, b, str(w), (json.loads(meta) if meta and meta != "{}" else None))
+                for a, b, w, meta in s.execute(query)
+            ]
