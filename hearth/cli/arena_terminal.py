@@ -31,8 +31,16 @@ def load_prompts(path: Path) -> list[list[str]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"{path} line {number}: not JSON ({exc.msg})") from exc
-        turns = row.get("turns") or [row.get("prompt") or row.get("text")]
-        if not isinstance(row, dict) or not all(isinstance(t, str) and t for t in turns):
+        turns = (
+            (row.get("turns") or [row.get("prompt") or row.get("text")])
+            if isinstance(row, dict)
+            else []
+        )
+        if (
+            not isinstance(turns, list)
+            or not turns
+            or not all(isinstance(t, str) and t for t in turns)
+        ):
             raise UserInputError(f"{path} line {number}: needs `turns`, `prompt` or `text`")
         out.append(turns)
     if not out:

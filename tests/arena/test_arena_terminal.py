@@ -67,3 +67,18 @@ def test_terminal_needs_two_models(hearth_home: Path) -> None:
     child.close()
     assert child.exitstatus == 2
     assert "at least two models" in " ".join(child.before.split())
+
+
+def test_prompt_file_forms(tmp_path: Path) -> None:
+    from hearth.cli.arena_terminal import load_prompts
+    from hearth.errors import UserInputError
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"turns": ["one", "two"]}\n\n{"prompt": "p"}\n{"text": "t"}\n')
+    assert load_prompts(good) == [["one", "two"], ["p"], ["t"]]
+    assert len(load_prompts(DATA / "mt_bench_questions_sample.jsonl")) == 4
+    for bad in ("[1, 2]", '{"turns": "x"}', '{"other": 1}', "{nope"):
+        path = tmp_path / "bad.jsonl"
+        path.write_text('{"prompt": "fine"}\n' + bad + "\n")
+        with pytest.raises(UserInputError, match="line 2"):
+            load_prompts(path)
