@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, select
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hearth.arena.identity import find_leak
@@ -227,37 +227,38 @@ class BattleStore:
             return _battle(row)
 
     def add_many(self, battles: Iterable[NewBattle]) -> int:
-        """Store finished battles in one transaction (all or nothing); returns the count."""
+        """Store finished battles in one transaction (all or nothing); returns the count.
+        One bulk INSERT rather than ORM objects: imports run to millions of rows."""
+        now = datetime.now(UTC)
         rows = []
         for b in battles:
             prompt = next((m["content"] for m in b.conversation_a if m["role"] == "user"), "")
+            answers = _assistant_text(b.conversation_a) + _assistant_text(b.conversation_b)
             rows.append(
-                BattleRow(
-                    id=uuid.uuid4().hex,
-                    source=b.source,
-                    model_a=b.model_a,
-                    model_b=b.model_b,
-                    prompt=prompt,
-                    conversation_a=json.dumps(b.conversation_a),
-                    conversation_b=json.dumps(b.conversation_b),
-                    conv_metadata=json.dumps(b.conv_metadata or {}),
-                    question_id=b.question_id,
-                    answers_done=True,
-                    winner=b.winner,
-                    voter=b.voter,
-                    judge=b.judge,
-                    anony=b.anony,
-                    leak=find_leak(
-                        _assistant_text(b.conversation_a) + _assistant_text(b.conversation_b),
-                        (b.model_a, b.model_b),
-                    ),
-                    num_turns=max(1, sum(1 for m in b.conversation_a if m["role"] == "user")),
-                    created_at=b.created_at or datetime.now(UTC),
-                    voted_at=(b.created_at or datetime.now(UTC)) if b.winner else None,
-                )
+                {
+                    "id": uuid.uuid4().hex,
+                    "source": b.source,
+                    "model_a": b.model_a,
+                    "model_b": b.model_b,
+                    "prompt": prompt,
+                    "conversation_a": json.dumps(b.conversation_a),
+                    "conversation_b": json.dumps(b.conversation_b),
+                    "conv_metadata": json.dumps(b.conv_metadata or {}),
+                    "question_id": b.question_id,
+                    "answers_done": True,
+                    "winner": b.winner,
+                    "voter": b.voter,
+                    "judge": b.judge,
+                    "anony": b.anony,
+                    "leak": find_leak(answers, (b.model_a, b.model_b)),
+                    "num_turns": max(1, sum(1 for m in b.conversation_a if m["role"] == "user")),
+                    "created_at": b.created_at or now,
+                    "voted_at": (b.created_at or now) if b.winner else None,
+                }
             )
-        with self._session() as s, s.begin():
-            s.add_all(rows)
+        if rows:
+            with self._session() as s, s.begin():
+                s.execute(insert(BattleRow), rows)
         return len(rows)
 
     # -- reading ---------------------------------------------------------------------------
