@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,7 @@ async def _run_side(
         # an answer may not run past the context: cap it at what is left
         room = who.max_model_len - len(prompt)
         if params.max_tokens is None or params.max_tokens > room:
-            params = SamplingParams(**{**_fields(params), "max_tokens": room})
+            params = dataclasses.replace(params, max_tokens=room)
         async for out in who.engine.generate(prompt, params):
             done = out.outputs[0]
             if done.delta_text:
@@ -76,12 +77,6 @@ async def _run_side(
         await queue.put(exc)
     finally:
         await queue.put(None)
-
-
-def _fields(params: SamplingParams) -> dict[str, Any]:
-    from dataclasses import fields
-
-    return {f.name: getattr(params, f.name) for f in fields(params)}
 
 
 async def duel(
