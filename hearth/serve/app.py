@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hearth import __version__
 from hearth.config import Settings
 from hearth.serve import (
+    arena_routes,
     conversation_routes,
     errors,
     eval_routes,
@@ -155,7 +156,8 @@ def create_app(
     app.state.hearth = state
     errors.install(app)
     web = (ui_routes, usage_routes, conversation_routes, library_routes, eval_routes)
-    for router in (*openai_routes.routers, *ollama_routes.routers, *(m.router for m in web)):
+    routers = (*openai_routes.routers, *ollama_routes.routers, arena_routes.router)
+    for router in (*routers, *(m.router for m in web)):
         app.include_router(router)
 
     @app.get("/health", tags=["health"])

@@ -69,9 +69,9 @@ def test_price_table_file(tmp_path: Path) -> None:
     assert load_price_table(str(good)).costs(1_000_000, 1_000_000) == {"x-1": 3.0}
     bad = tmp_path / "bad.toml"
     bad.write_text('[[price]]\nmodel = "x-1"\n')
-    with pytest.raises(UserInputError, match="each \\[\\[price\\]\\] entry needs"):
+    with pytest.raises(UserInputError, match="needs provider, model"):
         load_price_table(str(bad))
-    with pytest.raises(UserInputError, match="cannot read the price table"):
+    with pytest.raises(UserInputError, match="no such price table"):
         load_price_table(str(tmp_path / "missing.toml"))
 
 
