@@ -44,6 +44,8 @@ def test_battle_vote_reveal(ui_server, page, shot) -> None:  # type: ignore[no-u
     board = page.get_by_role("table")
     expect(board).to_contain_text("smollm2:twin")
     shot(page, "arena")
+    gone = httpx.request("DELETE", f"{ui_server.url}/api/delete", json={"model": "smollm2:twin"})
+    assert gone.is_success  # the other tests share this server
 
 
 def test_leaderboard_sorts(ui_server, page, shot) -> None:  # type: ignore[no-untyped-def]

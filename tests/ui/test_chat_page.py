@@ -26,7 +26,8 @@ def test_send_stream_reload(ui_server, page, shot) -> None:  # type: ignore[no-u
     expect(answer.locator(".stats")).to_contain_text("tokens/s", timeout=120_000)
     expect(answer.locator(".stats")).to_contain_text("TTFT")
     assert answer.locator(".body").inner_text().strip()
-    (served,) = httpx.get(ui_server.url + "/api/ps").json()["models"]
+    loaded = httpx.get(ui_server.url + "/api/ps").json()["models"]
+    (served,) = [m for m in loaded if m["name"] == MODEL]
     expect(page.locator("#context")).to_have_attribute("max", str(served["context_length"]))
     shot(page, "chat")
     page.reload()
