@@ -38,7 +38,7 @@ def test_send_stream_reload(ui_server, page, shot) -> None:  # type: ignore[no-u
     expect(page.locator("article.msg.assistant .stats")).to_contain_text("tokens")
 
 
-def test_stop_mid_answer_with_escape(ui_server, page) -> None:  # type: ignore[no-untyped-def]
+def test_stop_mid_answer(ui_server, page) -> None:  # type: ignore[no-untyped-def]
     page.goto(ui_server.url + "/#/chat")
     page.locator("details.settings summary").click()
     page.get_by_label("Max tokens").fill("400")
@@ -50,14 +50,23 @@ def test_stop_mid_answer_with_escape(ui_server, page) -> None:  # type: ignore[n
     expect(stop).to_be_visible()
     answer = page.locator("article.msg.assistant").last
     expect(answer.locator(".body")).not_to_be_empty(timeout=120_000)
-    stop.click()
+    page.keyboard.press("Escape")  # Esc stops, like the Stop button
     expect(answer.locator(".stats")).to_contain_text("stopped", timeout=30_000)
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     tokens = int(re.search(r"(\d+) tokens", answer.locator(".stats").inner_text()).group(1))
     assert tokens < 400
+    box.fill("Write another long story.")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("article.msg.assistant").last.locator(".body")).not_to_be_empty(
+        timeout=120_000
+    )
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("article.msg.assistant").last.locator(".stats")).to_contain_text(
+        "stopped", timeout=30_000
+    )
     box.fill("one\n")
     box.press("Shift+Enter")  # a new line, not a send
-    assert page.locator("article.msg.user").count() == 1
+    assert page.locator("article.msg.user").count() == 2
 
 
 def test_model_output_is_inert(ui_server, page, shot) -> None:  # type: ignore[no-untyped-def]
