@@ -33,7 +33,7 @@ class Settings:
     pip_index_url: str = ""  # empty: pip's own configuration decides
     # the CPU package's power with every core busy: the usage ledger's energy estimate
     cpu_watts: float = 65.0
-    price_table: str = ""  # a TOML price table for the usage ledger; empty: the built-in one
+    price_table: str = ""  # hosted-API prices for the usage ledger; empty: hearth's own
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -1,10 +1,11 @@
 """`create_app(settings, options)`: the FastAPI application — OpenAI routes under /v1,
-Ollama routes under /api, the web UI and its APIs (ui_routes: `GET /`), `/health`, `/metrics`, the API
-docs (behind the key when auth is on) — with the error mapping, the Origin/Host checks, the
-body limit, JSON bodies on /api whatever their Content-Type, CORS (closed unless origins are
-configured), one access-log line per request, request metrics, and the model pool's
-lifecycle. Knows nothing of how it
-is served (server.py runs uvicorn) and never touches tensors."""
+Ollama routes under /api, the arena API, the web UI (`GET /` for a browser, "hearth is
+running" for other clients; ui_routes.py) with its usage, conversation, library and eval
+APIs, `/health`, `/metrics`, the API docs (behind the key when auth is on) — with the error
+mapping, the Origin/Host checks, the body limit, JSON bodies on /api whatever their
+Content-Type, CORS (closed unless origins are configured), one access-log line per
+request, the usage ledger, request metrics, and the model pool's lifecycle. Knows nothing
+of how it is served (server.py runs uvicorn) and never touches tensors."""
 
 from __future__ import annotations
 

@@ -79,10 +79,8 @@ def listen(options: ServeOptions, echo: Callable[[str], None]) -> list[socket.so
         try:
             sockets.append(bind(options.host, port))
         except OSError as exc:
-            why = (
-                "another server (Ollama?) holds it"
-                if exc.errno == errno.EADDRINUSE
-                else (exc.strerror or str(exc))
+            why = "another server (Ollama?) holds it" if exc.errno == errno.EADDRINUSE else (
+                exc.strerror or str(exc)
             )
             echo(
                 f"note: not answering on Ollama's port {port}: {why}; clients reach hearth "
