@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         from hearth.config import load_settings
         from hearth.engine.llm import resolve_model_path
         from hearth.errors import UserInputError
-        from hearth.model.quant_build import QUANT_MODES
+        from hearth.model.quant_modes import QUANT_MODES
 
         out = Output.of(ctx, json_flag)
         if quant not in QUANT_MODES:

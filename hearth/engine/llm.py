@@ -175,11 +175,13 @@ class LLM:
         quant: str = DEFAULT_QUANT,
         license_use: str | None = "run",
         accept_license: bool = False,
+        name: str | None = None,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
-        `self.license_warnings`; a refusal raises PolicyError."""
+        `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
+        model goes by when `model` is its file (the catalog's defaults are found by name)."""
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
@@ -187,7 +189,7 @@ class LLM:
         engine_config = _engine_config(config, engine_options, settings)
         torch.set_num_threads(num_threads or settings.threads)
         self.path, record = resolve_model(model, settings, progress)
-        self.model_name = str(model)
+        self.model_name = name or str(model)
         self.license_id: str | None = detect_model_license(self.path, record).license_id
         self.license_warnings: list[str] = []
         if license_use is not None:

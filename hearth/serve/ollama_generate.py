@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], tags=["ollama"])
 NDJSON = "application/x-ndjson"
-# Ollama's sampling defaults, used when a request leaves them out
-_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repetition_penalty": 1.1}
 
 
 # -- generation ---------------------------------------------------------------------------
@@ -79,12 +77,14 @@ def _params(model: LoadedModel, options: Options | None, structured: Any, num_pr
     if num_prompt >= limit:
         raise ContextLengthError(num_prompt, limit)
     room = limit - num_prompt
-    max_tokens = room if o.num_predict is None or o.num_predict <= 0 else min(o.num_predict, room)
+    # unset: the model's default limit; Ollama's -1 / -2 ask for "until the context is full"
+    if o.num_predict is None:
+        max_tokens = min(model.llm.defaults.max_tokens, room)
+    else:
+        max_tokens = room if o.num_predict <= 0 else min(o.num_predict, room)
+    # what the request leaves None takes the model's defaults (build_params)
     values = {k: getattr(o, k, None) for k in ("temperature", "top_k", "top_p")}
     values["repetition_penalty"] = o.repeat_penalty
-    for key, default in _DEFAULTS.items():
-        if values.get(key) is None:
-            values[key] = default
     return build_params(
         model,
         **values,

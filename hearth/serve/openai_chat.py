@@ -80,7 +80,8 @@ def _chat_params(
     return build_params(
         model,
         **openai_sampling(req),
-        max_tokens=max_tokens if max_tokens is not None else model.max_model_len - num_prompt,
+        # unset: the model's default output limit, within what the context leaves
+        max_tokens=max_tokens or min(model.llm.defaults.max_tokens, model.max_model_len - num_prompt),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         structured=structured,
     )

@@ -220,11 +220,11 @@ def _merges_from_vocab(
     return [(left, right) for *_, left, right in keyed]
 
 
-# a user-defined token spelled as a bracketed marker, `<start_of_image>` or `[multimodal]`, is
-# a control token the GGUF converter labelled user-defined (Gemma 3's image markers are
-# special in Google's own tokenizer.json): decoding must skip it like any control token.
-# HTML tags (`<table>`, `</td>`: Gemma's user-defined text pieces) stay text.
-_MARKER = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
+# a user-defined token spelled as an angle-bracket marker, `<start_of_image>`, is a control
+# token the GGUF converter labelled user-defined (Gemma 3's image markers are special in
+# Google's own tokenizer): decoding must skip it like any control token. HTML tags (`<table>`,
+# `</td>`: Gemma's user-defined text pieces) and `[multimodal]` (text there too) stay text.
+_MARKER = re.compile(r"<[^<>\s]+>")
 _HTML_TAG = re.compile(r"</?[a-z0-9]+>")
 
 

@@ -95,10 +95,12 @@ def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture
         (("--tasks", "arc_challenge", "--limit", "0"), "--limit must be a positive"),
         (("--tasks", "arc_challenge", "--limit", "-3"), "--limit must be a positive"),
         (("--tasks", "arc_challenge", "--backend", "openai"), "needs --base-url"),
+        # the missing flag is reported before the missing data
+        (("--tasks", "arc_challenge", "--backend", "openai", "--data-dir", "/nonexistent-eval-data"), "needs --base-url"),
         (("--tasks", "arc_challenge", "--backend", "vllm"), "--backend must be"),
         (("--tasks", "arc_challenge", "--data-dir", "/nonexistent-eval-data"), "/nonexistent-eval-data/arc_challenge/test.jsonl not found"),
         (("--tasks", "winogrande", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--limit", "1"), "cannot reach"),
-        (("--tasks", "winogrande", "--quant", "int3"), "--quant must be none, auto, int8 or int4"),
+        (("--tasks", "winogrande", "--quant", "int3"), "--quant must be one of auto, none, int8, int4"),
         (("--tasks", "winogrande", "--quant", "int4", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"), "the server decides"),
     ],
 )

@@ -123,7 +123,7 @@ def test_bad_requests(llm: LLM) -> None:
 
 def test_engine_options_are_forwarded_to_engine_config(smollm2_gguf: Path) -> None:
     # LLM takes an EngineConfig; keywords are forwarded onto it, never re-declared
-    with pytest.raises(TypeError, match="max_model_length.*EngineConfig fields are"):
+    with pytest.raises(TypeError, match=r"max_model_length.*EngineConfig fields are"):
         LLM(smollm2_gguf, max_model_length=512)
 
 
