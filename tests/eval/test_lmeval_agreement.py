@@ -152,7 +152,9 @@ def test_agreement_with_lm_eval_hf(
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     names = write_configs(DATA.resolve(), tmp_path / "cfg")
     torch.set_num_threads(threads)
-    llm = LLM(smollm2_gguf, num_threads=threads, max_num_batched_tokens=EVAL_STEP_TOKENS)
+    # quant="none": the de-quantized network is what lm-eval's transformers reference runs
+    llm = LLM(smollm2_gguf, quant="none", num_threads=threads,
+              max_num_batched_tokens=EVAL_STEP_TOKENS)
     hearth_lm = EngineLM.from_llm(llm)
 
     table = []
