@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import InvalidParameterError
 
 # Ollama's sampling defaults (its api/types.go DefaultOptions), used where neither the model
 # nor the request says otherwise
@@ -88,9 +89,15 @@ class GenerationDefaults:
                 name = _KEYS.get(key)
                 if name is None or value is None:
                     continue
-                if name == "max_tokens" and int(value) <= 0:
+                try:
+                    coerced = _coerce(name, value)
+                except (TypeError, ValueError):
+                    raise InvalidParameterError(
+                        name, f"{name}: the {label}'s default {key} = {value!r} is not a number"
+                    ) from None
+                if name == "max_tokens" and coerced <= 0:
                     continue  # "unbounded" (Ollama's -1) is what no default may be
-                values[name] = _coerce(name, value)
+                values[name] = coerced
                 sources[name] = label
         # checked like a request's values: a broken generation_config.json fails at load
         SamplingParams(**{k: v for k, v in values.items() if k != "stop"})

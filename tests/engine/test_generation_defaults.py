@@ -57,3 +57,5 @@ def test_show_rows_say_where_each_value_came_from() -> None:
 def test_a_broken_model_file_fails_naming_the_knob() -> None:
     with pytest.raises(InvalidParameterError, match="top_p"):
         GenerationDefaults.resolve({"top_p": 3.0})
+    with pytest.raises(InvalidParameterError, match="temperature"):
+        GenerationDefaults.resolve({"temperature": "warm"})
