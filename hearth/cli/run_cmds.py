@@ -15,6 +15,7 @@ from hearth.cli.repl import ChatState, prompt_for, repl, stream_answer
 from hearth.engine.generation_defaults import (
     CHAT_MAX_TOKENS,
     COMPLETION_MAX_TOKENS,
+    OLLAMA_SAMPLING,
     GenerationDefaults,
 )
 from hearth.errors import UserInputError
@@ -36,7 +37,8 @@ def _progress(label: str, done: int, total: int) -> None:
 
 
 
-_DEFAULTS_HELP = "Default: the model's own (its file, then the catalog), else Ollama's {}."
+def _default_help(knob: str) -> str:
+    return f"Default: the model's own (its file, then the catalog), else Ollama's {OLLAMA_SAMPLING[knob]:g}."
 
 
 def register(app: typer.Typer) -> None:
@@ -47,14 +49,14 @@ def register(app: typer.Typer) -> None:
         ),
         prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
         temperature: float | None = typer.Option(
-            None, "--temperature", help="0 is greedy. " + _DEFAULTS_HELP.format("0.8")
+            None, "--temperature", help="0 is greedy. " + _default_help("temperature")
         ),
-        top_p: float | None = typer.Option(None, "--top-p", help=_DEFAULTS_HELP.format("0.9")),
+        top_p: float | None = typer.Option(None, "--top-p", help=_default_help("top_p")),
         top_k: int | None = typer.Option(
-            None, "--top-k", help="0 disables it. " + _DEFAULTS_HELP.format("40")
+            None, "--top-k", help="0 disables it. " + _default_help("top_k")
         ),
         repeat_penalty: float | None = typer.Option(
-            None, "--repeat-penalty", help="1 disables it. " + _DEFAULTS_HELP.format("1.1")
+            None, "--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")
         ),
         seed: int | None = typer.Option(None, "--seed"),
         max_tokens: int | None = typer.Option(
