@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -301,15 +302,37 @@ def _read_message(first: str) -> str:
         lines.append(line)
 
 
-def _enable_line_editing() -> None:
-    """Arrow keys, history and line editing for input(): importing readline is enough."""
-    # Windows without pyreadline: plain input() still works
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401
+def _line_editing(history: Path | None) -> Callable[[], None]:
+    """Arrow keys, line editing and history for input() (importing readline is enough), the
+    history kept across sessions in `history` as Ollama keeps ~/.ollama/history. Returns
+    what saves it at exit."""
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input() still works
+        return lambda: None
+    if history is None:
+        return lambda: None
+    readline.set_history_length(1000)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(history)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            history.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history)
+
+    return save
 
 
-def repl(llm: LLM, state: ChatState, verbose: bool) -> None:
-    _enable_line_editing()
+def repl(llm: LLM, state: ChatState, verbose: bool, history: Path | None = None) -> None:
+    save_history = _line_editing(history)
+    try:
+        _loop(llm, state, verbose)
+    finally:
+        save_history()
+
+
+def _loop(llm: LLM, state: ChatState, verbose: bool) -> None:
     interrupted = False  # a Ctrl-C at an empty prompt; a second one exits
     while True:
         try:

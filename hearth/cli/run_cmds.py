@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None
             return
-        repl(llm, state, verbose)
+        repl(llm, state, verbose, history=settings.home / "history")
 
 
 def _format_spec(value: str | None) -> StructuredSpec | None:

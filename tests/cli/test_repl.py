@@ -64,6 +64,8 @@ def test_commands_history_save_and_load(smollm2_gguf: Path, tmp_path: Path) -> N
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+    # the line history outlives the session (Ollama's ~/.ollama/history)
+    assert "/load nope" in (tmp_path / "home" / "history").read_text()
     saved = (tmp_path / "home" / "conversations" / "trip.json").read_text()
     assert "Paris" in saved and '"temperature": "0"' in saved
 
