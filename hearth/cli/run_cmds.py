@@ -38,7 +38,7 @@ def _progress(label: str, done: int, total: int) -> None:
 
 
 def _default_help(knob: str) -> str:
-    return f"Default: the model's own (its file, then the catalog), else Ollama's {OLLAMA_SAMPLING[knob]:g}."
+    return f"Default: the model's own (its file, then the catalog), else {OLLAMA_SAMPLING[knob]:g}."
 
 
 def register(app: typer.Typer) -> None:

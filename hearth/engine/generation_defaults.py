@@ -20,12 +20,14 @@ from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import InvalidParameterError
 
 # Ollama's sampling defaults (its api/types.go DefaultOptions), used where neither the model
-# nor the request says otherwise
+# nor the request says otherwise; all but one: Ollama's repeat_penalty 1.1 covers the last 64
+# tokens, while hearth's repetition_penalty (vLLM's and HF's) covers the whole prompt, where
+# 1.1 would penalise every word the prompt holds (tool names, JSON keys, the text to quote)
 OLLAMA_SAMPLING: Mapping[str, float] = {
     "temperature": 0.8,
     "top_k": 40,
     "top_p": 0.9,
-    "repetition_penalty": 1.1,
+    "repetition_penalty": 1.0,
 }
 # no default runs unbounded: an answer stops here unless the request asks for more (a chat
 # answer rarely needs more; Ollama's -1 is "until the context is full", which a base model

@@ -34,7 +34,7 @@ def test_commands_history_save_and_load(smollm2_gguf: Path, tmp_path: Path) -> N
         child.expect_exact(">>> ")
         child.sendline("/show parameters")
         child.expect(r"temperature\s+0\s+\(user\)")
-        child.expect(r"repeat_penalty\s+1\.1\s+\(ollama\)")
+        child.expect(r"repeat_penalty\s+1\s+\(ollama\)")
         child.expect(r"num_predict\s+1024\s+\(hearth\)")
         child.expect_exact(">>> ")
         child.sendline("/show license")

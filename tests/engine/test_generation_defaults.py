@@ -42,14 +42,14 @@ def test_base_model_gets_completion_defaults() -> None:
 def test_request_values_win_and_none_means_unset() -> None:
     d = GenerationDefaults.resolve()
     p = d.sampling_params(temperature=0.0, top_p=None, max_tokens=7)
-    assert (p.temperature, p.top_p, p.max_tokens, p.repetition_penalty) == (0.0, 0.9, 7, 1.1)
+    assert (p.temperature, p.top_p, p.max_tokens, p.repetition_penalty) == (0.0, 0.9, 7, 1.0)
 
 
 def test_show_rows_say_where_each_value_came_from() -> None:
     d = GenerationDefaults.resolve(chat=False).with_values(temperature=0.1)
     rows = {name: (value, source) for name, value, source in d.describe()}
     assert rows["temperature"] == ("0.1", "user")
-    assert rows["repeat_penalty"] == ("1.1", "ollama")
+    assert rows["repeat_penalty"] == ("1", "ollama")
     assert rows["num_predict"] == ("256", "completion")
     assert rows["stop"] == ("'\\n\\n'", "completion")
 

@@ -149,7 +149,7 @@ def test_chat_without_params_uses_the_models_defaults(default_llm: LLM) -> None:
     defaults every other entry point uses."""
     params = default_llm.default_sampling_params()
     assert params.max_tokens == 1024 and params.temperature == 0.8
-    assert params.repetition_penalty == 1.1 and params.top_k == 40
+    assert params.repetition_penalty == 1.0 and params.top_k == 40
     (out,) = default_llm.chat([{"role": "user", "content": "Name three primary colors."}])
     completion = out.outputs[0]
     assert len(completion.token_ids) > 16 or completion.finish_reason == "stop"
