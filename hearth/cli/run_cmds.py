@@ -108,14 +108,16 @@ def register(app: typer.Typer) -> None:
         llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
         for warning in llm.license_warnings:
             Output.warning(warning)
+        defaults = llm.defaults.with_values(**given) if given else llm.defaults
         if not raw and not llm.tokenizer.has_chat_template:
+            stops = ", stopping at a blank line" if "\n\n" in defaults.stop else ""
             sys.stderr.write(
                 "note: this model has no chat template; running as plain completion "
-                f"(up to {llm.defaults.max_tokens} tokens, stopping at a blank line)\n"
+                f"(up to {defaults.max_tokens} tokens{stops})\n"
             )
             raw = True
         state = ChatState(
-            defaults=llm.defaults.with_values(**given) if given else llm.defaults,
+            defaults=defaults,
             raw=raw,
             seed=seed,
             structured=structured,
