@@ -32,6 +32,9 @@ COMMAND_MODULES = [
     "hearth.cli.serve_cmds",
     "hearth.cli.ps_cmds",
     "hearth.cli.bench_cmds",
+    "hearth.cli.arena_cmds",
+    "hearth.cli.judge_cmds",
+    "hearth.cli.compare_cmds",
 ]
 
 app = typer.Typer(
