@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from hearth.engine.grammar_bounds import ANY_OBJECT_SCHEMA, bound_schema
 from hearth.errors import GrammarError, InvalidParameterError
 
 Kind = Literal["json_object", "json_schema", "regex", "grammar"]
@@ -176,13 +177,16 @@ def _lower(spec: StructuredSpec) -> str:
     if spec.kind == "json_object":
         return str(
             llguidance.LLMatcher.grammar_from_json_schema(
-                {"type": "object"}, cast(Any, JSON_OPTIONS)
+                bound_schema(ANY_OBJECT_SCHEMA), cast(Any, JSON_OPTIONS)
             )
         )
     if spec.kind == "json_schema":
         schema = json.loads(spec.value)
         _check_metaschema(schema)
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, cast(Any, JSON_OPTIONS))
+        # numbers the schema leaves open get llama.cpp's bounds (grammar_bounds.py)
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            bound_schema(schema), cast(Any, JSON_OPTIONS)
+        )
     elif spec.kind == "regex":
         grammar = llguidance.LLMatcher.grammar_from_regex(spec.value)
     else:

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hearth.engine.grammar_bounds import bound_schema
 from hearth.engine.grammar_spec import JSON_OPTIONS, StructuredSpec
 from hearth.engine.tool_call_stream import (
     FORMATS,
@@ -194,7 +195,7 @@ def tool_call_spec(
         return StructuredSpec.json_schema(call)
     # the wrapper is literal text; the call inside is JSON under the same options as
     # response_format (compact separators), via llguidance's inline %json
-    inline = json.dumps({**call, "x-guidance": JSON_OPTIONS})
+    inline = json.dumps({**bound_schema(call), "x-guidance": JSON_OPTIONS})
     if format == "hermes":
         lark = f'start: "<tool_call>\\n" call "\\n</tool_call>"\ncall: %json {inline}\n'
     else:
