@@ -75,6 +75,11 @@ class GrammarStats:
             }
 
 
+# how close to the end of its budget a constrained sequence's tokens are checked against
+# the closing path (grammar_bounds.closing_path)
+BUDGET_SLACK = 8
+
+
 class GrammarMatcher:
     """The grammar state of one sequence. Not thread-safe: one sequence, one thread."""
 
@@ -146,6 +151,11 @@ class GrammarMatcher:
         tokens this sequence may still produce (this one included); otherwise the first
         token of the closing path from here (when that fits), so a constrained output
         always ends complete if its budget allows it at all."""
+        here = self.closing_path(num_left)
+        if here is not None and len(here) + BUDGET_SLACK < num_left:
+            # room to spare: no single token lengthens the closing path that much (and
+            # the greedy walk is not exact, so it is not trusted to veto far from the end)
+            return token_id
         after = self._m.deep_copy()
         if not after.consume_token(int(token_id)):
             return token_id  # accept() will report it
@@ -154,7 +164,6 @@ class GrammarMatcher:
         if path is not None:
             self._next_closing = (token_id, path)
             return token_id
-        here = self.closing_path(num_left)
         if not here:
             return token_id  # cannot fit either way (or may end now): leave the model be
         self._next_closing = (here[0], here[1:])
