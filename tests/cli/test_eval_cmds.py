@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-from eval_tiny_lm import MMLU_SUBJECTS, DATA, TinyTokenizer, make_completions_app, serve, tiny_model
+from eval_tiny_lm import DATA, MMLU_SUBJECTS, TinyTokenizer, make_completions_app, serve, tiny_model
 
 from hearth.cli import main
 

@@ -9,13 +9,13 @@ Imported by tests under tests/eval and tests/cli (not a conftest: both need it).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-import os
 from pathlib import Path
 from typing import Any
 
