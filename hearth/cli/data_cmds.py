@@ -1,6 +1,7 @@
-"""Data verbs: `hearth data pull leaderboard --from DIR` puts the evaluation data where
-`hearth eval` looks for it (--data-dir, $HEARTH_EVAL_DATA or <HEARTH_HOME>/eval-data).
-Parses, calls hearth.eval.data, prints."""
+"""Data verbs: `hearth data pull leaderboard` downloads the leaderboard tasks' data from the
+Hugging Face Hub (hearth.eval.hub_data), or with `--from DIR` copies a data folder (for
+offline machines), to where `hearth eval` reads it (--data-dir, $HEARTH_EVAL_DATA or
+<HEARTH_HOME>/eval-data). Parses, calls hearth.eval, prints."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         name: str = typer.Argument(..., help="The data set: 'leaderboard' (the six v1 tasks)."),
         source: Path | None = typer.Option(
-            None, "--from", help="Copy from this folder (a copy of the data, for offline machines)."
+            None, "--from", help="Copy from this folder instead of downloading (offline machines)."
         ),
         data_dir: Path | None = typer.Option(
             None, "--data-dir", help="Where to put it (default: $HEARTH_EVAL_DATA, else HEARTH_HOME/eval-data)."
@@ -37,14 +38,20 @@ def register(app: typer.Typer) -> None:
         out = Output.of(ctx)
         if name not in DATASETS:
             raise UserInputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-        if source is None:
-            raise UserInputError(
-                "give --from DIR, a folder holding the data set (layout <task>/<split>.jsonl); "
-                "downloading it from the Hugging Face Hub is not implemented yet"
-            )
         dest = resolve_data_dir(data_dir, load_settings().home)
-        written = copy_data(source.expanduser(), dest)
+        if source is not None:
+            written = copy_data(source.expanduser(), dest)
+            how = f"copied {len(written)} files from {source}"
+        else:
+            from hearth.eval.hub_data import pull_from_hub
+
+            def step(what: str) -> None:
+                if not out.json:
+                    typer.echo(f"downloading {what}", err=True)
+
+            written = pull_from_hub(dest, progress=step)
+            how = f"wrote {len(written)} files from the Hugging Face Hub"
         if out.json:
             out.emit_json({"data_dir": str(dest), "files": [str(p) for p in written]})
         else:
-            typer.echo(f"copied {len(written)} files from {source} to {dest}")
+            typer.echo(f"{how} to {dest}")

@@ -32,9 +32,9 @@ def resolve_data_dir(
 
 def _hint(root: Path) -> str:
     return (
-        f"put the evaluation data under {root} (layout: <task>/<split>.jsonl): "
-        f"`hearth data pull leaderboard --from DIR` copies a data folder there, "
-        f"or point --data-dir / {ENV_VAR} at one"
+        f"get the evaluation data into {root}: `hearth data pull leaderboard` downloads "
+        f"it from the Hugging Face Hub (`--from DIR` copies a data folder, offline), or "
+        f"point --data-dir / {ENV_VAR} at one (layout: <task>/<split>.jsonl)"
     )
 
 
