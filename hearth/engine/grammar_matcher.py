@@ -94,6 +94,8 @@ class GrammarMatcher:
         self._closing: tuple[int, list[int] | None] | None = None
         # closing path after the token last checked by `fit_budget`: (token, path)
         self._next_closing: tuple[int, list[int] | None] | None = None
+        # (num_accepted, closing path length) of the last successful walk
+        self._walked: tuple[int, int] | None = None
 
     def fill_mask(self, logits_row: torch.Tensor) -> None:
         """Set every token the grammar forbids next to -inf, in place. `logits_row`: (V,),
@@ -133,7 +135,7 @@ class GrammarMatcher:
             )
         self._num_accepted -= num_tokens
         del self._quotes[len(self._quotes) - num_tokens :]
-        self._closing = self._next_closing = None
+        self._closing = self._next_closing = self._walked = None
 
     def closing_path(self, limit: int) -> list[int] | None:
         """Tokens that complete the grammar from here (empty if it may end now), at most
@@ -144,6 +146,7 @@ class GrammarMatcher:
                 return path
         path = self._walk(self._m, self._quotes[-1], limit)
         self._closing = (self._num_accepted, path)
+        self._walked = (self._num_accepted, len(path)) if path is not None else None
         return path
 
     def fit_budget(self, token_id: int, num_left: int) -> int:
@@ -151,6 +154,12 @@ class GrammarMatcher:
         tokens this sequence may still produce (this one included); otherwise the first
         token of the closing path from here (when that fits), so a constrained output
         always ends complete if its budget allows it at all."""
+        if self._walked is not None:
+            # far from the end, walk only now and then (a walk costs ~1-3 ms): assume a
+            # token lengthens the closing path by at most 4 since the last walk
+            since = self._num_accepted - self._walked[0]
+            if since < 16 and num_left > self._walked[1] + BUDGET_SLACK + 4 * (since + 1):
+                return token_id
         here = self.closing_path(num_left)
         if here is not None and len(here) + BUDGET_SLACK < num_left:
             # room to spare: no single token lengthens the closing path that much (and
