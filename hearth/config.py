@@ -25,11 +25,18 @@ class Settings:
     keep_alive_s: float = 300.0
     max_queue: int = 256
     cors_origins: tuple[str, ...] = ()
+    # browser pages (Origin header) allowed besides loopback ones, as Ollama's OLLAMA_ORIGINS
+    origins: tuple[str, ...] = ()
+    # Host header names accepted besides localhost/127.0.0.1/::1 on a loopback bind (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
+    ollama_port: int = 11434  # `hearth serve --ollama-port` also answers here when it is free
     pip_index_url: str = ""  # empty: pip's own configuration decides
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if not 0 < self.ollama_port < 65536:
+            raise ValueError(f"ollama_port must be in 1..65535, got {self.ollama_port}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.kv_cache_gb < 0:
@@ -66,7 +73,7 @@ def _coerce(name: str, raw: Any) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
-    if name == "cors_origins":
+    if name in ("cors_origins", "origins", "allowed_hosts"):
         if isinstance(raw, str):
             return tuple(o.strip() for o in raw.split(",") if o.strip())
         return tuple(raw)

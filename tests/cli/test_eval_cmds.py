@@ -150,3 +150,14 @@ def test_data_pull_from_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: P
                           "--data-dir", str(tmp_path / "d2"))
     assert code != 0 and "lacks" in err and "Traceback" not in err
     assert not (tmp_path / "d2").exists()
+
+
+def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) -> None:
+    from hearth.cli.eval_cmds import _engine_lm
+    from hearth.config import load_settings
+    from hearth.errors import PolicyError
+    from hearth.licenses.policy import set_policy_value
+
+    set_policy_value(load_settings(), "commercial", "true")
+    with pytest.raises(PolicyError, match="NonCommercial"):
+        _engine_lm(str(nc_gguf), "none")  # what `hearth eval MODEL` runs: refused before loading
