@@ -265,3 +265,12 @@ def test_fit_budget_swaps_a_token_that_leaves_no_room(compiler: GrammarCompiler,
     assert m.fit_budget(digit, 5) == digit  # room to spare: the model's token stands
     closing = m.fit_budget(digit, 1)  # one token left: only "}" completes the object
     assert tokenizer.decode([closing]) == "}"
+
+
+def test_properties_come_in_the_schemas_order(compiler: GrammarCompiler, tokenizer: Any) -> None:
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"},
+                                               "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"], "additionalProperties": False}
+    m = compiler.compile(StructuredSpec.json_schema(schema))
+    feed(m, tokenizer, '{"zeta": 1, "alpha": 2}')
+    assert m.is_accepting()
