@@ -161,3 +161,9 @@ def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) 
     set_policy_value(load_settings(), "commercial", "true")
     with pytest.raises(PolicyError, match="NonCommercial"):
         _engine_lm(str(nc_gguf), "none")  # what `hearth eval MODEL` runs: refused before loading
+
+
+def test_missing_data_says_how_to_get_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = hearth(capsys, "eval", "tiny", "--tasks", "gsm8k", "--backend", "openai",
+                          "--base-url", "http://127.0.0.1:9/v1", "--data-dir", str(tmp_path))
+    assert code != 0 and "hearth data pull leaderboard" in err and "Traceback" not in err
