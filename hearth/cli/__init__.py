@@ -25,6 +25,9 @@ COMMAND_MODULES = [
     "hearth.cli.data_cmds",
     "hearth.cli.serve_cmds",
     "hearth.cli.bench_cmds",
+    "hearth.cli.arena_cmds",
+    "hearth.cli.judge_cmds",
+    "hearth.cli.compare_cmds",
 ]
 
 app = typer.Typer(
