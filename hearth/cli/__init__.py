@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "hearth.cli.run_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
+    "hearth.cli.data_cmds",
     "hearth.cli.serve_cmds",
     "hearth.cli.ps_cmds",
     "hearth.cli.bench_cmds",

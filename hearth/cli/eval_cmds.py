@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(
             None,
             "--data-dir",
-            help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data).",
+            help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data; `hearth data pull leaderboard` fills it).",
         ),
         batch_size: int = typer.Option(
             16, "--batch-size", help="Prompts per HTTP request (--backend openai)."

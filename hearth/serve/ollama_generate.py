@@ -39,7 +39,7 @@ from hearth.serve.schemas_ollama import (
 )
 from hearth.serve.state import ServerState, get_state, new_request_id, note
 from hearth.serve.streaming import AbortingStream
-from hearth.serve.tool_output import OllamaToolStream, ollama_message
+from hearth.serve.tool_output import OllamaToolStream, incomplete_flag, ollama_message
 
 if TYPE_CHECKING:
     from hearth.engine.structured import StructuredSpec
@@ -110,6 +110,7 @@ def _final(gen: Generation, loaded_s: float, started: float) -> dict[str, Any]:
         "prompt_eval_duration": int((first - gen.started) * 1e9),
         "eval_count": gen.num_output_tokens,
         "eval_duration": int((end - first) * 1e9),
+        **(incomplete_flag(gen.final.outputs[0]) if gen.final else {}),
     }
 
 
@@ -177,6 +178,7 @@ async def _respond(
     started: float,
     loaded_s: float,
     extra_final: Any,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     """Run `gen`, answering with one object or an NDJSON stream shaped by `shape`;
     `extra_final(final)` adds the last object's own fields."""
@@ -197,7 +199,7 @@ async def _respond(
             **_final(gen, loaded_s, started),
             **extra_final(final),
         }
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
     try:
         outputs = await first_then_rest(gen.stream())
     except BaseException:
@@ -231,7 +233,9 @@ async def _respond(
             ttft_s=gen.ttft_s,
         )
 
-    return AbortingStream(lines(), NDJSON)
+    response = AbortingStream(lines(), NDJSON)
+    response.headers.update(headers or {})
+    return response
 
 
 async def enter_model(
@@ -348,7 +352,7 @@ async def chat(req: ChatRequest, request: Request, state: ServerState = Depends(
             if m.tool_name:
                 msg["name"] = m.tool_name
             messages.append(msg)
-        ids = await asyncio.to_thread(chat_prompt, model, messages, plan.tools)
+        ids = await asyncio.to_thread(chat_prompt, model, plan.messages(messages), plan.tools)
         params = _params(model, req.options, _constraint(req), len(ids))
     except BaseException:
         await stack.aclose()
@@ -362,4 +366,5 @@ async def chat(req: ChatRequest, request: Request, state: ServerState = Depends(
         started,
         loaded_s,
         lambda final: {},
+        plan.headers,
     )
