@@ -31,6 +31,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     ollama_port: int = 11434  # `hearth serve --ollama-port` also answers here when it is free
     pip_index_url: str = ""  # empty: pip's own configuration decides
+    # the CPU package's power with every core busy: the usage ledger's energy estimate
+    cpu_watts: float = 65.0
+    price_table: str = ""  # hosted-API prices for the usage ledger; empty: hearth's own
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -39,6 +42,8 @@ class Settings:
             raise ValueError(f"ollama_port must be in 1..65535, got {self.ollama_port}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+        if self.cpu_watts < 0:
+            raise ValueError(f"cpu_watts must be >= 0, got {self.cpu_watts}")
         if self.kv_cache_gb < 0:
             raise ValueError(f"kv_cache_gb must be >= 0, got {self.kv_cache_gb}")
 
