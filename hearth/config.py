@@ -9,7 +9,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hearth.errors import InvalidParameterError
+
 DEFAULT_PORT = 11435
+KERNEL_MODES = ("auto", "torch")  # Settings.kernels (hearth.model.backend)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class Settings:
     max_queue: int = 256
     cors_origins: tuple[str, ...] = ()
     pip_index_url: str = ""  # empty: pip's own configuration decides
+    # the model's fast operations: "auto" (C kernels where they run) or "torch" (reference)
+    kernels: str = "auto"
+    # kernels to leave off under "auto", a debugging aid (names: hearth.model.cpu.backend)
+    disabled_kernels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -34,6 +41,12 @@ class Settings:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.kv_cache_gb < 0:
             raise ValueError(f"kv_cache_gb must be >= 0, got {self.kv_cache_gb}")
+        if self.kernels not in KERNEL_MODES:
+            raise InvalidParameterError(
+                "kernels",
+                f"setting kernels (HEARTH_KERNELS) must be one of {', '.join(KERNEL_MODES)}, "
+                f"got {self.kernels!r}",
+            )
 
     @property
     def blobs_dir(self) -> Path:
@@ -66,7 +79,7 @@ def _coerce(name: str, raw: Any) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
-    if name == "cors_origins":
+    if name in ("cors_origins", "disabled_kernels"):
         if isinstance(raw, str):
             return tuple(o.strip() for o in raw.split(",") if o.strip())
         return tuple(raw)

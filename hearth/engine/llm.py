@@ -138,6 +138,7 @@ class LLM:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError."""
+        from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
@@ -152,7 +153,8 @@ class LLM:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
-        built = load_decoder(self.path, quant, dtype)
+        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+        built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)

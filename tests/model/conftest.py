@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hearth.model.build import build_model
-from hearth.model.decoder import Decoder
+from hearth.model.layers.decoder import Decoder
 from hearth.weights.loader import load_weights
 
 COMMON: dict[str, Any] = dict(

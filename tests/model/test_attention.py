@@ -15,13 +15,17 @@ import pytest
 import torch
 import transformers as tf
 from conftest import COMMON
+from sequence_runner import SequenceRunner
 from torch.profiler import ProfilerActivity, profile
 
 from hearth.model import paged_kernel
-from hearth.model.attention import masked_prefill_attention, paged_attention, prefill_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
-from hearth.model.simple import SequenceRunner
+from hearth.model.layers.attention import (
+    masked_prefill_attention,
+    paged_attention,
+    prefill_attention,
+)
 
 TOL = 1e-5
 A = [7, 99, 3, 41, 250, 8, 8, 8, 61, 17, 140, 33, 2, 90]  # 14 tokens: spans 4 blocks

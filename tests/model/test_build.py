@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from sequence_runner import SequenceRunner
 
 from hearth.errors import CorruptModelError, UnsupportedModelError
 from hearth.model.build import build_model, fuse_projections
-from hearth.model.linear import Linear
-from hearth.model.simple import SequenceRunner
+from hearth.model.layers.linear import Linear
 from hearth.weights.families import config_from_hf
 
 RAW: dict[str, Any] = {

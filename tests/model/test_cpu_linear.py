@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from hearth.model import cpu_linear, dense_kernel
-from hearth.model.linear import Linear
+from hearth.model.layers.linear import Linear
 
 pytestmark = pytest.mark.skipif(not cpu_linear._AVAILABLE, reason="torch without oneDNN")
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from hearth.model import decode_ops
 from hearth.model.kv_cache import KVCache
-from hearth.model.norms import RMSNorm
-from hearth.model.rope import apply_rope
+from hearth.model.layers.norms import RMSNorm
+from hearth.model.layers.rope import apply_rope
 
 pytestmark = pytest.mark.skipif(
     not decode_ops.available(), reason="kernel unavailable (no C compiler, or HEARTH_DECODE_OPS=0)"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from sequence_runner import SequenceRunner
 
 from hearth.model import decode_step
 from hearth.model.quant_load import load_decoder
-from hearth.model.simple import SequenceRunner
 
 pytestmark = pytest.mark.skipif(
     not decode_step.available(), reason="kernel unavailable (no compiler, no AVX-512 VNNI)"

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 import transformers as tf
 from conftest import COMMON, hf_logits
-
-from hearth.model.simple import SequenceRunner
+from sequence_runner import SequenceRunner
 
 TOL = 1e-4
 MOE = dict(moe_intermediate_size=32, num_experts_per_tok=2)

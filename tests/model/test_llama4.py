@@ -12,10 +12,10 @@ import pytest
 import torch
 import transformers as tf
 from conftest import COMMON, hf_logits, make_pair, randomize
+from sequence_runner import SequenceRunner
 
 from hearth.errors import UnsupportedModelError
 from hearth.model.build import build_model
-from hearth.model.simple import SequenceRunner
 from hearth.weights.families import config_from_hf
 from hearth.weights.loader import load_weights
 

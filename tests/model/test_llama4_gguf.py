@@ -14,10 +14,10 @@ import pytest
 import torch
 import transformers as tf
 from conftest import COMMON, hf_logits, randomize
+from sequence_runner import SequenceRunner
 
 from hearth.errors import UnsupportedModelError
 from hearth.model.build import build_model
-from hearth.model.simple import SequenceRunner
 from hearth.weights.loader import load_weights
 
 TOL = 1e-4

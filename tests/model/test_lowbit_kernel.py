@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hearth.model import lowbit_kernel
-from hearth.model.quant import Int4Linear, Int8Embedding, Int8Linear
+from hearth.model.layers.quant import Int4Linear, Int8Embedding, Int8Linear
 from hearth.model.quant_pack import quantize_int4, quantize_int8
 
 pytestmark = pytest.mark.skipif(

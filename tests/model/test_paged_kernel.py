@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from hearth.model import paged_kernel
-from hearth.model.attention import decode_attention, decode_inputs
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
+from hearth.model.layers.attention import decode_attention, decode_inputs
 
 pytestmark = pytest.mark.skipif(
     not paged_kernel.available(),

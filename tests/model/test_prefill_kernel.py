@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hearth.model import prefill_kernel
-from hearth.model.attention import prefill_attention
+from hearth.model.layers.attention import prefill_attention
 
 pytestmark = pytest.mark.skipif(
     not prefill_kernel.available(), reason="no C compiler or AVX-512F (HEARTH_PREFILL_KERNEL)"

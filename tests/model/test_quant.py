@@ -9,7 +9,7 @@ import pytest
 import torch
 from gguf.constants import GGMLQuantizationType as T
 
-from hearth.model.quant import (
+from hearth.model.layers.quant import (
     DENSE_MIN_ROWS,
     LOWBIT_DENSE_MIN_ROWS,
     Int4Linear,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hearth.bench.accuracy import compare, reference_text, text_logits
-from hearth.model.quant import Int4Linear, Int8Linear
+from hearth.model.layers.quant import Int4Linear, Int8Linear
 from hearth.model.quant_load import load_decoder
 from hearth.tokenizer.loading import load_tokenizer
 
@@ -29,7 +29,7 @@ def fp32_logits(smollm2_gguf: Path, smol_ids: list[int]) -> torch.Tensor:
 
 
 def _greedy(decoder: Any, ids: list[int], steps: int) -> list[int]:
-    from hearth.model.simple import SequenceRunner
+    from sequence_runner import SequenceRunner
 
     runner = SequenceRunner(decoder, 1, len(ids) + steps)
     with torch.inference_mode():
@@ -77,7 +77,7 @@ def test_requantizing_by_row_chunks_gives_the_same_bits(
     """The loader converts big tensors a few rows at a time (peak memory); the result must
     be what converting the whole tensor at once gives, for GGUF blocks and float weights."""
     import hearth.model.quant_build as quant_build
-    from hearth.model.quant import Int4Weight, Int8Weight
+    from hearth.model.layers.quant import Int4Weight, Int8Weight
     from hearth.model.quant_pack import quantize_int4, quantize_int8
     from hearth.weights.gguf import GGUFQuantizedTensor, load_gguf
 

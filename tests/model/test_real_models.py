@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import torch
+from sequence_runner import SequenceRunner, greedy_generate
 
 from hearth.model.build import build_model
-from hearth.model.decoder import Decoder
-from hearth.model.simple import SequenceRunner, greedy_generate
+from hearth.model.layers.decoder import Decoder
 from hearth.weights.gguf import load_gguf
 
 LOGITS_TOLERANCE = 1e-3

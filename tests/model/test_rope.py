@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import transformers as tf
 from conftest import COMMON, hf_logits
+from sequence_runner import SequenceRunner
 
-from hearth.model.simple import SequenceRunner
 from hearth.weights.config import RopeConfig
 
 TOL = 1e-4

@@ -6,56 +6,57 @@ Every family difference comes from ModelConfig. Parameters carry HF checkpoint n
 Input is a flat token batch with positions and paged-attention metadata (batch.py), the
 layout the engine feeds; the decoder knows nothing of files, requests or sampling.
 
-Decode-only steps run the layers on tensors only (attention.DecodeInputs), which
-`compile_decode()` hands to torch.compile: one graph per step instead of ~40 eager ops per
-layer, each paying Python dispatch and a thread-pool wake-up on CPU."""
+Decode-only steps share one set of attention inputs across the layers (attention.DecodeInputs).
+Where the builder found that the backend's whole-step road fits this model (build.py
+`plan_decode_step`), such a step is one backend call instead of ~15 per layer; the layers
+below stay the reference it must equal. The decoder knows nothing of kernels: every fast
+operation is its Ops'."""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model import cpu_linear, decode_step, lowbit_kernel, paged_kernel
-from hearth.model.attention import DecodeInputs, MaskKey, decode_inputs
-from hearth.model.attention_layer import Attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
-from hearth.model.linear import make_linear
-from hearth.model.mla import MLAttention
-from hearth.model.mlp import GatedMLP
-from hearth.model.moe import SparseMoE
-from hearth.model.norms import RMSNorm
-from hearth.model.rope import RotaryEmbedding
+from hearth.model.layers.attention import DecodeInputs, MaskKey, decode_inputs
+from hearth.model.layers.attention_layer import Attention
+from hearth.model.layers.linear import make_linear
+from hearth.model.layers.mla import MLAttention
+from hearth.model.layers.mlp import GatedMLP
+from hearth.model.layers.moe import SparseMoE
+from hearth.model.layers.norms import RMSNorm
+from hearth.model.layers.ops import REFERENCE, Ops
+from hearth.model.layers.rope import RotaryEmbedding
 from hearth.weights.config import ModelConfig, RopeConfig
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, layer: int) -> None:
+    def __init__(self, config: ModelConfig, layer: int, ops: Ops = REFERENCE) -> None:
         super().__init__()
         hidden, eps, offset = config.hidden_size, config.rms_norm_eps, config.norm_unit_offset
         self.self_attn: nn.Module = (
-            MLAttention(config, layer) if config.mla else Attention(config, layer)
+            MLAttention(config, layer, ops) if config.mla else Attention(config, layer, ops)
         )
         self.mlp: nn.Module
+        act, bias = config.hidden_act, config.mlp_bias
         if config.is_moe(layer):
             assert config.moe is not None
-            self.mlp = SparseMoE(config.moe, hidden, config.hidden_act, config.mlp_bias)
+            self.mlp = SparseMoE(config.moe, hidden, act, bias, ops)
         else:
-            self.mlp = GatedMLP(
-                hidden, config.intermediate_size, config.hidden_act, config.mlp_bias
-            )
-        self.input_layernorm = RMSNorm(hidden, eps, offset)
+            self.mlp = GatedMLP(hidden, config.intermediate_size, act, bias, ops)
+        self.input_layernorm = RMSNorm(hidden, eps, offset, ops)
         # Llama's post_attention_layernorm is the MLP's pre-norm; Gemma 2/3 also norm the
         # attention output with it and wrap the MLP in pre/post feed-forward norms
-        self.post_attention_layernorm = RMSNorm(hidden, eps, offset)
+        self.post_attention_layernorm = RMSNorm(hidden, eps, offset, ops)
         self.sandwich_norm = config.sandwich_norm
         if config.sandwich_norm:
-            self.pre_feedforward_layernorm = RMSNorm(hidden, eps, offset)
-            self.post_feedforward_layernorm = RMSNorm(hidden, eps, offset)
+            self.pre_feedforward_layernorm = RMSNorm(hidden, eps, offset, ops)
+            self.post_feedforward_layernorm = RMSNorm(hidden, eps, offset, ops)
 
     def forward(
         self,
@@ -86,71 +87,49 @@ class Embedding(nn.Module):
 class DecoderBody(nn.Module):
     """`model.*` in HF checkpoints."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, ops: Ops = REFERENCE) -> None:
         super().__init__()
         self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i) for i in range(config.num_hidden_layers)
+            DecoderLayer(config, i, ops) for i in range(config.num_hidden_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.norm_unit_offset)
+        eps, offset = config.rms_norm_eps, config.norm_unit_offset
+        self.norm = RMSNorm(config.hidden_size, eps, offset, ops)
 
 
 class Decoder(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    """ops: the backend every layer asks for its fast operations (the reference by
+    default). `plans_decode_step`: set by the builder (build.py) when the backend's
+    whole-step road fits what it built."""
+
+    def __init__(self, config: ModelConfig, ops: Ops = REFERENCE) -> None:
         super().__init__()
         self.config = config
-        self.model = DecoderBody(config)
+        self.ops = ops
+        self.model = DecoderBody(config, ops)
         self.lm_head = (
             None
             if config.tie_word_embeddings
-            else make_linear(config.hidden_size, config.vocab_size)
+            else make_linear(config.hidden_size, config.vocab_size, ops=ops)
         )
         # one table per distinct rope (Gemma 3: global and local), shared by its layers
-        self._ropes: dict[RopeConfig, RotaryEmbedding] = {}
+        self.ropes: dict[RopeConfig, RotaryEmbedding] = {}
         for i in range(config.num_hidden_layers):
             rope = config.rope_for(i)
-            self._ropes.setdefault(rope, RotaryEmbedding(rope))
+            self.ropes.setdefault(rope, RotaryEmbedding(rope))
         # the distinct (sliding window, chunk) masks a decode step builds once for all layers
-        self._mask_keys: set[MaskKey] = {
-            (config.sliding_window if config.is_sliding(i) else None, config.chunk_for(i))
-            for i in range(config.num_hidden_layers)
-        }
-        self._decode_layers: Callable[..., torch.Tensor] = self._run_decode_layers
-        # the whole-step C road (decode_step.py), planned at the first decode-only step for
-        # the caches it gets; off once the step is compiled
-        self._step_plan: decode_step.StepPlan | None = None
+        self.mask_keys: list[MaskKey] = sorted(
+            {
+                (config.sliding_window if config.is_sliding(i) else None, config.chunk_for(i))
+                for i in range(config.num_hidden_layers)
+            },
+            key=repr,
+        )
+        self.plans_decode_step = False
+        # the whole-step road's plan for one set of KV caches, made at the first decode-only
+        # step that brings them (the plan holds their addresses)
+        self._step_plan: Any = None
         self._step_planned_for: list[weakref.ref[KVCache]] | None = None
-        self._compiled = False
-
-    def compile_decode(self) -> None:
-        """Run decode-only steps through torch.compile (inductor; needs a C++ compiler).
-        The first step of each new shape class compiles (tens of seconds on 2 cores);
-        prefill steps stay eager."""
-        if paged_kernel.available():
-            paged_kernel.compiled_op()  # registered before tracing reaches it
-        if lowbit_kernel.available():
-            lowbit_kernel.compiled_ops()
-        compiled = torch.compile(self._run_decode_layers, dynamic=True, fullgraph=True)
-        self._decode_layers = compiled
-        self._compiled = True
-
-    def _run_decode_layers(
-        self,
-        hidden: torch.Tensor,
-        positions: torch.Tensor,
-        cos_sins: list[tuple[torch.Tensor, torch.Tensor]],
-        slot_mapping: torch.Tensor,
-        blocks: torch.Tensor,
-        masks: dict[MaskKey, torch.Tensor],
-        starts: dict[MaskKey, torch.Tensor],
-        ends: torch.Tensor,
-        kv_caches: list[KVCache],
-    ) -> torch.Tensor:
-        """The layers of a decode-only step, on tensors only. hidden: (S, hidden_size)."""
-        inputs = DecodeInputs(slot_mapping, blocks, masks, starts, ends)
-        for i, layer in enumerate(self.model.layers):
-            hidden = layer(hidden, positions, cos_sins[i], inputs, kv_caches[i])
-        return self.model.norm(hidden)
 
     def forward(
         self,
@@ -166,36 +145,24 @@ class Decoder(nn.Module):
             hidden = hidden * torch.tensor(self.config.embedding_multiplier, dtype=hidden.dtype)
         seq_lens = _sequence_lengths(positions, meta.query_lens)
         tables = {
-            rope: emb.cos_sin(positions, seq_lens, hidden.dtype)
-            for rope, emb in self._ropes.items()
+            rope: emb.cos_sin(positions, seq_lens, hidden.dtype) for rope, emb in self.ropes.items()
         }
+        step_meta: AttentionMetadata | DecodeInputs = meta
         if meta.is_decode_only:
-            inputs = decode_inputs(meta, positions, self._mask_keys)
-            plan = None if self._compiled else self._plan_step(kv_caches)
+            step_meta = decode_inputs(meta, positions, set(self.mask_keys))
+            plan = self._plan_step(kv_caches) if self.plans_decode_step else None
             if plan is not None:
-                out = decode_step.step(plan, hidden, list(tables.values()), inputs)
+                out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta)
                 if out is not None:
                     return out
-            cos_sins = [tables[self.config.rope_for(i)] for i in range(len(self.model.layers))]
-            return self._decode_layers(
-                hidden,
-                positions,
-                cos_sins,
-                inputs.slot_mapping,
-                inputs.blocks,
-                inputs.masks,
-                inputs.starts,
-                inputs.ends,
-                kv_caches,
-            )
         for i, layer in enumerate(self.model.layers):
             cos_sin = tables[self.config.rope_for(i)]
-            hidden = layer(hidden, positions, cos_sin, meta, kv_caches[i])
+            hidden = layer(hidden, positions, cos_sin, step_meta, kv_caches[i])
         return self.model.norm(hidden)
 
-    def _plan_step(self, kv_caches: list[KVCache]) -> decode_step.StepPlan | None:
-        """The C step's plan for these caches (made once per set of caches), or None when
-        this model does not fit it."""
+    def _plan_step(self, kv_caches: list[KVCache]) -> Any:
+        """The backend's whole-step plan for these caches (made once per set of caches), or
+        None when they do not fit it."""
         planned = self._step_planned_for
         if (
             planned is not None
@@ -203,11 +170,7 @@ class Decoder(nn.Module):
             and all(ref() is cache for ref, cache in zip(planned, kv_caches, strict=True))
         ):
             return self._step_plan
-        ropes = list(self._ropes)
-        rope_index = [ropes.index(self.config.rope_for(i)) for i in range(len(self.model.layers))]
-        self._step_plan = decode_step.plan(
-            self.model.layers, self.model.norm, kv_caches, rope_index, list(self._mask_keys)
-        )
+        self._step_plan = self.ops.plan_decode_step(self, kv_caches)
         # weakly: holding the caches would keep a dropped engine's KV pool resident
         self._step_planned_for = [weakref.ref(cache) for cache in kv_caches]
         return self._step_plan
@@ -215,7 +178,7 @@ class Decoder(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (N, hidden_size) -> (N, vocab_size) float32, soft-capped when configured."""
         if self.lm_head is None:
-            logits = cpu_linear.linear(hidden, self.model.embed_tokens.weight)
+            logits = self.ops.linear(hidden, self.model.embed_tokens.weight)
         else:
             logits = self.lm_head(hidden)
         logits = logits.float()

@@ -6,8 +6,8 @@ skips nothing); attention was a quarter of hearth eval's gsm8k prefill time.
 
 Takes float32, no window / chunk / soft-capping, equal key and value widths that are a
 multiple of 64 up to 256, query groups up to 8 (`supports`); everything else stays on SDPA.
-Built at first use like the other kernels (native_build.py); no compiler, no AVX-512F, or
-HEARTH_PREFILL_KERNEL=0: `available()` is False. Knows nothing of layers or models."""
+Built at first use like the other kernels (native_build.py); no compiler or no AVX-512F:
+`available()` is False. Knows nothing of layers or models."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ import logging
 
 import torch
 
-from hearth.model import native_build
+from hearth.model.cpu import native_build
 
 log = logging.getLogger(__name__)
 
-ENV = "HEARTH_PREFILL_KERNEL"
 
 
 def _setup(lib: ctypes.CDLL) -> None:
@@ -31,7 +30,7 @@ def _setup(lib: ctypes.CDLL) -> None:
 
 
 KERNEL = native_build.Kernel(
-    "prefill_attention", ENV, log, "prefill attention uses SDPA", _setup,
+    "prefill_attention", log, "prefill attention uses SDPA", _setup,
     probe="hearth_prefill_available", needs="AVX-512F",
 )  # fmt: skip
 
@@ -54,8 +53,6 @@ def supports(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> boo
         and heads % kv_heads == 0
         and heads // kv_heads <= 8
         and not (torch.is_grad_enabled() and query.requires_grad)
-        and not torch.compiler.is_compiling()
-        and available()
     )
 
 

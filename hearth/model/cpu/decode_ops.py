@@ -6,9 +6,8 @@ the same roundings as the torch code they stand in for (norms.py, mlp.py, rope.p
 kv_cache.py); float32: within an ulp or two of it (one rounding per step, as torch's, but
 sums in another order); both checked in tests/model/test_decode_ops.py.
 
-Used only for contiguous CPU tensors of one dtype (bfloat16 or float32), outside
-torch.compile traces (a compiled step fuses these itself) and outside autograd (nothing
-here has a backward: training keeps the torch code); no compiler or HEARTH_DECODE_OPS=0:
+Used only for contiguous CPU tensors of one dtype (bfloat16 or float32) and outside
+autograd (nothing here has a backward: training keeps the torch code); no compiler:
 `available()` is False and the torch code runs. Knows nothing of layers or models."""
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ import logging
 
 import torch
 
-from hearth.model import native_build
+from hearth.model.cpu import native_build
 
 log = logging.getLogger(__name__)
 
-ENV = "HEARTH_DECODE_OPS"
 
 
 def _setup(lib: ctypes.CDLL) -> None:
@@ -41,7 +39,7 @@ def _setup(lib: ctypes.CDLL) -> None:
     lib.hearth_rope_cache_f32.argtypes = [*lib.hearth_rope_cache.argtypes, int32]
 
 
-KERNEL = native_build.Kernel("decode_ops", ENV, log, "norms, gates and rope use plain torch", _setup)
+KERNEL = native_build.Kernel("decode_ops", log, "norms, gates and rope use plain torch", _setup)
 
 
 def available() -> bool:
@@ -57,8 +55,6 @@ def applies(*tensors: torch.Tensor) -> bool:
         dtype in (torch.bfloat16, torch.float32)
         and all(t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous() for t in tensors)
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        and not torch.compiler.is_compiling()
-        and available()
     )
 
 

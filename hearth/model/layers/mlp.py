@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model import decode_ops
-from hearth.model.linear import make_linear
+from hearth.model.layers.linear import make_linear
+from hearth.model.layers.ops import REFERENCE, Ops
 
 
 def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -25,11 +25,19 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class GatedMLP(nn.Module):
-    def __init__(self, hidden_size: int, intermediate_size: int, act: str, bias: bool = False):
+    def __init__(
+        self,
+        hidden_size: int,
+        intermediate_size: int,
+        act: str,
+        bias: bool = False,
+        ops: Ops = REFERENCE,
+    ) -> None:
         super().__init__()
-        self.gate_proj = make_linear(hidden_size, intermediate_size, bias)
-        self.up_proj = make_linear(hidden_size, intermediate_size, bias)
-        self.down_proj = make_linear(intermediate_size, hidden_size, bias)
+        self.ops = ops
+        self.gate_proj = make_linear(hidden_size, intermediate_size, bias, ops)
+        self.up_proj = make_linear(hidden_size, intermediate_size, bias, ops)
+        self.down_proj = make_linear(intermediate_size, hidden_size, bias, ops)
         self.act = activation(act)
         self.silu = act == "silu"
         self.gate_up_proj: nn.Module | None = None
@@ -38,8 +46,8 @@ class GatedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, hidden) -> (T, hidden)
         if self.gate_up_proj is not None:
             gate_up = self.gate_up_proj(x)
-            if self.silu and decode_ops.applies(gate_up):  # one C pass, same roundings
-                return self.down_proj(decode_ops.silu_mul(gate_up))
+            if self.silu:
+                return self.down_proj(self.ops.silu_mul(gate_up))
             gate, up = gate_up.split(self.intermediate_size, dim=-1)
             return self.down_proj(self.act(gate) * up)
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))

@@ -1,4 +1,4 @@
-"""Build one of hearth's C kernels (hearth/model/kernels/*.c) with the system C compiler at
+"""Build one of hearth's C kernels (hearth/model/cpu/*.c) with the system C compiler at
 first use and load it: `-march=native`, so the .so is cached per source, flags and CPU under
 ~/.cache/hearth/kernels (or $XDG_CACHE_HOME), built beside its final name and renamed in
 place so processes building at once never load half a file. `-fopenmp`: the kernels'
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KERNELS = Path(__file__).with_name("kernels")
+KERNELS = Path(__file__).parent  # the C sources sit beside their Python wrappers
 FLAGS = [
     "-O3",
     "-march=native",
@@ -42,6 +42,7 @@ def cpu_flags() -> str:
 
 
 def cache_dir() -> Path:
+    # XDG_CACHE_HOME and CC (below) are the toolchain's own conventions, not hearth settings
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "hearth" / "kernels"
 
@@ -85,13 +86,10 @@ def _failure_detail(exc: BaseException) -> str:
 
 
 def try_load(
-    setup: Callable[[], ctypes.CDLL], switch: str, log: logging.Logger, fallback: str
+    setup: Callable[[], ctypes.CDLL], log: logging.Logger, fallback: str
 ) -> ctypes.CDLL | None:
-    """setup() (a kernel built, loaded and its functions typed), or None when the
-    environment variable `switch` is "0" or the build fails; a failure is logged as a
-    warning that says what runs instead (`fallback`)."""
-    if os.environ.get(switch, "1") == "0":
-        return None
+    """setup() (a kernel built, loaded and its functions typed), or None when the build
+    fails; a failure is logged as one warning that says what runs instead (`fallback`)."""
     try:
         return setup()
     except (OSError, subprocess.SubprocessError) as exc:
@@ -104,12 +102,11 @@ class Kernel:
     """One kernel library of this process: kernels/SOURCE.c built and loaded at the first
     `load()`, then handed to `setup` (which types its functions and gives it the thread
     pool). `load()` gives None, with a log line saying what runs instead (`fallback`), when
-    the environment variable `switch` is "0", the build fails, or the library's `probe`
-    function (if any) returns 0: this CPU lacks `needs`. It tries once per process (tests
-    set `tried` back to False to try again)."""
+    the build fails or the library's `probe` function (if any) returns 0: this CPU lacks
+    `needs`. It tries once per process (tests set `tried` back to False to try again).
+    Whether a kernel is wanted at all is the backend's choice (cpu/backend.py)."""
 
     source: str
-    switch: str
     log: logging.Logger
     fallback: str
     setup: Callable[[ctypes.CDLL], None]
@@ -126,7 +123,7 @@ class Kernel:
     def load(self) -> ctypes.CDLL | None:
         if not self.tried:
             self.tried = True
-            lib = try_load(self._open, self.switch, self.log, self.fallback)
+            lib = try_load(self._open, self.log, self.fallback)
             if lib is not None and self.probe is not None:
                 probe = getattr(lib, self.probe)
                 probe.restype = ctypes.c_int

@@ -1,40 +1,42 @@
 """The multi-head attention block of the non-MLA families: q/k/v projections (optional
 biases), optional per-head q/k RMSNorm, rope (skipped on Llama 4's NoPE layers), Llama 4's
 weightless q/k norm after rope and query temperature on NoPE layers, paged attention (full,
-sliding or chunked), output projection. GQA/MQA come from num_key_value_heads. q/k/v may be fused into one `qkv_proj` (rows q, then k, then v)
-by `fuse_qkv`: one matmul instead of three per step. Knows nothing of files or requests."""
+sliding or chunked), output projection. GQA/MQA come from num_key_value_heads. q/k/v may
+be fused into one `qkv_proj` (rows q, then k, then v) by `fuse_qkv`: one matmul instead of
+three per step. Knows nothing of files, requests or kernels (it asks its Ops)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hearth.model import decode_ops
-from hearth.model.attention import DecodeInputs, paged_attention
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
-from hearth.model.linear import make_linear
-from hearth.model.norms import RMSNorm, rms_normalize
-from hearth.model.rope import apply_rope
+from hearth.model.layers.attention import DecodeInputs, paged_attention
+from hearth.model.layers.linear import make_linear
+from hearth.model.layers.norms import RMSNorm, rms_normalize
+from hearth.model.layers.ops import REFERENCE, Ops
+from hearth.model.layers.rope import apply_rope
 from hearth.weights.config import ModelConfig
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, layer: int) -> None:
+    def __init__(self, config: ModelConfig, layer: int, ops: Ops = REFERENCE) -> None:
         super().__init__()
+        self.ops = ops
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = d = config.head_dim
         hidden = config.hidden_size
-        self.q_proj = make_linear(hidden, self.num_heads * d, config.qkv_bias)
-        self.k_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
-        self.v_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias)
-        self.o_proj = make_linear(self.num_heads * d, hidden, config.o_bias)
+        self.q_proj = make_linear(hidden, self.num_heads * d, config.qkv_bias, ops)
+        self.k_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias, ops)
+        self.v_proj = make_linear(hidden, self.num_kv_heads * d, config.qkv_bias, ops)
+        self.o_proj = make_linear(self.num_heads * d, hidden, config.o_bias, ops)
         self.qkv_proj: nn.Module | None = None
         self._qkv_sizes = [self.num_heads * d, self.num_kv_heads * d, self.num_kv_heads * d]
         if config.qk_norm:
-            self.q_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
-            self.k_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset)
+            self.q_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset, ops)
+            self.k_norm = RMSNorm(d, config.rms_norm_eps, config.norm_unit_offset, ops)
         self.qk_norm = config.qk_norm
         self.scale = config.attention_scale or d**-0.5
         self.sliding_window = config.sliding_window if config.is_sliding(layer) else None
@@ -46,9 +48,9 @@ class Attention(nn.Module):
         self.temperature: tuple[float, float] | None = None
         if config.attn_temperature_tuning and not self.use_rope:
             self.temperature = (config.attn_temperature_floor_scale, config.attn_temperature_scale)
-        # the plain rope layer (no q/k norms, halves rotated, equal k/v head sizes) whose
-        # steps can take decode_ops.rope_cache
-        self._fused_decode = (
+        # the plain rope layer (no q/k norms, halves rotated, equal k/v head sizes): with
+        # fused q/k/v, rope and the cache write are one op (ops.rope_cache)
+        self.plain_rope = (
             self.use_rope
             and not self.qk_norm
             and not self.interleaved
@@ -68,22 +70,17 @@ class Attention(nn.Module):
         num_tokens = hidden.shape[0]
         qkv = None if self.qkv_proj is None else self.qkv_proj(hidden)
         window, softcap, chunk = self.sliding_window, self.softcap, self.chunk
-        if (
-            qkv is not None
-            and self._fused_decode
-            and decode_ops.applies(qkv, cache.key, cache.value, *cos_sin)
-        ):
-            # one C pass does what _heads does here and writes k and v into the cache
-            q = decode_ops.rope_cache(
-                qkv, *cos_sin, cache.key, cache.value, meta.slot_mapping, self.num_heads
-            )
+        if qkv is not None and self.plain_rope:
+            # what _heads does here, and k and v written into the cache, in one op
+            q = self.ops.rope_cache(qkv, *cos_sin, cache, meta.slot_mapping, self.num_heads)
             out = paged_attention(
-                q, None, None, positions, cache, meta, self.scale, window, softcap, chunk
-            )
+                q, None, None, positions, cache, meta, self.scale, window, softcap, chunk,
+                self.ops,
+            )  # fmt: skip
         else:
             q, k, v = self._heads(hidden, qkv, positions, cos_sin)
             out = paged_attention(
-                q, k, v, positions, cache, meta, self.scale, window, softcap, chunk
+                q, k, v, positions, cache, meta, self.scale, window, softcap, chunk, self.ops
             )
         # out: (T, H, D)
         return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))

@@ -12,13 +12,12 @@ tensor lives in quant_build.py. Knows nothing of files, names or models."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hearth.model import lowbit_kernel, native_build
+from hearth.model.layers.ops import REFERENCE, LowbitMatmul, Ops
 
 ACT_DTYPE = torch.bfloat16  # the activation dtype both kernels want
 # From this many rows on (full prefill chunks), an Int4Linear expands its weight to bf16 for
@@ -27,11 +26,6 @@ ACT_DTYPE = torch.bfloat16  # the activation dtype both kernels want
 # weight; dense is ~25% faster at 512 rows, even at ~256, slower below (the int4 kernel
 # reads 4x fewer bytes)
 DENSE_MIN_ROWS = 384
-# The low-bit kernel (lowbit_kernel.py) against that dense road, 2 threads, the 3072 x 576
-# gate/up projection: where the CPU has AMX (Xeon, bf16 tiles) dense wins from ~384 rows;
-# without it (AMD EPYC, AVX-512 BF16) the kernel wins at every prefill size measured:
-# 512 rows 5.3 ms against 13.2 (the expansion alone ~10 ms), 2048 rows 23.6 against 24.1.
-LOWBIT_DENSE_MIN_ROWS = DENSE_MIN_ROWS if "amx_bf16" in native_build.cpu_flags() else 1 << 62
 # the CPU int4 packing (AVX-512 build): blocks of 64 output rows; in each block and input
 # column, 32 bytes hold row d in the low nibble and row d + 32 in the high one
 _PACK_BLOCK = 64
@@ -78,40 +72,36 @@ class Int8Weight:
         return self.q.float() * self.scales.float()[:, None]
 
 
-def _matmul_op(name: str) -> Callable[..., torch.Tensor]:
-    """The low-bit kernel's function, or its torch op inside a torch.compile trace."""
-    if torch.compiler.is_compiling():
-        return lowbit_kernel.compiled_ops()[name]
-    fn: Callable[..., torch.Tensor] = getattr(lowbit_kernel, name)
-    return fn
-
-
 class Int4Linear(nn.Module):
     """y = x @ w.T (+ bias) with w held as int4 pairs: in the low-bit kernel's layout where
-    it runs (lowbit_kernel.py: AVX-512 VNNI, rows in 16s, groups of 32), else packed for
-    PyTorch's `_weight_int4pack_mm_for_cpu`. One layout is kept, never both."""
+    it runs (the backend's `lowbit`, e.g. cpu/lowbit_matmul.py: AVX-512 VNNI, rows in 16s,
+    groups of 32), else packed for PyTorch's `_weight_int4pack_mm_for_cpu`. One layout is
+    kept, never both."""
 
-    codes: torch.Tensor  # the low-bit layout (lowbit_kernel.pack_int4)
+    codes: torch.Tensor  # the low-bit layout (LowbitMatmul.pack_int4)
     scales: torch.Tensor
     mins: torch.Tensor
     packed: torch.Tensor  # or PyTorch's
     scales_and_zeros: torch.Tensor
 
-    def __init__(self, weight: Int4Weight, bias: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, weight: Int4Weight, bias: torch.Tensor | None = None, ops: Ops = REFERENCE
+    ) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.q.shape
         self.group_size = weight.group_size
         self.bias = None if bias is None else bias.to(ACT_DTYPE)
         # float32 for an LM head (quant_build sets it): logits written once, not converted
         self.out_float32 = False
-        self.lowbit = lowbit_kernel.supports(self.out_features, self.in_features, self.group_size)
-        if self.lowbit:
-            codes, scales, mins = lowbit_kernel.pack_int4(weight.q, weight.scales_and_zeros)
+        self.kernel = _lowbit(ops, self.out_features, self.in_features, self.group_size)
+        self.lowbit = self.kernel is not None
+        if self.kernel is not None:
+            codes, scales, mins = self.kernel.pack_int4(weight.q, weight.scales_and_zeros)
             self.register_buffer("codes", codes)
             self.register_buffer("scales", scales)
             self.register_buffer("mins", mins)
             self.dense_ok = True
-            self.dense_min_rows = LOWBIT_DENSE_MIN_ROWS
+            self.dense_min_rows = self.kernel.dense_min_rows
             return
         self.dense_min_rows = DENSE_MIN_ROWS
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(weight.q.int(), 2)
@@ -127,8 +117,8 @@ class Int4Linear(nn.Module):
     def dense_weight(self) -> torch.Tensor:
         """(N, K) bf16: the weight the int4 kernel multiplies by, expanded from the packing
         (each value rounded to bf16)."""
-        if self.lowbit:
-            return lowbit_kernel.unpack_int4(self.codes, self.scales, self.mins)
+        if self.kernel is not None:
+            return self.kernel.unpack_int4(self.codes, self.scales, self.mins)
         n, k = self.out_features, self.in_features
         codes = _unpack_codes(self.packed, n, k).view(n, k // self.group_size, self.group_size)
         sz = self.scales_and_zeros.float()  # (G, N, 2)
@@ -141,10 +131,8 @@ class Int4Linear(nn.Module):
         flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
         if self.dense_ok and flat.shape[0] >= self.dense_min_rows:
             y = torch.nn.functional.linear(flat, self.dense_weight())
-        elif self.lowbit:
-            y = _matmul_op("int4_matmul")(
-                flat, self.codes, self.scales, self.mins, self.out_float32
-            )
+        elif self.kernel is not None:
+            y = self.kernel.int4_matmul(flat, self.codes, self.scales, self.mins, self.out_float32)
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 flat, self.packed, self.group_size, self.scales_and_zeros
@@ -160,6 +148,12 @@ class Int4Linear(nn.Module):
         )
 
 
+def _lowbit(ops: Ops, n: int, k: int, group_size: int = 32) -> LowbitMatmul | None:
+    """The backend's low-bit kernel where it takes an (n, k) weight of this group size."""
+    kernel = ops.lowbit
+    return kernel if kernel is not None and kernel.supports(n, k, group_size) else None
+
+
 def _unpack_codes(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     """(n, k / 2) uint8 in the CPU int4 packing (n a multiple of 64) -> (n, k) uint8 codes."""
     blocks = packed.reshape(n // _PACK_BLOCK, k, _PACK_BLOCK // 2)
@@ -173,15 +167,18 @@ class Int8Tensors:
     `_weight_int8pack_mm` (codes (N, K), scales bf16). An embedding and a tied LM head
     share one of these."""
 
-    def __init__(self, weight: Int8Weight, reuse_storage: bool = False) -> None:
+    def __init__(
+        self, weight: Int8Weight, reuse_storage: bool = False, ops: Ops = REFERENCE
+    ) -> None:
         """reuse_storage: the low-bit layout may take over weight.q's memory (the caller
         made the weight for this layer alone)."""
         n, k = weight.q.shape
         self.shape = (n, k)
-        self.lowbit = lowbit_kernel.supports(n, k)
+        self.kernel = _lowbit(ops, n, k)
+        self.lowbit = self.kernel is not None
         self.corr: torch.Tensor | None = None
-        if self.lowbit:
-            self.codes, self.corr, self.scales = lowbit_kernel.pack_int8(
+        if self.kernel is not None:
+            self.codes, self.corr, self.scales = self.kernel.pack_int8(
                 weight.q, weight.scales, reuse_storage
             )
         else:
@@ -189,14 +186,14 @@ class Int8Tensors:
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows `ids` (T,) de-quantized -> (T, K) bf16."""
-        codes = lowbit_kernel.int8_rows(self.codes, ids) if self.lowbit else self.codes[ids]
+        codes = self.kernel.int8_rows(self.codes, ids) if self.kernel else self.codes[ids]
         return codes.to(ACT_DTYPE) * self.scales[ids, None].to(ACT_DTYPE)
 
     def matmul(self, x: torch.Tensor, out_float32: bool = False) -> torch.Tensor:
         """(M, K) bf16 -> (M, N) bf16, or float32 from the low-bit kernel with out_float32."""
-        if self.lowbit:
+        if self.kernel is not None:
             assert self.corr is not None
-            return _matmul_op("int8_matmul")(x, self.codes, self.corr, self.scales, out_float32)
+            return self.kernel.int8_matmul(x, self.codes, self.corr, self.scales, out_float32)
         return torch.ops.aten._weight_int8pack_mm(x, self.codes, self.scales)
 
 
@@ -216,10 +213,13 @@ class Int8Linear(nn.Module):
         weight: Int8Weight | Int8Tensors,
         bias: torch.Tensor | None = None,
         reuse_storage: bool = False,
+        ops: Ops = REFERENCE,
     ) -> None:
         super().__init__()
         self.int8 = (
-            weight if isinstance(weight, Int8Tensors) else Int8Tensors(weight, reuse_storage)
+            weight
+            if isinstance(weight, Int8Tensors)
+            else Int8Tensors(weight, reuse_storage, ops)
         )
         self.out_features, self.in_features = self.int8.shape
         _register(self, self.int8)
@@ -242,9 +242,11 @@ class Int8Embedding(nn.Module):
     """Token embeddings from an Int8Weight (rows are tokens). With tied embeddings the same
     buffers also serve as the LM head (`as_linear`), so the table is in memory once."""
 
-    def __init__(self, weight: Int8Weight, reuse_storage: bool = False) -> None:
+    def __init__(
+        self, weight: Int8Weight, reuse_storage: bool = False, ops: Ops = REFERENCE
+    ) -> None:
         super().__init__()
-        self.int8 = Int8Tensors(weight, reuse_storage)
+        self.int8 = Int8Tensors(weight, reuse_storage, ops)
         _register(self, self.int8)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (T,) -> (T, H) bf16

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hearth.model import cpu_linear
+from hearth.model.layers.ops import REFERENCE, Ops
 
 
 class Linear(nn.Module):
@@ -16,21 +16,25 @@ class Linear(nn.Module):
     Parameters are created uninitialised: `model/build.py` assigns the checkpoint's tensors,
     so random initialisation would only cost time."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = False, ops: Ops = REFERENCE
+    ) -> None:
         super().__init__()
+        self.ops = ops
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # float32 on the CPU: oneDNN's GEMM, else F.linear (cpu_linear says when)
-        return cpu_linear.linear(x, self.weight, self.bias)
+        return self.ops.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
 
 
-def make_linear(in_features: int, out_features: int, bias: bool = False) -> nn.Module:
+def make_linear(
+    in_features: int, out_features: int, bias: bool = False, ops: Ops = REFERENCE
+) -> nn.Module:
     """The projection factory: a plain dense Linear today."""
-    return Linear(in_features, out_features, bias)
+    return Linear(in_features, out_features, bias, ops)

@@ -7,15 +7,16 @@ Positions: the cache slot of a sequence's token j holds the K/V of position j, s
 position is its index in the gathered context.
 
 Prefill and mixed steps attend sequence by sequence on SDPA's CPU flash kernel
-(`prefill_attention`: no (H, L, C) scores in memory); soft-capping, which SDPA cannot do,
-takes the explicit-mask road (`masked_prefill_attention`). The one-token (decoding)
-sequences of a mixed step go together on the decode road below when the C kernel is here.
+(`prefill_attention`: no (H, L, C) scores in memory), or the backend's causal prefill where
+no window or chunk cuts the context; soft-capping, which SDPA cannot do, takes the
+explicit-mask road (`masked_prefill_attention`). The one-token (decoding) sequences of a
+mixed step go together on the decode road below when the backend reads caches in place.
 
 Decode-only steps (every sequence brings one token) take a faster road: the gather indices
-and masks are computed once per step (`decode_inputs`) and shared by all layers, and the
-layer code then runs on tensors only, so the whole step can be compiled (decoder.py). There
-the C kernel (paged_kernel.py) reads each sequence's cached K/V in place; without it, the
-blocks are gathered into a padded copy for SDPA."""
+and masks are computed once per step (`decode_inputs`) and shared by all layers. The
+backend's `paged_decode` attends (the CPU backend's kernel reads each sequence's cached K/V
+in place; the reference gathers the blocks into a padded copy for SDPA,
+`gathered_decode`)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hearth.model import paged_kernel, prefill_kernel
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
+from hearth.model.layers.ops import REFERENCE, Ops
 
 
 def _gather(cache: torch.Tensor, blocks: torch.Tensor, length: int) -> torch.Tensor:
@@ -80,7 +81,7 @@ class DecodeInputs:
     masks:        (sliding window, chunk) (None: none) -> (S, 1, 1, C) bool, C = B *
                   block_size: key j is visible to sequence s (inside its context, its
                   window and its chunk).
-    starts, ends: the same rule as key ranges for the C kernel (paged_kernel): sequence s
+    starts, ends: the same rule as key ranges (the CPU backend's kernel): sequence s
                   sees keys [starts[key][s], ends[s]), (S,) int64."""
 
     slot_mapping: torch.Tensor
@@ -126,31 +127,28 @@ def decode_attention(
     sliding_window: int | None = None,
     softcap: float | None = None,
     chunk: int | None = None,
+    ops: Ops = REFERENCE,
 ) -> torch.Tensor:
-    """One new token per sequence: write its K/V, then attend over each context in place
-    with the C kernel (paged_kernel), or else gather it through the block table in one
-    indexing op and attend with SDPA. query: (S, H, Dk); key/value: (S, Hkv, D), or None
-    when the caller has written them already. Returns (S, H, Dv)."""
+    """One new token per sequence: write its K/V, then attend over each context
+    (ops.paged_decode). query: (S, H, Dk); key/value: (S, Hkv, D), or None when the caller
+    has written them already. Returns (S, H, Dv)."""
     if key is not None and value is not None:
         cache.write(inputs.slot_mapping, key, value)
-    if paged_kernel.supports(query, cache.key, cache.value):
-        starts = inputs.starts[sliding_window, chunk]
-        # a compiled step needs the registered op; eager steps call the kernel directly
-        kernel = (
-            paged_kernel.compiled_op()
-            if torch.compiler.is_compiling()
-            else paged_kernel.paged_decode
-        )
-        return kernel(
-            query,
-            cache.key,
-            cache.value,
-            inputs.blocks,
-            starts,
-            inputs.ends,
-            scale,
-            softcap or 0.0,
-        )
+    return ops.paged_decode(query, cache, inputs, scale, sliding_window, softcap, chunk)
+
+
+def gathered_decode(
+    query: torch.Tensor,
+    cache: KVCache,
+    inputs: DecodeInputs,
+    scale: float,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """The reference decode attention: each context gathered through the block table in
+    one indexing op into a padded copy, then SDPA under the step's masks. query: (S, H, Dk)
+    -> (S, H, Dv)."""
     num_seqs, num_heads, _ = query.shape
     num_kv_heads = cache.key.shape[2]
     flat_blocks = inputs.blocks.flatten()
@@ -175,19 +173,20 @@ def paged_attention(
     sliding_window: int | None = None,
     softcap: float | None = None,
     chunk: int | None = None,
+    ops: Ops = REFERENCE,
 ) -> torch.Tensor:
     """Write this step's K/V into `cache`, then attend (chunk: Llama 4 chunked attention).
 
     query: (T, H, Dk); key: (T, Hkv, Dk); value: (T, Hkv, Dv), or both None when the caller
-    has written them already (decode_ops.rope_cache); positions: (T,). Returns (T, H, Dv)."""
+    has written them already (ops.rope_cache); positions: (T,). Returns (T, H, Dv)."""
     if isinstance(meta, DecodeInputs):
         return decode_attention(
-            query, key, value, cache, meta, scale, sliding_window, softcap, chunk
+            query, key, value, cache, meta, scale, sliding_window, softcap, chunk, ops
         )
     if meta.is_decode_only:  # the decode road, with its inputs built for this layer alone
         inputs = decode_inputs(meta, positions, {(sliding_window, chunk)})
         return decode_attention(
-            query, key, value, cache, inputs, scale, sliding_window, softcap, chunk
+            query, key, value, cache, inputs, scale, sliding_window, softcap, chunk, ops
         )
     if key is not None and value is not None:
         cache.write(meta.slot_mapping, key, value)
@@ -195,13 +194,13 @@ def paged_attention(
     out = query.new_empty(num_tokens, num_heads, cache.value.shape[-1])
     singles = [i for i, n in enumerate(meta.query_lens) if n == 1]
     done: set[int] = set()
-    if len(singles) > 1 and paged_kernel.supports(query, cache.key, cache.value):
-        # the decoding sequences of a mixed step, all at once on the decode road (the C
-        # kernel reads their caches in place): one by one below, each gathered its
+    if len(singles) > 1 and ops.decodes_in_place(query, cache):
+        # the decoding sequences of a mixed step, all at once on the decode road (the
+        # backend reads their caches in place): one by one below, each gathered its
         # context and ran SDPA with a mask, ~19 ms a sequence over SmolLM2's 30 layers
         # at 1,000 tokens against ~2.5 ms in a decode step
         _attend_singles(query, positions, cache, meta, singles, out, scale, sliding_window,
-                        softcap, chunk)  # fmt: skip
+                        softcap, chunk, ops)  # fmt: skip
         done = set(singles)
     start = 0
     # one sequence at a time: the gather and the kernel call cost far more than the loop
@@ -217,7 +216,9 @@ def paged_attention(
         v = _gather(cache.value, blocks, context)  # (C, Hkv, Dv)
         rule = (sliding_window, chunk)
         if softcap is None:
-            o = prefill_attention(query[start:end], k, v, positions[start:end], scale, *rule)
+            o = prefill_attention(
+                query[start:end], k, v, positions[start:end], scale, *rule, ops=ops
+            )
         else:
             o = masked_prefill_attention(
                 query[start:end], k, v, positions[start:end], scale, *rule, softcap=softcap
@@ -238,6 +239,7 @@ def _attend_singles(
     sliding_window: int | None,
     softcap: float | None,
     chunk: int | None,
+    ops: Ops,
 ) -> None:
     """out[rows] = the attention of the one-token sequences `singles` of a mixed step (their
     K/V already in `cache`), through decode_attention."""
@@ -256,11 +258,34 @@ def _attend_singles(
     rule = (sliding_window, chunk)
     inputs = decode_inputs(sub, positions.index_select(0, rows), {rule})
     q = query.index_select(0, rows)
-    o = decode_attention(q, None, None, cache, inputs, scale, sliding_window, softcap, chunk)
+    o = decode_attention(q, None, None, cache, inputs, scale, sliding_window, softcap, chunk, ops)
     out.index_copy_(0, rows, o)
 
 
 def prefill_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    positions: torch.Tensor,
+    scale: float,
+    sliding_window: int | None = None,
+    chunk: int | None = None,
+    ops: Ops = REFERENCE,
+) -> torch.Tensor:
+    """One sequence's queries over its whole context: the backend's causal prefill where no
+    window or chunk cuts the context, else `sdpa_prefill`. query: (L, H, Dk) at
+    `positions` (L,), the last L positions of the context; key: (C, Hkv, Dk); value: (C,
+    Hkv, Dv). Returns (L, H, Dv)."""
+    context = key.shape[0]
+    uncut = (sliding_window is None or context <= sliding_window) and (
+        chunk is None or context <= chunk
+    )
+    if uncut:
+        return ops.causal_prefill(query, key, value, positions, scale)
+    return sdpa_prefill(query, key, value, positions, scale, sliding_window, chunk)
+
+
+def sdpa_prefill(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -284,8 +309,6 @@ def prefill_attention(
     uncut = (sliding_window is None or context <= sliding_window) and (
         chunk is None or context <= chunk
     )
-    if uncut and prefill_kernel.supports(query, key, value):
-        return prefill_kernel.causal_attention(query, key, value, scale)
     q = query.transpose(0, 1)[None]  # (1, H, L, Dk)
     k = key.transpose(0, 1)[None]  # (1, Hkv, C, Dk)
     v = value.transpose(0, 1)[None]  # (1, Hkv, C, Dv)

@@ -3,8 +3,8 @@ weight read in place, once per call, for the decode steps of a float32 model. On
 AVX-512 machine one row through all 211 projections of SmolLM2-135M (537 MB) takes MKL's
 SGEMM 51 ms and oneDNN (which reorders the weight per call) 34 ms; `cpu_linear` sends
 calls of up to `MAX_ROWS` rows here. Built at first use like the other kernels
-(native_build.py); no compiler, no AVX-512F, or HEARTH_DENSE_KERNEL=0: `available()` is
-False and cpu_linear keeps oneDNN. Knows nothing of layers or models."""
+(native_build.py); no compiler or no AVX-512F: `available()` is False and the backend
+keeps oneDNN. Knows nothing of layers or models."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import logging
 
 import torch
 
-from hearth.model import cpu_pool, native_build
+from hearth.model.cpu import native_build, thread_pool
 
 log = logging.getLogger(__name__)
 
-ENV = "HEARTH_DENSE_KERNEL"
 # rows up to which the kernel is at least even with oneDNN (all 211 SmolLM2 projections, 2
 # threads: 1 row 35 -> 26 ms, 4 rows 36 -> 26, 8 rows 40 -> 34, 16 rows even); above, the
 # product is compute-bound and oneDNN's blocking wins (32 rows: 76 vs 86 ms)
@@ -30,11 +29,11 @@ def _setup(lib: ctypes.CDLL) -> None:
     lib.hearth_dense_matmul.argtypes = [pointer, int32, int32, int32, pointer, pointer, pointer]
     lib.hearth_dense_matmul.argtypes += [int32, int32]
     lib.hearth_dense_set_pool.argtypes = [pointer]
-    lib.hearth_dense_set_pool(cpu_pool.pointer())
+    lib.hearth_dense_set_pool(thread_pool.pointer())
 
 
 KERNEL = native_build.Kernel(
-    "dense_matmul", ENV, log, "float32 matmuls use oneDNN/MKL", _setup,
+    "dense_matmul", log, "float32 matmuls use oneDNN/MKL", _setup,
     probe="hearth_dense_available", needs="AVX-512F",
 )  # fmt: skip
 
@@ -44,9 +43,14 @@ def available() -> bool:
     return KERNEL.load() is not None
 
 
-def matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def matmul(
+    rows: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    threads: tuple[int, bool],
+) -> torch.Tensor:
     """rows (M, K) @ weight (N, K).T (+ bias (N,)) -> (M, N), all float32 CPU tensors; call
-    `available()` first."""
+    `available()` first. threads: (count, on the pool) (cpu/backend.py)."""
     lib = KERNEL.lib
     assert lib is not None, "call available() first"
     x = rows.contiguous()
@@ -67,7 +71,7 @@ def matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
         w.data_ptr(),
         b.data_ptr() if b is not None else None,
         out.data_ptr(),
-        *cpu_pool.threads(),
+        *threads,
     )
     if status != 0:
         raise ValueError(f"dense matmul: shape ({m}, {k}) x ({n}, {k}) refused (status {status})")

@@ -9,25 +9,23 @@ activations), which `hearth bench --accuracy` reports per quant mode.
 
 Weights are re-laid out once at load (`pack_int4`, `pack_int8`) so each 64-byte load feeds
 16 output rows; the layout is the only copy a layer keeps. Built at first use like the
-paged-decode kernel (native_build.py); no compiler, no AVX-512 VNNI, or
-HEARTH_LOWBIT_KERNEL=0: `available()` is False and quant.py keeps PyTorch's kernels.
+paged-decode kernel (native_build.py); no compiler or no AVX-512 VNNI: `available()` is
+False, the backend offers no low-bit kernel and quant.py keeps PyTorch's kernels.
 Knows nothing of layers or models."""
 
 from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable
 
 import torch
 
-from hearth.model import cpu_pool, native_build
+from hearth.model.cpu import native_build, thread_pool
 
 log = logging.getLogger(__name__)
 
 GROUP = 32  # activation and int4 weight group: columns per scale
 ROWS = 16  # output rows per block of the layout
-ENV = "HEARTH_LOWBIT_KERNEL"
 
 
 def _setup(lib: ctypes.CDLL) -> None:
@@ -38,11 +36,11 @@ def _setup(lib: ctypes.CDLL) -> None:
         fn.argtypes = [pointer, int32, int32, int32, int32, pointer, pointer, pointer]
         fn.argtypes += [pointer, int32, int32, int32]
     lib.hearth_lowbit_set_pool.argtypes = [pointer]
-    lib.hearth_lowbit_set_pool(cpu_pool.pointer())
+    lib.hearth_lowbit_set_pool(thread_pool.pointer())
 
 
 KERNEL = native_build.Kernel(
-    "lowbit_matmul", ENV, log, "int4/int8 matmuls use PyTorch's kernels", _setup,
+    "lowbit_matmul", log, "int4/int8 matmuls use PyTorch's kernels", _setup,
     probe="hearth_lowbit_available", needs="AVX-512 VNNI",
 )  # fmt: skip
 
@@ -58,7 +56,6 @@ def supports(out_features: int, in_features: int, group_size: int = GROUP) -> bo
         out_features % ROWS == 0
         and in_features % GROUP == 0
         and group_size == GROUP
-        and available()
     )
 
 
@@ -130,7 +127,12 @@ def int8_rows(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _matmul(
-    name: str, x: torch.Tensor, codes: torch.Tensor, rest: tuple[torch.Tensor, ...], out_f32: bool
+    name: str,
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    rest: tuple[torch.Tensor, ...],
+    out_f32: bool,
+    threads: tuple[int, bool],
 ) -> torch.Tensor:
     lib = KERNEL.lib
     assert lib is not None, "call available() first"
@@ -153,7 +155,7 @@ def _matmul(
         *ptrs,
         out.data_ptr(),
         int(not out_f32),
-        *cpu_pool.threads(),
+        *threads,
     )
     if status != 0:
         raise ValueError(f"{name}: shape ({m}, {k}) x ({n}, {k}) refused (status {status})")
@@ -165,11 +167,13 @@ def int4_matmul(
     codes: torch.Tensor,
     scales: torch.Tensor,
     mins: torch.Tensor,
-    out_f32: bool = False,
+    out_f32: bool,
+    threads: tuple[int, bool],
 ) -> torch.Tensor:
     """x (M, K) bfloat16 or float32 @ the int4 weight.T -> (M, N) bfloat16 (float32 with
-    out_f32: logits, which the sampler wants in float32, written once)."""
-    return _matmul("hearth_int4_matmul", x, codes, (scales, mins), out_f32)
+    out_f32: logits, which the sampler wants in float32, written once). threads: (count,
+    on the pool) (cpu/backend.py)."""
+    return _matmul("hearth_int4_matmul", x, codes, (scales, mins), out_f32, threads)
 
 
 def int8_matmul(
@@ -177,27 +181,8 @@ def int8_matmul(
     codes: torch.Tensor,
     corr: torch.Tensor,
     scales: torch.Tensor,
-    out_f32: bool = False,
+    out_f32: bool,
+    threads: tuple[int, bool],
 ) -> torch.Tensor:
     """x (M, K) bfloat16 or float32 @ the int8 weight.T -> (M, N) bfloat16 (or float32)."""
-    return _matmul("hearth_int8_matmul", x, codes, (corr, scales), out_f32)
-
-
-_ops: dict[str, Callable[..., torch.Tensor]] = {}
-
-
-def compiled_ops() -> dict[str, Callable[..., torch.Tensor]]:
-    """int4_matmul / int8_matmul as the torch ops `hearth::int4_matmul` / `hearth::int8_matmul`,
-    which a torch.compile graph keeps as opaque calls (registered on first use, before
-    tracing; eager calls skip the op dispatch, whose first use imports dynamo)."""
-    if not _ops:
-        for name, fn in (("int4_matmul", int4_matmul), ("int8_matmul", int8_matmul)):
-            op = torch.library.custom_op(f"hearth::{name}", mutates_args=())(fn)
-
-            @op.register_fake
-            def _(x, codes, a, b, out_f32=False):  # type: ignore[no-untyped-def]
-                dtype = torch.float32 if out_f32 else torch.bfloat16
-                return x.new_empty(x.shape[0], codes.shape[0] * ROWS, dtype=dtype)
-
-            _ops[name] = op
-    return _ops
+    return _matmul("hearth_int8_matmul", x, codes, (corr, scales), out_f32, threads)

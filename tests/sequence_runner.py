@@ -1,7 +1,7 @@
 """Run token sequences through a Decoder without the engine: a fixed set of sequences, each
 with its own KV blocks, fed in chunks of any size (one prefill, chunked prefill,
-token-by-token decode, or several sequences in one flat batch). For tests, tools and
-real-weight checks; the engine lays out its own batches. Knows nothing of sampling beyond
+token-by-token decode, or several sequences in one flat batch). A test helper (the tests'
+way to drive a Decoder step by step); the engine lays out its own batches. Knows nothing of sampling beyond
 greedy argmax."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from hearth.model.batch import AttentionMetadata
-from hearth.model.decoder import Decoder
 from hearth.model.kv_cache import allocate_kv_caches
+from hearth.model.layers.decoder import Decoder
 
 
 class SequenceRunner:

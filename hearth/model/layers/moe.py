@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hearth.model.linear import make_linear
-from hearth.model.mlp import GatedMLP
+from hearth.model.layers.linear import make_linear
+from hearth.model.layers.mlp import GatedMLP
+from hearth.model.layers.ops import REFERENCE, Ops
 from hearth.weights.config import MoEConfig
 
 
@@ -59,12 +60,14 @@ class Router(nn.Module):
 
 
 class SparseMoE(nn.Module):
-    def __init__(self, moe: MoEConfig, hidden_size: int, act: str, bias: bool = False) -> None:
+    def __init__(
+        self, moe: MoEConfig, hidden_size: int, act: str, bias: bool = False, ops: Ops = REFERENCE
+    ) -> None:
         super().__init__()
         self.gate = Router(moe, hidden_size)
         self.scale_input = moe.scale_expert_input
         self.experts = nn.ModuleList(
-            GatedMLP(hidden_size, moe.intermediate_size, act, bias) for _ in range(moe.num_experts)
+            GatedMLP(hidden_size, moe.intermediate_size, act, bias, ops) for _ in range(moe.num_experts)
         )
         # attribute names follow the checkpoints: Qwen2-MoE `shared_expert` (+ its gate),
         # DeepSeek `shared_experts` (build.py maps Llama 4's ungated one here)
@@ -72,10 +75,12 @@ class SparseMoE(nn.Module):
         self.shared_experts: nn.Module | None = None
         self.shared_expert_gate: nn.Module | None = None
         if moe.shared_intermediate_size and moe.shared_expert_gate:
-            self.shared_expert = GatedMLP(hidden_size, moe.shared_intermediate_size, act, bias)
-            self.shared_expert_gate = make_linear(hidden_size, 1)
+            self.shared_expert = GatedMLP(hidden_size, moe.shared_intermediate_size, act, bias, ops)
+            self.shared_expert_gate = make_linear(hidden_size, 1, ops=ops)
         elif moe.shared_intermediate_size:
-            self.shared_experts = GatedMLP(hidden_size, moe.shared_intermediate_size, act, bias)
+            self.shared_experts = GatedMLP(
+                hidden_size, moe.shared_intermediate_size, act, bias, ops
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, hidden) -> (T, hidden)
         weights, ids = self.gate(x)
