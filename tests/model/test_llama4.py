@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import transformers as tf
-from conftest import COMMON, hf_logits, make_pair, randomize
+from tiny_models import COMMON, hf_logits, make_pair, randomize
 from sequence_runner import SequenceRunner
 
 from hearth.errors import UnsupportedModelError

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-from conftest import COMMON, hf_logits, randomize
+from tiny_models import COMMON, hf_logits, randomize
 from sequence_runner import SequenceRunner
 
 from hearth.errors import UnsupportedModelError

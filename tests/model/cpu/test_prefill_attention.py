@@ -1,4 +1,4 @@
-"""The C causal float32 prefill attention (kernels/prefill_attention.c) against a float64
+"""The C causal float32 prefill attention (prefill_attention.c) against a float64
 softmax: from scratch and over a cached prefix, GQA groups 1 to 8, head widths 64 to 256,
 lengths that are not multiples of its query tile (16) or key block (128), one thread and
 two; and prefill_attention sends what it takes there and the rest to SDPA."""
@@ -8,12 +8,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hearth.model import prefill_kernel
-from hearth.model.layers.attention import prefill_attention
+from hearth.model.cpu import prefill_attention as prefill_kernel
+from hearth.model.cpu.backend import CpuBackend
+from hearth.model.layers.attention import prefill_attention as attention
 
-pytestmark = pytest.mark.skipif(
-    not prefill_kernel.available(), reason="no C compiler or AVX-512F (HEARTH_PREFILL_KERNEL)"
-)
+pytestmark = pytest.mark.skipif(not prefill_kernel.available(), reason="no C compiler or AVX-512F")
+BACKEND = CpuBackend()
+
+
+def prefill_attention(*args: object, **kwargs: object) -> torch.Tensor:
+    return attention(*args, **kwargs, ops=BACKEND)  # type: ignore[arg-type]
 
 
 def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:

@@ -14,18 +14,20 @@ from typing import Any
 import pytest
 import torch
 import transformers as tf
-from conftest import COMMON
 from sequence_runner import SequenceRunner
+from tiny_models import COMMON, backend_under_test
 from torch.profiler import ProfilerActivity, profile
 
-from hearth.model import paged_kernel
 from hearth.model.batch import AttentionMetadata
+from hearth.model.cpu import paged_decode
+from hearth.model.cpu.backend import CpuBackend
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.attention import (
     masked_prefill_attention,
     paged_attention,
     prefill_attention,
 )
+from hearth.model.layers.ops import REFERENCE, Ops
 
 TOL = 1e-5
 A = [7, 99, 3, 41, 250, 8, 8, 8, 61, 17, 140, 33, 2, 90]  # 14 tokens: spans 4 blocks
@@ -138,10 +140,11 @@ def _step(
     window: int | None = None,
     chunk: int | None = None,
     softcap: float | None = None,
+    ops: Ops | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One paged step where sequence i has seqs[i] = (cached prefix, new tokens), on
-    scattered blocks of a cache whose other slots hold garbage. Returns (paged output,
-    float64 reference), both (T, H, Dv)."""
+    scattered blocks of a cache whose other slots hold garbage, on `ops` (None: the backend
+    under test). Returns (paged output, float64 reference), both (T, H, Dv)."""
     gen = torch.Generator().manual_seed(sum(p * 31 + n for p, n in seqs) + dk + dv)
     cache = KVCache(
         torch.randn(64, BLOCK, HKV, dk, generator=gen).to(dtype),
@@ -186,6 +189,7 @@ def _step(
         window,
         softcap,
         chunk,
+        ops or backend_under_test(),
     )
     return out, torch.cat(refs)
 
@@ -221,30 +225,29 @@ def test_prefill_matches_reference(
 def test_mixed_step_decoders_take_the_kernel_together(
     dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not paged_kernel.available():
-        pytest.skip("paged kernel unavailable (no C compiler, or HEARTH_PAGED_KERNEL=0)")
+    backend = CpuBackend()
+    if not backend.paged:
+        pytest.skip("paged kernel unavailable (no C compiler)")
     calls: list[int] = []
-    kernel = paged_kernel.paged_decode
+    kernel = paged_decode.paged_decode
 
     def counted(query: torch.Tensor, *args: Any) -> torch.Tensor:
         calls.append(query.shape[0])
         return kernel(query, *args)
 
-    monkeypatch.setattr(paged_kernel, "paged_decode", counted)
-    out, ref = _step(STEPS["decoders"], dtype, window=6, softcap=3.0)
+    monkeypatch.setattr(paged_decode, "paged_decode", counted)
+    out, ref = _step(STEPS["decoders"], dtype, window=6, softcap=3.0, ops=backend)
     assert calls == [3]  # the three one-token sequences, in one call
     tol = TOL if dtype == torch.float32 else 2e-2
     assert (out.double() - ref).abs().max() <= tol
 
 
-def test_mixed_step_decoders_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HEARTH_PAGED_KERNEL=0 (or no compiler): the one-token sequences stay on the
-    per-sequence road and still get their attention."""
-    monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
-    monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
-    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
-    assert not paged_kernel.available()
-    out, ref = _step(STEPS["decoders"], window=6)
+@pytest.mark.parametrize("ops", [REFERENCE, CpuBackend(disabled=("paged",))], ids=["torch", "no-paged"])
+def test_mixed_step_decoders_without_the_kernel(ops: Ops) -> None:
+    """The reference, or the paged kernel switched off (or not built): the one-token
+    sequences stay on the per-sequence road and still get their attention."""
+    assert not ops.decodes_in_place(torch.zeros(1, H, 16), KVCache(*[torch.zeros(1, 4, HKV, 16)] * 2))
+    out, ref = _step(STEPS["decoders"], window=6, ops=ops)
     assert (out.double() - ref).abs().max() <= TOL
 
 

@@ -1,6 +1,6 @@
 """native_build: a kernel built from source with the system compiler, loaded once, and
-refused (with a log line naming what runs instead) when switched off, unbuildable, or
-when its probe says the CPU lacks what it needs. Real builds, in a temporary kernel
+refused (with a log line naming what runs instead) when unbuildable or when its probe
+says the CPU lacks what it needs. Real builds, in a temporary kernel
 folder and cache."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.model import native_build
+from hearth.model.cpu import native_build
 
 SOURCE = """
 int toy_probe_yes(void) { return 1; }
@@ -31,7 +31,6 @@ def kernels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     (folder / "toy.c").write_text(SOURCE)
     monkeypatch.setattr(native_build, "KERNELS", folder)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("TOY_KERNEL", raising=False)
     return folder
 
 
@@ -41,7 +40,7 @@ def _typed(calls: list[ctypes.CDLL]) -> native_build.Kernel:
         lib.toy_add.argtypes = [ctypes.c_int, ctypes.c_int]
         calls.append(lib)
 
-    return native_build.Kernel("toy", "TOY_KERNEL", log, "toy runs in Python", setup)
+    return native_build.Kernel("toy", log, "toy runs in Python", setup)
 
 
 @needs_compiler
@@ -60,19 +59,11 @@ def test_probe_decides(
     kernels: Path, caplog: pytest.LogCaptureFixture, probe: str, loads: bool
 ) -> None:
     kernel = native_build.Kernel(
-        "toy", "TOY_KERNEL", log, "toy runs in Python", lambda lib: None, probe, "a toy unit"
+        "toy", log, "toy runs in Python", lambda lib: None, probe, "a toy unit"
     )
     with caplog.at_level(logging.INFO, logger=log.name):
         assert (kernel.load() is not None) is loads
     assert ("no a toy unit on this CPU: toy runs in Python" in caplog.text) is not loads
-
-
-def test_switched_off(kernels: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("TOY_KERNEL", "0")
-    calls: list[ctypes.CDLL] = []
-    kernel = _typed(calls)
-    assert kernel.load() is None and kernel.tried
-    assert not calls and not (tmp_path / "cache").exists()  # nothing was built
 
 
 def test_failed_build_warns_and_leaves_nothing(

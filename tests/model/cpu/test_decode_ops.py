@@ -10,13 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hearth.model import decode_ops
+from hearth.model.cpu import decode_ops
+from hearth.model.cpu.backend import CpuBackend
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.norms import RMSNorm
 from hearth.model.layers.rope import apply_rope
 
 pytestmark = pytest.mark.skipif(
-    not decode_ops.available(), reason="kernel unavailable (no C compiler, or HEARTH_DECODE_OPS=0)"
+    not decode_ops.available(), reason="kernel unavailable (no C compiler)"
 )
 
 
@@ -48,7 +49,7 @@ def test_rms_norm_matches_torch(rows: int, unit_offset: bool) -> None:
 
 
 def test_rms_norm_module_takes_the_kernel_outside_autograd() -> None:
-    norm = RMSNorm(64, 1e-6)
+    norm = RMSNorm(64, 1e-6, ops=CpuBackend())
     norm.weight.data = torch.randn(64).bfloat16()
     x = torch.randn(3, 64).bfloat16()
     _same_up_to_one_step(norm(x), _torch_norm(x, norm.weight, 1e-6, False))
@@ -104,11 +105,11 @@ def test_not_applied_to_mixed_strided_or_grad_inputs() -> None:
         assert decode_ops.applies(torch.zeros(2, 8, requires_grad=True))
 
 
-def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(decode_ops.ENV, "0")
-    monkeypatch.setattr(decode_ops.KERNEL, "lib", None)
-    monkeypatch.setattr(decode_ops.KERNEL, "tried", False)
-    assert not decode_ops.available()
+def test_switched_off_the_module_runs_torch() -> None:
+    norm = RMSNorm(64, 1e-6, ops=CpuBackend(disabled=("decode-ops",)))
+    norm.weight.data = torch.randn(64).bfloat16()
+    x = torch.randn(3, 64).bfloat16()
+    assert torch.equal(norm(x), _torch_norm(x, norm.weight, 1e-6, False))
     norm = RMSNorm(16, 1e-6)
     norm.weight.data = torch.ones(16).bfloat16()
     x = torch.randn(2, 16).bfloat16()

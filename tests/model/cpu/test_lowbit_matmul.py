@@ -2,21 +2,33 @@
 int8 per 32 columns (scale max|x| / 127), products with the weights the layout holds, in
 float64 here; the kernel's only further loss is float32 accumulation and the bf16 output.
 Also: the layouts round-trip, thread counts agree bit for bit, shapes it cannot take are
-refused, and the layers fall back to PyTorch's kernels when it is off."""
+refused, and the layers fall back to PyTorch's kernels on a backend without it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hearth.model import lowbit_kernel
+from hearth.model.cpu import lowbit_matmul as lowbit_kernel
+from hearth.model.cpu.backend import CpuBackend
+from hearth.model.layers.ops import REFERENCE
 from hearth.model.layers.quant import Int4Linear, Int8Embedding, Int8Linear
 from hearth.model.quant_pack import quantize_int4, quantize_int8
 
 pytestmark = pytest.mark.skipif(
     not lowbit_kernel.available(),
-    reason="kernel unavailable (no C compiler, no AVX-512 VNNI, or HEARTH_LOWBIT_KERNEL=0)",
+    reason="kernel unavailable (no C compiler, no AVX-512 VNNI)",
 )
+BACKEND = CpuBackend()
+ONE = (1, False)  # (threads, on the pool)
+
+
+def int4_matmul(x, codes, scales, mins, out_f32=False, threads=ONE):  # type: ignore[no-untyped-def]
+    return lowbit_kernel.int4_matmul(x, codes, scales, mins, out_f32, threads)
+
+
+def int8_matmul(x, codes, corr, scales, out_f32=False, threads=ONE):  # type: ignore[no-untyped-def]
+    return lowbit_kernel.int8_matmul(x, codes, corr, scales, out_f32, threads)
 
 
 def _quantized_activations(x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +65,7 @@ def test_int4_matmul_is_the_quantized_product(rows: int, dtype: torch.dtype) -> 
     codes, scales, mins = lowbit_kernel.pack_int4(weight.q, weight.scales_and_zeros)
     x = torch.randn(rows, 160).to(dtype)
     want = _quantized_activations(x) @ _int4_weight(codes, scales, mins).t()
-    got = lowbit_kernel.int4_matmul(x, codes, scales, mins)
+    got = int4_matmul(x, codes, scales, mins)
     assert got.dtype == torch.bfloat16 and got.shape == (rows, 96)
     _close(got, want)
     # and the layout holds the weight it was given (fp16 rounding of scale and min only)
@@ -67,7 +79,7 @@ def test_int8_matmul_is_the_quantized_product(rows: int) -> None:
     codes, corr, scales = lowbit_kernel.pack_int8(weight.q, weight.scales)
     x = torch.randn(rows, 96).bfloat16()
     want = _quantized_activations(x) @ weight.dequantize().double().t()
-    _close(lowbit_kernel.int8_matmul(x, codes, corr, scales), want)
+    _close(int8_matmul(x, codes, corr, scales), want)
 
 
 def test_extreme_codes_and_zero_rows() -> None:
@@ -76,13 +88,13 @@ def test_extreme_codes_and_zero_rows() -> None:
     sz = torch.tensor([[[1.0, 8.0]] * 16], dtype=torch.bfloat16)  # w = q
     codes, scales, mins = lowbit_kernel.pack_int4(q4, sz)
     x = torch.stack([torch.full((32,), 3.0), torch.zeros(32)]).bfloat16()
-    got = lowbit_kernel.int4_matmul(x, codes, scales, mins).float()
+    got = int4_matmul(x, codes, scales, mins).float()
     assert torch.equal(got[0], torch.full((16,), 3.0 * 15 * 16))
     assert torch.equal(got[1], torch.zeros(16))
     q8 = torch.tensor([[-127, 127] * 16] * 16, dtype=torch.int8)
     c8, corr, s8 = lowbit_kernel.pack_int8(q8, torch.ones(16, dtype=torch.bfloat16))
     y = torch.tensor([[-1.0, 1.0] * 16]).bfloat16()
-    assert torch.equal(lowbit_kernel.int8_matmul(y, c8, corr, s8).float(), torch.full((1, 16), 127.0 * 32))
+    assert torch.equal(int8_matmul(y, c8, corr, s8).float(), torch.full((1, 16), 127.0 * 32))
 
 
 def test_threads_give_identical_results() -> None:
@@ -90,14 +102,8 @@ def test_threads_give_identical_results() -> None:
     weight = quantize_int4(torch.randn(256, 64))
     packed = lowbit_kernel.pack_int4(weight.q, weight.scales_and_zeros)
     x = torch.randn(6, 64).bfloat16()
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = lowbit_kernel.int4_matmul(x, *packed)
-        torch.set_num_threads(2)
-        two = lowbit_kernel.int4_matmul(x, *packed)
-    finally:
-        torch.set_num_threads(before)
+    one = int4_matmul(x, *packed)
+    two = int4_matmul(x, *packed, threads=(2, False))
     assert torch.equal(one, two)
 
 
@@ -123,15 +129,15 @@ def test_shapes_it_cannot_take() -> None:
         torch.zeros(16, 64, dtype=torch.int32), torch.ones(2, 16, 2, dtype=torch.bfloat16)
     )
     with pytest.raises(ValueError, match="columns"):
-        lowbit_kernel.int4_matmul(torch.zeros(1, 32).bfloat16(), codes, scales, mins)
+        int4_matmul(torch.zeros(1, 32).bfloat16(), codes, scales, mins)
 
 
 def test_layers_take_the_kernel_and_share_the_tied_table() -> None:
     torch.manual_seed(5)
-    layer = Int4Linear(quantize_int4(torch.randn(64, 96)))
+    layer = Int4Linear(quantize_int4(torch.randn(64, 96)), ops=BACKEND)
     assert layer.lowbit and not hasattr(layer, "packed")  # one layout kept, not two
     w8 = quantize_int8(torch.randn(80, 64))
-    emb = Int8Embedding(w8)
+    emb = Int8Embedding(w8, ops=BACKEND)
     head = emb.as_linear()
     assert isinstance(head, Int8Linear) and head.int8.lowbit
     assert head.qweight.data_ptr() == emb.qweight.data_ptr()
@@ -139,31 +145,24 @@ def test_layers_take_the_kernel_and_share_the_tied_table() -> None:
     assert torch.allclose(emb(ids).float(), w8.dequantize()[ids], atol=0.02)
 
 
-def test_layers_fall_back_to_torch_kernels_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lowbit_kernel.KERNEL, "lib", None)  # as after HEARTH_LOWBIT_KERNEL=0
+@pytest.mark.parametrize("ops", [REFERENCE, CpuBackend(disabled=("lowbit",))], ids=["torch", "off"])
+def test_layers_fall_back_to_torch_kernels_when_off(ops: object) -> None:
     torch.manual_seed(6)
     weight = quantize_int4(torch.randn(64, 96))
-    layer = Int4Linear(weight)
+    layer = Int4Linear(weight, ops=ops)  # type: ignore[arg-type]
     assert not layer.lowbit and hasattr(layer, "packed")
     x = torch.randn(2, 96).bfloat16()
     want = x.double() @ weight.dequantize().double().t()
     assert torch.allclose(layer(x).double(), want, atol=0.05 * float(want.abs().max()))
-    head = Int8Embedding(quantize_int8(torch.randn(64, 32))).as_linear()
+    head = Int8Embedding(quantize_int8(torch.randn(64, 32)), ops=ops).as_linear()  # type: ignore[arg-type]
     assert not head.int8.lowbit
     assert head(torch.randn(1, 32).bfloat16()).shape == (1, 64)
-
-
-def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(lowbit_kernel.ENV, "0")
-    monkeypatch.setattr(lowbit_kernel.KERNEL, "lib", None)
-    monkeypatch.setattr(lowbit_kernel.KERNEL, "tried", False)
-    assert not lowbit_kernel.available()
 
 
 def test_float32_output_for_logits() -> None:
     # an LM head writes float32 logits directly; they round to the bf16 output
     torch.manual_seed(7)
-    head = Int8Embedding(quantize_int8(torch.randn(64, 32))).as_linear()
+    head = Int8Embedding(quantize_int8(torch.randn(64, 32)), ops=BACKEND).as_linear()
     x = torch.randn(3, 32).bfloat16()
     bf16 = head(x)
     head.out_float32 = True

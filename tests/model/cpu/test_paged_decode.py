@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from hearth.model import paged_kernel
 from hearth.model.batch import AttentionMetadata
+from hearth.model.cpu import paged_decode as paged_kernel
+from hearth.model.cpu.backend import CpuBackend
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.attention import decode_attention, decode_inputs
+from hearth.model.layers.ops import REFERENCE
 
 pytestmark = pytest.mark.skipif(
-    not paged_kernel.available(),
-    reason="kernel unavailable (no C compiler, or HEARTH_PAGED_KERNEL=0)",
+    not paged_kernel.available(), reason="kernel unavailable (no C compiler)"
 )
+BACKEND = CpuBackend()
 
 
 def _step(
@@ -80,10 +82,8 @@ def _both(
     inputs = decode_inputs(meta, positions, {(window, chunk)})
     scale = dk**-0.5
     assert paged_kernel.supports(q, cache.key, cache.value)
-    fast = decode_attention(q, k, v, cache, inputs, scale, window, softcap, chunk)
-    with monkeypatch.context() as patch:
-        patch.setattr(paged_kernel, "supports", lambda *args: False)
-        slow = decode_attention(q, k, v, cache, inputs, scale, window, softcap, chunk)
+    fast = decode_attention(q, k, v, cache, inputs, scale, window, softcap, chunk, BACKEND)
+    slow = decode_attention(q, k, v, cache, inputs, scale, window, softcap, chunk, REFERENCE)
     return fast, slow
 
 
@@ -153,7 +153,7 @@ def test_bfloat16_road_against_float32_on_the_same_values(
     inputs = decode_inputs(meta, positions, {(window, chunk)})
     cache.write(inputs.slot_mapping, k, v)
     wide = KVCache(cache.key.float(), cache.value.float())
-    args = (inputs, dim**-0.5, window, softcap, chunk)
+    args = (inputs, dim**-0.5, window, softcap, chunk, BACKEND)
     got = decode_attention(q, None, None, cache, *args)
     want = decode_attention(q.float(), None, None, wide, *args)
     assert got.dtype == torch.bfloat16
@@ -163,14 +163,10 @@ def test_bfloat16_road_against_float32_on_the_same_values(
 def test_kernel_same_result_on_one_and_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     q, k, v, cache, meta, positions = _step([70, 5, 130], 9, 3, 64, 64, torch.float32)
     inputs = decode_inputs(meta, positions, {(None, None)})
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = decode_attention(q, k, v, cache, inputs, 0.125)
-        torch.set_num_threads(2)
-        two = decode_attention(q, k, v, cache, inputs, 0.125)
-    finally:
-        torch.set_num_threads(before)
+    one = paged_kernel.paged_decode(q, cache.key, cache.value, inputs.blocks,
+                                    inputs.starts[None, None], inputs.ends, 0.125, 0.0, (1, False))
+    two = paged_kernel.paged_decode(q, cache.key, cache.value, inputs.blocks,
+                                    inputs.starts[None, None], inputs.ends, 0.125, 0.0, (2, False))
     assert torch.equal(one, two)  # each (sequence, head) is summed by one thread, in order
 
 
@@ -178,7 +174,7 @@ def test_kernel_reads_the_new_token_it_wrote() -> None:
     # a sequence of one token attends only to itself: the output is its own value
     q, k, v, cache, meta, positions = _step([1], 4, 2, 32, 32, torch.float32)
     inputs = decode_inputs(meta, positions, {(None, None)})
-    out = decode_attention(q, k, v, cache, inputs, 0.1)
+    out = decode_attention(q, k, v, cache, inputs, 0.1, ops=BACKEND)
     torch.testing.assert_close(out, v.repeat_interleave(2, dim=1))
 
 
@@ -199,21 +195,14 @@ def test_no_compiler_falls_back_with_a_warning(
     monkeypatch.setenv("CC", "false")
     monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
     monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
-    with caplog.at_level(logging.WARNING, logger="hearth.model.paged_kernel"):
-        assert not paged_kernel.available()
-    assert "plain torch" in caplog.text
+    with caplog.at_level(logging.WARNING, logger=paged_kernel.log.name):
+        backend = CpuBackend()  # one warning, naming the kernel and what runs instead
+    assert not backend.paged and "paged_decode" in caplog.text and "plain torch" in caplog.text
     assert not list(tmp_path.rglob("*.so"))  # no half-built library left behind
     q, k, v, cache, meta, positions = _step([20, 3], 4, 2, 32, 32, torch.float32)
     inputs = decode_inputs(meta, positions, {(None, None)})
-    assert not paged_kernel.supports(q, cache.key, cache.value)
-    assert decode_attention(q, k, v, cache, inputs, 0.2).shape == (2, 4, 32)
-
-
-def test_switched_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEARTH_PAGED_KERNEL", "0")
-    monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
-    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
-    assert not paged_kernel.available()
+    assert not backend.decodes_in_place(q, cache)
+    assert decode_attention(q, k, v, cache, inputs, 0.2, ops=backend).shape == (2, 4, 32)
 
 
 @pytest.mark.parametrize(
@@ -230,8 +219,6 @@ def test_float32_vector_road_matches_torch(
         [1, 15, 16, 17, 100, 333], heads, kv_heads, dim, dim, torch.float32, block_size
     )
     inputs = decode_inputs(meta, positions, {(None, None)})
-    fast = decode_attention(q, k, v, cache, inputs, dim**-0.5)
-    with monkeypatch.context() as patch:
-        patch.setattr(paged_kernel, "supports", lambda *args: False)
-        slow = decode_attention(q, None, None, cache, inputs, dim**-0.5)
+    fast = decode_attention(q, k, v, cache, inputs, dim**-0.5, ops=BACKEND)
+    slow = decode_attention(q, None, None, cache, inputs, dim**-0.5, ops=REFERENCE)
     torch.testing.assert_close(fast, slow, atol=2e-6, rtol=1e-5)

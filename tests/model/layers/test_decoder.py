@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import transformers as tf
-from conftest import COMMON, hf_logits
+from tiny_models import COMMON, hf_logits
 from sequence_runner import SequenceRunner
 
 TOL = 1e-4
