@@ -31,9 +31,14 @@ COMMON: dict[str, Any] = dict(
 )
 
 
+def config_under_test() -> BackendConfig:
+    """The setting the model tests load with (HEARTH_TEST_KERNELS: auto or torch)."""
+    return BackendConfig(os.environ.get(TEST_KERNELS, "auto"))
+
+
 def backend_under_test() -> Ops:
     """The backend the model tests build with (made once per process)."""
-    return select_backend(BackendConfig(os.environ.get(TEST_KERNELS, "auto")))
+    return select_backend(config_under_test())
 
 
 def randomize(model: torch.nn.Module, unit_norms: bool) -> None:

@@ -154,7 +154,9 @@ class CpuBackend(Ops):
         if self.dense and rows.shape[0] <= dense_matmul.MAX_ROWS:
             out = dense_matmul.matmul(rows, weight, bias, self.threads())
         elif self.onednn:
-            out = torch.ops.mkldnn._linear_pointwise(rows, weight.contiguous(), bias, "none", [], "")
+            out = torch.ops.mkldnn._linear_pointwise(
+                rows, weight.contiguous(), bias, "none", [], ""
+            )
         else:
             return super().linear(x, weight, bias)
         return out.reshape(*x.shape[:-1], weight.shape[0])

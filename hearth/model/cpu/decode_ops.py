@@ -22,7 +22,6 @@ from hearth.model.cpu import native_build
 log = logging.getLogger(__name__)
 
 
-
 def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32, int64, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
     lib.hearth_rms_norm.restype = None

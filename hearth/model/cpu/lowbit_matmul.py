@@ -52,11 +52,7 @@ def available() -> bool:
 
 def supports(out_features: int, in_features: int, group_size: int = GROUP) -> bool:
     """Whether a weight of this shape (and int4 group size) can take the kernel."""
-    return (
-        out_features % ROWS == 0
-        and in_features % GROUP == 0
-        and group_size == GROUP
-    )
+    return out_features % ROWS == 0 and in_features % GROUP == 0 and group_size == GROUP
 
 
 def pack_int4(

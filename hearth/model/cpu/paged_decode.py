@@ -33,9 +33,7 @@ def _setup(lib: ctypes.CDLL) -> None:
     lib.hearth_paged_set_pool(thread_pool.pointer())
 
 
-KERNEL = native_build.Kernel(
-    "paged_decode", log, "paged attention uses plain torch", _setup
-)
+KERNEL = native_build.Kernel("paged_decode", log, "paged attention uses plain torch", _setup)
 
 
 def available() -> bool:

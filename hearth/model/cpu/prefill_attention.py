@@ -21,7 +21,6 @@ from hearth.model.cpu import native_build
 log = logging.getLogger(__name__)
 
 
-
 def _setup(lib: ctypes.CDLL) -> None:
     pointer, int32, float32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn = lib.hearth_prefill_attention

@@ -33,9 +33,13 @@ class MLAttention(nn.Module):
             self.q_a_proj = make_linear(hidden, mla.q_lora_rank, ops=ops)
             self.q_a_layernorm = RMSNorm(mla.q_lora_rank, config.rms_norm_eps, ops=ops)
             self.q_b_proj = make_linear(mla.q_lora_rank, h * mla.qk_head_dim, ops=ops)
-        self.kv_a_proj_with_mqa = make_linear(hidden, mla.kv_lora_rank + mla.qk_rope_head_dim, ops=ops)
+        self.kv_a_proj_with_mqa = make_linear(
+            hidden, mla.kv_lora_rank + mla.qk_rope_head_dim, ops=ops
+        )
         self.kv_a_layernorm = RMSNorm(mla.kv_lora_rank, config.rms_norm_eps, ops=ops)
-        self.kv_b_proj = make_linear(mla.kv_lora_rank, h * (mla.qk_nope_head_dim + mla.v_head_dim), ops=ops)
+        self.kv_b_proj = make_linear(
+            mla.kv_lora_rank, h * (mla.qk_nope_head_dim + mla.v_head_dim), ops=ops
+        )
         self.o_proj = make_linear(h * mla.v_head_dim, hidden, ops=ops)
         self.scale = config.attention_scale or mla.qk_head_dim**-0.5
         self.sliding_window = config.sliding_window if config.is_sliding(layer) else None
@@ -68,7 +72,14 @@ class MLAttention(nn.Module):
         q = torch.cat((q_nope, q_rot), dim=-1)
         k = torch.cat((k_nope, k_rot.expand(t, h, -1)), dim=-1)  # (T, H, nope + rope)
         out = paged_attention(
-            q, k, v.contiguous(), positions, cache, meta, self.scale, self.sliding_window,
+            q,
+            k,
+            v.contiguous(),
+            positions,
+            cache,
+            meta,
+            self.scale,
+            self.sliding_window,
             ops=self.ops,
         )  # (T, H, v_head_dim)
         return self.o_proj(out.reshape(t, h * mla.v_head_dim))

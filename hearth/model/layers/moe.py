@@ -67,7 +67,8 @@ class SparseMoE(nn.Module):
         self.gate = Router(moe, hidden_size)
         self.scale_input = moe.scale_expert_input
         self.experts = nn.ModuleList(
-            GatedMLP(hidden_size, moe.intermediate_size, act, bias, ops) for _ in range(moe.num_experts)
+            GatedMLP(hidden_size, moe.intermediate_size, act, bias, ops)
+            for _ in range(moe.num_experts)
         )
         # attribute names follow the checkpoints: Qwen2-MoE `shared_expert` (+ its gate),
         # DeepSeek `shared_experts` (build.py maps Llama 4's ungated one here)

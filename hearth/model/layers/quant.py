@@ -217,9 +217,7 @@ class Int8Linear(nn.Module):
     ) -> None:
         super().__init__()
         self.int8 = (
-            weight
-            if isinstance(weight, Int8Tensors)
-            else Int8Tensors(weight, reuse_storage, ops)
+            weight if isinstance(weight, Int8Tensors) else Int8Tensors(weight, reuse_storage, ops)
         )
         self.out_features, self.in_features = self.int8.shape
         _register(self, self.int8)

@@ -139,4 +139,6 @@ def test_a_feature_the_step_lacks_makes_the_plan_refuse(
     wrong = _run(forced, PROMPTS, steps=4)
     assert forced._step_plan is not None
     decoded = slice(len(PROMPTS), None)  # the prefill logits come from the layers either way
-    assert not all(torch.equal(a, b) for a, b in zip(wrong[decoded], reference[decoded], strict=True))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(wrong[decoded], reference[decoded], strict=True)
+    )

@@ -160,13 +160,32 @@ def test_bfloat16_road_against_float32_on_the_same_values(
     torch.testing.assert_close(got.float(), want, atol=1e-2, rtol=8e-3)
 
 
-def test_kernel_same_result_on_one_and_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_same_result_on_one_and_two_threads() -> None:
     q, k, v, cache, meta, positions = _step([70, 5, 130], 9, 3, 64, 64, torch.float32)
     inputs = decode_inputs(meta, positions, {(None, None)})
-    one = paged_kernel.paged_decode(q, cache.key, cache.value, inputs.blocks,
-                                    inputs.starts[None, None], inputs.ends, 0.125, 0.0, (1, False))
-    two = paged_kernel.paged_decode(q, cache.key, cache.value, inputs.blocks,
-                                    inputs.starts[None, None], inputs.ends, 0.125, 0.0, (2, False))
+    cache.write(inputs.slot_mapping, k, v)
+    one = paged_kernel.paged_decode(
+        q,
+        cache.key,
+        cache.value,
+        inputs.blocks,
+        inputs.starts[None, None],
+        inputs.ends,
+        0.125,
+        0.0,
+        (1, False),
+    )
+    two = paged_kernel.paged_decode(
+        q,
+        cache.key,
+        cache.value,
+        inputs.blocks,
+        inputs.starts[None, None],
+        inputs.ends,
+        0.125,
+        0.0,
+        (2, False),
+    )
     assert torch.equal(one, two)  # each (sequence, head) is summed by one thread, in order
 
 

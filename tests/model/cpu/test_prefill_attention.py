@@ -60,7 +60,9 @@ def test_supports_only_its_shapes() -> None:
     q, k = torch.zeros(4, 6, 64), torch.zeros(9, 2, 64)
     assert prefill_kernel.supports(q, k, k)
     assert not prefill_kernel.supports(q.bfloat16(), k.bfloat16(), k.bfloat16())
-    assert not prefill_kernel.supports(torch.zeros(4, 6, 32), torch.zeros(9, 2, 32), torch.zeros(9, 2, 32))
+    assert not prefill_kernel.supports(
+        torch.zeros(4, 6, 32), torch.zeros(9, 2, 32), torch.zeros(9, 2, 32)
+    )
     assert not prefill_kernel.supports(q, k, torch.zeros(9, 2, 128))  # Dk != Dv
     assert not prefill_kernel.supports(torch.zeros(4, 18, 64), torch.zeros(9, 1, 64), k[:, :1])
     assert not prefill_kernel.supports(q.requires_grad_(True), k, k)

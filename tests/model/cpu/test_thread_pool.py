@@ -5,6 +5,7 @@ Python threads at once (a call that finds the pool busy runs on its caller alone
 from __future__ import annotations
 
 import threading
+
 import pytest
 import torch
 

@@ -242,11 +242,15 @@ def test_mixed_step_decoders_take_the_kernel_together(
     assert (out.double() - ref).abs().max() <= tol
 
 
-@pytest.mark.parametrize("ops", [REFERENCE, CpuBackend(disabled=("paged",))], ids=["torch", "no-paged"])
+@pytest.mark.parametrize(
+    "ops", [REFERENCE, CpuBackend(disabled=("paged",))], ids=["torch", "no-paged"]
+)
 def test_mixed_step_decoders_without_the_kernel(ops: Ops) -> None:
     """The reference, or the paged kernel switched off (or not built): the one-token
     sequences stay on the per-sequence road and still get their attention."""
-    assert not ops.decodes_in_place(torch.zeros(1, H, 16), KVCache(*[torch.zeros(1, 4, HKV, 16)] * 2))
+    assert not ops.decodes_in_place(
+        torch.zeros(1, H, 16), KVCache(*[torch.zeros(1, 4, HKV, 16)] * 2)
+    )
     out, ref = _step(STEPS["decoders"], window=6, ops=ops)
     assert (out.double() - ref).abs().max() <= TOL
 

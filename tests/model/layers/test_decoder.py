@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import transformers as tf
-from tiny_models import COMMON, hf_logits
 from sequence_runner import SequenceRunner
+from tiny_models import COMMON, hf_logits
 
 TOL = 1e-4
 MOE = dict(moe_intermediate_size=32, num_experts_per_tok=2)

@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 from gguf.constants import GGMLQuantizationType as T
+from tiny_models import backend_under_test
 
 from hearth.model.layers.quant import (
     DENSE_MIN_ROWS,
-    LOWBIT_DENSE_MIN_ROWS,
     Int4Linear,
     Int8Embedding,
     Int8Linear,
 )
 from hearth.model.quant_pack import int4_from_gguf, quantize_int4, quantize_int8
 from hearth.weights.gguf import load_gguf
+
+OPS = backend_under_test()
 
 
 def _bf16_step(x: torch.Tensor) -> float:
@@ -28,7 +30,7 @@ def _bf16_step(x: torch.Tensor) -> float:
 def test_int4_linear_multiplies_its_dequantized_weight() -> None:
     torch.manual_seed(0)
     weight = quantize_int4(torch.randn(96, 128))
-    layer = Int4Linear(weight, bias=torch.randn(96))
+    layer = Int4Linear(weight, bias=torch.randn(96), ops=OPS)
     x = torch.randn(5, 128).bfloat16()
     expected = x.float() @ weight.dequantize().t() + layer.bias.float()
     got = layer(x).float()
@@ -44,10 +46,12 @@ def test_int4_linear_dense_road_for_long_inputs() -> None:
     road's (the low-bit kernel, or PyTorch's int4 kernel where it is off)."""
     torch.manual_seed(0)
     weight = quantize_int4(torch.randn(192, 96))
-    layer = Int4Linear(weight)
+    layer = Int4Linear(weight, ops=OPS)
     assert layer.dense_ok  # the packing has the layout the expansion reads
     # the low-bit kernel keeps long inputs too unless the CPU has AMX's bf16 GEMMs
-    assert layer.dense_min_rows == (LOWBIT_DENSE_MIN_ROWS if layer.lowbit else DENSE_MIN_ROWS)
+    assert layer.dense_min_rows == (
+        layer.kernel.dense_min_rows if layer.kernel is not None else DENSE_MIN_ROWS
+    )
     layer.dense_min_rows = DENSE_MIN_ROWS  # the dense road, on every CPU
     reference = weight.dequantize()
     assert (layer.dense_weight().float() - reference).abs().max() <= _bf16_step(reference)
@@ -63,7 +67,7 @@ def test_int4_linear_dense_road_for_long_inputs() -> None:
     assert (dense - exact).abs().max() < 0.01 * scale
     assert not torch.equal(dense, few_rows)  # the dense road ran (different rounding)
     # the low-bit layout expands at any row count in 16s; PyTorch's packing only in 64s
-    narrow = Int4Linear(quantize_int4(torch.randn(48, 96)))
+    narrow = Int4Linear(quantize_int4(torch.randn(48, 96)), ops=OPS)
     assert narrow.dense_ok == narrow.lowbit
 
 
@@ -81,7 +85,7 @@ def test_int8_linear_and_embedding_share_one_table() -> None:
     w = torch.randn(50, 64)
     q = quantize_int8(w)
     assert (q.dequantize() - w).abs().max() <= w.abs().max() / 127
-    emb = Int8Embedding(q)
+    emb = Int8Embedding(q, ops=OPS)
     head = emb.as_linear()
     assert head.qweight.data_ptr() == emb.qweight.data_ptr()
     ids = torch.tensor([3, 7, 49])

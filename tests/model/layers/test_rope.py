@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import transformers as tf
-from tiny_models import COMMON, hf_logits
 from sequence_runner import SequenceRunner
+from tiny_models import COMMON, hf_logits
 
 from hearth.weights.config import RopeConfig
 
