@@ -6,7 +6,6 @@ CLI maps them to exit code 2)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
