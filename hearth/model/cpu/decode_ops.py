@@ -1,10 +1,10 @@
-"""RMSNorm, SiLU gating, and rope + KV-cache write in one C pass each (kernels/decode_ops.c)
+"""RMSNorm, SiLU gating, and rope + KV-cache write in one C pass each (decode_ops.c)
 instead of 3-20 torch ops: on a one-token decode step of a small model every torch op costs
 ~5 us of dispatch and a temporary, and a layer has two norms, a gate and rope on q and k; on
 a float32 prefill step the same ops stream (T, 1536) temporaries through memory. bfloat16:
-the same roundings as the torch code they stand in for (norms.py, mlp.py, rope.py +
-kv_cache.py); float32: within an ulp or two of it (one rounding per step, as torch's, but
-sums in another order); both checked in tests/model/test_decode_ops.py.
+the same roundings as the reference they stand in for (layers/ops.py: RMSNorm, SiLU gate,
+rope + KV write); float32: within an ulp or two of it (one rounding per step, as torch's, but
+sums in another order); both checked in tests/model/cpu/test_decode_ops.py.
 
 Used only for contiguous CPU tensors of one dtype (bfloat16 or float32) and outside
 autograd (nothing here has a backward: training keeps the torch code); no compiler:

@@ -1,4 +1,4 @@
-"""A decode-only step of a plain Llama-family decoder as one C call (kernels/decode_step.c):
+"""A decode-only step of a plain Llama-family decoder as one C call (decode_step.c):
 every layer's norms, projections, rope, cache write, paged attention, gated MLP and residual
 adds, then the final norm, with the very functions the per-op C road calls one at a time.
 

@@ -1,7 +1,7 @@
-"""The C float32 matmul of few rows (kernels/dense_matmul.c): y = x @ w.T (+ bias) with the
+"""The C float32 matmul of few rows (dense_matmul.c): y = x @ w.T (+ bias) with the
 weight read in place, once per call, for the decode steps of a float32 model. On the 2-core
 AVX-512 machine one row through all 211 projections of SmolLM2-135M (537 MB) takes MKL's
-SGEMM 51 ms and oneDNN (which reorders the weight per call) 34 ms; `cpu_linear` sends
+SGEMM 51 ms and oneDNN (which reorders the weight per call) 34 ms; the CPU backend sends
 calls of up to `MAX_ROWS` rows here. Built at first use like the other kernels
 (native_build.py); no compiler or no AVX-512F: `available()` is False and the backend
 keeps oneDNN. Knows nothing of layers or models."""

@@ -1,4 +1,4 @@
-"""The C low-bit matmul kernels (kernels/lowbit_matmul.c): int4 and int8 weights multiplied
+"""The C low-bit matmul kernels (lowbit_matmul.c): int4 and int8 weights multiplied
 with AVX-512 VNNI after quantizing the activations to int8 per 32 columns, as llama.cpp
 does. Measured on 2 cores (SmolLM2-135M shapes, Xeon with AVX-512 VNNI): one decode row
 through the 3072 x 576 gate/up projection takes 43 us on one thread where PyTorch's
@@ -10,7 +10,7 @@ activations), which `hearth bench --accuracy` reports per quant mode.
 Weights are re-laid out once at load (`pack_int4`, `pack_int8`) so each 64-byte load feeds
 16 output rows; the layout is the only copy a layer keeps. Built at first use like the
 paged-decode kernel (native_build.py); no compiler or no AVX-512 VNNI: `available()` is
-False, the backend offers no low-bit kernel and quant.py keeps PyTorch's kernels.
+False, the backend offers no low-bit kernel and layers/quant.py keeps PyTorch's kernels.
 Knows nothing of layers or models."""
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def cache_dir() -> Path:
 
 
 def build(name: str) -> ctypes.CDLL:
-    """kernels/NAME.c built (or found built) and loaded. Raises OSError or
+    """NAME.c (beside this file) built (or found built) and loaded. Raises OSError or
     subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
     source_path = KERNELS / f"{name}.c"
     # a kernel may include the shared header and the other kernels (decode_step.c is
@@ -99,7 +99,7 @@ def try_load(
 
 @dataclass
 class Kernel:
-    """One kernel library of this process: kernels/SOURCE.c built and loaded at the first
+    """One kernel library of this process: SOURCE.c built and loaded at the first
     `load()`, then handed to `setup` (which types its functions and gives it the thread
     pool). `load()` gives None, with a log line saying what runs instead (`fallback`), when
     the build fails or the library's `probe` function (if any) returns 0: this CPU lacks

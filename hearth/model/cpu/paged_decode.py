@@ -1,4 +1,4 @@
-"""The C paged-decode attention kernel (kernels/paged_decode.c): built at first use with the
+"""The C paged-decode attention kernel (paged_decode.c): built at first use with the
 system C compiler, cached per source and CPU, loaded with ctypes.
 
 Why a kernel: a decode step's attention in plain torch gathers every sequence's K/V through

@@ -1,4 +1,4 @@
-"""The C causal float32 prefill attention (kernels/prefill_attention.c): one sequence's new
+"""The C causal float32 prefill attention (prefill_attention.c): one sequence's new
 tokens over its whole context (cached prefix included), visiting only the key blocks each
 query tile can see. On the 2-core AVX-512 machine SDPA's CPU flash kernel runs SmolLM2's
 prefill shapes at 50-125 GFLOP/s (its masked road, taken whenever a prefix is cached,
