@@ -28,7 +28,15 @@ class Settings:
     keep_alive_s: float = 300.0
     max_queue: int = 256
     cors_origins: tuple[str, ...] = ()
+    # browser pages (Origin header) allowed besides loopback ones, as Ollama's OLLAMA_ORIGINS
+    origins: tuple[str, ...] = ()
+    # Host header names accepted besides localhost/127.0.0.1/::1 on a loopback bind (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
+    ollama_port: int = 11434  # `hearth serve --ollama-port` also answers here when it is free
     pip_index_url: str = ""  # empty: pip's own configuration decides
+    # the CPU package's power with every core busy: the usage ledger's energy estimate
+    cpu_watts: float = 65.0
+    price_table: str = ""  # hosted-API prices for the usage ledger; empty: hearth's own
     # the model's fast operations: "auto" (C kernels where they run) or "torch" (reference)
     kernels: str = "auto"
     # kernels to leave off under "auto", a debugging aid (names: hearth.model.cpu.backend)
@@ -37,8 +45,12 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if not 0 < self.ollama_port < 65536:
+            raise ValueError(f"ollama_port must be in 1..65535, got {self.ollama_port}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+        if self.cpu_watts < 0:
+            raise ValueError(f"cpu_watts must be >= 0, got {self.cpu_watts}")
         if self.kv_cache_gb < 0:
             raise ValueError(f"kv_cache_gb must be >= 0, got {self.kv_cache_gb}")
         if self.kernels not in KERNEL_MODES:
@@ -79,7 +91,7 @@ def _coerce(name: str, raw: Any) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
-    if name in ("cors_origins", "disabled_kernels"):
+    if name in ("cors_origins", "origins", "allowed_hosts", "disabled_kernels"):
         if isinstance(raw, str):
             return tuple(o.strip() for o in raw.split(",") if o.strip())
         return tuple(raw)

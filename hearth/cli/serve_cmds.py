@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from hearth.cli.output import Output
+from hearth.config import DEFAULT_PORT
+from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_HELP
 
 keys_app = typer.Typer(
     help="API keys for `hearth serve` (stored hashed; shown once).", no_args_is_help=True
@@ -22,7 +24,7 @@ def serve(
         "--host",
         help="Address to listen on (default 127.0.0.1; anything else needs an API key).",
     ),
-    port: int = typer.Option(None, "--port", help="Port (default 11435)."),
+    port: int = typer.Option(None, "--port", help=f"Port (default {DEFAULT_PORT})."),
     keep_alive: float = typer.Option(
         None, "--keep-alive", help="Seconds an idle model stays loaded (default 300; -1 = forever)."
     ),
@@ -36,7 +38,7 @@ def serve(
     ),
     kv_cache_gb: float = typer.Option(None, "--kv-cache-gb", help="KV cache per model."),
     quant: str = typer.Option(
-        None, "--quant", help="none (exact), auto (keep GGUF low-bit: fastest), int8, int4."
+        None, "--quant", help=f"Weights in memory: {QUANT_HELP}. Default: {DEFAULT_QUANT}."
     ),
     ctx_len: int = typer.Option(
         None,
@@ -55,6 +57,12 @@ def serve(
         "--cors-origin",
         help="Allow browser pages from this "
         "origin (repeat for several; CORS is closed by default).",
+    ),
+    ollama_port: bool = typer.Option(
+        False,
+        "--ollama-port",
+        help="Also answer on Ollama's port (11434, HEARTH_OLLAMA_PORT) when no other server "
+        "holds it, so Ollama clients find hearth unchanged.",
     ),
 ) -> None:
     """Serve models over an OpenAI-compatible (/v1) and Ollama-compatible (/api) HTTP API."""
@@ -77,6 +85,7 @@ def serve(
         rate_limit_per_minute=rate_limit,
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,
         cors_origins=tuple(cors) if cors else None,
+        ollama_port=settings.ollama_port if ollama_port else None,
     )
     run(settings, options, models or [], echo=typer.echo)
 

@@ -8,7 +8,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from hearth.config import Settings
+from hearth.config import DEFAULT_PORT, Settings
+from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_MODES
 
 MIB = 1024 * 1024
 
@@ -24,10 +25,16 @@ class ServeOptions:
     keep_alive_s: idle time before a model unloads (negative = never; 0 = right away).
     max_loaded_models / memory_budget_gb: LRU-unload idle models to stay under these
         (0 = no limit). kv_cache_gb / max_model_len / dtype: how each model is loaded.
+    origins: browser pages (Origin header) allowed besides loopback ones and cors_origins;
+        any other Origin gets 403. allowed_hosts: Host header names accepted besides
+        localhost / 127.0.0.1 / ::1 on a loopback bind (others get 403: DNS rebinding).
+    ollama_port: also listen here (Ollama's 11434) when it is free; None = don't.
+    max_auth_failures_per_minute: requests with a missing or wrong key per client address
+        before 429 (key guessing), whatever rate_limit_per_minute says.
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
 
     host: str = "127.0.0.1"
-    port: int = 11435
+    port: int = DEFAULT_PORT
     max_body_bytes: int = 4 * MIB
     rate_limit_per_minute: int = 0
     max_running: int = 64
@@ -38,15 +45,21 @@ class ServeOptions:
     kv_cache_gb: float | None = None
     max_model_len: int | None = None
     dtype: str = "float32"
-    quant: str = "none"  # none | auto | int8 | int4 (hearth.model.quant_build.QUANT_MODES)
+    quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
     cors_origins: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    ollama_port: int | None = None
+    max_auth_failures_per_minute: int = 30
     staging_dir: Path | None = None
     access_log: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_body_bytes", "max_running"):
+        if self.ollama_port is not None and not 0 <= self.ollama_port < 65536:
+            raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
+        for name in ("max_body_bytes", "max_running", "max_auth_failures_per_minute"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
@@ -58,8 +71,8 @@ class ServeOptions:
             raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.quant not in ("none", "auto", "int8", "int4"):
-            raise ValueError(f"quant must be none, auto, int8 or int4, got {self.quant!r}")
+        if self.quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("cors_origins: '*' must be the only origin when given")
 
@@ -71,6 +84,8 @@ class ServeOptions:
             "keep_alive_s": settings.keep_alive_s,
             "max_queue": settings.max_queue,
             "cors_origins": settings.cors_origins,
+            "origins": settings.origins,
+            "allowed_hosts": settings.allowed_hosts,
             "kv_cache_gb": settings.kv_cache_gb or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -79,6 +94,11 @@ class ServeOptions:
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Origins allowed besides loopback pages: CORS-enabled ones and HEARTH_ORIGINS."""
+        return tuple(dict.fromkeys((*self.cors_origins, *self.origins)))
 
 
 def is_loopback(host: str) -> bool:
