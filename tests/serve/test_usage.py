@@ -4,6 +4,7 @@ with their tokens, TTFT and CPU time and reported by GET /api/usage."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,9 +158,10 @@ def _usage_rows(url: str, count: int) -> list[dict[str, object]]:
         ),
     ],
 )
-def test_stopped_stream_is_recorded(served, path, body, chunk_has_text) -> None:  # type: ignore[no-untyped-def]
-    """The UI's Stop button hangs up mid-stream: the ledger keeps what was generated until
-    then (tokens and TTFT), not a zero row."""
+def test_stopped_stream_is_recorded(served, path, body, chunk_has_text, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The UI's Stop button hangs up mid-stream: the ledger and the access log keep what
+    was generated until then (tokens and TTFT), not a zero row."""
+    caplog.set_level(logging.INFO, logger="hearth.serve.access")
     url = served.main.url
     before = httpx.get(f"{url}/api/usage", params={"since": "1h"}).json()["totals"]["requests"]
     request = {"model": MODEL, "stream": True, "max_tokens": 200, **body}
@@ -176,3 +178,10 @@ def test_stopped_stream_is_recorded(served, path, body, chunk_has_text) -> None:
     assert row["path"] == path and row["model"] == MODEL
     assert isinstance(row["output_tokens"], int) and 3 <= row["output_tokens"] < 200
     assert row["ttft_s"] is not None and row["prompt_tokens"] > 0  # type: ignore[operator]
+    rid = row["request_id"]
+    deadline = time.monotonic() + 10
+    while not [r for r in caplog.records if str(rid) in r.getMessage()]:
+        assert time.monotonic() < deadline, "no access log line for the stopped request"
+        time.sleep(0.1)
+    (line,) = [r.getMessage() for r in caplog.records if str(rid) in r.getMessage()]
+    assert f"output_tokens={row['output_tokens']} " in line and "ttft=-" not in line
