@@ -101,7 +101,7 @@ export async function mount(view) {
 
   function drawBoard() {
     clear(board);
-    if (!data.leaderboard.length) { board.append(h('p', { class: 'muted' }, 'No complete runs yet: run `hearth eval MODEL` first.')); return; }
+    if (!data.leaderboard.length) { board.append(h('p', { class: 'muted' }, 'No complete runs yet: run one above, or `hearth eval MODEL`.')); return; }
     const rows = [...data.leaderboard].sort((x, y) => {
       const a = value(x, sort.key); const b = value(y, sort.key);
       const noA = a === null || a === undefined; const noB = b === null || b === undefined;
