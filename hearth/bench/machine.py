@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from hearth.config import load_settings
 from hearth.engine.threads import dedicated_cpu
 from hearth.model import decode_ops, decode_step, lowbit_kernel, native_build, paged_kernel
 
@@ -72,7 +73,7 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP
         "kernel_threads": "openmp" if dedicated_cpu() else "pool",
         # how hearth's OpenMP workers waited (peers run under their own defaults)
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "omp_wait_policy": load_settings().omp_wait_policy or "default",
         "dedicated_cpu": dedicated_cpu(),
     }
     info["memory_bandwidth_gbps"] = memory_bandwidth_gbps(size_mb) if probe else None

@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
 
         task_list = resolve_tasks(tasks)
         settings = load_settings()
-        root = resolve_data_dir(data_dir, settings.home)
+        root = resolve_data_dir(data_dir, settings)
         for task in task_list:
             task.check_files(root)
 

@@ -4,7 +4,6 @@ is honoured) into a staging folder. Knows nothing of blobs, manifests or names."
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +42,11 @@ class HubSpec:
         return f"hf-{self.org}--{self.repo}--{self.revision or 'main'}".lower()
 
 
-def download(spec: HubSpec, staging_root: Path, progress: ByteProgress | None = None) -> Path:
-    """The snapshot folder. An interrupted download resumes from the same folder."""
+def download(
+    spec: HubSpec, staging_root: Path, progress: ByteProgress | None = None, endpoint: str = ""
+) -> Path:
+    """The snapshot folder. An interrupted download resumes from the same folder.
+    `endpoint`: the Hub's address (Settings.hf_endpoint); empty: huggingface.co."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -53,9 +55,8 @@ def download(spec: HubSpec, staging_root: Path, progress: ByteProgress | None = 
     try:
         path = snapshot_download(
             spec.repo_id,
-            # read now, not when huggingface_hub was first imported (it caches HF_ENDPOINT
-            # in module constants at import time)
-            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            # passed, not left to huggingface_hub: it reads HF_ENDPOINT once, at import
+            endpoint=endpoint or None,
             revision=spec.revision,
             local_dir=target,
             tqdm_class=_progress_class(progress),

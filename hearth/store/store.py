@@ -81,7 +81,12 @@ class Store:
             default = ModelName(ModelName.derive(hspec.repo).name, _tag(hspec.revision))
             target = _name(name, default)
             label = str(target)
-            folder = hub.download(hspec, self.staging_dir, _labelled(progress, f"download {label}"))
+            folder = hub.download(
+                hspec,
+                self.staging_dir,
+                _labelled(progress, f"download {label}"),
+                self.settings.hf_endpoint,
+            )
             record = self._import(folder, target, text, None, progress, accept_license, warn)
             # the blobs hold it now; an interrupted download keeps its folder to resume from
             shutil.rmtree(folder, ignore_errors=True)
