@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, MutableMapping
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,15 @@ class Settings:
     )
     hf_endpoint: str = field(
         default="",
-        metadata=about("Hugging Face Hub address for hf:// pulls; empty: huggingface.co", env="HF_ENDPOINT"),
+        metadata=about(
+            "Hugging Face Hub address for hf:// pulls; empty: huggingface.co", env="HF_ENDPOINT"
+        ),
     )
     eval_data: str = field(
         default="",
-        metadata=about("evaluation data folder (<task>/<split>.jsonl); empty: $HEARTH_HOME/eval-data"),
+        metadata=about(
+            "evaluation data folder (<task>/<split>.jsonl); empty: $HEARTH_HOME/eval-data"
+        ),
     )
     # read before torch loads (set_omp_wait_policy), hence environment only
     dedicated_cpu: bool = field(
@@ -177,11 +181,12 @@ def _out_of_bounds(f: Field[Any], value: Any) -> str:
     if choices and value not in choices:
         return "one of " + ", ".join(choices)
     low, high = meta.get("minimum"), meta.get("maximum")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (low is not None and value < low) or (high is not None and value > high):
-            if high is None:
-                return f">= {low}"
-            return f"in {low}..{high}" if low is not None else f"<= {high}"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return ""
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            return f">= {low}"
+        return f"in {low}..{high}" if low is not None else f"<= {high}"
     return ""
 
 
@@ -229,8 +234,7 @@ def _checked(f: Field[Any], raw: Any, where: str) -> Any:
         if not allowed:
             return value
     raise UserInputError(
-        f"setting {f.name} = {raw!r} ({where}) is not allowed: it must be {allowed}; "
-        f"fix {where}"
+        f"setting {f.name} = {raw!r} ({where}) is not allowed: it must be {allowed}; fix {where}"
     )
 
 
@@ -253,7 +257,10 @@ def resolve(env: Mapping[str, str] | None = None) -> tuple[Settings, list[Resolv
     sources: dict[str, str] = {}
     home_raw = env.get(env_name(by_name["home"]), "")
     if home_raw:
-        values["home"], sources["home"] = Path(home_raw).expanduser(), f"environment ({env_name(by_name['home'])})"
+        values["home"], sources["home"] = (
+            Path(home_raw).expanduser(),
+            f"environment ({env_name(by_name['home'])})",
+        )
     home = values.get("home", Path.home() / ".hearth")
     config_file = home / CONFIG_FILE
     for key, raw in _read_file(config_file).items():
@@ -316,12 +323,6 @@ def shown(value: Any) -> Any:
     if isinstance(value, str):
         return re.sub(r"://([^:/@]+):[^@/]+@", r"://\1:***@", value)
     return value
-
-
-def default_of(f: Field[Any]) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
 
 
 # -- the process environment ---------------------------------------------------------
