@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, MutableMapping
-from dataclasses import Field, dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -308,10 +308,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment (os.environ by default), then `config.toml` under
     HEARTH_HOME, then the defaults."""
     return resolve(env)[0]
-
-
-def with_home(settings: Settings, home: Path) -> Settings:
-    return replace(settings, home=home)
 
 
 def shown(value: Any) -> Any:

@@ -104,11 +104,6 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
 
-    @property
-    def is_prefill(self) -> bool:
-        """Still computing prompt tokens (or recomputing after a preemption)."""
-        return self.num_uncomputed_tokens > 1 or self.num_computed_tokens < self.num_prompt_tokens
-
     def append_token(self, token_id: int) -> None:
         self.token_ids.append(token_id)
 
