@@ -23,16 +23,13 @@ from dataclasses import dataclass
 
 from hearth.config import Settings, load_settings
 
-# a step gets a second thread from 2 x this many tokens: measured on SmolLM2-135M Q4_1, 2
-# idle cores, PASSIVE, decode tokens/s 1 vs 2 threads: 1 seq 87 vs 53, 4 seqs 258 vs 183,
-# 16 seqs 223 vs 268; on 2 busy cores a 1-token step is 56 (1 thread) vs 45 (2 threads)
+# a step gets a second thread from 2 x this many tokens (docs/threads.md has the numbers)
 DEFAULT_MIN_TOKENS_PER_THREAD = 8
 
 
 def dedicated_cpu(settings: Settings | None = None) -> bool:
     """Whether the user said the cores are hearth's alone (HEARTH_DEDICATED_CPU=1): every
-    step on all threads, OpenMP workers spin (quiet 2 cores, SmolLM2 Q4_1 decode 86 -> 103
-    tok/s; on a shared machine spinning workers collapse it, 9 tok/s measured)."""
+    step on all threads, OpenMP workers spin (docs/threads.md)."""
     return (settings or load_settings()).dedicated_cpu
 
 
