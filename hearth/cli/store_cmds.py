@@ -1,4 +1,4 @@
-"""Store verbs: pull, import, list, show, rm, cp, verify. Parses, calls `hearth.store`,
+"""Store verbs: pull, import, list, show, rm, cp, verify, prune. Parses, calls `hearth.store`,
 prints (rich for people, JSON with `--json`). The store is imported inside each verb so
 `hearth --help` stays fast."""
 
@@ -140,11 +140,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the models in the local store."""
         out = Output.of(ctx, json_flag)
-        records = _store().list()
+        records, damaged = _store().scan()
         if out.json:
-            out.emit_json([r.summary() for r in records])
+            broken = [{"name": d.name, "damaged": d.reason} for d in damaged]
+            out.emit_json([r.summary() for r in records] + broken)
             return
-        if not records:
+        if not records and not damaged:
             out.console.print("no models yet; `hearth pull smollm2` fetches the default one")
             return
         from hearth.licenses import commercial_marker
@@ -152,7 +153,8 @@ def register(app: typer.Typer) -> None:
         # COMM: commercial use allowed (yes / cond / no / ?), from hearth.licenses
         table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
         # names and ids are never cut; the license column gives way on narrow terminals
-        table.add_column("NAME", no_wrap=True, min_width=max(len(r.name) for r in records))
+        names = [r.name for r in records] + [d.name for d in damaged]
+        table.add_column("NAME", no_wrap=True, min_width=max(len(n) for n in names))
         table.add_column("ID", no_wrap=True, min_width=12)
         for header in ("SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED"):
             table.add_column(header, no_wrap=header != "LICENSE")
@@ -167,7 +169,11 @@ def register(app: typer.Typer) -> None:
                 commercial_marker(r.license_id),
                 r.created.strftime("%Y-%m-%d"),
             )
+        for d in damaged:  # shown, not hidden: `hearth rm NAME` removes it
+            table.add_row(d.name, "DAMAGED", "-", "-", "-", f"hearth rm {d.name}", "-", "-")
         out.console.print(table)
+        for d in damaged:
+            Output.warning(d.reason)
 
     @app.command("show")
     def show(
@@ -246,11 +252,15 @@ def register(app: typer.Typer) -> None:
         if out.json:
             out.emit_json(report.to_dict())
         else:
+            for name, detail in sorted(report.damaged.items()):
+                out.console.print(f"damaged manifest: {name}: {detail}", highlight=False)
             for p in report.problems:
                 out.console.print(
                     f"{p.status}: {p.digest} ({', '.join(p.models)}): {p.detail}", highlight=False
                 )
-            verdict = "ok" if report.ok else f"{len(report.problems)} bad blob(s)"
+            bad = [f"{len(report.problems)} bad blob(s)"] if report.problems else []
+            bad += [f"{len(report.damaged)} damaged manifest(s)"] if report.damaged else []
+            verdict = "; ".join(bad) or "ok"
             out.console.print(
                 f"{report.num_models} model(s), {report.num_blobs} blob(s) checked: {verdict}"
                 + ("" if report.ok else "; `hearth rm` the models named and pull them again"),
@@ -260,3 +270,26 @@ def register(app: typer.Typer) -> None:
             # SystemExit, not typer.Exit: with standalone_mode=False click returns an Exit's
             # code instead of raising it, and `hearth.cli.main` would then exit 0
             raise SystemExit(1)
+
+    @app.command("prune")
+    def prune(
+        ctx: typer.Context,
+        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Free disk: blobs no model uses and downloads left by interrupted pulls."""
+        out = Output.of(ctx, json_flag)
+        report = _store().prune()
+        if out.json:
+            out.emit_json(report.to_dict())
+            return
+        out.console.print(
+            f"removed {report.num_blobs} unused blob(s) ({_size(report.blob_bytes)}) and "
+            f"{_size(report.staging_bytes)} of staging: {_size(report.freed)} freed",
+            highlight=False,
+        )
+        if report.damaged:
+            Output.warning(
+                "unused blobs were kept: damaged manifests may name them ("
+                + ", ".join(report.damaged)
+                + "); `hearth rm` those names, then prune again"
+            )

@@ -122,16 +122,43 @@ def policy_from_dict(data: dict[str, Any], where: str = POLICY_FILE) -> Policy:
         raise UserInputError(f"{where}: {exc}; fix it with `hearth policy set KEY VALUE`") from exc
 
 
+PolicyStamp = tuple[int, int, int] | None
+
+
+def policy_stamp(settings: Settings) -> PolicyStamp:
+    """What changes whenever the policy file does (inode, mtime, size; None: no file). One
+    stat: cheap enough for every request of a server (save_policy replaces the file, so the
+    inode changes even where mtimes are coarse)."""
+    try:
+        st = policy_path(settings).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# the last policy read per file, with its stamp: a server checks the policy per request
+# and re-reads the file only when it changed (a process-wide cache, keyed by path)
+_CACHE: dict[Path, tuple[PolicyStamp, Policy]] = {}
+
+
 def load_policy(settings: Settings) -> Policy:
     """The policy in `$HEARTH_HOME/policy.toml`; the default Policy when there is no file."""
     path = policy_path(settings)
-    if not path.is_file():
+    stamp = policy_stamp(settings)
+    if stamp is None:
         return Policy()
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError(f"{path}: {exc}; fix or remove the file") from exc
-    return policy_from_dict(data, str(path))
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path}: not a readable TOML file ({exc}); fix or remove it") from exc
+    policy = policy_from_dict(data, str(path))
+    _CACHE[path] = (stamp, policy)
+    return policy
 
 
 def _toml_value(value: Any) -> str:

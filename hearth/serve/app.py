@@ -1,7 +1,9 @@
 """`create_app(settings, options)`: the FastAPI application — OpenAI routes under /v1,
-Ollama routes under /api, `GET /` ("hearth is running"), `/health`, `/metrics` — with the
-error mapping, the body limit, CORS (closed unless origins are configured), one access-log
-line per request, request metrics, and the model pool's lifecycle. Knows nothing of how it
+Ollama routes under /api, `GET /` ("hearth is running"), `/health`, `/metrics`, the API
+docs (behind the key when auth is on) — with the error mapping, the Origin/Host checks, the
+body limit, JSON bodies on /api whatever their Content-Type, CORS (closed unless origins are
+configured), one access-log line per request, request metrics, and the model pool's
+lifecycle. Knows nothing of how it
 is served (server.py runs uvicorn) and never touches tensors."""
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth import __version__
 from hearth.config import Settings
 from hearth.serve import errors, ollama_routes, openai_routes
 from hearth.serve.auth import require_key
+from hearth.serve.keys import has_active_keys
 from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
 from hearth.serve.metrics import CONTENT_TYPE, ServerMetrics
 from hearth.serve.model_pool import ModelPool
+from hearth.serve.ollama_json import OllamaJsonBodyMiddleware
 from hearth.serve.options import ServeOptions
+from hearth.serve.origins import OriginGuard, OriginGuardMiddleware
 from hearth.serve.state import ServerState, get_state, new_request_id
 
 if TYPE_CHECKING:
@@ -110,6 +116,8 @@ def create_app(
         admission=Admission(options.max_running, options.max_queue),
         rate_limiter=RateLimiter(options.rate_limit_per_minute),
         metrics=metrics,
+        auth_required=not options.is_loopback or has_active_keys(settings),
+        auth_failures=RateLimiter(options.max_auth_failures_per_minute),
     )
 
     @contextlib.asynccontextmanager
@@ -130,6 +138,9 @@ def create_app(
         version=__version__,
         description="OpenAI-compatible (/v1) and Ollama-compatible (/api) API for local models.",
         lifespan=lifespan,
+        docs_url=None,  # added below behind the key
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.hearth = state
     errors.install(app)
@@ -150,15 +161,47 @@ def create_app(
         body = await asyncio.to_thread(st.metrics.render)
         return Response(body, media_type=CONTENT_TYPE)
 
+    _add_docs(app)
+    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies
+    app.add_middleware(OllamaJsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=options.max_body_bytes)
-    if options.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(options.cors_origins),
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
+    if options.allowed_origins:
+        _add_cors(app, options.allowed_origins)
+    guard = OriginGuard(options.allowed_origins, options.allowed_hosts, options.is_loopback)
+    app.add_middleware(OriginGuardMiddleware, guard=guard)
     app.add_middleware(AccessLogMiddleware, metrics=metrics, enabled=options.access_log)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs, /redoc: FastAPI's, but behind the key when auth is on."""
+    keyed = [Depends(require_key)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=keyed)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=keyed)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="hearth - API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=keyed)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="hearth - API")
+
+
+def _add_cors(app: FastAPI, origins: Sequence[str]) -> None:
+    """CORS headers for the allowed origins ("*" or `*` patterns such as https://*.example)."""
+    import fnmatch
+
+    from starlette.middleware.cors import CORSMiddleware
+
+    exact = [o for o in origins if o == "*" or "*" not in o]
+    patterns = [fnmatch.translate(o) for o in origins if o != "*" and "*" in o]
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=exact,
+        allow_origin_regex="|".join(patterns) or None,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+    )

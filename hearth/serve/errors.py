@@ -101,6 +101,14 @@ def problem_for(exc: BaseException, request_id: str = "") -> Problem:
         return Problem(501, msg, "server_error", "not_installed")
     if isinstance(exc, HearthError):
         return Problem(500, msg, "server_error", "hearth_error")
+    if isinstance(exc, RecursionError):  # only a request's own nesting goes this deep
+        return Problem(
+            400,
+            "the request nests too deeply to be processed (e.g. a response_format schema); "
+            "flatten it",
+            "invalid_request_error",
+            "invalid_request",
+        )
     return Problem(
         500,
         f"internal server error (request id {request_id or 'unknown'}); the server log has "
@@ -188,6 +196,8 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, HearthError):  # e.g. BodyTooLarge while FastAPI read it
+            return await on_hearth(request, exc.__cause__)
         status = exc.status_code
         if status == 404:
             text = f"no route {request.method} {request.url.path}; see /docs for the API"

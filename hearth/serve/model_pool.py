@@ -1,5 +1,6 @@
 """ModelPool: the models the server holds. A model loads on first use (through the license
-gate, use="serve"), stays while requests use it, and unloads after `keep_alive` idle seconds
+gate, use="serve"; the gate runs again for every request after the policy file changed, so
+`hearth policy set commercial true` stops a loaded non-commercial model at once), stays while requests use it, and unloads after `keep_alive` idle seconds
 (default 5 min; negative = never; 0 = right after the request), or earlier, least recently
 used first, when loading another would pass `max_loaded_models` or the memory budget — as
 Ollama does. Models named at startup are pinned (never unloaded by time).
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hearth.config import Settings
 from hearth.errors import CapacityError
+from hearth.licenses.policy import PolicyStamp, policy_stamp
 from hearth.serve.options import ServeOptions
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class LoadedModel:
     load_duration_s: float
     keep_alive_s: float
     pinned: bool = False
+    policy_stamp: PolicyStamp = None  # the policy file the license gate last passed under
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -63,7 +66,10 @@ class LoadedModel:
         if self.pinned or self.keep_alive_s < 0:
             return None
         idle_for = 0.0 if self.active else time.monotonic() - self.last_used
-        return datetime.now(UTC) + timedelta(seconds=max(self.keep_alive_s - idle_for, 0))
+        try:
+            return datetime.now(UTC) + timedelta(seconds=max(self.keep_alive_s - idle_for, 0))
+        except (OverflowError, ValueError):  # beyond year 9999: as good as never
+            return None
 
 
 class ModelPool:
@@ -135,16 +141,33 @@ class ModelPool:
             if model is None:
                 model = await self._load(record, keep_alive_s)
                 self.models[key] = model
+        await self._recheck_license(model)
         if keep_alive_s is not None:
             model.keep_alive_s = keep_alive_s
         model.pinned = model.pinned or pin
         model.last_used = time.monotonic()
         return model
 
+    async def _recheck_license(self, model: LoadedModel) -> None:
+        """The license gate again when the policy file changed since it last passed (one
+        stat per request otherwise); PolicyError (403) when the policy now forbids it."""
+        stamp = policy_stamp(self.settings)
+        if stamp == model.policy_stamp:
+            return
+        await asyncio.to_thread(self._enforce, model.record)
+        model.policy_stamp = stamp
+
+    def _enforce(self, record: ModelRecord) -> list[str]:
+        from hearth.licenses import detection_from_stored, enforce
+
+        detection = detection_from_stored(record.license_id, record.license_signals)
+        return enforce(detection, "serve", self.settings, record.digest)
+
     async def _load(self, record: ModelRecord, keep_alive_s: float | None) -> LoadedModel:
         estimate = self._estimate_bytes(record)
         await self._make_room(estimate)
         start = time.perf_counter()
+        stamp = policy_stamp(self.settings)  # before the gate: a change during loading rechecks
         llm, warnings = await asyncio.to_thread(self._load_sync, record)
         for warning in warnings:
             log.warning("%s: %s", record.name, warning)
@@ -160,20 +183,15 @@ class ModelPool:
             size_bytes=_loaded_bytes(llm) or estimate,
             load_duration_s=took,
             keep_alive_s=self.options.keep_alive_s if keep_alive_s is None else keep_alive_s,
+            policy_stamp=stamp,
         )
 
     def _load_sync(self, record: ModelRecord) -> tuple[LLM, list[str]]:
         import torch
 
         from hearth.engine.llm import LLM
-        from hearth.licenses import detection_from_stored, enforce
 
-        warnings = enforce(
-            detection_from_stored(record.license_id, record.license_signals),
-            "serve",
-            self.settings,
-            record.digest,
-        )
+        warnings = self._enforce(record)
         # the blob's own path: a name never reaches the filesystem as a path
         llm = LLM(
             self.store.locate(record.name).path,

@@ -153,7 +153,8 @@ async def pull(req: PullRequest, state: ServerState = Depends(get_state)) -> Any
 
     def run() -> None:
         try:
-            state.pool.store.pull(req.model, progress=progress)
+            # a client names models and sources, never files on the server's disk
+            state.pool.store.pull(req.model, progress=progress, local_paths=False)
             loop.call_soon_threadsafe(queue.put_nowait, None)
         except BaseException as exc:
             loop.call_soon_threadsafe(queue.put_nowait, exc)

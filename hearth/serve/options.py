@@ -24,6 +24,12 @@ class ServeOptions:
     keep_alive_s: idle time before a model unloads (negative = never; 0 = right away).
     max_loaded_models / memory_budget_gb: LRU-unload idle models to stay under these
         (0 = no limit). kv_cache_gb / max_model_len / dtype: how each model is loaded.
+    origins: browser pages (Origin header) allowed besides loopback ones and cors_origins;
+        any other Origin gets 403. allowed_hosts: Host header names accepted besides
+        localhost / 127.0.0.1 / ::1 on a loopback bind (others get 403: DNS rebinding).
+    ollama_port: also listen here (Ollama's 11434) when it is free; None = don't.
+    max_auth_failures_per_minute: requests with a missing or wrong key per client address
+        before 429 (key guessing), whatever rate_limit_per_minute says.
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
 
     host: str = "127.0.0.1"
@@ -40,13 +46,19 @@ class ServeOptions:
     dtype: str = "float32"
     quant: str = "none"  # none | auto | int8 | int4 (hearth.model.quant_build.QUANT_MODES)
     cors_origins: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    ollama_port: int | None = None
+    max_auth_failures_per_minute: int = 30
     staging_dir: Path | None = None
     access_log: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_body_bytes", "max_running"):
+        if self.ollama_port is not None and not 0 <= self.ollama_port < 65536:
+            raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
+        for name in ("max_body_bytes", "max_running", "max_auth_failures_per_minute"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
@@ -71,6 +83,8 @@ class ServeOptions:
             "keep_alive_s": settings.keep_alive_s,
             "max_queue": settings.max_queue,
             "cors_origins": settings.cors_origins,
+            "origins": settings.origins,
+            "allowed_hosts": settings.allowed_hosts,
             "kv_cache_gb": settings.kv_cache_gb or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -79,6 +93,11 @@ class ServeOptions:
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Origins allowed besides loopback pages: CORS-enabled ones and HEARTH_ORIGINS."""
+        return tuple(dict.fromkeys((*self.cors_origins, *self.origins)))
 
 
 def is_loopback(host: str) -> bool:

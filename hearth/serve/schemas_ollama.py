@@ -5,6 +5,7 @@ Knows nothing of models or the engine."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -122,11 +123,27 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 
 
+# longest keep_alive taken (a century): beyond it, dates overflow; -1 means "never unload"
+MAX_KEEP_ALIVE_S = 100 * 365 * 24 * 3600.0
+
+
 def parse_keep_alive(value: KeepAlive) -> float | None:
     """Seconds, or None when not given. Numbers are seconds; strings are Go durations
-    ("5m", "1h30m", "300ms") or plain numbers; negative means never unload."""
+    ("5m", "1h30m", "300ms") or plain numbers; negative means never unload. NaN, infinities
+    and durations over a century are refused (InvalidParameterError)."""
     if value is None:
         return None
+    seconds = _keep_alive_seconds(value)
+    if not math.isfinite(seconds) or seconds > MAX_KEEP_ALIVE_S:
+        raise InvalidParameterError(
+            "keep_alive",
+            f"keep_alive: {value!r} is not a usable duration; give seconds or a duration up "
+            "to a century ('5m', '24h'), 0 to unload at once, or -1 to keep the model loaded",
+        )
+    return seconds
+
+
+def _keep_alive_seconds(value: str | float) -> float:
     if isinstance(value, int | float):
         return float(value)
     text = value.strip()

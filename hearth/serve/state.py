@@ -1,5 +1,5 @@
 """ServerState: what every route needs (settings, options, the model pool, the bounded
-queue, the rate limiter, metrics), held on `app.state.hearth`; `get_state` is the FastAPI
+queue, the rate limiters, metrics, whether auth is on), held on `app.state.hearth`; `get_state` is the FastAPI
 dependency that hands it over, and `new_request_id` names requests. Knows nothing of
 routes."""
 
@@ -25,6 +25,12 @@ class ServerState:
     admission: Admission
     rate_limiter: RateLimiter
     metrics: ServerMetrics
+    # set once auth is on (a key existed at start, a non-loopback bind, or a key was created
+    # since): from then on every API request needs an active key, even after the last one
+    # is revoked, so revoking keys can never switch authentication off
+    auth_required: bool = False
+    # requests with a missing or wrong key, per client address (key guessing)
+    auth_failures: RateLimiter | None = None
 
 
 def get_state(request: Request) -> ServerState:

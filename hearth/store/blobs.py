@@ -138,13 +138,15 @@ class BlobStore:
             self.path(digest).unlink()
 
     def clean_partials(self) -> int:
-        """Delete partial files left by processes that died mid-write (e.g. SIGKILL)."""
-        removed = 0
+        """Delete partial files left by processes that died mid-write (e.g. SIGKILL); returns
+        the bytes freed."""
+        freed = 0
         for p in self._stale_partials():
             with contextlib.suppress(FileNotFoundError):
+                size = p.stat().st_size
                 p.unlink()
-                removed += 1
-        return removed
+                freed += size
+        return freed
 
     def _stale_partials(self) -> Iterator[Path]:
         if not self.partial.is_dir():

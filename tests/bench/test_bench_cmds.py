@@ -70,3 +70,14 @@ def test_bad_arguments(
     assert code == 2 and "--concurrency takes positive request counts" in err
     with pytest.raises(UserInputError, match="unknown peer"):
         check_peer("vllm")
+
+
+def test_bench_runs_the_license_gate(
+    nc_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hearth.config import load_settings
+    from hearth.licenses.policy import set_policy_value
+
+    set_policy_value(load_settings(), "commercial", "true")
+    code, out, err = _hearth(capsys, "bench", str(nc_gguf), "--quick", "--json")
+    assert code == 3 and "NonCommercial" in err and out == ""  # refused as `run` refuses it

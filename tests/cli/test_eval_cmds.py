@@ -133,3 +133,14 @@ def test_quant_runs_hearths_engine_quantized(capsys: pytest.CaptureFixture[str],
     assert 0 < max(diffs) < 1.0  # summed over a continuation of several tokens
     code, out, _ = hearth(capsys, "leaderboard", "--format", "json")
     assert sorted(r["quant"] for r in json.loads(out)) == ["int8", "none"]
+
+
+def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) -> None:
+    from hearth.cli.eval_cmds import _engine_lm
+    from hearth.config import load_settings
+    from hearth.errors import PolicyError
+    from hearth.licenses.policy import set_policy_value
+
+    set_policy_value(load_settings(), "commercial", "true")
+    with pytest.raises(PolicyError, match="NonCommercial"):
+        _engine_lm(str(nc_gguf), "none")  # what `hearth eval MODEL` runs: refused before loading

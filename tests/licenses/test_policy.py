@@ -73,3 +73,16 @@ def test_allow_and_deny_must_not_overlap(hearth_home: Path) -> None:
     save_policy(settings, Policy(allow=("mit",)))
     with pytest.raises(UserInputError, match="allow and deny both list"):
         set_policy_value(settings, "deny", "mit")
+
+
+def test_policy_is_reread_only_when_the_file_changes(hearth_home: Path) -> None:
+    settings = load_settings()
+    set_policy_value(settings, "commercial", "true")
+    first = load_policy(settings)
+    assert load_policy(settings) is first  # unchanged file: the cached policy, no parsing
+    # edited in place by hand (same inode): the new mtime/size is noticed
+    path = policy_path(settings)
+    path.write_text("commercial = false\nmonthly_active_users = 7\n")
+    assert load_policy(settings) == Policy(commercial=False, monthly_active_users=7)
+    path.unlink()
+    assert load_policy(settings) == Policy()

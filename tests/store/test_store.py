@@ -20,6 +20,7 @@ from hearth.errors import (
     SourceError,
     StoreError,
     UnsupportedModelError,
+    UserInputError,
 )
 from hearth.store import Store, blobs
 from hearth.store.names import ModelName
@@ -233,3 +234,132 @@ def test_name_derived_from_file(store: Store, smollm2_gguf: Path, tmp_path: Path
     shutil.copyfile(smollm2_gguf, copy)
     record = store.import_path(copy)
     assert ModelName.parse(record.name) == ModelName("my-model")
+
+
+@pytest.mark.parametrize("damage", [b"null", b'"a string"', b"\xff\xfe\x00garbage\x80", b"{}"])
+def test_a_damaged_manifest_blocks_only_its_own_model(
+    store: Store, tiny_hf: Path, hearth_home: Path, damage: bytes
+) -> None:
+    store.import_path(tiny_hf, name="good")
+    store.import_path(tiny_hf, name="broken")
+    manifest = hearth_home / "manifests" / "broken" / "latest.json"
+    manifest.write_bytes(damage)
+    records, damaged = store.scan()
+    assert [r.name for r in records] == ["good:latest"] == [r.name for r in store.list()]
+    assert [d.name for d in damaged] == ["broken:latest"]
+    assert str(manifest) in damaged[0].reason and "hearth rm broken:latest" in damaged[0].reason
+    with pytest.raises(CorruptModelError, match="is damaged"):
+        store.get("broken")
+    report = store.verify()
+    assert not report.ok and list(report.damaged) == ["broken:latest"] and not report.problems
+    assert store.verify("good").ok
+    store.import_path(tiny_hf, name="other")  # pulls and removals of others go on
+    store.remove(["other"])
+    assert store.locate("good").path.is_dir()
+    assert store.remove(["broken"]) == ["broken:latest"]
+    assert not manifest.exists() and store.scan()[1] == [] and store.verify().ok
+    (hearth_home / "manifests" / "good" / "latest.json").write_bytes(damage)
+    assert store.import_path(tiny_hf, name="good").name == "good:latest"  # pulling repairs
+    assert store.verify().ok and [r.name for r in store.list()] == ["good:latest"]
+
+
+def test_a_damaged_database_row_is_rebuilt(store: Store, tiny_hf: Path, hearth_home: Path) -> None:
+    import sqlite3
+
+    store.import_path(tiny_hf, name="t")
+    with sqlite3.connect(hearth_home / "hearth.db") as db:
+        db.execute("UPDATE store_models SET created = 'not a date', size = 'x'")
+    fresh = Store(load_settings())
+    (record,) = fresh.list()
+    assert record.name == "t:latest" and record.size > 0
+    assert fresh.get("t").created.year >= 2026  # the row was written again, readable now
+
+
+def test_a_garbage_database_is_a_clear_error(
+    store: Store, tiny_hf: Path, hearth_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.import_path(tiny_hf, name="t")
+    # the same store beside a database file that is not SQLite (a new path: no connection
+    # from before the damage is pooled)
+    other = tmp_path / "other-home"
+    for part in ("manifests", "blobs"):
+        shutil.copytree(hearth_home / part, other / part)
+    db = other / "hearth.db"
+    db.write_bytes(b"this is not sqlite\n" * 300)
+    monkeypatch.setenv("HEARTH_HOME", str(other))
+    with pytest.raises(StoreError, match=f"the database {db} is not usable"):
+        Store(load_settings()).get("t")
+
+
+def test_over_http_local_paths_are_refused_alike(
+    store: Store, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    messages = set()
+    for path in (str(smollm2_gguf), str(tmp_path / "nothing-here.gguf"), "/etc/shadow", "~/x"):
+        with pytest.raises(UserInputError) as err:
+            store.pull(path, local_paths=False)
+        messages.add(str(err.value))
+    assert len(messages) == 1 and "hearth import PATH" in messages.pop()
+    assert store.list() == []
+    assert store.pull(str(smollm2_gguf), name="local").name == "local:latest"  # the CLI may
+
+
+def test_copy_reads_its_source_under_the_commit_lock(
+    store: Store, tiny_hf: Path, hearth_home: Path
+) -> None:
+    import threading
+
+    from filelock import FileLock
+
+    store.import_path(tiny_hf, name="x")
+    outcome: list[BaseException | None] = []
+
+    def copy() -> None:
+        try:
+            store.copy("x", "y")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # an `rm x` that holds the lock while the copy starts: the copy must see x gone
+    with FileLock(str(hearth_home / "locks" / "commit.lock")):
+        thread = threading.Thread(target=copy)
+        thread.start()
+        time.sleep(0.5)
+        assert not outcome  # waiting for the lock
+        (hearth_home / "manifests" / "x" / "latest.json").unlink()
+        for blob in (hearth_home / "blobs").glob("sha256-*"):
+            blob.unlink()
+    thread.join(30)
+    assert isinstance(outcome[0], ModelNotFoundError)
+    assert not (hearth_home / "manifests" / "y").exists()
+
+
+def test_prune_frees_unused_blobs_and_dead_staging(
+    store: Store, tiny_hf: Path, hearth_home: Path
+) -> None:
+    store.import_path(tiny_hf, name="keep")
+    assert store.prune().freed == 0
+    orphan = hearth_home / "blobs" / ("sha256-" + "ab" * 32)
+    orphan.write_bytes(b"o" * 1000)
+    dead = hearth_home / "staging" / "pypi-x-1.0.abc"  # a pull killed mid-download
+    (dead / "wheel").mkdir(parents=True)
+    (dead / "wheel" / "x.whl").write_bytes(b"w" * 500)
+    with store.staging.claim("pypi-live.def") as live:  # a pull still running
+        (live / "part").write_bytes(b"l" * 200)
+        report = store.prune()
+        assert live.is_dir()
+    assert (report.num_blobs, report.blob_bytes, report.staging_bytes) == (1, 1000, 500)
+    assert report.to_dict()["freed_bytes"] == 1500
+    assert not orphan.exists() and not dead.exists()
+    assert list((hearth_home / "staging").iterdir()) == []
+    assert store.verify().ok and store.locate("keep").path.is_dir()
+    # a damaged manifest may name blobs: they stay until it is removed
+    store.import_path(tiny_hf, name="gone")
+    (hearth_home / "manifests" / "gone" / "latest.json").write_bytes(b"null")
+    store.remove(["keep"])
+    kept = store.prune()
+    assert kept.num_blobs == 0 and kept.damaged == ("gone:latest",)
+    store.remove(["gone"])
+    assert store.prune().num_blobs == len(tiny_hf_files(tiny_hf))
+    assert list((hearth_home / "blobs").glob("sha256-*")) == []
