@@ -111,6 +111,14 @@ class Settings:
     pip_index_url: str = field(
         default="", metadata=about("index for pypi:// pulls; empty: pip's own configuration")
     )
+    # the CPU package's power with every core busy: the usage ledger's energy estimate
+    cpu_watts: float = field(
+        default=65.0,
+        metadata=about("CPU package watts with every core busy (usage ledger energy)", minimum=0),
+    )
+    price_table: str = field(
+        default="", metadata=about("hosted-API prices for the usage ledger; empty: hearth's own")
+    )
     hf_endpoint: str = field(
         default="",
         metadata=about(

@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         from hearth.config import load_settings
         from hearth.engine.llm import check_license, resolve_model
         from hearth.errors import UserInputError
-        from hearth.model.quant_build import QUANT_MODES
+        from hearth.model.quant_modes import QUANT_MODES
 
         out = Output.of(ctx, json_flag)
         if quant not in QUANT_MODES:

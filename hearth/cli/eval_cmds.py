@@ -13,6 +13,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.errors import InvalidParameterError, OptionalDependencyError, UserInputError
+from hearth.model.quant_modes import QUANT_MODES, REFERENCE_QUANT
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -148,7 +149,7 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data).",
+        help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data; `hearth data pull leaderboard` fills it).",
     ),
 ]
 BatchSizeOpt = Annotated[
@@ -158,8 +159,9 @@ QuantOpt = Annotated[
     str,
     typer.Option(
         "--quant",
-        help="Weights as none (de-quantized, the reference), auto, int8 or int4; "
-        "a quantized run gets its own leaderboard row.",
+        help="Weights as none (de-quantized: the reference lm-eval is checked against, "
+        "hence the default here, unlike run/serve), auto, int8 or int4; a quantized run "
+        "gets its own leaderboard row.",
     ),
 ]
 
@@ -179,7 +181,12 @@ class _EvalRun:
 
 
 def _check_args(
-    limit: int | None, num_fewshot: int | None, max_gen_tokens: int | None, backend: str, quant: str
+    limit: int | None,
+    num_fewshot: int | None,
+    max_gen_tokens: int | None,
+    backend: str,
+    quant: str,
+    base_url: str | None,
 ) -> None:
     if limit is not None and limit <= 0:
         raise InvalidParameterError(
@@ -193,11 +200,14 @@ def _check_args(
         )
     if backend not in ("hearth", "openai"):
         raise UserInputError(f"--backend must be 'hearth' or 'openai', got '{backend}'")
-    if quant not in ("none", "auto", "int8", "int4"):
+    if quant not in QUANT_MODES:
         raise InvalidParameterError(
-            "quant", f"--quant must be none, auto, int8 or int4, got '{quant}'"
+            "quant", f"--quant must be one of {', '.join(QUANT_MODES)}, got '{quant}'"
         )
-    if backend == "openai" and quant != "none":
+    # the missing flag before the missing data: it is the first thing to fix
+    if backend == "openai" and not base_url:
+        raise UserInputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    if backend == "openai" and quant != REFERENCE_QUANT:
         raise UserInputError(
             "--quant applies to hearth's own engine; with --backend openai the server "
             "decides how its weights run (e.g. `hearth serve --quant int4`)"
@@ -205,10 +215,8 @@ def _check_args(
 
 
 def _openai_lm(
-    model: str, base_url: str | None, server_model: str | None, batch_size: int
+    model: str, base_url: str, server_model: str | None, batch_size: int
 ) -> LanguageModel:
-    if not base_url:
-        raise UserInputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
     from hearth.eval.backends.openai_backend import OpenAICompletionsLM, OpenAIConfig
 
     try:
@@ -351,11 +359,11 @@ def eval_cmd(
     server_model: ServerModelOpt = None,
     data_dir: DataDirOpt = None,
     batch_size: BatchSizeOpt = 16,
-    quant: QuantOpt = "none",
+    quant: QuantOpt = REFERENCE_QUANT,
 ) -> None:
     """Run benchmark tasks (Open LLM Leaderboard v1) on a model and store the run."""
     out = Output.of(ctx, json_flag)
-    _check_args(limit, num_fewshot, max_gen_tokens, backend, quant)
+    _check_args(limit, num_fewshot, max_gen_tokens, backend, quant, base_url)
     from hearth.config import load_settings
     from hearth.eval.data import resolve_data_dir
     from hearth.eval.results import ResultStore
@@ -368,6 +376,7 @@ def eval_cmd(
         task.check_files(root)
     lm: LanguageModel
     if backend == "openai":
+        assert base_url  # checked above
         lm, digest = _openai_lm(model, base_url, server_model, batch_size), ""
     else:
         lm, digest = _engine_lm(model, quant), _digest(settings, model)

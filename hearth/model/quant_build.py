@@ -18,7 +18,6 @@ quantized model's size. Knows nothing of files (weights/ reads them) or requests
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -37,6 +36,7 @@ from hearth.model.quant import (
     Int8Linear,
     Int8Weight,
 )
+from hearth.model.quant_modes import QUANT_MODES, QuantMode
 from hearth.model.quant_pack import (
     EXACT_INT4_TYPES,
     GROUP,
@@ -46,9 +46,6 @@ from hearth.model.quant_pack import (
 )
 from hearth.weights.config import ModelConfig
 from hearth.weights.gguf_quant import GGUFQuantizedTensor
-
-QuantMode = Literal["auto", "none", "int8", "int4"]
-QUANT_MODES: tuple[str, ...] = get_args(QuantMode)
 
 Planned = Int4Weight | Int8Weight | torch.Tensor  # a torch.Tensor here is a dense weight
 
