@@ -136,7 +136,7 @@ class Settings:
         default=False,
         metadata=about(
             "the cores are hearth's alone: every step on all threads, OpenMP workers spin "
-            "(see hearth/engine/threads.py)",
+            "(docs/threads.md)",
             file=False,
         ),
     )
