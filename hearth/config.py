@@ -26,6 +26,7 @@ from typing import Any
 from hearth.errors import UserInputError
 
 DEFAULT_PORT = 11435
+KERNEL_MODES = ("auto", "torch")  # Settings.kernels (hearth.model.cpu backend)
 CONFIG_FILE = "config.toml"
 # set by hearth beside OMP_WAIT_POLICY when hearth (not the user) chose PASSIVE, so that
 # processes that are not hearth (the bench's peers) can be given their own default back
@@ -118,6 +119,21 @@ class Settings:
     )
     price_table: str = field(
         default="", metadata=about("hosted-API prices for the usage ledger; empty: hearth's own")
+    )
+    kernels: str = field(
+        default="auto",
+        metadata=about(
+            "the model's fast operations: auto (C kernels where they run) or torch (the "
+            "reference layers); chosen once at load",
+            choices=KERNEL_MODES,
+        ),
+    )
+    disabled_kernels: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            "kernels to leave off under auto, a debugging aid (comma-separated; names: "
+            "hearth.model.cpu.backend)"
+        ),
     )
     hf_endpoint: str = field(
         default="",
@@ -259,9 +275,7 @@ def _checked(f: Field[Any], raw: Any, where: str) -> Any:
         allowed = _out_of_bounds(f, value)
         if not allowed:
             return value
-    raise UserInputError(
-        f"setting {f.name} = {raw!r} ({where}) is not allowed: it must be {allowed}; fix {where}"
-    )
+    raise UserInputError(f"setting {f.name} ({where}) must be {allowed}, got {raw!r}; fix {where}")
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ class LLM:
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
         model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
@@ -188,7 +189,8 @@ class LLM:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
-        built = load_decoder(self.path, quant, dtype)
+        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+        built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.quant = built.quant  # what "auto" became for this file
         self.config = loaded.config
