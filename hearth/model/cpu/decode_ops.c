@@ -3,7 +3,7 @@
  * each torch op costs ~5 us of dispatch, far more than its arithmetic.
  *
  *   hearth_rms_norm   out = bf16(bf16(x / rms(x)) * w), or bf16(x / rms(x) * (1 + w)) with
- *                     unit_offset (Gemma); the roundings of hearth/model/norms.py
+ *                     unit_offset (Gemma); the roundings of hearth/model/layers/norms.py
  *   hearth_silu_mul   out = bf16(bf16(silu(g)) * u) for rows [g | u] (the gated MLP)
  *   hearth_rope_cache rope on q and k of a fused qkv row, k and v into the paged cache
  *
@@ -11,7 +11,7 @@
  * from 64 rows on. The `_f32` twins do the same on float32 tensors with no rounding between
  * the steps (torch's float32 code rounds only once per op, so results agree with it to a
  * float32 ulp or two, not bit for bit: sums run in another order, products may fuse).
- * Built at first use by hearth/model/decode_ops.py. */
+ * Built at first use by hearth/model/cpu/decode_ops.py. */
 
 #include <math.h>
 #include <stdint.h>

@@ -16,7 +16,7 @@
  * x: (M, K) bfloat16 or float32, row-major; y: (M, N) bfloat16 or float32.
  *
  * Rows of y are split over OpenMP threads (torch's pool: this .so's libgomp resolves to the
- * copy torch loaded). Built at first use by hearth/model/lowbit_kernel.py. Without AVX-512
+ * copy torch loaded). Built at first use by hearth/model/cpu/lowbit_matmul.py. Without AVX-512
  * VNNI `hearth_lowbit_available` returns 0 and hearth keeps PyTorch's kernels. */
 
 #include <math.h>

@@ -12,7 +12,7 @@
  * Query heads h share KV head h / (H / Hkv) (GQA/MQA). softcap <= 0: none.
  * Sequences are split over `nthreads` OpenMP threads (torch's pool), balanced by keys.
  *
- * Built at first use by hearth/model/paged_kernel.py with the system C compiler. */
+ * Built at first use by hearth/model/cpu/paged_decode.py with the system C compiler. */
 
 #include <math.h>
 #include <stdint.h>
