@@ -116,9 +116,6 @@ class LLMEngine:
             seq = Sequence(
                 request_id, ids, params, index=i, block_size=self.config.block_size, generator=gen
             )
-            # siblings wait for the first one's prompt, then share its full blocks
-            if i and self.config.enable_prefix_caching and params.prompt_logprobs is None:
-                seq.wait_for = seqs[0]
             if params.prompt_logprobs is not None:
                 # positions before the start come back None and are never computed for
                 # logits; the model runner starts at len(prompt_logprobs) - 1
