@@ -107,7 +107,7 @@ class EvalJobs:
                 "quant", f"quant must be one of {', '.join(QUANT_MODES)}, got '{quant}'"
             )
         task_list = resolve_tasks(tasks)
-        root = resolve_data_dir(None, settings.home)
+        root = resolve_data_dir(None, settings)
         for task in task_list:
             task.check_files(root)
         digest = Store(settings).get(model).digest  # not stored: NotFoundError (404)

@@ -4,6 +4,7 @@ and as a list of runs with their primary metric, running ones included."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -32,7 +33,9 @@ def test_evals_lists_runs(served) -> None:  # type: ignore[no-untyped-def]
 def test_start_eval_job(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """POST /api/evals runs `hearth eval` on the server: one job at a time (409), bad
     requests refused before anything starts, progress to done, the run stored."""
-    monkeypatch.setenv("HEARTH_EVAL_DATA", str(FIXTURES))
+    # the server's own settings name the data, as HEARTH_EVAL_DATA would at its start
+    state = served.main.app.state.hearth
+    monkeypatch.setattr(state, "settings", replace(state.settings, eval_data=str(FIXTURES)))
     url = served.main.url
     bad = {"model": MODEL, "tasks": "nosuchtask", "limit": 1}
     assert httpx.post(f"{url}/api/evals", json=bad).status_code == 400
