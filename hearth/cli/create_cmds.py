@@ -1,0 +1,38 @@
+"""Verbs that make new store models from others: `hearth create NAME -f Modelfile` (Ollama's
+Modelfile) and `hearth quantize SRC --type T` (a GGUF file llama.cpp loads). Parses, calls
+`hearth.store`, prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hearth.cli.output import Output
+from hearth.errors import UserInputError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("create")
+    def create(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="The new model's name, e.g. mymodel:latest."),
+        file: Path = typer.Option(
+            Path("Modelfile"), "--file", "-f", help="The Modelfile (Ollama's format)."
+        ),
+    ) -> None:
+        """Create a model from a Modelfile: FROM, ADAPTER, TEMPLATE, SYSTEM, PARAMETER,
+        MESSAGE, LICENSE. The base's files are shared, not copied."""
+        from hearth.cli.store_cmds import _store
+        from hearth.store.modelfile import parse
+
+        out = Output.of(ctx, False)
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise UserInputError(f"cannot read the Modelfile {file} ({exc.strerror})") from None
+        record = _store().create(name, parse(text), file.resolve().parent)
+        if out.json:
+            out.emit_json(record.summary())
+            return
+        out.console.print(f"created {record.name} ({record.digest[:19]})", highlight=False)
