@@ -16,8 +16,12 @@ from hearth.errors import UserInputError
 _ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\(|\)|[^\s()]+')
 _FUNCS = {"eq", "ne", "and", "or", "not"}
-_TOP_FIELDS = {".System": "system", ".Prompt": "prompt", ".Response": "response",
-               ".Messages": "messages"}
+_TOP_FIELDS = {
+    ".System": "system",
+    ".Prompt": "prompt",
+    ".Response": "response",
+    ".Messages": "messages",
+}
 _MSG_FIELDS = {".Role": "message.role", ".Content": "message.content"}
 
 # the system text Ollama gives `.System`: the conversation's system messages, joined
@@ -54,8 +58,7 @@ def to_jinja(template: str) -> str:
     tail = "".join(p for p, _ in pieces[cut + 1 :])
     answer = "{{ response }}" if cut < len(pieces) else ""
     return (
-        _PRELUDE
-        + "{%- set turns = messages | rejectattr('role', 'equalto', 'system') | list -%}\n"
+        _PRELUDE + "{%- set turns = messages | rejectattr('role', 'equalto', 'system') | list -%}\n"
         "{%- for m in turns -%}{%- if m.role == 'user' -%}"
         "{%- set system = system_text if loop.first else '' -%}"
         "{%- set prompt = m.content -%}"
@@ -76,8 +79,9 @@ def _translate(template: str) -> list[tuple[str, str]]:
     parts: list[tuple[str, str, str, str]] = []  # (text before, left, body, right)
     pos = 0
     for match in _ACTION.finditer(template):
-        parts.append((template[pos : match.start()], match.group(1), match.group(2).strip(),
-                      match.group(3)))
+        parts.append(
+            (template[pos : match.start()], match.group(1), match.group(2).strip(), match.group(3))
+        )
         pos = match.end()
     parts.append((template[pos:], "", "", ""))
     out: list[tuple[str, str]] = []

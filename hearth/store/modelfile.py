@@ -88,7 +88,8 @@ def parse_parameter(name: str, value: Any) -> Any:
             raise ValueError(value)
         typed = reader(value) if isinstance(value, str) else reader(str(value))
     except ValueError:
-        kind = {int: "an integer", float: "a number", str: "text"}.get(reader, "true or false")
+        kinds: dict[Any, str] = {int: "an integer", float: "a number", str: "text"}
+        kind = kinds.get(reader, "true or false")
         raise ValueError(f"parameter {name} must be {kind}, got {value!r}") from None
     return typed
 
@@ -161,7 +162,7 @@ def _commands(text: str) -> list[tuple[int, str, str]]:
                 rest += "\n" + lines[i]
                 i += 1
             if i == len(lines):
-                raise UserInputError(f"Modelfile line {lineno}: the \"\"\" opened here never closes")
+                raise UserInputError(f'Modelfile line {lineno}: the """ opened here never closes')
             rest += "\n" + lines[i]
             i += 1
         out.append((lineno, directive.upper(), rest))
@@ -179,7 +180,9 @@ def _unquote(value: str, where: str) -> str:
         try:
             decoded = json.loads(value)
         except json.JSONDecodeError:
-            raise UserInputError(f"{where}: the quoted value {value[:40]!r} does not close") from None
+            raise UserInputError(
+                f"{where}: the quoted value {value[:40]!r} does not close"
+            ) from None
         if not isinstance(decoded, str):
             raise UserInputError(f"{where}: bad quoted value {value[:40]!r}")
         return decoded

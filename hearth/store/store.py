@@ -342,7 +342,7 @@ class Store:
     def create(self, name: str, modelfile: Modelfile, base_dir: Path) -> ModelRecord:
         """A model from an Ollama Modelfile (hearth.store.create); the base's blobs are shared,
         not copied. Relative paths in the Modelfile are read from `base_dir`."""
-        return create_model(self, name, modelfile, base_dir)  # type: ignore[no-any-return]
+        return create_model(self, name, modelfile, base_dir)
 
     def layers(self, name: str) -> dict[str, Any]:
         """The Modelfile layers of a stored model ({} when it was pulled, not created)."""
