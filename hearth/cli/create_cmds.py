@@ -36,3 +36,31 @@ def register(app: typer.Typer) -> None:
             out.emit_json(record.summary())
             return
         out.console.print(f"created {record.name} ({record.digest[:19]})", highlight=False)
+
+    @app.command("quantize")
+    def quantize(
+        ctx: typer.Context,
+        src: str = typer.Argument(..., help="A stored model, a GGUF file or an HF folder."),
+        type_name: str = typer.Option(
+            ..., "--type", "-t", help="Q8_0, Q4_0, Q4_1, Q4_K_M, Q5_K_M or Q6_K."
+        ),
+        name: str | None = typer.Option(None, "--name", help="The new model's name."),
+        allow_requantize: bool = typer.Option(
+            False, "--allow-requantize", help="Quantize an already quantized source (lossy)."
+        ),
+    ) -> None:
+        """Quantize a model to a GGUF file llama.cpp loads, stored as a new model."""
+        from hearth.cli.store_cmds import _store
+        from hearth.store.quantize import quantize_model
+
+        out = Output.of(ctx, False)
+        record = quantize_model(
+            _store(), src, type_name, name, allow_requantize=allow_requantize
+        )
+        if out.json:
+            out.emit_json(record.summary())
+            return
+        out.console.print(
+            f"quantized {src} to {record.name} ({record.quantization}, {record.size:,} bytes)",
+            highlight=False,
+        )
