@@ -54,9 +54,7 @@ def register(app: typer.Typer) -> None:
         from hearth.store.quantize import quantize_model
 
         out = Output.of(ctx, False)
-        record = quantize_model(
-            _store(), src, type_name, name, allow_requantize=allow_requantize
-        )
+        record = quantize_model(_store(), src, type_name, name, allow_requantize=allow_requantize)
         if out.json:
             out.emit_json(record.summary())
             return

@@ -54,7 +54,9 @@ def quantize_model(
             f"unknown quantization type '{type_name}'; use one of {', '.join(FILE_TYPES)}"
         )
     path, label, digest = _source(store, src)
-    target = ModelName.parse(name) if name else ModelName(ModelName.derive(label).name, kind.lower())
+    target = (
+        ModelName.parse(name) if name else ModelName(ModelName.derive(label).name, kind.lower())
+    )
     with store.staging.claim(unique_name(f"quantize-{target.name}")) as work:
         work.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
@@ -70,6 +72,5 @@ def quantize_model(
     }
     return store.commit_manifest(
         target,
-        Manifest(manifest.format, manifest.files, f"quantize:{src}", manifest.created,
-                 extra=extra),
+        Manifest(manifest.format, manifest.files, f"quantize:{src}", manifest.created, extra=extra),
     )

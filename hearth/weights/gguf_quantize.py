@@ -133,7 +133,9 @@ def quantize_gguf(
     writer = GGUFWriter(dst, arch)
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name in (
-            "general.architecture", "general.file_type", "general.quantization_version"
+            "general.architecture",
+            "general.file_type",
+            "general.quantization_version",
         ):
             continue
         sub = field.types[-1] if field.types[0] == GGUFValueType.ARRAY else None

@@ -22,8 +22,8 @@ ARCHITECTURES = ("llama", "mistral")
 
 def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     # llama.cpp's RoPE pairs neighbouring rows; HF's pairs each half of a head with the other
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
-        w.shape
+    return (
+        w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
     )
 
 

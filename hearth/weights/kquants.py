@@ -144,8 +144,9 @@ def quantize_q4_k(x: np.ndarray) -> np.ndarray:
     d, dmin, scales, L = _quantize_kx(x.reshape(nb, QK_K).astype(_F32), 15, -1.0, 20)
     q = L.reshape(nb, 4, 2, 32)  # per 64 values: low nibbles = first 32, high = next 32
     qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(nb, 128)
-    out = np.concatenate([d.view(np.uint8).reshape(nb, 2), dmin.view(np.uint8).reshape(nb, 2),
-                          scales, qs], axis=1)
+    out = np.concatenate(
+        [d.view(np.uint8).reshape(nb, 2), dmin.view(np.uint8).reshape(nb, 2), scales, qs], axis=1
+    )
     return out.reshape(-1)
 
 
@@ -161,8 +162,10 @@ def quantize_q5_k(x: np.ndarray) -> np.ndarray:
     for pair in range(4):
         qh |= high[:, pair, 0] << (2 * pair)
         qh |= high[:, pair, 1] << (2 * pair + 1)
-    out = np.concatenate([d.view(np.uint8).reshape(nb, 2), dmin.view(np.uint8).reshape(nb, 2),
-                          scales, qh, qs], axis=1)
+    out = np.concatenate(
+        [d.view(np.uint8).reshape(nb, 2), dmin.view(np.uint8).reshape(nb, 2), scales, qh, qs],
+        axis=1,
+    )
     return out.reshape(-1)
 
 
@@ -185,11 +188,14 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
     L = np.where((step == 0)[..., None], first, L).reshape(nb, 2, 4, 32).astype(np.uint8)
     # per 128 values: ql holds the low nibbles of quarters 0|2 and 1|3, qh the top 2 bits
     ql = np.concatenate(
-        [L[:, :, 0] & 0xF | ((L[:, :, 2] & 0xF) << 4), L[:, :, 1] & 0xF | ((L[:, :, 3] & 0xF) << 4)],
+        [
+            L[:, :, 0] & 0xF | ((L[:, :, 2] & 0xF) << 4),
+            L[:, :, 1] & 0xF | ((L[:, :, 3] & 0xF) << 4),
+        ],
         axis=2,
     ).reshape(nb, 128)
     top = L >> 4
-    qh = (top[:, :, 0] | (top[:, :, 1] << 2) | (top[:, :, 2] << 4) | (top[:, :, 3] << 6))
+    qh = top[:, :, 0] | (top[:, :, 1] << 2) | (top[:, :, 2] << 4) | (top[:, :, 3] << 6)
     out = np.concatenate(
         [ql, qh.reshape(nb, 64), scales.view(np.uint8), d.view(np.uint8).reshape(nb, 2)], axis=1
     )

@@ -34,8 +34,13 @@ def test_quantize_hf_folder_and_stored_gguf(
     monkeypatch.setenv("COLUMNS", "200")
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
     )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
     (tmp_path / "tiny" / "README.md").write_text("---\nlicense: mit\n---\n")
@@ -71,8 +76,12 @@ def test_requantized_smollm2_runs(
     from hearth.engine.sampling_params import SamplingParams
 
     llm = LLM("smol:q8", max_model_len=256)
-    text = llm.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        SamplingParams(temperature=0, max_tokens=8),
-    )[0].outputs[0].text
+    text = (
+        llm.chat(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            SamplingParams(temperature=0, max_tokens=8),
+        )[0]
+        .outputs[0]
+        .text
+    )
     assert "Paris" in text

@@ -104,7 +104,11 @@ def test_mixes_follow_llama_cpp() -> None:
     assert tensor_type("token_embd.weight", (1000, 576), q4km, 30, True) == T.Q8_0
     assert tensor_type("token_embd.weight", (1000, 512), q4km, 30, False) == T.Q4_K
     # attn_v and ffn_down get Q6_K in the first and last eighth and every third layer between
-    more = [i for i in range(30) if tensor_type(f"blk.{i}.ffn_down.weight", (512, 512), q4km, 30, False) == T.Q6_K]  # noqa: E501
+    more = [
+        i
+        for i in range(30)
+        if tensor_type(f"blk.{i}.ffn_down.weight", (512, 512), q4km, 30, False) == T.Q6_K
+    ]
     assert more == [0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29]
     assert tensor_type("blk.3.attn_q.weight", (512, 512), q4km, 30, False) == T.Q4_K
     assert tensor_type("blk.3.attn_q.weight", (576, 576), q4km, 30, False) == T.Q5_0
