@@ -43,6 +43,8 @@ def _make_qkx2_quants(
     diff = scale[:, None] * L + xmin[:, None] - x
     best = (weights * diff * diff).sum(axis=1, dtype=_F32)
     for step in range(nstep + 1):
+        # as in the C, a better min found in one step moves the range of the next ones
+        span = np.where(flat, 1, xmax - xmin).astype(_F32)
         iscale = ((_F32(rmin) + _F32(rdelta) * step + nmax) / span).astype(_F32)
         laux = np.clip(_nearest_int(iscale[:, None] * (x - xmin[:, None])), 0, nmax)
         lw = weights * laux
