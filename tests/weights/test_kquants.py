@@ -182,7 +182,7 @@ def ref_q6_k(x: np.ndarray) -> bytes:
             ql[64 * half + i + 32] = (q[1] & 0xF) | ((q[3] & 0xF) << 4)
             qh[32 * half + i] = (
                 (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6)
-            )  # noqa: E501
+            )
     return bytes(ql) + bytes(qh) + np.array(sc, dtype=np.int8).tobytes() + d.tobytes()
 
 
