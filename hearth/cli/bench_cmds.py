@@ -118,9 +118,6 @@ def register(app: typer.Typer) -> None:
             "--accuracy",
             help="Also measure each quant mode's perplexity and logits vs fp32.",
         ),
-        compile_decode: bool = typer.Option(
-            False, "--compile", help="torch.compile hearth's decode step (experimental)."
-        ),
         json_flag: bool = typer.Option(
             False, "--json", help="Print the result as one JSON object."
         ),
@@ -161,7 +158,6 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             quick=quick,
             accuracy=accuracy,
-            compile_decode=compile_decode,
             concurrency=levels,
         )
         result = run_bench(config, Path(path), size / 1e6)

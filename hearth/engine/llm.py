@@ -27,14 +27,6 @@ Progress = Callable[[str, int, int], None]
 Message = dict[str, Any]
 
 
-def resolve_model_path(
-    model: str | Path, settings: Settings, progress: Progress | None = None
-) -> Path:
-    """A path on disk (a .gguf file or an HF folder) as-is; otherwise a store name, pulled
-    from the catalog first when it is not stored yet."""
-    return resolve_model(model, settings, progress)[0]
-
-
 def resolve_model(
     model: str | Path, settings: Settings, progress: Progress | None = None
 ) -> tuple[Path, Any]:
@@ -209,6 +201,7 @@ class LLM:
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
         model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
@@ -227,7 +220,8 @@ class LLM:
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
-        built = load_decoder(self.path, quant, dtype)
+        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+        built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.quant = built.quant  # what "auto" became for this file
         self.config = loaded.config

@@ -161,3 +161,25 @@ def quantize_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return counts
+
+
+def quantize_source(
+    src: Path, dst: Path, type_name: str, *, allow_requantize: bool = False
+) -> None:
+    """`quantize_gguf` for a GGUF file, or an HF folder converted to a float GGUF first (in
+    a file beside `dst`, removed after)."""
+    if type_name.upper() not in FILE_TYPES:
+        raise UserInputError(
+            f"unknown quantization type '{type_name}'; use one of {', '.join(FILE_TYPES)}"
+        )
+    if not src.is_dir():
+        quantize_gguf(src, dst, type_name, allow_requantize=allow_requantize)
+        return
+    from hearth.weights.hf_to_gguf import convert_hf_folder
+
+    floats = dst.with_name(dst.name + ".f32")
+    try:
+        convert_hf_folder(src, floats)
+        quantize_gguf(floats, dst, type_name, allow_requantize=allow_requantize)
+    finally:
+        floats.unlink(missing_ok=True)
