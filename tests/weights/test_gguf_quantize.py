@@ -123,3 +123,19 @@ def test_requantizing_is_refused_unless_allowed(float_gguf: Path, tmp_path: Path
     quantize_gguf(q4, tmp_path / "q8.gguf", "Q8_0", allow_requantize=True)
     with pytest.raises(UserInputError, match="unknown quantization type 'Q3'"):
         quantize_gguf(float_gguf, tmp_path / "x.gguf", "Q3")
+
+
+@pytest.mark.slow  # needs llama-cpp-python (a 10-minute source build; not in the test extra)
+def test_llama_cpp_loads_and_greedy_matches(smollm2_gguf: Path, tmp_path: Path) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from hearth.engine.llm import LLM
+    from hearth.engine.sampling_params import SamplingParams
+
+    out = tmp_path / "smol-q8.gguf"
+    quantize_gguf(smollm2_gguf, out, "Q8_0", allow_requantize=True)
+    prompt = "The capital of France is"
+    peer = llama_cpp.Llama(model_path=str(out), n_threads=2, n_ctx=256, verbose=False)
+    theirs = peer(prompt, max_tokens=8, temperature=0.0)["choices"][0]["text"]
+    llm = LLM(out, max_model_len=256, quant="none", license_use=None)
+    ours = llm.generate(prompt, SamplingParams(temperature=0, max_tokens=8))[0].outputs[0].text
+    assert ours == theirs
