@@ -14,6 +14,10 @@ Packings (int32 words, eight 4-bit values, lowest bits first):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from hearth.errors import UnsupportedModelError
@@ -90,3 +94,102 @@ def unpack_awq(
     codes = _awq_columns(_unpack_last(qweight))  # (K, N)
     zeros = _awq_columns(_unpack_last(qzeros))
     return int4_parts(codes, zeros, scales, group_size)
+
+
+@dataclass(frozen=True)
+class PackedInt4:
+    """A GPTQ/AWQ linear weight unpacked for hearth's int4 kernels (model/ builds an
+    Int4Weight from it without re-quantizing): q (N, K) codes, scales_and_zeros (G, N, 2)."""
+
+    q: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    group_size: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.q.shape)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(N, K): the checkpoint's own w = scale * (q - zero)."""
+        sz = self.scales_and_zeros.float().repeat_interleave(self.group_size, 0)  # (K, N, 2)
+        return ((self.q.float() - 8) * sz[..., 0].t() + sz[..., 1].t()).to(dtype)
+
+
+@dataclass(frozen=True)
+class Int4Format:
+    method: str  # "gptq" | "awq"
+    group_size: int
+    zero_offset: int  # GPTQ v1 stores zero - 1
+
+
+def int4_format(raw_config: dict[str, Any]) -> Int4Format | None:
+    """The GPTQ/AWQ format a config.json's quantization_config names (None for float
+    checkpoints); other quantization methods and bit widths are refused by name."""
+    qc = raw_config.get("quantization_config")
+    if not isinstance(qc, dict):
+        return None
+    method = str(qc.get("quant_method", "")).lower()
+    if method not in ("gptq", "awq"):
+        raise UnsupportedModelError(
+            f"quantization_config.quant_method {method!r} is not loaded; hearth loads 4-bit "
+            "GPTQ and AWQ checkpoints, and float ones"
+        )
+    bits = int(qc.get("bits") or qc.get("w_bit") or 4)
+    if bits != 4:
+        raise UnsupportedModelError(f"{method} with {bits} bits: hearth loads 4-bit only")
+    if method == "awq" and str(qc.get("version", "gemm")).lower() != "gemm":
+        raise UnsupportedModelError("AWQ checkpoints in the GEMM packing only (version: gemm)")
+    group = int(qc.get("group_size") or qc.get("q_group_size") or 128)
+    v2 = str(qc.get("checkpoint_format", "gptq")).lower() == "gptq_v2"
+    return Int4Format(method, group, 0 if (method == "awq" or v2) else 1)
+
+
+class Int4CheckpointTensors(Mapping[str, Any]):
+    """HF-named tensors of a GPTQ/AWQ folder: `X.weight` for each packed `X.qweight`
+    (PackedInt4, or dense in `dense` dtype when given), the packing tensors hidden, every
+    other tensor as the folder has it."""
+
+    _PARTS = (".qweight", ".qzeros", ".scales", ".g_idx")
+
+    def __init__(
+        self, inner: Mapping[str, torch.Tensor], fmt: Int4Format, dense: torch.dtype | None
+    ) -> None:
+        self.inner, self.fmt, self.dense = inner, fmt, dense
+        self._packed = {n.removesuffix(".qweight") for n in inner if n.endswith(".qweight")}
+        hidden = {p + s for p in self._packed for s in self._PARTS}
+        self._names = [n for n in inner if n not in hidden] + [p + ".weight" for p in self._packed]
+        self.release_pages = getattr(inner, "release_pages", None)
+
+    def __getitem__(self, name: str) -> Any:
+        prefix = name.removesuffix(".weight")
+        if prefix not in self._packed or prefix == name:
+            return self.inner[name]
+        get = self.inner.__getitem__
+        if self.fmt.method == "awq":
+            q, sz = unpack_awq(
+                get(prefix + ".qweight"),
+                get(prefix + ".qzeros"),
+                get(prefix + ".scales"),
+                self.fmt.group_size,
+            )
+        else:
+            g_idx = get(prefix + ".g_idx") if prefix + ".g_idx" in self.inner else None
+            q, sz = unpack_gptq(
+                get(prefix + ".qweight"),
+                get(prefix + ".qzeros"),
+                get(prefix + ".scales"),
+                self.fmt.group_size,
+                g_idx,
+                zero_offset=self.fmt.zero_offset,
+            )
+        packed = PackedInt4(q, sz, self.fmt.group_size)
+        return packed if self.dense is None else packed.dequantize(self.dense)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
