@@ -124,7 +124,8 @@ def test_server_records_requests(served) -> None:  # type: ignore[no-untyped-def
         assert row["prompt_tokens"] > 0 and 0 < row["output_tokens"] <= 5
         assert row["ttft_s"] is not None and row["ttft_s"] <= row["duration_s"]
         assert row["cpu_s"] > 0 and row["energy_wh"] > 0
-    assert report["groups"][0]["group"] == MODEL
+    # the session's server also answered other tests' models: find this one's group
+    assert MODEL in [g["group"] for g in report["groups"]]
     assert httpx.get(f"{url}/api/usage", params={"by": "week"}).status_code == 400
 
 
