@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ModelNotFoundError, UserInputError
+
+if TYPE_CHECKING:
+    from hearth.engine.embedder import Embedder
 
 # (label, bytes done, bytes total; 0 = unknown) -> None, as the store reports it
 Progress = Callable[[str, int, int], None]
@@ -152,6 +155,16 @@ class LLM:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
+        from hearth.store.hf_folder import model_kind
+
+        # embedding and rerank models run on the encoder (embedder.py), not the engine
+        self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
+        self.embedder: Embedder | None = None
+        if self.kind != "generation":
+            from hearth.engine.embedder import Embedder
+
+            self.embedder = Embedder.load(self.path, dtype)
+            return
         built = load_decoder(self.path, quant, dtype)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.config = loaded.config
@@ -171,7 +184,45 @@ class LLM:
 
     @property
     def max_model_len(self) -> int:
+        if self.embedder is not None:
+            return self.embedder.max_len
         return self.engine.max_model_len
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        truncate: bool = False,
+        dimensions: int | None = None,
+    ) -> list[list[float]]:
+        """One embedding per text, as the model's sentence-transformers folder defines it
+        (pooling, normalization). An input over the model's limit raises
+        ContextLengthError unless `truncate`."""
+        embedder = self._embedder("embedding", ".embed() needs an embedding model")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        vectors, _ = embedder.embed(texts, truncate=truncate, dimensions=dimensions)
+        return [row.tolist() for row in vectors]
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, truncate: bool = False
+    ) -> list[float]:
+        """The cross-encoder's relevance score of each document for the query, in order."""
+        embedder = self._embedder("rerank", ".rerank() needs a rerank (cross-encoder) model")
+        scores, _ = embedder.rerank(query, list(documents), truncate=truncate)
+        return scores
+
+    def _embedder(self, kind: str, why: str) -> Embedder:
+        if self.embedder is None or self.kind != kind:
+            raise UserInputError(f"{self.model_name} is a {self.kind} model; {why}")
+        return self.embedder
+
+    def _generation(self) -> None:
+        if self.embedder is not None:
+            raise UserInputError(
+                f"{self.model_name} is an {self.kind} model: it does not generate text; "
+                f"use .{'embed' if self.kind == 'embedding' else 'rerank'}() with it, or "
+                "load a generation model"
+            )
 
     def generate(
         self,
@@ -180,6 +231,7 @@ class LLM:
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
         outputs come back in the prompts' order."""
+        self._generation()
         if isinstance(prompts, str):
             prompts = [prompts]
         items: list[str | list[int]] = [p if isinstance(p, str) else list(p) for p in prompts]
@@ -203,6 +255,7 @@ class LLM:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
         UserInputError (use `.generate` for plain completion)."""
+        self._generation()
         if not messages:
             raise UserInputError("chat needs at least one message")
         one = isinstance(messages[0], dict)

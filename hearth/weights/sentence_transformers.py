@@ -4,8 +4,8 @@ optionally a Normalize module; `sentence_bert_config.json` gives the max sequenc
 or a cross-encoder (a `*ForSequenceClassification` config.json). Reads JSON only: the
 tensors come through `hf.SafetensorsTensors`, the network is `model/layers/encoder.py`.
 
-`model_kind` is the one rule that says whether a folder is a generation, embedding or
-rerank model."""
+Whether a folder is a generation, embedding or rerank model is the store's one rule
+(`hearth.store.hf_folder.model_kind`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import CorruptModelError, UnsupportedModelError
+from hearth.store.hf_folder import model_kind
 from hearth.weights.encoder_config import (
     ENCODER_MODEL_TYPES,
     EncoderConfig,
@@ -23,6 +24,7 @@ from hearth.weights.encoder_config import (
 )
 
 KINDS = ("generation", "embedding", "rerank")
+__all__ = ["KINDS", "EmbeddingModelSpec", "model_kind", "read_embedding_folder"]
 _POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
     "pooling_mode_mean_tokens": "mean",
@@ -56,22 +58,6 @@ def _json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptModelError(f"cannot read {path}: {exc}; re-download the model") from exc
-
-
-def model_kind(folder: Path) -> str:
-    """generation, embedding (sentence-transformers folder or bare BERT-family encoder) or
-    rerank (a sequence-classification config with one label)."""
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        return "generation"
-    config = _json(folder / "config.json")
-    if not isinstance(config, dict):
-        return "generation"
-    archs = [str(a) for a in config.get("architectures") or []]
-    if any(a.endswith("ForSequenceClassification") for a in archs):
-        return "rerank"
-    if (folder / "modules.json").is_file() or config.get("model_type") in ENCODER_MODEL_TYPES:
-        return "embedding"
-    return "generation"
 
 
 def _modules(folder: Path) -> list[dict[str, Any]]:
