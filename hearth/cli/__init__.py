@@ -20,6 +20,7 @@ from hearth.errors import HearthError
 COMMAND_MODULES = [
     "hearth.cli.store_cmds",
     "hearth.cli.run_cmds",
+    "hearth.cli.embed_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
     "hearth.cli.serve_cmds",

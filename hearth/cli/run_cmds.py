@@ -256,6 +256,7 @@ def register(app: typer.Typer) -> None:
         if prompt == "-":
             prompt = sys.stdin.read()
         llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+        llm.require_generation()
         for warning in llm.license_warnings:
             Output.warning(warning)
         if not raw and not llm.tokenizer.has_chat_template:

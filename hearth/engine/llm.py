@@ -216,7 +216,8 @@ class LLM:
             raise UserInputError(f"{self.model_name} is a {self.kind} model; {why}")
         return self.embedder
 
-    def _generation(self) -> None:
+    def require_generation(self) -> None:
+        """Raise UserInputError (saying what to use) unless this model generates text."""
         if self.embedder is not None:
             raise UserInputError(
                 f"{self.model_name} is an {self.kind} model: it does not generate text; "
@@ -231,7 +232,7 @@ class LLM:
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
         outputs come back in the prompts' order."""
-        self._generation()
+        self.require_generation()
         if isinstance(prompts, str):
             prompts = [prompts]
         items: list[str | list[int]] = [p if isinstance(p, str) else list(p) for p in prompts]
@@ -255,7 +256,7 @@ class LLM:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
         UserInputError (use `.generate` for plain completion)."""
-        self._generation()
+        self.require_generation()
         if not messages:
             raise UserInputError("chat needs at least one message")
         one = isinstance(messages[0], dict)
