@@ -158,6 +158,11 @@ class Embedder:
                 out[i] = row
         return torch.stack([row for row in out if row is not None])
 
+    def vectors(self, batch: Tokenized) -> torch.Tensor:
+        """The pooled (and normalised, if the model says so) vectors (S, D) of tokenized
+        inputs."""
+        return self._forward(batch, head=False)
+
     def embed(
         self,
         inputs: Sequence[str | Sequence[int]],
@@ -177,7 +182,7 @@ class Embedder:
                 f"got {dimensions}",
             )
         batch = self.tokenize(inputs, truncate)
-        vectors = self._forward(batch, head=False)
+        vectors = self.vectors(batch)
         if dimensions is not None and dimensions < vectors.shape[1]:
             vectors = truncate_dimensions(vectors, dimensions, self.spec.pooling.normalize)
         return vectors, batch.counts
