@@ -28,6 +28,8 @@ from hearth.serve.generation import (
     first_then_rest,
     no_vision,
     openai_sampling,
+    request_max_tokens,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -80,7 +82,9 @@ def _chat_params(
     return build_params(
         model,
         **openai_sampling(req),
-        max_tokens=max_tokens if max_tokens is not None else model.max_model_len - num_prompt,
+        max_tokens=request_max_tokens(
+            req.n or 1, max_tokens, model.max_model_len - num_prompt, name
+        ),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         structured=structured,
     )
@@ -137,7 +141,7 @@ async def chat_completions(
         gen = Generation(model, prompt, params, rid, state.admission, state.metrics)
         cid, created, k = f"chatcmpl-{rid}", int(time.time()), req.top_logprobs or 0
         if not req.stream:
-            final = await gen.run()
+            final = await unless_disconnected(gen.run(), request.is_disconnected)
             completion = sum(len(o.token_ids) for o in final.outputs)
             note(
                 request,
