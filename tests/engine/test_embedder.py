@@ -16,10 +16,11 @@ from hearth.engine.embedder import Embedder
 from hearth.engine.llm import LLM
 from hearth.errors import ContextLengthError, InvalidParameterError, UserInputError
 
-WORDS = (
+_TEXT = (
     "the river bank was quiet at dawn while a heron waited for fish and the city slept "
     "beyond hills of pine; prices rose 3.5% in Q3 — analysts blamed supply chains"
-).split()
+)
+WORDS = _TEXT.split()
 
 
 def _sentences(n: int) -> list[str]:
@@ -128,11 +129,11 @@ def test_llm_embed_rerank_and_refusals(
     llm = LLM(all_minilm_folder, license_use=None)
     (vector,) = llm.embed("hello world")
     assert len(vector) == 384
-    with pytest.raises(UserInputError, match="does not generate text; use .embed"):
+    with pytest.raises(UserInputError, match=r"does not generate text; use it for embeddings"):
         llm.generate("hi")
     with pytest.raises(UserInputError, match="needs a rerank"):
         llm.rerank("q", ["d"])
     ranker = LLM(tiny_cross_encoder, license_use=None)
     assert len(ranker.rerank("q", ["a", "b"])) == 2
-    with pytest.raises(UserInputError, match="does not generate text; use .rerank"):
+    with pytest.raises(UserInputError, match=r"does not generate text; use it for reranking"):
         ranker.chat([{"role": "user", "content": "hi"}])

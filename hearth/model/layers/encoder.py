@@ -129,7 +129,7 @@ class PackedLayout:
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """qkv: (T, 3, nh, hd) packed -> (T, nh, hd) bidirectional attention per sequence."""
-        t, _, nh, hd = qkv.shape
+        _, _, nh, hd = qkv.shape
         num = len(self.lens)
         if self.uniform:
             padded = qkv.view(num, self.longest, 3, nh, hd)
@@ -223,4 +223,5 @@ class Encoder(nn.Module):
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:3]}")
         self.load_state_dict(found, strict=False)
         for layer in self.encoder.layer:
+            assert isinstance(layer, EncoderLayer)
             layer.fuse()

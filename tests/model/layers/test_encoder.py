@@ -143,5 +143,5 @@ def test_missing_tensor_is_named(tmp_path: Path) -> None:
     config = encoder_config_from_hf(json.loads((path / "config.json").read_text()))
     tensors = dict(SafetensorsTensors(path))
     del tensors["encoder.layer.1.output.dense.weight"]
-    with pytest.raises(KeyError, match="encoder.layer.1.output.dense.weight"):
+    with pytest.raises(KeyError, match=r"encoder\.layer\.1\.output\.dense\.weight"):
         Encoder(config).load_hf(tensors)
