@@ -82,6 +82,34 @@ def all_minilm_path() -> Path:
     return target
 
 
+def make_cross_encoder(folder: Path, tokenizer_from: Path) -> Path:
+    """A tiny random BertForSequenceClassification with one label (a cross-encoder reranker)
+    saved with transformers, with the tokenizer files of `tokenizer_from` (all-MiniLM's)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer_from / name, folder / name)
+    return folder
+
+
 def _cache_dir() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     return CACHE
@@ -131,6 +159,11 @@ def offline_pypi_all_minilm(monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def all_minilm_folder() -> Path:
     return all_minilm_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(all_minilm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cross_encoder(tmp_path_factory.mktemp("cross-encoder"), all_minilm_folder)
 
 
 @pytest.fixture(scope="session")

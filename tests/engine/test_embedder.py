@@ -5,7 +5,6 @@ inputs past the 256-token limit), and a tiny random cross-encoder as a reranker.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,32 +73,6 @@ def test_token_ids_dimensions_and_bad_input(minilm: Embedder) -> None:
         minilm.embed([])
     with pytest.raises(InvalidParameterError, match="not a reranker"):
         minilm.rerank("q", ["d"])
-
-
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(all_minilm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random BertForSequenceClassification with one label, with all-MiniLM's tokenizer."""
-    import transformers
-
-    folder = tmp_path_factory.mktemp("cross-encoder")
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(all_minilm_folder / name, folder / name)
-    return folder
 
 
 def test_rerank_equals_cross_encoder(tiny_cross_encoder: Path) -> None:
