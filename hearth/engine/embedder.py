@@ -60,7 +60,10 @@ class Embedder:
     """spec: what the folder says; network: the encoder; `max_len`: the longest input."""
 
     def __init__(
-        self, spec: EmbeddingModelSpec, network: Encoder, folder: Path,
+        self,
+        spec: EmbeddingModelSpec,
+        network: Encoder,
+        folder: Path,
         max_batch_tokens: int = MAX_BATCH_TOKENS,
     ) -> None:
         self.spec = spec

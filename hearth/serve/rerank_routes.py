@@ -23,7 +23,7 @@ def _texts(documents: list[str | dict[str, Any]]) -> list[str]:
         text = doc if isinstance(doc, str) else doc.get("text")
         if not isinstance(text, str):
             raise InvalidParameterError(
-                "documents", f"documents[{i}]: give a string or an object with a \"text\" string"
+                "documents", f'documents[{i}]: give a string or an object with a "text" string'
             )
         texts.append(text)
     if not texts:

@@ -38,9 +38,7 @@ def test_embed_prints_the_vector(all_minilm_folder: Path, hearth_home: Path) -> 
     assert len(json.loads(short.stdout)) == 8
 
 
-def test_embed_usage_errors(
-    all_minilm_folder: Path, smollm2_gguf: Path, hearth_home: Path
-) -> None:
+def test_embed_usage_errors(all_minilm_folder: Path, smollm2_gguf: Path, hearth_home: Path) -> None:
     long_text = " ".join(["word"] * 400)
     done = _hearth(hearth_home, "embed", str(all_minilm_folder), long_text)
     assert done.returncode == 2 and "402 tokens" in done.stderr and "--truncate" not in done.stdout

@@ -45,4 +45,3 @@ def truncate_dimensions(vectors: torch.Tensor, dimensions: int, normalize: bool)
     model's vectors are unit-length (as sentence-transformers' truncate_dim does)."""
     out = vectors[:, :dimensions]
     return F.normalize(out, dim=-1) if normalize else out
-
