@@ -75,7 +75,7 @@ def run_embed_bench(
             start = time.perf_counter()
             theirs = peer.encode(sentences, batch_size=PEER_BATCH_SIZE, convert_to_tensor=True)
             times["sentence-transformers"].append(time.perf_counter() - start)
-    runs = [
+    runs: list[dict[str, Any]] = [
         {
             "engine": engine,
             "batch_size": PEER_BATCH_SIZE if engine != "hearth" else None,

@@ -160,11 +160,16 @@ class LLM:
         # embedding and rerank models run on the encoder (embedder.py), not the engine
         self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
         self.embedder: Embedder | None = None
+        pooling = None
         if self.kind != "generation":
             from hearth.engine.embedder import Embedder
+            from hearth.weights.sentence_transformers import read_embedding_folder
 
-            self.embedder = Embedder.load(self.path, dtype)
-            return
+            spec = read_embedding_folder(self.path)
+            if spec.encoder is not None:
+                self.embedder = Embedder.load(self.path, dtype)
+                return
+            pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
         built = load_decoder(self.path, quant, dtype)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.config = loaded.config
@@ -180,6 +185,8 @@ class LLM:
             seed=seed,
         )
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
+        if pooling is not None:
+            self.engine.embedding_pooling = pooling
         self._ids = itertools.count()
 
     @property
@@ -198,10 +205,51 @@ class LLM:
         """One embedding per text, as the model's sentence-transformers folder defines it
         (pooling, normalization). An input over the model's limit raises
         ContextLengthError unless `truncate`."""
-        embedder = self._embedder("embedding", ".embed() needs an embedding model")
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        vectors, _ = embedder.embed(texts, truncate=truncate, dimensions=dimensions)
-        return [row.tolist() for row in vectors]
+        if self.kind == "rerank":
+            raise UserInputError(
+                f"{self.model_name} is a rerank model; .embed() needs an embedding model"
+            )
+        if self.embedder is not None:
+            vectors, _ = self.embedder.embed(texts, truncate=truncate, dimensions=dimensions)
+            return [row.tolist() for row in vectors]
+        return self._decoder_embed(texts, truncate, dimensions)
+
+    def _decoder_embed(
+        self, texts: list[str], truncate: bool, dimensions: int | None
+    ) -> list[list[float]]:
+        """Pooled decoder states: an embedding model built on a decoder, or a chat model."""
+        from hearth.engine.embeddings import pooled_embeddings
+        from hearth.errors import ContextLengthError, InvalidParameterError
+        from hearth.model.layers.pooling import truncate_dimensions
+
+        if not texts:
+            raise InvalidParameterError("input", "input: give at least one text")
+        limit = self.max_model_len
+        ids = []
+        for i, text in enumerate(texts):
+            one = list(self.tokenizer.encode(text)) or [*self.tokenizer.eos_ids][:1]
+            if len(one) > limit and not truncate:
+                raise ContextLengthError(
+                    len(one),
+                    limit,
+                    f"input [{i}] is {len(one)} tokens but the model takes at most {limit}; "
+                    "shorten it, or pass truncate=True to cut it to fit",
+                )
+            ids.append(one[:limit])
+        pooling = self.engine.embedding_pooling
+        out = pooled_embeddings(
+            self.engine.runner.model, ids, self.engine.config.block_size, pooling
+        )
+        size = len(out[0])
+        if dimensions is not None and not 1 <= dimensions <= size:
+            raise InvalidParameterError(
+                "dimensions", f"dimensions must be between 1 and {size} for this model"
+            )
+        if dimensions is None:
+            return out
+        vectors = truncate_dimensions(torch.tensor(out), dimensions, pooling.normalize)
+        return vectors.tolist()
 
     def rerank(
         self, query: str, documents: Sequence[str], *, truncate: bool = False
@@ -218,7 +266,7 @@ class LLM:
 
     def require_generation(self) -> None:
         """Raise UserInputError (saying what to use) unless this model generates text."""
-        if self.embedder is not None:
+        if self.kind != "generation":
             uses = {
                 "embedding": "embeddings (.embed(), hearth embed, /v1/embeddings)",
                 "rerank": "reranking (.rerank(), /v1/rerank)",

@@ -33,9 +33,14 @@ class LoadedWeights:
 def load_hf_folder(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
     raw = hf.read_config(folder)
     config = config_from_hf(raw)
+    tensors: Mapping[str, torch.Tensor] = hf.SafetensorsTensors(folder, dtype)
+    if "embed_tokens.weight" in tensors and "model.embed_tokens.weight" not in tensors:
+        # a bare base model saved without its head (Qwen3-Embedding: Qwen3Model, not
+        # Qwen3ForCausalLM): its tensors lack the "model." prefix
+        tensors = hf.PrefixedTensors(tensors, "model.")
     return LoadedWeights(
         config=config,
-        tensors=hf.SafetensorsTensors(folder, dtype),
+        tensors=tensors,
         generation_defaults=hf.read_generation_defaults(folder),
         raw_config=raw,
     )
