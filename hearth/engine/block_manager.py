@@ -174,9 +174,6 @@ class BlockManager:
         total = seq.num_blocks_for(seq.num_computed_tokens + num_new_tokens)
         return max(0, total - len(seq.block_table))
 
-    def can_allocate(self, num_blocks: int) -> bool:
-        return num_blocks <= self.num_free_blocks
-
     def allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
         """Give seq the blocks for its next `num_new_tokens` tokens; False (and nothing
         taken) if the pool is short."""

@@ -119,9 +119,6 @@ class LLMEngine:
             seq = Sequence(
                 request_id, ids, params, index=i, block_size=self.config.block_size, generator=gen
             )
-            # siblings wait for the first one's prompt, then share its full blocks
-            if i and self.config.enable_prefix_caching and params.prompt_logprobs is None:
-                seq.wait_for = seqs[0]
             if params.prompt_logprobs is not None:
                 # positions before the start come back None and are never computed for
                 # logits; the model runner starts at len(prompt_logprobs) - 1
@@ -324,11 +321,11 @@ class LLMEngine:
             seqs, logits = [seqs[i] for i in live], logits[live]
         tokens = self._sample_rows(seqs, logits, failed)
         touched: dict[str, None] = {}
-        for seq, sampled in zip(seqs, tokens, strict=True):
+        for i, (seq, sampled) in enumerate(zip(seqs, tokens, strict=True)):
             if sampled is None or seq.is_finished:
                 continue
             try:
-                self._accept(seq, *sampled)
+                self._accept(seq, logits[i : i + 1], *sampled)
             except Exception as exc:
                 self._fail(seq, exc, failed)
                 continue
@@ -341,9 +338,7 @@ class LLMEngine:
         """(token, logprobs entry, sampled logprob) per sequence; None where sampling that
         row failed (its request is failed). The batch is sampled at once; if that raises,
         row by row, with the seeded rows' generators rewound so their draws stay theirs."""
-        rows = [
-            SamplerRow(s.params, s.prompt_token_ids, s.output_token_ids, s.generator) for s in seqs
-        ]
+        rows = [self._row(s) for s in seqs]
         rewind = [(r.generator, r.generator.get_state()) for r in rows if r.generator is not None]
         try:
             result = self.sampler(logits, rows)
@@ -364,7 +359,25 @@ class LLMEngine:
             out.append((one.token_ids[0], one.logprobs[0], one.sampled_logprobs[0]))
         return out
 
-    def _accept(self, seq: Sequence, tok: int, entry: dict[int, Logprob] | None, lp: float) -> None:
+    def _accept(
+        self,
+        seq: Sequence,
+        logits: torch.Tensor,
+        tok: int,
+        entry: dict[int, Logprob] | None,
+        lp: float,
+    ) -> None:
+        """Append the sampled token `tok` (logits: seq's (1, V) row) and check the stops."""
+        if seq.matcher is not None:
+            forced = seq.matcher.fit_budget(tok, self._num_left(seq))
+            if forced != tok:
+                # the sampled token would leave no room to complete the output: take
+                # the closing path's next token instead (as if the mask allowed only it)
+                seq.closed_by_budget = True
+                row = torch.full_like(logits, float("-inf"))
+                row[0, forced] = 0.0
+                again = self.sampler(row, [self._row(seq)])
+                tok, entry, lp = forced, again.logprobs[0], again.sampled_logprobs[0]
         seq.append_token(tok)
         if entry is not None:
             seq.logprobs.append(entry)
@@ -372,6 +385,17 @@ class LLMEngine:
         if seq.matcher is not None:
             seq.matcher.accept(tok)
         self._check_stop(seq, tok)
+
+    @staticmethod
+    def _row(seq: Sequence) -> SamplerRow:
+        return SamplerRow(seq.params, seq.prompt_token_ids, seq.output_token_ids, seq.generator)
+
+    def _num_left(self, seq: Sequence) -> int:
+        """Tokens `seq` may still produce, the one being sampled included."""
+        left = self.max_model_len - len(seq)
+        if seq.params.max_tokens is not None:
+            left = min(left, seq.params.max_tokens - seq.num_output_tokens)
+        return left
 
     def _eos_like(self, seq: Sequence) -> frozenset[int]:
         ids = frozenset(seq.params.stop_token_ids)
@@ -390,7 +414,8 @@ class LLMEngine:
         elif (tok in self.eos_token_ids and not params.ignore_eos) or (
             seq.matcher is not None and seq.matcher.is_finished()
         ):
-            reason = "stop"
+            # complete, but closed early because the budget ran out: say so
+            reason = "length" if seq.closed_by_budget else "stop"
         elif (params.max_tokens is not None and seq.num_output_tokens >= params.max_tokens) or len(
             seq
         ) >= self.max_model_len:

@@ -1,1 +1,1 @@
-"""LoRA fine-tuning."""
+"""Fine-tuning (LoRA): not implemented yet; this package is where it will live."""

@@ -122,6 +122,12 @@ class _BrokenMatcher:
     def accept(self, token: int) -> None:
         pass
 
+    def fit_budget(self, token: int, num_left: int) -> int:
+        return token
+
+    def is_accepting(self) -> bool:
+        return False
+
     def is_finished(self) -> bool:
         return False
 
