@@ -1,6 +1,6 @@
 """`hearth embed` as a real subprocess: the vector of a text (argument or stdin) equals
-LLM.embed's; a generation model, an over-long text and a bad --dimensions are one-line
-usage errors (exit 2)."""
+LLM.embed's; a rerank model, an over-long text and a bad --dimensions are one-line usage
+errors (exit 2)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def test_embed_prints_the_vector(all_minilm_folder: Path, hearth_home: Path) -> 
     assert len(json.loads(short.stdout)) == 8
 
 
-def test_embed_usage_errors(all_minilm_folder: Path, smollm2_gguf: Path, hearth_home: Path) -> None:
+def test_embed_usage_errors(
+    all_minilm_folder: Path, tiny_cross_encoder: Path, hearth_home: Path
+) -> None:
     long_text = " ".join(["word"] * 400)
     done = _hearth(hearth_home, "embed", str(all_minilm_folder), long_text)
     assert done.returncode == 2 and "402 tokens" in done.stderr and "--truncate" not in done.stdout
@@ -47,6 +49,7 @@ def test_embed_usage_errors(all_minilm_folder: Path, smollm2_gguf: Path, hearth_
     assert cut.returncode == 0 and len(json.loads(cut.stdout)) == 384
     bad = _hearth(hearth_home, "embed", str(all_minilm_folder), "x", "--dimensions", "999")
     assert bad.returncode == 2 and "between 1 and 384" in bad.stderr
-    gen = _hearth(hearth_home, "embed", str(smollm2_gguf), "hello")
-    assert gen.returncode == 2 and "needs an embedding model" in gen.stderr
-    assert len(gen.stderr.strip().splitlines()) == 1
+    ranker = _hearth(hearth_home, "embed", str(tiny_cross_encoder), "hello")
+    assert ranker.returncode == 2 and "needs an embedding model" in ranker.stderr
+    errors = [line for line in ranker.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in ranker.stderr
