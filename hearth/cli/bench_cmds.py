@@ -123,7 +123,11 @@ def _embed_bench(
     for r in result["runs"]:
         out.console.print(f"{r['engine']}: {r['sentences_per_s']} sentences/s {r['seconds']} s")
     if result["ratio"] is not None:
-        out.console.print(f"ratio {result['ratio']}x, min cosine {result['min_cosine']}")
+        for key in ("", "_bf16"):
+            out.console.print(
+                f"hearth{key.replace('_', '-')} / sentence-transformers: {result['ratio' + key]}x, "
+                f"min cosine {result['min_cosine' + key]}"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -85,9 +85,9 @@ class Embedder:
             raise UnsupportedModelError(
                 f"{folder.name}: decoder-based embedding models load through the engine"
             )
-        network = Encoder(spec.encoder)
+        network = Encoder(spec.encoder).to(dtype)  # before loading: fuse() copies weights
         network.load_hf(SafetensorsTensors(folder, dtype), spec.tensor_prefix)
-        network.to(dtype).eval()
+        network.eval()
         return cls(spec, network, folder)
 
     @property

@@ -136,7 +136,7 @@ class PackedLayout:
         else:
             padded = qkv.index_select(0, self.gather).view(num, self.longest, 3, nh, hd)
         q, k, v = padded.permute(2, 0, 3, 1, 4)  # 3 x (S, nh, L, hd)
-        mask = None if self.uniform else self.mask
+        mask = None if self.uniform else self.mask.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, L, hd)
         out = out.transpose(1, 2).reshape(num * self.longest, nh, hd)
         return out if self.uniform else out.index_select(0, self.scatter)
