@@ -185,14 +185,16 @@ async def _respond(
     `extra_final(final)` adds the last object's own fields."""
     rid, name = gen.request_id, gen.model.name
     if not stream:
-        async with held:
-            final = await unless_disconnected(gen.run(), request.is_disconnected)
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        try:
+            async with held:
+                final = await unless_disconnected(gen.run(), request.is_disconnected)
+        finally:  # a hang-up still used what was generated until then
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
         body = {
             "model": name,
             "created_at": now_iso(),
@@ -227,12 +229,13 @@ async def _respond(
                         yield json.dumps(last) + "\n"
         except Exception as exc:
             yield stream_error_payload(exc, False, rid) + "\n"
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
 
     response = AbortingStream(lines(), NDJSON)
     response.headers.update(headers or {})

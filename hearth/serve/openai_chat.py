@@ -152,14 +152,17 @@ async def chat_completions(
         gen = Generation(model, prompt, params, rid, state.admission, state.metrics)
         cid, created, k = f"chatcmpl-{rid}", int(time.time()), req.top_logprobs or 0
         if not req.stream:
-            final = await unless_disconnected(gen.run(), request.is_disconnected)
+            try:
+                final = await unless_disconnected(gen.run(), request.is_disconnected)
+            finally:  # a hang-up still used what was generated until then
+                note(
+                    request,
+                    prompt_tokens=gen.num_prompt_tokens,
+                    output_tokens=gen.num_output_tokens,
+                    ttft_s=gen.ttft_s,
+                )
             completion = sum(len(o.token_ids) for o in final.outputs)
-            note(
-                request,
-                prompt_tokens=gen.num_prompt_tokens,
-                output_tokens=completion,
-                ttft_s=gen.ttft_s,
-            )
+            note(request, output_tokens=completion)
             choices = []
             for o in final.outputs:
                 message = openai_message(o.text, plan.format)
@@ -249,12 +252,13 @@ async def chat_completions(
                     yield sse({**base, "choices": [], "usage": _usage(gen, completion)})
         except Exception as exc:
             yield sse(stream_error_payload(exc, True, rid))
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
         yield sse("[DONE]")
 
     response = AbortingStream(body(), "text/event-stream")

@@ -242,12 +242,13 @@ async def completions(
                     yield sse({**base, "choices": [], "usage": usage})
         except Exception as exc:
             yield sse(stream_error_payload(exc, True, rid))
-        note(
-            request,
-            prompt_tokens=sum(g.num_prompt_tokens for g in gens),
-            output_tokens=sum(g.num_output_tokens for g in gens),
-            ttft_s=gens[0].ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=sum(g.num_prompt_tokens for g in gens),
+                output_tokens=sum(g.num_output_tokens for g in gens),
+                ttft_s=gens[0].ttft_s,
+            )
         yield sse("[DONE]")
 
     return AbortingStream(body(), "text/event-stream")
