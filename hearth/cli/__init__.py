@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "hearth.cli.store_cmds",
     "hearth.cli.create_cmds",
     "hearth.cli.run_cmds",
+    "hearth.cli.embed_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
     "hearth.cli.data_cmds",

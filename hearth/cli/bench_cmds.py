@@ -92,14 +92,59 @@ def _levels(text: str) -> tuple[int, ...] | None:
     return levels
 
 
+def _embed_bench(
+    out: Output,
+    model: str,
+    scenario: list[str],
+    peer: list[str],
+    threads: int,
+    accept_license: bool,
+) -> None:
+    from hearth.bench.embed_bench import EMBED_PEERS, run_embed_bench
+    from hearth.config import load_settings
+    from hearth.engine.llm import check_license, resolve_model
+    from hearth.errors import UserInputError
+
+    if set(scenario) != {"embed"}:
+        raise UserInputError("--scenario embed runs alone; give it without other scenarios")
+    bad = [p for p in peer if p not in EMBED_PEERS]
+    if bad:
+        raise UserInputError(
+            f"--scenario embed compares with {', '.join(EMBED_PEERS)}, not {bad[0]}"
+        )
+    settings = load_settings()
+    path, record = resolve_model(model, settings)
+    for warning in check_license(path, record, "run", settings, accept_license):
+        Output.warning(warning)
+    result = run_embed_bench(Path(path), threads, tuple(peer))
+    if out.json:
+        out.emit_json(result)
+        return
+    for r in result["runs"]:
+        out.console.print(f"{r['engine']}: {r['sentences_per_s']} sentences/s {r['seconds']} s")
+    if result["ratio"] is not None:
+        for key in ("", "_bf16"):
+            out.console.print(
+                f"hearth{key.replace('_', '-')} / sentence-transformers: {result['ratio' + key]}x, "
+                f"min cosine {result['min_cosine' + key]}"
+            )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def bench(
         ctx: typer.Context,
-        model: str = typer.Argument("smollm2", help="A store name, a .gguf file or an HF folder."),
+        model: str = typer.Argument(
+            "",
+            help="A store name, a .gguf file or an HF folder (default smollm2; all-minilm "
+            "for --scenario embed).",
+        ),
         quant: str = typer.Option("auto", "--quant", help="auto, none, int8 or int4."),
         scenario: list[str] = typer.Option(
-            [], "--scenario", help="decode, concurrent, prefix (repeatable; default all)."
+            [],
+            "--scenario",
+            help="decode, concurrent, prefix (repeatable; default all), or embed (an embedding "
+            "model against --peer sentence-transformers).",
         ),
         concurrency: str = typer.Option(
             "",
@@ -134,6 +179,10 @@ def register(app: typer.Typer) -> None:
         from hearth.model.quant_modes import QUANT_MODES
 
         out = Output.of(ctx, json_flag)
+        if "embed" in scenario:
+            _embed_bench(out, model or "all-minilm", scenario, peer, threads, accept_license)
+            return
+        model = model or "smollm2"
         if quant not in QUANT_MODES:
             raise UserInputError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
         bad = [s for s in scenario if s not in SCENARIOS]

@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
             prompt = sys.stdin.read()
         settings = load_settings()
         llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+        llm.require_generation()
         for warning in llm.license_warnings:
             Output.warning(warning)
         defaults = llm.defaults.with_values(**given) if given else llm.defaults

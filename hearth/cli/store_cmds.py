@@ -154,12 +154,13 @@ def list_models(
     names = [r.name for r in records] + [d.name for d in damaged]
     table.add_column("NAME", no_wrap=True, min_width=max(len(n) for n in names))
     table.add_column("ID", no_wrap=True, min_width=12)
-    for header in ("SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED"):
+    for header in ("KIND", "SIZE", "PARAMS", "QUANT", "LICENSE", "COMM", "CREATED"):
         table.add_column(header, no_wrap=header != "LICENSE")
     for r in records:
         table.add_row(
             r.name,
             r.digest.removeprefix("sha256:")[:12],
+            r.kind,
             _size(r.size),
             _params(r.parameter_count),
             r.quantization,
@@ -168,7 +169,7 @@ def list_models(
             r.created.strftime("%Y-%m-%d"),
         )
     for d in damaged:  # shown, not hidden: `hearth rm NAME` removes it
-        table.add_row(d.name, "DAMAGED", "-", "-", "-", f"hearth rm {d.name}", "-", "-")
+        table.add_row(d.name, "DAMAGED", "-", "-", "-", "-", f"hearth rm {d.name}", "-", "-")
     out.console.print(table)
     for d in damaged:
         Output.warning(d.reason)

@@ -279,7 +279,9 @@ class AsyncEngine:
         ids = await asyncio.to_thread(self._embed_ids, prompts, truncate)
         loop = asyncio.get_running_loop()
         config = self.engine.config
-        job = EmbeddingJob(ids, config.block_size, config.max_num_batched_tokens)
+        job = EmbeddingJob(
+            ids, config.block_size, config.max_num_batched_tokens, self.engine.embedding_pooling
+        )
         call = _EmbedCall(job, [len(one) for one in ids], loop, loop.create_future())
         self._embeds.append(call)
         self._wake.set()

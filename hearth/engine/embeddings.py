@@ -1,5 +1,6 @@
-"""Embeddings: a prompt's pooled hidden states (mean over its tokens of the decoder's final,
-normed hidden state), L2-normalised. Runs the decoder over a private scratch KV cache, so it
+"""Embeddings from a decoder: a prompt's pooled hidden states (mean over its tokens of the
+decoder's final, normed hidden state, or its last token's for an embedding model built on a
+decoder, e.g. Qwen3-Embedding), L2-normalised. Runs the decoder over a private scratch KV cache, so it
 never takes blocks from the generation pool. Knows nothing of HTTP.
 
 An `EmbeddingJob` is one call's prompts cut into forwards of at most `chunk_tokens` tokens
@@ -20,7 +21,12 @@ import torch
 
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import allocate_kv_caches
+from hearth.model.layers.pooling import pool
+from hearth.weights.encoder_config import PoolingConfig
 
+# a chat model's embedding (what /v1/embeddings gave before embedding models existed); an
+# embedding model built on a decoder (Qwen3-Embedding) says its own (last token, normalized)
+MEAN_NORMALIZED = PoolingConfig("mean", normalize=True)
 # tokens per forward when the caller gives no budget: bounds the scratch cache and the
 # activations of one forward
 MAX_BATCH_TOKENS = 2048
@@ -31,10 +37,17 @@ class EmbeddingJob:
     `run_chunk`; `vectors` holds one unit-length vector per prompt once `done`."""
 
     def __init__(
-        self, prompts: Sequence[Sequence[int]], block_size: int = 16, chunk_tokens: int = 512
+        self,
+        prompts: Sequence[Sequence[int]],
+        block_size: int = 16,
+        chunk_tokens: int = 512,
+        pooling: PoolingConfig = MEAN_NORMALIZED,
     ) -> None:
         if chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+        if pooling.mode not in ("mean", "lasttoken"):
+            raise ValueError(f"a decoder pools mean or lasttoken, got {pooling.mode!r}")
+        self.pooling = pooling
         self.prompts = [list(p) for p in prompts]
         self.block_size = block_size
         self.chunk_tokens = chunk_tokens
@@ -68,7 +81,7 @@ class EmbeddingJob:
                 self._next += 1
             if threads is not None:
                 threads(size)
-            self.vectors.extend(_run(model, group, self.block_size))
+            self.vectors.extend(_run(model, group, self.block_size, self.pooling))
             return size
         return self._run_piece(model, first, threads)
 
@@ -100,11 +113,16 @@ class EmbeddingJob:
             meta,
             self._caches,
         )  # (end - start, H)
-        part = hidden.float().sum(0)
-        self._sum = part if self._sum is None else self._sum + part
+        if self.pooling.mode == "lasttoken":  # the last piece's last row is all that counts
+            self._sum = hidden[-1].float()
+        else:
+            part = hidden.float().sum(0)
+            self._sum = part if self._sum is None else self._sum + part
         self._done_tokens = end
         if end == len(prompt):
-            pooled = torch.nn.functional.normalize(self._sum / len(prompt), dim=-1)
+            pooled = self._sum if self.pooling.mode == "lasttoken" else self._sum / len(prompt)
+            if self.pooling.normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
             self.vectors.append(pooled.cpu().tolist())
             self._next += 1
             self._done_tokens, self._sum, self._caches = 0, None, None
@@ -112,17 +130,22 @@ class EmbeddingJob:
 
 
 def pooled_embeddings(
-    model: Any, prompts: Sequence[Sequence[int]], block_size: int = 16
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    block_size: int = 16,
+    pooling: PoolingConfig = MEAN_NORMALIZED,
 ) -> list[list[float]]:
-    """One unit-length vector (hidden_size floats) per prompt of token ids, all at once.
-    `model` is a Decoder (forward over paged K/V, `.config`)."""
-    job = EmbeddingJob(prompts, block_size, MAX_BATCH_TOKENS)
+    """One vector (hidden_size floats) per prompt of token ids, all at once. `model` is a
+    Decoder (forward over paged K/V, `.config`)."""
+    job = EmbeddingJob(prompts, block_size, MAX_BATCH_TOKENS, pooling)
     while not job.done:
         job.run_chunk(model)
     return job.vectors
 
 
-def _run(model: Any, prompts: list[list[int]], block_size: int) -> list[list[float]]:
+def _run(
+    model: Any, prompts: list[list[int]], block_size: int, pooling: PoolingConfig
+) -> list[list[float]]:
     blocks = [-(-len(p) // block_size) for p in prompts]
     param = next(model.parameters())
     caches = allocate_kv_caches(model.config, sum(blocks), block_size, param.dtype, param.device)
@@ -154,6 +177,5 @@ def _run(model: Any, prompts: list[list[int]], block_size: int) -> list[list[flo
         meta,
         caches,
     )  # (T, H)
-    pooled = torch.stack([h.float().mean(0) for h in hidden.split(lens)])  # (S, H)
-    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    pooled = pool(hidden, lens, pooling)  # (S, H)
     return [row.tolist() for row in pooled.cpu()]

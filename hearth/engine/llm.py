@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ModelNotFoundError, UserInputError
 from hearth.model.quant_modes import DEFAULT_QUANT
+
+if TYPE_CHECKING:
+    from hearth.engine.embedder import Embedder
 
 # (label, bytes done, bytes total; 0 = unknown) -> None, as the store reports it
 Progress = Callable[[str, int, int], None]
@@ -216,6 +219,21 @@ class LLM:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
+        from hearth.store.hf_folder import model_kind
+
+        # embedding and rerank models run on the encoder (embedder.py), not the engine
+        self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
+        self.embedder: Embedder | None = None
+        pooling = None
+        if self.kind != "generation":
+            from hearth.engine.embedder import Embedder
+            from hearth.weights.sentence_transformers import read_embedding_folder
+
+            spec = read_embedding_folder(self.path)
+            if spec.encoder is not None:
+                self.embedder = Embedder.load(self.path, dtype)
+                return
+            pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
         layers, chat_template = store_layers(record.name if record else name, settings)
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
@@ -233,6 +251,8 @@ class LLM:
             self.model_name, self.generation_defaults, self.tokenizer.has_chat_template, params
         )
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
+        if pooling is not None:
+            self.engine.embedding_pooling = pooling
         self._ids = itertools.count()
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
@@ -242,7 +262,91 @@ class LLM:
 
     @property
     def max_model_len(self) -> int:
+        if self.embedder is not None:
+            return self.embedder.max_len
         return self.engine.max_model_len
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        truncate: bool = False,
+        dimensions: int | None = None,
+    ) -> list[list[float]]:
+        """One embedding per text, as the model's sentence-transformers folder defines it
+        (pooling, normalization). An input over the model's limit raises
+        ContextLengthError unless `truncate`."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if self.kind == "rerank":
+            raise UserInputError(
+                f"{self.model_name} is a rerank model; .embed() needs an embedding model"
+            )
+        if self.embedder is not None:
+            vectors, _ = self.embedder.embed(texts, truncate=truncate, dimensions=dimensions)
+            return [row.tolist() for row in vectors]
+        return self._decoder_embed(texts, truncate, dimensions)
+
+    def _decoder_embed(
+        self, texts: list[str], truncate: bool, dimensions: int | None
+    ) -> list[list[float]]:
+        """Pooled decoder states: an embedding model built on a decoder, or a chat model."""
+        from hearth.engine.embeddings import pooled_embeddings
+        from hearth.errors import ContextLengthError, InvalidParameterError
+        from hearth.model.layers.pooling import truncate_dimensions
+
+        if not texts:
+            raise InvalidParameterError("input", "input: give at least one text")
+        limit = self.max_model_len
+        ids = []
+        for i, text in enumerate(texts):
+            one = list(self.tokenizer.encode(text)) or [*self.tokenizer.eos_ids][:1]
+            if len(one) > limit and not truncate:
+                raise ContextLengthError(
+                    len(one),
+                    limit,
+                    f"input [{i}] is {len(one)} tokens but the model takes at most {limit}; "
+                    "shorten it, or pass truncate=True to cut it to fit",
+                )
+            ids.append(one[:limit])
+        pooling = self.engine.embedding_pooling
+        out = pooled_embeddings(
+            self.engine.runner.model, ids, self.engine.config.block_size, pooling
+        )
+        size = len(out[0])
+        if dimensions is not None and not 1 <= dimensions <= size:
+            raise InvalidParameterError(
+                "dimensions", f"dimensions must be between 1 and {size} for this model"
+            )
+        if dimensions is None:
+            return out
+        vectors = truncate_dimensions(torch.tensor(out), dimensions, pooling.normalize)
+        return vectors.tolist()
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, truncate: bool = False
+    ) -> list[float]:
+        """The cross-encoder's relevance score of each document for the query, in order."""
+        embedder = self._embedder("rerank", ".rerank() needs a rerank (cross-encoder) model")
+        scores, _ = embedder.rerank(query, list(documents), truncate=truncate)
+        return scores
+
+    def _embedder(self, kind: str, why: str) -> Embedder:
+        if self.embedder is None or self.kind != kind:
+            raise UserInputError(f"{self.model_name} is a {self.kind} model; {why}")
+        return self.embedder
+
+    def require_generation(self) -> None:
+        """Raise UserInputError (saying what to use) unless this model generates text."""
+        if self.kind != "generation":
+            uses = {
+                "embedding": "embeddings (.embed(), hearth embed, /v1/embeddings)",
+                "rerank": "reranking (.rerank(), /v1/rerank)",
+            }
+            article = "an" if self.kind == "embedding" else "a"
+            raise UserInputError(
+                f"{self.model_name} is {article} {self.kind} model: it does not generate text; "
+                f"use it for {uses.get(self.kind, self.kind)}, or load a generation model"
+            )
 
     def generate(
         self,
@@ -251,6 +355,7 @@ class LLM:
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
         outputs come back in the prompts' order."""
+        self.require_generation()
         if isinstance(prompts, str):
             prompts = [prompts]
         items: list[str | list[int]] = [p if isinstance(p, str) else list(p) for p in prompts]
@@ -274,6 +379,7 @@ class LLM:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
         UserInputError (use `.generate` for plain completion)."""
+        self.require_generation()
         if not messages:
             raise UserInputError("chat needs at least one message")
         one = isinstance(messages[0], dict)

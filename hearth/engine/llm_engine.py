@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from hearth.engine.block_manager import BlockManager
+from hearth.engine.embeddings import MEAN_NORMALIZED
 from hearth.engine.engine_config import EngineConfig
 from hearth.engine.metrics import EngineMetrics, ThroughputMeter
 from hearth.engine.model_runner import DecoderLike, ModelRunner, RunnerOutput
@@ -51,6 +52,8 @@ class LLMEngine:
         self.max_model_len = max_model_len
         self.vocab_size = vocab_size
         self.eos_token_ids = frozenset(eos_token_ids)
+        # how `embed` pools this model's hidden states (an embedding model's folder says)
+        self.embedding_pooling = MEAN_NORMALIZED
         self.block_manager = BlockManager(
             num_blocks, config.block_size, config.enable_prefix_caching
         )

@@ -31,6 +31,7 @@ from hearth.serve import (
     library_routes,
     ollama_routes,
     openai_routes,
+    rerank_routes,
     ui_routes,
     usage_routes,
 )
@@ -158,7 +159,7 @@ def create_app(
     errors.install(app)
     web = (ui_routes, usage_routes, conversation_routes, library_routes, eval_routes)
     routers = (*openai_routes.routers, *ollama_routes.routers, arena_routes.router)
-    for router in (*routers, *(m.router for m in web)):
+    for router in (*routers, rerank_routes.router, *(m.router for m in web)):
         app.include_router(router)
 
     @app.get("/health", tags=["health"])

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hearth.config import Settings
-from hearth.errors import CapacityError
+from hearth.errors import CapacityError, InvalidParameterError
 from hearth.licenses.policy import PolicyStamp, policy_stamp
 from hearth.serve.options import ServeOptions
 
@@ -33,6 +33,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("hearth.serve")
 GIB = 1024**3
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+_USES = {
+    "generation": "chat and completions (/v1/chat/completions, /api/chat, /api/generate)",
+    "embedding": "embeddings (/v1/embeddings, /api/embed)",
+    "rerank": "reranking (/v1/rerank)",
+}
+
+
+def check_kind(record: ModelRecord, kinds: tuple[str, ...]) -> None:
+    """InvalidParameterError (400) naming what the model is for when it is not of `kinds`."""
+    if record.kind in kinds:
+        return
+    wanted = " or ".join(kinds)
+    raise InvalidParameterError(
+        "model",
+        f"{record.name} is {'an' if record.kind[0] in 'ae' else 'a'} {record.kind} model: use "
+        f"it for {_USES[record.kind]}; this endpoint needs a {wanted} model",
+    )
 
 
 @dataclass(eq=False)
@@ -114,9 +133,14 @@ class ModelPool:
         return await asyncio.to_thread(self.store.get, name)
 
     @contextlib.asynccontextmanager
-    async def use(self, name: str, keep_alive_s: float | None = None) -> AsyncIterator[LoadedModel]:
+    async def use(
+        self, name: str, keep_alive_s: float | None = None, kinds: tuple[str, ...] = ("generation",)
+    ) -> AsyncIterator[LoadedModel]:
         """The loaded model `name` (loading it first), held while the block runs. A given
-        keep_alive replaces the model's (as Ollama does), counted from the end of the use."""
+        keep_alive replaces the model's (as Ollama does), counted from the end of the use.
+        A model of another kind than `kinds` (generation, embedding, rerank) is refused
+        before it loads."""
+        check_kind(await self.record(name), kinds)
         model = await self.get(name, keep_alive_s)
         model.active += 1
         try:
@@ -171,15 +195,19 @@ class ModelPool:
         llm, warnings = await asyncio.to_thread(self._load_sync, record)
         for warning in warnings:
             log.warning("%s: %s", record.name, warning)
+        from hearth.engine.async_embedder import AsyncEmbedder
         from hearth.engine.async_engine import AsyncEngine
 
         took = time.perf_counter() - start
         log.info("loaded %s in %.1f s", record.name, took)
+        # an embedding / rerank model answers `embed` (and `rerank`) as the engine does; the
+        # routes that generate never reach it (check_kind)
+        engine: Any = AsyncEngine(llm.engine) if llm.embedder is None else AsyncEmbedder(llm.embedder)
         return LoadedModel(
             name=record.name,
             record=record,
             llm=llm,
-            engine=AsyncEngine(llm.engine),
+            engine=engine,
             size_bytes=_loaded_bytes(llm) or estimate,
             load_duration_s=took,
             keep_alive_s=self.options.keep_alive_s if keep_alive_s is None else keep_alive_s,
@@ -255,6 +283,8 @@ class ModelPool:
 def _loaded_bytes(llm: LLM) -> int:
     """Weights + KV cache actually allocated."""
     total = 0
+    if llm.embedder is not None:
+        return sum(p.numel() * p.element_size() for p in llm.embedder.network.parameters())
     with contextlib.suppress(Exception):
         model: Any = llm.engine.runner.model
         total += sum(p.numel() * p.element_size() for p in model.parameters())

@@ -30,7 +30,9 @@ async def _embed(
     texts: list[str],
     truncate: bool,
 ) -> tuple[LoadedModel, list[list[float]], int, float]:
-    stack, model, loaded_s = await enter_model(state, request, name, keep_alive)
+    # a chat model embeds too (its pooled states); a reranker does not
+    kinds = ("embedding", "generation")
+    stack, model, loaded_s = await enter_model(state, request, name, keep_alive, kinds)
     async with stack, state.admission.slot():
         # tokenized off the event loop; truncate (Ollama's default) cuts to the context
         vectors, counts = await model.engine.embed(list(texts), truncate=truncate)

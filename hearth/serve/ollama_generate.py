@@ -243,14 +243,18 @@ async def _respond(
 
 
 async def enter_model(
-    state: ServerState, request: Request, name: str, keep_alive: Any
+    state: ServerState,
+    request: Request,
+    name: str,
+    keep_alive: Any,
+    kinds: tuple[str, ...] = ("generation",),
 ) -> tuple[contextlib.AsyncExitStack, LoadedModel, float]:
     keep = parse_keep_alive(keep_alive)
     stack = contextlib.AsyncExitStack()
     try:
         record = await state.pool.record(name)
         was_loaded = record.name in state.pool.models
-        model = await stack.enter_async_context(state.pool.use(name, keep))
+        model = await stack.enter_async_context(state.pool.use(name, keep, kinds))
     except BaseException:
         await stack.aclose()
         raise

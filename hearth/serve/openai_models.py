@@ -82,11 +82,12 @@ async def embeddings(
     req: EmbeddingRequest, request: Request, state: ServerState = Depends(get_state)
 ) -> dict[str, Any]:
     request.state.request_id = new_request_id()
-    async with state.pool.use(req.model) as model, state.admission.slot():
+    kinds = ("embedding", "generation")  # a chat model embeds too (its pooled states)
+    async with state.pool.use(req.model, kinds=kinds) as model, state.admission.slot():
         note(request, model=model.name)
         items = _embed_inputs(req.input)
         # tokenized off the event loop; OpenAI refuses over-long inputs rather than cutting
-        vectors, counts = await model.engine.embed(items, truncate=False)
+        vectors, counts = await model.engine.embed(items, truncate=req.truncate)
     vectors = shorten(vectors, req.dimensions)
     note(request, prompt_tokens=sum(counts), output_tokens=0)
     return {

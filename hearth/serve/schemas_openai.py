@@ -109,3 +109,17 @@ class EmbeddingRequest(_Strict):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     user: str | None = Field(default=None, max_length=256)
+    # hearth's (as Ollama's): cut an input over the model's limit instead of refusing it
+    truncate: bool = False
+
+
+class RerankRequest(_Lenient):
+    """The Jina / Cohere rerank body that llama.cpp and vLLM accept."""
+
+    model: str = ModelId
+    query: str = Field(min_length=1)
+    # strings, or {"text": ...} objects (Cohere's older form)
+    documents: list[str | dict[str, Any]]
+    top_n: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    return_documents: bool = True
+    truncate: bool = False

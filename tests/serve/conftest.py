@@ -136,6 +136,30 @@ def served(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     stop_apps(listeners, loop, thread)
 
 
+@pytest.fixture(scope="session")
+def embed_served(
+    tmp_path_factory: pytest.TempPathFactory,
+    all_minilm_folder: Path,
+    tiny_cross_encoder: Path,
+    smollm2_gguf: Path,
+) -> Iterator[Listener]:
+    """A server whose store holds all-MiniLM (embedding), a tiny cross-encoder
+    ("tiny-reranker") and SmolLM2 (generation); all-MiniLM and SmolLM2 preloaded."""
+    from hearth.store import Store
+
+    home = tmp_path_factory.mktemp("embed-home")
+    settings = load_settings({"HEARTH_HOME": str(home)})
+    store = Store(settings)
+    store.import_path(all_minilm_folder, "all-minilm")
+    store.import_path(tiny_cross_encoder, "tiny-reranker")
+    store.import_path(smollm2_gguf, MODEL)
+    options = ServeOptions(port=0, kv_cache_gb=0.15, max_model_len=1024, keep_alive_s=300)
+    app = create_app(settings, options, preload=["all-minilm", MODEL])
+    listeners, loop, thread = serve_apps([app])
+    yield listeners[0]
+    stop_apps(listeners, loop, thread)
+
+
 def stop_apps(
     listeners: list[Listener], loop: asyncio.AbstractEventLoop, thread: threading.Thread
 ) -> None:

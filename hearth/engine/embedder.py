@@ -1,0 +1,214 @@
+"""Embedding and reranking models: tokenize, pack, run the encoder, pool. An `Embedder` is
+loaded from an embedding or rerank folder (a sentence-transformers folder or a
+cross-encoder) and computes vectors (`embed`) or relevance scores (`rerank`) for a batch of
+texts. Knows nothing of HTTP.
+
+Batches are padding-free: inputs are sorted by length and packed end to end into forwards
+of at most `max_batch_tokens` tokens, so a 10-token sentence next to a 500-token one costs
+10 tokens, not 500. Not thread-safe: callers serialize (the async wrapper runs one call at a
+time on its worker thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Encoding
+from tokenizers import Tokenizer as Backend
+
+from hearth.errors import ContextLengthError, InvalidParameterError, UnsupportedModelError
+from hearth.model.layers.encoder import Encoder
+from hearth.model.layers.pooling import pool, truncate_dimensions
+from hearth.weights.hf import SafetensorsTensors
+from hearth.weights.sentence_transformers import EmbeddingModelSpec, read_embedding_folder
+
+# tokens per forward: large enough for efficient matmuls, small enough that a forward's
+# activations (tokens x intermediate_size floats) stay a few tens of MB
+MAX_BATCH_TOKENS = 4096
+# bounds of one call (as the generation engine's embed has)
+MAX_INPUTS = 2048
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+
+    @property
+    def counts(self) -> list[int]:
+        return [len(one) for one in self.ids]
+
+
+def _backend(folder: Path, max_len: int | None) -> Backend:
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise UnsupportedModelError(
+            f"{folder.name} has no tokenizer.json; hearth reads fast-tokenizer files only"
+        )
+    tok = Backend.from_file(str(path))
+    tok.no_padding()  # a saved tokenizer.json may pad to a fixed length: packing needs none
+    if max_len is None:
+        tok.no_truncation()
+    else:
+        tok.enable_truncation(max_len, strategy="longest_first")
+    return tok
+
+
+class Embedder:
+    """spec: what the folder says; network: the encoder; `max_len`: the longest input."""
+
+    def __init__(
+        self,
+        spec: EmbeddingModelSpec,
+        network: Encoder,
+        folder: Path,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
+    ) -> None:
+        self.spec = spec
+        self.network = network
+        self.max_batch_tokens = max_batch_tokens
+        self.max_len = spec.max_seq_length
+        self._tok = _backend(folder, None)
+        self._tok_cut = _backend(folder, self.max_len)
+        # where a text's tokens go between the special tokens the tokenizer adds
+        probe = self._tok.encode("a")
+        content = [i for i, s in enumerate(probe.special_tokens_mask) if not s]
+        self._prefix = probe.ids[: content[0]] if content else []
+        self._suffix = probe.ids[content[-1] + 1 :] if content else []
+
+    @classmethod
+    def load(cls, folder: Path, dtype: torch.dtype = torch.float32) -> Embedder:
+        spec = read_embedding_folder(folder)
+        if spec.encoder is None:
+            raise UnsupportedModelError(
+                f"{folder.name}: decoder-based embedding models load through the engine"
+            )
+        network = Encoder(spec.encoder).to(dtype)  # before loading: fuse() copies weights
+        network.load_hf(SafetensorsTensors(folder, dtype), spec.tensor_prefix)
+        network.eval()
+        return cls(spec, network, folder)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    # -- tokens -------------------------------------------------------------------------
+    def tokenize(self, inputs: Sequence[str | Sequence[int]], truncate: bool) -> Tokenized:
+        """Token ids (with the model's special tokens) of texts or of raw token ids."""
+        texts = [(i, t) for i, t in enumerate(inputs) if isinstance(t, str)]
+        tok = self._tok_cut if truncate else self._tok
+        encoded: dict[int, Encoding] = dict(
+            zip((i for i, _ in texts), tok.encode_batch([t for _, t in texts]), strict=True)
+        )
+        ids: list[list[int]] = []
+        for i, one in enumerate(inputs):
+            if i in encoded:
+                ids.append(list(encoded[i].ids))
+            else:
+                raw = [int(t) for t in one]
+                if truncate:
+                    raw = raw[: max(0, self.max_len - len(self._prefix) - len(self._suffix))]
+                ids.append([*self._prefix, *raw, *self._suffix])
+            self._check_length(i, len(ids[-1]))
+        return Tokenized(ids, [[0] * len(one) for one in ids])
+
+    def tokenize_pairs(self, query: str, docs: Sequence[str], truncate: bool) -> Tokenized:
+        tok = self._tok_cut if truncate else self._tok
+        encoded = tok.encode_batch([(query, d) for d in docs])
+        for i, enc in enumerate(encoded):
+            self._check_length(i, len(enc.ids), "query and document")
+        return Tokenized([list(e.ids) for e in encoded], [list(e.type_ids) for e in encoded])
+
+    def _check_length(self, i: int, n: int, what: str = "input") -> None:
+        if n > self.max_len:
+            raise ContextLengthError(
+                n,
+                self.max_len,
+                f"{what} [{i}] is {n} tokens but the model takes at most {self.max_len}; "
+                "shorten it, or send truncate: true to cut it to fit",
+            )
+
+    # -- compute ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, batch: Tokenized, head: bool) -> torch.Tensor:
+        """Pooled vectors (S, D) or, with `head`, the classifier's logits (S, labels), in
+        the inputs' order; longest first, packed into forwards of max_batch_tokens."""
+        order = sorted(range(len(batch.ids)), key=lambda i: -len(batch.ids[i]))
+        out: list[torch.Tensor | None] = [None] * len(order)
+        start = 0
+        while start < len(order):
+            group = [order[start]]
+            size = len(batch.ids[order[start]])
+            while start + len(group) < len(order):
+                n = len(batch.ids[order[start + len(group)]])
+                if size + n > self.max_batch_tokens:
+                    break
+                group.append(order[start + len(group)])
+                size += n
+            start += len(group)
+            lens = [len(batch.ids[i]) for i in group]
+            ids = torch.tensor([t for i in group for t in batch.ids[i]], dtype=torch.int64)
+            types = torch.tensor([t for i in group for t in batch.type_ids[i]], dtype=torch.int64)
+            hidden = self.network(ids, types, lens)
+            rows = (
+                self.network.classify(hidden, lens).float()
+                if head
+                else pool(hidden, lens, self.spec.pooling)
+            )
+            for i, row in zip(group, rows, strict=True):
+                out[i] = row
+        return torch.stack([row for row in out if row is not None])
+
+    def vectors(self, batch: Tokenized) -> torch.Tensor:
+        """The pooled (and normalised, if the model says so) vectors (S, D) of tokenized
+        inputs."""
+        return self._forward(batch, head=False)
+
+    def embed(
+        self,
+        inputs: Sequence[str | Sequence[int]],
+        truncate: bool = False,
+        dimensions: int | None = None,
+    ) -> tuple[torch.Tensor, list[int]]:
+        """(vectors (S, D) float32, token counts) for texts or token ids."""
+        if self.kind != "embedding":
+            raise InvalidParameterError(
+                "model", "this is a rerank model; use /v1/rerank (or .rerank) with it"
+            )
+        self._check_count(len(inputs))
+        if dimensions is not None and not 1 <= dimensions <= self.spec.dimensions:
+            raise InvalidParameterError(
+                "dimensions",
+                f"dimensions must be between 1 and {self.spec.dimensions} for this model, "
+                f"got {dimensions}",
+            )
+        batch = self.tokenize(inputs, truncate)
+        vectors = self.vectors(batch)
+        if dimensions is not None and dimensions < vectors.shape[1]:
+            vectors = truncate_dimensions(vectors, dimensions, self.spec.pooling.normalize)
+        return vectors, batch.counts
+
+    def rerank(
+        self, query: str, documents: Sequence[str], truncate: bool = False
+    ) -> tuple[list[float], list[int]]:
+        """(relevance score per document, token count per pair)."""
+        if self.kind != "rerank":
+            raise InvalidParameterError(
+                "model", "this is an embedding model, not a reranker; give a rerank model"
+            )
+        self._check_count(len(documents), "documents")
+        batch = self.tokenize_pairs(query, documents, truncate)
+        logits = self._forward(batch, head=True)[:, 0]
+        if self.spec.activation == "sigmoid":
+            logits = torch.sigmoid(logits)
+        return logits.tolist(), batch.counts
+
+    def _check_count(self, n: int, what: str = "input") -> None:
+        if n == 0:
+            raise InvalidParameterError(what, f"{what}: give at least one text")
+        if n > MAX_INPUTS:
+            raise InvalidParameterError(
+                what, f"{what}: at most {MAX_INPUTS} per call, got {n}; split the call"
+            )
