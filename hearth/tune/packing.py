@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hearth.tune.tokenize import TokenizedExample
 
 __all__ = ["Block", "make_blocks", "micro_batches"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def make_blocks(examples: list[TokenizedExample], seq_len: int, pack: bool) -> l
     return [Block(tuple(b)) for b in blocks]
 
 
-def micro_batches(blocks: list[Block], batch_size: int, seed: int, epoch: int) -> list[list[Block]]:
+def micro_batches(blocks: list[T], batch_size: int, seed: int, epoch: int) -> list[list[T]]:
     """The epoch's micro-batches: blocks shuffled by (seed, epoch), `batch_size` per batch
     (the last may be smaller). The same seed and epoch give the same batches, so a resumed
     run sees what the uninterrupted one would have."""
