@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "hearth.cli.eval_cmds",
     "hearth.cli.serve_cmds",
     "hearth.cli.bench_cmds",
+    "hearth.cli.tune_cmds",
 ]
 
 app = typer.Typer(

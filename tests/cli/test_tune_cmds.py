@@ -1,0 +1,134 @@
+"""`hearth tune` end to end on a tiny llama with SmolLM2's tokenizer and chat template, in a
+fresh store: one JSON line per step, the result stored as base + adapter (listed with its
+base, refused by run until merged), exported as a PEFT adapter whose logits on transformers
+equal hearth-with-adapter; bad input exits with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import pytest
+import torch
+
+from hearth.cli import main
+from hearth.config import load_settings
+from hearth.store import Store
+from hearth.tokenizer import load_tokenizer
+from hearth.tune.api import load_tuned
+from hearth.tune.forward import flatten, hidden_states
+from hearth.tune.tokenize import TokenizedExample
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def tiny_store(tmp_path: Path, hearth_home: Path, smollm2_gguf: Path) -> Path:
+    """A store holding `tiny`: a random 2-layer llama over SmolLM2's vocabulary and template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(smollm2_gguf)
+    folder = tmp_path / "tiny"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "chat_template": tok.chat_template, "bos_token": tok.id_to_token(tok.bos_id or 0),
+        "eos_token": tok.id_to_token(tok.eos_id or 0),
+    }))  # fmt: skip
+    Store(load_settings()).import_path(folder, "tiny", accept_license=True)
+    data = tmp_path / "chat.jsonl"
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": f"Ahoy! Answer {i}."},
+            ]
+        }  # fmt: skip
+        for i in range(12)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def test_tune_stores_base_plus_adapter_and_exports_peft(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(
+        capsys, "tune", "tiny", "--data", str(tiny_store), "--name", "tiny-ahoy", "--max-steps", "3",
+        "--batch-size", "2", "--seq-len", "64", "--lr", "1e-2", "--rank", "4", "--eval-split", "0.2",
+        "--eval-every", "3", "--dtype", "fp32", "--accept-license", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    steps = [x for x in lines if x["event"] == "step"]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert steps[-1]["eval_loss"] is not None and steps[0]["tokens_per_s"] > 0
+    assert lines[-1]["event"] == "done" and lines[-1]["name"] == "tiny-ahoy"
+
+    code, out, _ = _run(capsys, "list", "--json")
+    listed = {m["name"]: m for m in json.loads(out)}
+    assert listed["tiny-ahoy:latest"]["source"] == "tune:tiny:latest"
+    code, _, err = _run(capsys, "run", "tiny-ahoy", "hi")
+    assert code != 0 and "hearth merge tiny-ahoy" in err and "Traceback" not in err
+
+    output = tmp_path / "peft"
+    code, _, err = _run(capsys, "export", "tiny-ahoy", "--format", "peft", "--output", str(output))
+    assert code == 0, err
+    _assert_peft_logits_equal(output, tmp_path / "tiny")
+
+
+def _assert_peft_logits_equal(adapter: Path, base_folder: Path) -> None:
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny:latest"
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        assert f.metadata()["hearth.base_digest"].startswith("sha256:")
+    hf = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
+    model = peft.PeftModel.from_pretrained(hf, adapter).eval()
+    ours, _, _ = load_tuned("tiny-ahoy")
+    ids = [1, 500, 42, 9000, 77, 3]
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor([ids])).logits[0]
+        flat = flatten([TokenizedExample(tuple(ids), (True,) * len(ids), "x")])
+        mine = ours.compute_logits(hidden_states(ours, flat))
+    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert any(float(p.abs().max()) > 0 for p in lora_b), "the adapter learned nothing"
+
+
+def test_bad_input_is_one_line(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    cases: list[tuple[list[str], str, int]] = [
+        (["--data", str(bad)], "bad.jsonl:1: the conversation has no assistant turn", 2),
+        (["--data", str(tiny_store), "--rank", "0"], "--rank must be a positive integer", 2),
+        (["--data", str(tiny_store), "--targets", "qkv"], "it has down_proj, gate_proj", 2),
+        (
+            ["--data", str(tiny_store), "--seq-len", "8"],
+            "12 of 12 examples are longer than --seq-len 8",
+            2,
+        ),
+    ]
+    for extra, message, exit_code in cases:
+        code, _, err = _run(capsys, "tune", "tiny", "--name", "x", "--accept-license", *extra)
+        assert code == exit_code and message in err and "Traceback" not in err, (extra, err)
+    assert [r.name for r in Store(load_settings()).list()] == ["tiny:latest"]
