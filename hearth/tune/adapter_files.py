@@ -91,13 +91,10 @@ def load_adapter(folder: Path) -> AdapterFiles:
         targets=tuple(targets if isinstance(targets, list) else [targets]),
     )
     weights = {k.removeprefix(_PREFIX).replace(".default.", "."): v for k, v in raw.items()}
-    hearth = config.get("hearth") or {}
-    return AdapterFiles(
-        lora,
-        weights,
-        hearth.get("base", config.get("base_model_name_or_path")),
-        hearth.get("base_digest"),
-    )
+    with safe_open(str(folder / ADAPTER_WEIGHTS), "pt") as f:
+        metadata = f.metadata() or {}
+    base = metadata.get("hearth.base", config.get("base_model_name_or_path"))
+    return AdapterFiles(lora, weights, base, metadata.get("hearth.base_digest"))
 
 
 def load_adapter_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:

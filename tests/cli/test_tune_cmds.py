@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import pytest
 import torch
 
@@ -56,7 +57,7 @@ def tiny_store(tmp_path: Path, hearth_home: Path, smollm2_gguf: Path) -> Path:
                 {"role": "user", "content": f"Question {i}?"},
                 {"role": "assistant", "content": f"Ahoy! Answer {i}."},
             ]
-        }  # fmt: skip
+        }
         for i in range(12)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
