@@ -53,7 +53,7 @@ def test_dpo_loss_and_margins_equal_trl(tmp_path: Path) -> None:
             report_to=[],
             use_cpu=True,
             per_device_train_batch_size=2,
-        ),  # fmt: skip
+        ),
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=_word_tokenizer(),
         peft_config=peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
