@@ -7,7 +7,8 @@
     │   ├── InvalidParameterError a sampling / request parameter out of range (has .param)
     │   ├── ContextLengthError    prompt longer than the model's context (has both numbers)
     │   ├── UnsupportedModelError architecture / config field / format we cannot honour
-    │   └── GrammarError          schema / regex / grammar that cannot be enforced
+    │   ├── GrammarError          schema / regex / grammar that cannot be enforced
+    │   └── ConflictError         the request clashes with stored state (a second vote)
     ├── NotFoundError
     │   └── ModelNotFoundError    a name not in the store (says how to pull it)
     ├── StoreError                the store or a source failed (I/O, hash mismatch, pip)
@@ -58,6 +59,10 @@ class UnsupportedModelError(UserInputError):
 
 
 class GrammarError(UserInputError):
+    pass
+
+
+class ConflictError(UserInputError):
     pass
 
 

@@ -24,6 +24,9 @@ COMMAND_MODULES = [
     "hearth.cli.eval_cmds",
     "hearth.cli.serve_cmds",
     "hearth.cli.bench_cmds",
+    "hearth.cli.arena_cmds",
+    "hearth.cli.judge_cmds",
+    "hearth.cli.compare_cmds",
     "hearth.cli.tune_cmds",
 ]
 

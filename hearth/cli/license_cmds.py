@@ -78,8 +78,9 @@ def _facts_dict(facts: LicenseFacts) -> dict[str, Any]:
     return {k: v for k, v in facts.to_dict().items() if k not in _DETECTION_ONLY}
 
 
-def _print_license(out: Output, model: dict[str, Any] | None, detection: LicenseDetection,
-                   verdict: dict[str, Any]) -> None:
+def _print_license(
+    out: Output, model: dict[str, Any] | None, detection: LicenseDetection, verdict: dict[str, Any]
+) -> None:
     from hearth.licenses import format_chain
 
     facts = detection.facts
@@ -98,17 +99,26 @@ def _print_license(out: Output, model: dict[str, Any] | None, detection: License
     if detection.signals:
         out.console.print("\nsignals", highlight=False)
         for s in detection.signals:
-            out.console.print(f"  {s.source}: {s.license_id} ({s.raw})", highlight=False, markup=False)
+            out.console.print(
+                f"  {s.source}: {s.license_id} ({s.raw})", highlight=False, markup=False
+            )
         if detection.conflict:
-            out.console.print(f"  conflict: {detection.describe_conflict()}", highlight=False,
-                              markup=False)
+            out.console.print(
+                f"  conflict: {detection.describe_conflict()}", highlight=False, markup=False
+            )
     if detection.chain and model:
-        out.console.print(f"\nchain\n  {format_chain(detection.chain, model['name'], facts.id)}",
-                          highlight=False, markup=False)
+        out.console.print(
+            f"\nchain\n  {format_chain(detection.chain, model['name'], facts.id)}",
+            highlight=False,
+            markup=False,
+        )
     out.console.print("\nunder the current policy", highlight=False)
     for use, v in verdict.items():
-        line = f"  {use}: allowed ({v['basis']})" if v["allowed"] else (
-            f"  {use}: REFUSED — {v['clause']} To allow it: {v['remedy']}")
+        line = (
+            f"  {use}: allowed ({v['basis']})"
+            if v["allowed"]
+            else (f"  {use}: REFUSED — {v['clause']} To allow it: {v['remedy']}")
+        )
         out.console.print(line, highlight=False, markup=False)
 
 
@@ -116,7 +126,9 @@ def register(app: typer.Typer) -> None:
     @app.command("license")
     def license_(
         ctx: typer.Context,
-        name: str = typer.Argument(..., help="A stored model (smollm2) or a license id (llama3.1)."),
+        name: str = typer.Argument(
+            ..., help="A stored model (smollm2) or a license id (llama3.1)."
+        ),
         json_flag: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Show a model's license: the facts, the signals it was detected from, and whether
@@ -128,17 +140,21 @@ def register(app: typer.Typer) -> None:
         model, detection = _lookup(settings, name)
         verdict = _verdict(settings, detection, model["digest"] if model else None)
         if out.json:
-            out.emit_json({
-                "model": model,
-                **detection.to_dict(),
-                "facts": _facts_dict(detection.facts),
-                "policy": verdict,
-            })
+            out.emit_json(
+                {
+                    "model": model,
+                    **detection.to_dict(),
+                    "facts": _facts_dict(detection.facts),
+                    "policy": verdict,
+                }
+            )
             return
         _print_license(out, model, detection, verdict)
 
-    policy_app = typer.Typer(help="Show or change the license use policy ($HEARTH_HOME/policy.toml).",
-                             no_args_is_help=True)
+    policy_app = typer.Typer(
+        help="Show or change the license use policy ($HEARTH_HOME/policy.toml).",
+        no_args_is_help=True,
+    )
     app.add_typer(policy_app, name="policy")
 
     @policy_app.command("show")
@@ -157,16 +173,23 @@ def register(app: typer.Typer) -> None:
         path = policy_path(settings)
         acceptances = list_acceptances(settings)
         if out.json:
-            out.emit_json({
-                "path": str(path),
-                "exists": path.is_file(),
-                "policy": policy.to_dict(),
-                "acceptances": [
-                    {"model_digest": a.model_digest, "license_id": a.license_id, "user": a.user,
-                     "accepted_at": a.accepted_at.isoformat(), "use": a.use}
-                    for a in acceptances
-                ],
-            })
+            out.emit_json(
+                {
+                    "path": str(path),
+                    "exists": path.is_file(),
+                    "policy": policy.to_dict(),
+                    "acceptances": [
+                        {
+                            "model_digest": a.model_digest,
+                            "license_id": a.license_id,
+                            "user": a.user,
+                            "accepted_at": a.accepted_at.isoformat(),
+                            "use": a.use,
+                        }
+                        for a in acceptances
+                    ],
+                }
+            )
             return
         where = str(path) if path.is_file() else f"{path} (not written yet: defaults)"
         out.console.print(f"policy: {where}", highlight=False, markup=False)
@@ -181,15 +204,22 @@ def register(app: typer.Typer) -> None:
                 out.console.print(
                     f"  {a.license_id} for {a.model_digest.removeprefix('sha256:')[:12]} by "
                     f"{a.user} at {a.accepted_at:%Y-%m-%d %H:%M} UTC ({a.use})",
-                    highlight=False, markup=False)
+                    highlight=False,
+                    markup=False,
+                )
 
     @policy_app.command("set")
     def policy_set(
         ctx: typer.Context,
-        key: str = typer.Argument(..., help="commercial, monthly_active_users, allow, deny, "
-                                            "unknown or train_other_models."),
-        value: str = typer.Argument(..., help="true/false, a number (2M), warn/deny, or "
-                                              "comma-separated license ids (\"\" clears)."),
+        key: str = typer.Argument(
+            ...,
+            help="commercial, monthly_active_users, allow, deny, unknown or train_other_models.",
+        ),
+        value: str = typer.Argument(
+            ...,
+            help="true/false, a number (2M), warn/deny, or "
+            'comma-separated license ids ("" clears).',
+        ),
     ) -> None:
         """Change one policy key and save policy.toml."""
         from hearth.config import load_settings
@@ -202,5 +232,9 @@ def register(app: typer.Typer) -> None:
             out.emit_json(policy.to_dict())
             return
         shown = getattr(policy, key)
-        out.console.print(f"{key} = {json.dumps(list(shown) if isinstance(shown, tuple) else shown)} "
-                          f"(saved to {policy_path(settings)})", highlight=False, markup=False)
+        out.console.print(
+            f"{key} = {json.dumps(list(shown) if isinstance(shown, tuple) else shown)} "
+            f"(saved to {policy_path(settings)})",
+            highlight=False,
+            markup=False,
+        )

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.serve import errors, ollama_routes, openai_routes
+from hearth.serve import arena_routes, errors, ollama_routes, openai_routes
 from hearth.serve.auth import require_key
 from hearth.serve.keys import has_active_keys
 from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
@@ -144,7 +144,7 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    for router in (*openai_routes.routers, *ollama_routes.routers):
+    for router in (*openai_routes.routers, *ollama_routes.routers, arena_routes.router):
         app.include_router(router)
 
     @app.get("/", response_class=PlainTextResponse, tags=["health"])
