@@ -208,7 +208,7 @@ def export_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A tuned model (hearth tune --name)."),
     fmt: str = typer.Option(
-        "peft", "--format", help="peft (adapter_config.json + adapter_model.safetensors)."
+        "peft", "--format", help="peft (adapter_config.json + adapter_model.safetensors) or gguf-lora (llama.cpp --lora)."
     ),
     output: Path = typer.Option(..., "--output", help="Folder to write."),
 ) -> None:

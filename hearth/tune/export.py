@@ -1,7 +1,8 @@
 """`hearth export`: a tuned model's adapter in the formats other runtimes load. `peft`:
 adapter_config.json + adapter_model.safetensors, loadable by `PeftModel.from_pretrained` on
 the transformers model of the same base (the files are the stored adapter's; the base is
-named by store name and sha256). Knows nothing of the terminal."""
+named by store name and sha256). `gguf-lora`: llama.cpp's adapter GGUF (gguf_lora.py).
+Knows nothing of the terminal."""
 
 from __future__ import annotations
 
@@ -12,26 +13,45 @@ from hearth.config import Settings, load_settings
 from hearth.errors import UnsupportedModelError, UserInputError
 from hearth.store import Store
 from hearth.store.adapters import locate_adapter_model
-from hearth.tune.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from hearth.tune.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter
+from hearth.tune.gguf_lora import GGUF_ARCHES, write_gguf_lora
+from hearth.weights.loader import load_weights
 
 __all__ = ["FORMATS", "export"]
 
-FORMATS = ("peft",)
+FORMATS = ("peft", "gguf-lora")
 
 
 def export(name: str, fmt: str, output: Path, settings: Settings | None = None) -> list[Path]:
     if fmt not in FORMATS:
         raise UnsupportedModelError(
-            f"--format {fmt}: hearth exports {', '.join(FORMATS)} so far (gguf-lora, gguf and "
-            "merged safetensors are not available yet)"
+            f"--format {fmt}: hearth exports {', '.join(FORMATS)} so far (merged gguf and "
+            "safetensors are not available yet)"
         )
     where = locate_adapter_model(Store(settings or load_settings()), name)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserInputError(f"--output {output} exists and is not an empty folder; give a new one")
     output.mkdir(parents=True, exist_ok=True)
+    if fmt == "gguf-lora":
+        return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output)]
     written = []
     for file in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         target = output / file
         shutil.copyfile(where.adapter_dir / file, target)  # the blob, through its link
         written.append(target)
     return written
+
+
+def _gguf_lora(base_path: Path, adapter_dir: Path, base: str, output: Path) -> Path:
+    config = load_weights(base_path).config
+    arch = GGUF_ARCHES.get(config.architecture)
+    if arch is None:
+        raise UnsupportedModelError(
+            f"no llama.cpp architecture for {config.architecture}; export --format peft instead"
+        )
+    target = output / f"{base.replace(':', '-')}-lora.gguf"
+    write_gguf_lora(
+        load_adapter(adapter_dir), arch, config.num_hidden_layers, config.num_attention_heads,
+        config.num_key_value_heads, target,
+    )  # fmt: skip
+    return target

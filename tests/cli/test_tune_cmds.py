@@ -90,6 +90,12 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     assert code == 0, err
     _assert_peft_logits_equal(output, tmp_path / "tiny")
 
+    code, out, err = _run(
+        capsys, "export", "tiny-ahoy", "--format", "gguf-lora", "--output", str(tmp_path / "g")
+    )
+    assert code == 0, err
+    _assert_gguf_lora_matches(tmp_path / "g" / "tiny-latest-lora.gguf", output)
+
 
 def _assert_peft_logits_equal(adapter: Path, base_folder: Path) -> None:
     import peft
@@ -133,3 +139,36 @@ def test_bad_input_is_one_line(
         code, _, err = _run(capsys, "tune", "tiny", "--name", "x", "--accept-license", *extra)
         assert code == exit_code and message in err and "Traceback" not in err, (extra, err)
     assert [r.name for r in Store(load_settings()).list()] == ["tiny:latest"]
+
+
+def _assert_gguf_lora_matches(path: Path, peft_folder: Path) -> None:
+    """llama.cpp's layout: adapter metadata, blk.N.<part>.weight.lora_a/b, q/k rows of B
+    permuted as llama.cpp permutes a llama file's q/k (hearth's GGUF loader undoes it)."""
+    import gguf
+    from safetensors.torch import load_file
+
+    from hearth.weights.gguf import _unpermute
+
+    reader = gguf.GGUFReader(str(path))
+    fields = {f.name: f for f in reader.fields.values()}
+    assert bytes(fields["general.type"].parts[-1]).decode() == "adapter"
+    assert bytes(fields["adapter.type"].parts[-1]).decode() == "lora"
+    assert float(fields["adapter.lora.alpha"].parts[-1][0]) == 32.0
+    tensors = {t.name: torch.from_numpy(t.data.copy()) for t in reader.tensors}
+    assert len(tensors) == 2 * 7 * 2  # A and B of 7 projections in 2 layers
+    peft_w = load_file(str(peft_folder / "adapter_model.safetensors"))
+    prefix = "base_model.model.model.layers.1."
+    torch.testing.assert_close(
+        tensors["blk.1.ffn_down.weight.lora_a"], peft_w[prefix + "mlp.down_proj.lora_A.weight"]
+    )
+    torch.testing.assert_close(
+        tensors["blk.1.attn_v.weight.lora_b"], peft_w[prefix + "self_attn.v_proj.lora_B.weight"]
+    )
+    q_b = tensors["blk.1.attn_q.weight.lora_b"]
+    torch.testing.assert_close(
+        _unpermute(q_b, 4), peft_w[prefix + "self_attn.q_proj.lora_B.weight"]
+    )
+    k_b = tensors["blk.1.attn_k.weight.lora_b"]
+    torch.testing.assert_close(
+        _unpermute(k_b, 2), peft_w[prefix + "self_attn.k_proj.lora_B.weight"]
+    )
