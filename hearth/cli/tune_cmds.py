@@ -25,6 +25,7 @@ DTYPES = ("bf16", "fp32")
 
 def register(app: typer.Typer) -> None:
     app.command("tune")(tune_command)
+    app.command("merge")(merge_command)
     app.command("export")(export_command)
 
 
@@ -208,7 +209,9 @@ def export_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A tuned model (hearth tune --name)."),
     fmt: str = typer.Option(
-        "peft", "--format", help="peft (adapter_config.json + adapter_model.safetensors) or gguf-lora (llama.cpp --lora)."
+        "peft",
+        "--format",
+        help="peft (adapter_config.json + adapter_model.safetensors), gguf-lora (llama.cpp --lora), or the adapter merged: gguf / safetensors (the base's format).",
     ),
     output: Path = typer.Option(..., "--output", help="Folder to write."),
 ) -> None:
@@ -222,3 +225,27 @@ def export_command(
     else:
         for path in written:
             out.console.print(f"wrote {path}", highlight=False)
+
+
+def merge_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A tuned model (hearth tune --name)."),
+    new_name: str | None = typer.Option(
+        None, "--name", help="Name of the merged model (default NAME-merged)."
+    ),
+    accept_license: bool = typer.Option(
+        False, "--accept-license", help="Record acceptance of the base's license terms."
+    ),
+) -> None:
+    """Fold a tuned model's adapter into its base: a plain model run and serve can use."""
+    from hearth.tune.api import merge
+
+    record = merge(name, new_name, accept_license=accept_license)
+    out = Output.of(ctx)
+    if out.json:
+        out.emit_json(record.summary())
+    else:
+        out.console.print(
+            f"stored [bold]{record.name}[/] ({record.format}, {record.size / 1e6:.1f} MB)",
+            highlight=False,
+        )

@@ -26,12 +26,13 @@ from hearth.store.records import ModelRecord
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.adapter_files import load_adapter, load_adapter_weights, save_adapter
 from hearth.tune.lora import apply_lora
+from hearth.tune.merge import write_merged
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import StepReport, Trainer, TrainResult
 from hearth.weights.loader import load_weights
 
-__all__ = ["TuneOutcome", "checkpoint_path", "load_tuned", "tune"]
+__all__ = ["TuneOutcome", "checkpoint_path", "load_tuned", "merge", "tune"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,21 @@ def load_tuned(
     if not where.base_path.exists():
         raise UserInputError(f"the base files of {name} are missing; run `hearth verify {name}`")
     return model, where.base, where.base_digest
+
+
+def merge(
+    name: str, new_name: str | None = None, *, accept_license: bool = False,
+    settings: Settings | None = None,
+) -> ModelRecord:  # fmt: skip
+    """Store the tuned model `name` with its adapter folded into the base's weights, as
+    `new_name` (default: `<name>-merged`), a plain model run and serve can use."""
+    settings = settings or load_settings()
+    store = Store(settings)
+    where = locate_adapter_model(store, name)
+    model = ModelName.parse(name)
+    target = new_name or f"{model.name}-merged:{model.tag}"
+    with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+        path = write_merged(
+            where.base_path, where.base_format, load_adapter(where.adapter_dir), Path(tmp), target
+        )
+        return store.import_path(path, target, accept_license=accept_license)

@@ -1,7 +1,8 @@
 """`hearth export`: a tuned model's adapter in the formats other runtimes load. `peft`:
 adapter_config.json + adapter_model.safetensors, loadable by `PeftModel.from_pretrained` on
 the transformers model of the same base (the files are the stored adapter's; the base is
-named by store name and sha256). `gguf-lora`: llama.cpp's adapter GGUF (gguf_lora.py).
+named by store name and sha256). `gguf-lora`: llama.cpp's adapter GGUF (gguf_lora.py). `gguf` / `safetensors`: the
+adapter merged into the base (merge.py), in the base's own format.
 Knows nothing of the terminal."""
 
 from __future__ import annotations
@@ -15,25 +16,36 @@ from hearth.store import Store
 from hearth.store.adapters import locate_adapter_model
 from hearth.tune.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter
 from hearth.tune.gguf_lora import GGUF_ARCHES, write_gguf_lora
+from hearth.tune.merge import write_merged
 from hearth.weights.loader import load_weights
 
 __all__ = ["FORMATS", "export"]
 
-FORMATS = ("peft", "gguf-lora")
+FORMATS = ("peft", "gguf-lora", "gguf", "safetensors")
 
 
 def export(name: str, fmt: str, output: Path, settings: Settings | None = None) -> list[Path]:
     if fmt not in FORMATS:
-        raise UnsupportedModelError(
-            f"--format {fmt}: hearth exports {', '.join(FORMATS)} so far (merged gguf and "
-            "safetensors are not available yet)"
-        )
+        raise UnsupportedModelError(f"--format {fmt}: hearth exports {', '.join(FORMATS)}")
     where = locate_adapter_model(Store(settings or load_settings()), name)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserInputError(f"--output {output} exists and is not an empty folder; give a new one")
     output.mkdir(parents=True, exist_ok=True)
     if fmt == "gguf-lora":
         return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output)]
+    if fmt in ("gguf", "safetensors"):
+        # merged: written in the base's own format (no GGUF <-> safetensors conversion)
+        wanted = "gguf" if fmt == "gguf" else "hf"
+        if where.base_format != wanted:
+            other = "gguf" if where.base_format == "gguf" else "safetensors"
+            raise UnsupportedModelError(
+                f"--format {fmt}: the base of {name} is {where.base_format}, and hearth writes a "
+                f"merged model in the base's format; use --format {other} (or peft / gguf-lora)"
+            )
+        path = write_merged(
+            where.base_path, where.base_format, load_adapter(where.adapter_dir), output, name
+        )
+        return [path]
     written = []
     for file in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         target = output / file

@@ -96,6 +96,14 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     assert code == 0, err
     _assert_gguf_lora_matches(tmp_path / "g" / "tiny-latest-lora.gguf", output)
 
+    code, _, err = _run(capsys, "merge", "tiny-ahoy", "--accept-license")
+    assert code == 0, err
+    _assert_merged_equals_adapter("tiny-ahoy-merged", "tiny-ahoy")
+    code, _, err = _run(
+        capsys, "export", "tiny-ahoy", "--format", "gguf", "--output", str(tmp_path / "m")
+    )
+    assert code == 2 and "the base of tiny-ahoy is hf" in err
+
 
 def _assert_peft_logits_equal(adapter: Path, base_folder: Path) -> None:
     import peft
@@ -172,3 +180,17 @@ def _assert_gguf_lora_matches(path: Path, peft_folder: Path) -> None:
     torch.testing.assert_close(
         _unpermute(k_b, 2), peft_w[prefix + "self_attn.k_proj.lora_B.weight"]
     )
+
+
+def _assert_merged_equals_adapter(merged: str, tuned: str) -> None:
+    from hearth.model.build import build_model
+    from hearth.weights.loader import load_weights
+
+    loaded = load_weights(Store(load_settings()).locate(merged).path)
+    plain = build_model(loaded.config, loaded.tensors)
+    ours, _, _ = load_tuned(tuned)
+    flat = flatten([TokenizedExample((1, 500, 42, 9000, 77, 3), (True,) * 6, "x")])
+    with torch.no_grad():
+        a = plain.compute_logits(hidden_states(plain, flat))
+        b = ours.compute_logits(hidden_states(ours, flat))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
