@@ -142,6 +142,12 @@ def test_bad_input_is_one_line(
             "12 of 12 examples are longer than --seq-len 8",
             2,
         ),
+        (
+            ["--data", str(tiny_store), "--method", "qlora"],
+            "--method qlora is not available yet",
+            2,
+        ),
+        (["--data", str(tmp_path / "none.jsonl")], "no data at", 2),
     ]
     for extra, message, exit_code in cases:
         code, _, err = _run(capsys, "tune", "tiny", "--name", "x", "--accept-license", *extra)
@@ -194,3 +200,18 @@ def _assert_merged_equals_adapter(merged: str, tuned: str) -> None:
         a = plain.compute_logits(hidden_states(plain, flat))
         b = ours.compute_logits(hidden_states(ours, flat))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_license_gate_refuses_tuning(
+    hearth_home: Path, nc_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hearth.licenses.policy import set_policy_value
+
+    Store(load_settings()).import_path(nc_gguf, "nc-model")
+    set_policy_value(load_settings(), "commercial", "true")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    code, out, err = _run(capsys, "tune", "nc-model", "--data", str(data), "--name", "nc-tuned")
+    assert code == 3 and "NonCommercial" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert [r.name for r in Store(load_settings()).list()] == ["nc-model:latest"]
