@@ -211,7 +211,7 @@ def test_license_gate_refuses_tuning(
     set_policy_value(load_settings(), "commercial", "true")
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "hello"}\n')
-    code, out, err = _run(capsys, "tune", "nc-model", "--data", str(data), "--name", "nc-tuned")
+    code, _, err = _run(capsys, "tune", "nc-model", "--data", str(data), "--name", "nc-tuned")
     assert code == 3 and "NonCommercial" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert [r.name for r in Store(load_settings()).list()] == ["nc-model:latest"]
