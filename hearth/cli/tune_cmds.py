@@ -71,6 +71,11 @@ def tune_command(
     beta: float = typer.Option(0.1, "--beta", help="DPO temperature."),
     dtype: str = typer.Option("bf16", "--dtype", help="Base weights: bf16 (kept bf16) or fp32."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of --name."),
+    data_from: str | None = typer.Option(
+        None,
+        "--data-from",
+        help="The stored model whose outputs the data are (its license is checked for training other models).",
+    ),
     accept_license: bool = typer.Option(
         False, "--accept-license", help="Record acceptance of the base's license terms."
     ),
@@ -99,7 +104,7 @@ def tune_command(
     progress = _Progress(out)
     try:
         outcome = tune(
-            base, data, name, config, resume=resume,
+            base, data, name, config, resume=resume, data_from=data_from,
             dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,
             accept_license=accept_license, on_step=progress.step, on_info=progress.info,
         )  # fmt: skip
@@ -107,6 +112,10 @@ def tune_command(
         progress.close()
     for message in outcome.warnings:
         Output.warning(message)
+    if outcome.record is not None and not out.json:
+        from hearth.tune.export import license_obligations
+
+        out.console.print(license_obligations(outcome.record.license_id), highlight=False)
     _finish(out, outcome, sys.argv[1:])
 
 

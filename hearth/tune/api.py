@@ -60,6 +60,7 @@ def tune(
     config: TrainConfig | None = None,
     *,
     resume: bool = False,
+    data_from: str | None = None,
     dtype: torch.dtype = torch.bfloat16,
     accept_license: bool = False,
     settings: Settings | None = None,
@@ -67,7 +68,9 @@ def tune(
     on_info: Callable[[str], None] | None = None,
     trainer_ready: Callable[[Trainer], None] | None = None,
 ) -> TuneOutcome:
-    """Fine-tune the stored model `base` on `data` and store the result as `name`."""
+    """Fine-tune the stored model `base` on `data` and store the result as `name`.
+    `data_from`: the stored model whose outputs the data are (e.g. exported arena answers):
+    its license is checked for "train_other" too."""
     config = config or TrainConfig()
     settings = settings or load_settings()
     if config.method == "qlora":
@@ -82,6 +85,12 @@ def tune(
         detection_from_stored(record.license_id, record.license_signals), "tune", settings,
         record.digest, accept_license,
     )  # fmt: skip
+    if data_from is not None:
+        teacher = store.get(data_from)
+        warnings += enforce(
+            detection_from_stored(teacher.license_id, teacher.license_signals), "train_other",
+            settings, teacher.digest, accept_license,
+        )  # fmt: skip
     location = store.locate(base)
     info = on_info or (lambda _m: None)
     tokenizer = load_tokenizer(location.path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hearth.config import Settings, load_settings
 from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.licenses import get_facts
 from hearth.store import Store
 from hearth.store.adapters import locate_adapter_model
 from hearth.tune.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter
@@ -31,8 +32,9 @@ def export(name: str, fmt: str, output: Path, settings: Settings | None = None) 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserInputError(f"--output {output} exists and is not an empty folder; give a new one")
     output.mkdir(parents=True, exist_ok=True)
+    notice = write_license_notice(output, where.base, where.base_digest, where.record.license_id)
     if fmt == "gguf-lora":
-        return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output)]
+        return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output), notice]
     if fmt in ("gguf", "safetensors"):
         # merged: written in the base's own format (no GGUF <-> safetensors conversion)
         wanted = "gguf" if fmt == "gguf" else "hf"
@@ -51,7 +53,27 @@ def export(name: str, fmt: str, output: Path, settings: Settings | None = None) 
         target = output / file
         shutil.copyfile(where.adapter_dir / file, target)  # the blob, through its link
         written.append(target)
-    return written
+    return [*written, notice]
+
+
+def license_obligations(license_id: str | None) -> str:
+    """One line: what the base's license asks of a derivative (tune and export say it)."""
+    facts = get_facts(license_id or "unknown")
+    return f"the base's license ({facts.name}) asks of derivatives: {facts.derivative_obligations}"
+
+
+def write_license_notice(output: Path, base: str, base_digest: str, license_id: str | None) -> Path:
+    """LICENSE-NOTICE.md: the license the export inherits from its base and its duties."""
+    facts = get_facts(license_id or "unknown")
+    path = output / "LICENSE-NOTICE.md"
+    path.write_text(
+        f"# License of this derivative\n\nDerived from `{base}` ({base_digest}) by fine-tuning "
+        f"with hearth. The base's license applies: **{facts.name}** ({facts.source_url}).\n\n"
+        f"- Derivatives: {facts.derivative_obligations}\n- Attribution: {facts.attribution}\n"
+        f"- Redistribution: {facts.redistribution}\n\n{facts.summary} This summary is not legal "
+        "advice; the license text governs.\n"
+    )
+    return path
 
 
 def _gguf_lora(base_path: Path, adapter_dir: Path, base: str, output: Path) -> Path:

@@ -88,6 +88,7 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     output = tmp_path / "peft"
     code, _, err = _run(capsys, "export", "tiny-ahoy", "--format", "peft", "--output", str(output))
     assert code == 0, err
+    assert "Derived from `tiny:latest` (sha256:" in (output / "LICENSE-NOTICE.md").read_text()
     _assert_peft_logits_equal(output, tmp_path / "tiny")
 
     code, out, err = _run(
@@ -215,3 +216,9 @@ def test_license_gate_refuses_tuning(
     assert code == 3 and "NonCommercial" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert [r.name for r in Store(load_settings()).list()] == ["nc-model:latest"]
+    # data that is a model's output: that model's license is checked for "train_other"
+    set_policy_value(load_settings(), "commercial", "false")
+    code, _, err = _run(
+        capsys, "tune", "nc-model", "--data", str(data), "--name", "t", "--data-from", "nc-model"
+    )
+    assert code == 3 and "training other models" in err and "Traceback" not in err
