@@ -222,3 +222,23 @@ def test_license_gate_refuses_tuning(
         capsys, "tune", "nc-model", "--data", str(data), "--name", "t", "--data-from", "nc-model"
     )
     assert code == 3 and "training other models" in err and "Traceback" not in err
+
+
+def test_dpo_run_reports_margins(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": f"Question {i}?", "chosen": f"Ahoy! {i}", "rejected": f"No. {i}"}
+        for i in range(6)
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = _run(
+        capsys, "tune", "tiny", "--data", str(pairs), "--name", "tiny-dpo", "--method", "dpo",
+        "--max-steps", "2", "--batch-size", "3", "--seq-len", "64", "--lr", "1e-2", "--rank", "4",
+        "--dtype", "fp32", "--accept-license", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    steps = [x for x in map(json.loads, out.splitlines()) if x["event"] == "step"]
+    assert len(steps) == 2 and abs(steps[0]["reward_margin"]) < 1e-5  # policy == reference at start
+    assert abs(steps[1]["reward_margin"]) > 1e-4 and 0.0 <= steps[1]["reward_accuracy"] <= 1.0
