@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LLM", "SamplingParams", "__version__"]
+__all__ = ["LLM", "EngineConfig", "SamplingParams", "__version__"]
 
 if TYPE_CHECKING:
+    from hearth.engine.engine_config import EngineConfig
     from hearth.engine.llm import LLM
     from hearth.engine.sampling_params import SamplingParams
 
 _LAZY = {
     "LLM": "hearth.engine.llm",
+    "EngineConfig": "hearth.engine.engine_config",
     "SamplingParams": "hearth.engine.sampling_params",
 }
 

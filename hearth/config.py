@@ -9,7 +9,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hearth.errors import InvalidParameterError
+
 DEFAULT_PORT = 11435
+KERNEL_MODES = ("auto", "torch")  # Settings.kernels (hearth.model.backend)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     ollama_port: int = 11434  # `hearth serve --ollama-port` also answers here when it is free
     pip_index_url: str = ""  # empty: pip's own configuration decides
+    # the CPU package's power with every core busy: the usage ledger's energy estimate
+    cpu_watts: float = 65.0
+    price_table: str = ""  # hosted-API prices for the usage ledger; empty: hearth's own
+    # the model's fast operations: "auto" (C kernels where they run) or "torch" (reference)
+    kernels: str = "auto"
+    # kernels to leave off under "auto", a debugging aid (names: hearth.model.cpu.backend)
+    disabled_kernels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -39,8 +49,16 @@ class Settings:
             raise ValueError(f"ollama_port must be in 1..65535, got {self.ollama_port}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+        if self.cpu_watts < 0:
+            raise ValueError(f"cpu_watts must be >= 0, got {self.cpu_watts}")
         if self.kv_cache_gb < 0:
             raise ValueError(f"kv_cache_gb must be >= 0, got {self.kv_cache_gb}")
+        if self.kernels not in KERNEL_MODES:
+            raise InvalidParameterError(
+                "kernels",
+                f"setting kernels (HEARTH_KERNELS) must be one of {', '.join(KERNEL_MODES)}, "
+                f"got {self.kernels!r}",
+            )
 
     @property
     def blobs_dir(self) -> Path:
@@ -73,7 +91,7 @@ def _coerce(name: str, raw: Any) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
-    if name in ("cors_origins", "origins", "allowed_hosts"):
+    if name in ("cors_origins", "origins", "allowed_hosts", "disabled_kernels"):
         if isinstance(raw, str):
             return tuple(o.strip() for o in raw.split(",") if o.strip())
         return tuple(raw)

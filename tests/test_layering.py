@@ -84,3 +84,30 @@ def test_imports_point_down(path: Path) -> None:
 def test_layering_catches_upward_import(tmp_path: Path) -> None:
     tree = ast.parse("from hearth.serve.app import x\nif TYPE_CHECKING:\n    import hearth.cli\n")
     assert _runtime_imports(tree) == ["hearth.serve.app", "hearth.serve.app.x"]
+
+
+# inside model/: the reference layers know no kernels and no backend choice (they are handed
+# an Ops); the CPU backend may build on the layers, never the other way round
+_MODEL_FORBIDDEN = {"layers": ("hearth.model.cpu", "hearth.model.backend")}
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((PACKAGE / "model" / "layers").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_reference_layers_import_no_kernels(path: Path) -> None:
+    for imported in _runtime_imports(ast.parse(path.read_text())):
+        for banned in _MODEL_FORBIDDEN["layers"]:
+            assert not imported.startswith(banned), f"{path.name} imports {imported}"
+
+
+def test_model_reads_no_environment() -> None:
+    """Settings arrive as values (hearth/config.py); only the C build reads the toolchain's
+    own variables (CC, XDG_CACHE_HOME)."""
+    readers = {
+        str(p.relative_to(PACKAGE))
+        for p in (PACKAGE / "model").rglob("*.py")
+        if "os.environ" in p.read_text() or "getenv" in p.read_text()
+    }
+    assert readers <= {"model/cpu/native_build.py"}, readers

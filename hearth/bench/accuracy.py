@@ -49,11 +49,25 @@ def reference_text() -> str:
 
 
 def text_logits(decoder: Any, ids: list[int]) -> torch.Tensor:
-    """(len(ids), vocab) float32 logits of one prefill over `ids`."""
-    from hearth.model.simple import SequenceRunner
+    """(len(ids), vocab) float32 logits of one prefill over `ids` (one sequence, its KV
+    cache in consecutive blocks)."""
+    from hearth.model.batch import AttentionMetadata
+    from hearth.model.kv_cache import allocate_kv_caches
 
-    runner = SequenceRunner(decoder, 1, len(ids))
-    return runner.step([(0, ids)])[0].float()
+    block_size, length = 16, len(ids)
+    num_blocks = -(-length // block_size)
+    param = decoder.model.norm.weight  # the activation dtype (embeddings may be int8)
+    caches = allocate_kv_caches(decoder.config, num_blocks, block_size, param.dtype)
+    meta = AttentionMetadata(
+        query_lens=[length],
+        context_lens=torch.tensor([length], dtype=torch.int32),
+        slot_mapping=torch.arange(length, dtype=torch.int64),
+        block_tables=torch.arange(num_blocks, dtype=torch.int32)[None],
+        block_size=block_size,
+    )
+    positions = torch.arange(length, dtype=torch.int64)
+    hidden = decoder(torch.tensor(ids), positions, meta, caches)
+    return decoder.compute_logits(hidden).float()
 
 
 def perplexity(logits: torch.Tensor, ids: list[int]) -> float:

@@ -18,20 +18,21 @@ def run_hearth(
     path: Path,
     workloads: list[Workload],
     quant: str = "auto",
-    compile_decode: bool = False,
     max_num_seqs: int = 64,
 ) -> tuple[list[dict[str, Any]], float]:
     """The runs, and the KV pool's size in MB: sized to hold the largest workload's
     requests all at once (no preemption), in blocks of 16."""
+    from hearth.config import load_settings
     from hearth.engine.engine_config import EngineConfig
     from hearth.engine.llm import build_engine
     from hearth.engine.sampling_params import SamplingParams
+    from hearth.model.backend import BackendConfig
     from hearth.model.quant_load import load_decoder
     from hearth.tokenizer.loading import load_tokenizer
 
-    loaded = load_decoder(path, quant)
-    if compile_decode:
-        loaded.decoder.compile_decode()
+    settings = load_settings()
+    backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+    loaded = load_decoder(path, quant, backend=backend)
     tokenizer = load_tokenizer(path)
     from hearth.model.kv_cache import kv_cache_bytes_per_block
 
@@ -68,16 +69,8 @@ def run_hearth(
 
     runs = []
     with torch.inference_mode():
-        # compile / allocate / fault in the weights before anything is timed
+        # build the kernels, allocate, fault in the weights before anything is timed
         _drive(engine_for(True), [workloads[0].prompts[0][:16]], [4], params)
-        if compile_decode:
-            # every graph a timed run can need: torch.compile specializes the first shapes
-            # it sees, then recompiles as the context's block count, the number of
-            # sequences (2 and up) and a lone sequence (1) appear; three requests ending at
-            # different steps, their contexts crossing block boundaries, meet them all.
-            # (3 sequences, not 16: a count equal to the block size gets specialized)
-            prompt = workloads[0].prompts[0][:20]
-            _drive(engine_for(True), [prompt] * 3, [40, 30, 20], params)
         for w in workloads:
             engine = None  # the last pool must go before engine_for allocates another
             engine = engine_for(w.prefix_caching)

@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 
+from hearth.config import load_settings
 from hearth.engine.threads import dedicated_cpu
-from hearth.model import decode_ops, decode_step, lowbit_kernel, native_build, paged_kernel
+from hearth.model.backend import BackendConfig, select_backend
+from hearth.model.cpu import native_build
 
 
 def cpu_name() -> str:
@@ -51,6 +53,9 @@ def memory_bandwidth_gbps(size_mb: int = 512, repeats: int = 5) -> float:
 
 def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[str, Any]:
     """The `machine` section of the bench JSON."""
+    settings = load_settings()
+    backend = select_backend(BackendConfig(settings.kernels, settings.disabled_kernels))
+    # the C kernels hearth's runs used (the CPU backend's names; none under kernels=torch)
     info: dict[str, Any] = {
         "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0))
@@ -60,13 +65,8 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "memory_gb": memory_total_gb(),
         "torch": torch.__version__,
-        # whether decode attention ran on hearth's C kernel or the plain-torch road
-        "paged_decode_kernel": paged_kernel.available(),
-        # int4/int8 matmuls on hearth's AVX-512 VNNI kernel, norms/gates/rope in C
-        "lowbit_matmul_kernel": lowbit_kernel.available(),
-        "decode_ops_kernel": decode_ops.available(),
-        # a decode-only step of a plain Llama-family model as one C call (decode_step.py)
-        "decode_step_kernel": decode_step.available(),
+        "backend": backend.name,
+        "kernels": backend.enabled(),
         # AMX bf16 tiles: where present, long prefill inputs take the dense bf16 GEMM
         "amx": "amx_bf16" in native_build.cpu_flags(),
         # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP

@@ -28,7 +28,6 @@ class BenchConfig:
     threads: int = 0  # 0: the cores available
     quick: bool = False
     accuracy: bool = False
-    compile_decode: bool = False
     probe_bandwidth: bool = True
     seed: int = 0
     concurrency: tuple[int, ...] | None = None  # levels of `concurrent`; None: all
@@ -145,7 +144,7 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
     hearth = _run_worker(
-        {**base, "engine": "hearth", "quant": config.quant, "compile": config.compile_decode}
+        {**base, "engine": "hearth", "quant": config.quant}
     )
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}

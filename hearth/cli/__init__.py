@@ -16,13 +16,23 @@ from hearth.cli.output import Output
 from hearth.engine.threads import set_passive_wait
 from hearth.errors import HearthError
 
+# typer >= 0.29 runs on its own copy of click (typer._click), older ones on click itself, so
+# `click.ClickException` no longer catches its usage errors; typer.BadParameter (public API)
+# derives from the ClickException of whichever click typer runs on: take it from there
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
 # verb-group modules, in the order their verbs appear in `hearth --help`
 COMMAND_MODULES = [
     "hearth.cli.store_cmds",
     "hearth.cli.run_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",
+    "hearth.cli.data_cmds",
     "hearth.cli.serve_cmds",
+    "hearth.cli.ps_cmds",
+    "hearth.cli.usage_cmds",
     "hearth.cli.bench_cmds",
     "hearth.cli.arena_cmds",
     "hearth.cli.judge_cmds",
@@ -66,11 +76,21 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def usage_message(exc: Exception) -> str:
+    """One line: click's message (with its "Did you mean" suggestion) and where help is."""
+    message = exc.format_message()  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message = message if message.endswith((".", "?")) else message + "."
+        message = f"{message} See '{ctx.command_path} --help'."
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning hearth errors into exit codes."""
     try:
         # in non-standalone mode click returns a verb's `typer.Exit(code)` instead of exiting
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="hearth", standalone_mode=False)
     except HearthError as exc:
         Output.error(str(exc))
         sys.exit(exc.exit_code)
@@ -81,12 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _CLICK_ERROR as exc:  # usage errors arrive here in non-standalone mode
+        Output.error(usage_message(exc))
+        sys.exit(getattr(exc, "exit_code", 2))
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -118,9 +118,6 @@ def register(app: typer.Typer) -> None:
             "--accuracy",
             help="Also measure each quant mode's perplexity and logits vs fp32.",
         ),
-        compile_decode: bool = typer.Option(
-            False, "--compile", help="torch.compile hearth's decode step (experimental)."
-        ),
         json_flag: bool = typer.Option(
             False, "--json", help="Print the result as one JSON object."
         ),
@@ -134,7 +131,7 @@ def register(app: typer.Typer) -> None:
         from hearth.config import load_settings
         from hearth.engine.llm import check_license, resolve_model
         from hearth.errors import UserInputError
-        from hearth.model.quant_build import QUANT_MODES
+        from hearth.model.quant_modes import QUANT_MODES
 
         out = Output.of(ctx, json_flag)
         if quant not in QUANT_MODES:
@@ -161,7 +158,6 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             quick=quick,
             accuracy=accuracy,
-            compile_decode=compile_decode,
             concurrency=levels,
         )
         result = run_bench(config, Path(path), size / 1e6)

@@ -12,6 +12,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.errors import InvalidParameterError, OptionalDependencyError, UserInputError
+from hearth.model.quant_modes import QUANT_MODES, REFERENCE_QUANT
 
 if TYPE_CHECKING:
     from hearth.config import Settings
@@ -137,16 +138,17 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(
             None,
             "--data-dir",
-            help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data).",
+            help="Evaluation data folder (default: $HEARTH_EVAL_DATA or $HEARTH_HOME/eval-data; `hearth data pull leaderboard` fills it).",
         ),
         batch_size: int = typer.Option(
             16, "--batch-size", help="Prompts per HTTP request (--backend openai)."
         ),
         quant: str = typer.Option(
-            "none",
+            REFERENCE_QUANT,
             "--quant",
-            help="Weights as none (de-quantized, the reference), auto, int8 or int4; "
-            "a quantized run gets its own leaderboard row.",
+            help="Weights as none (de-quantized: the reference lm-eval is checked against, "
+            "hence the default here, unlike run/serve), auto, int8 or int4; a quantized run "
+            "gets its own leaderboard row.",
         ),
     ) -> None:
         """Run benchmark tasks (Open LLM Leaderboard v1) on a model and store the run."""
@@ -165,11 +167,16 @@ def register(app: typer.Typer) -> None:
             )
         if backend not in ("hearth", "openai"):
             raise UserInputError(f"--backend must be 'hearth' or 'openai', got '{backend}'")
-        if quant not in ("none", "auto", "int8", "int4"):
+        if quant not in QUANT_MODES:
             raise InvalidParameterError(
-                "quant", f"--quant must be none, auto, int8 or int4, got '{quant}'"
+                "quant", f"--quant must be one of {', '.join(QUANT_MODES)}, got '{quant}'"
             )
-        if backend == "openai" and quant != "none":
+        # the missing flag before the missing data: it is the first thing to fix
+        if backend == "openai" and not base_url:
+            raise UserInputError(
+                "--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)"
+            )
+        if backend == "openai" and quant != REFERENCE_QUANT:
             raise UserInputError(
                 "--quant applies to hearth's own engine; with --backend openai the server "
                 "decides how its weights run (e.g. `hearth serve --quant int4`)"
@@ -190,10 +197,7 @@ def register(app: typer.Typer) -> None:
 
         lm: LanguageModel
         if backend == "openai":
-            if not base_url:
-                raise UserInputError(
-                    "--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)"
-                )
+            assert base_url  # checked above
             from hearth.eval.backends.openai_backend import OpenAICompletionsLM, OpenAIConfig
 
             try:

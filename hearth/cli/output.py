@@ -11,11 +11,22 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+# piped output has no terminal width to fit: never cut a table cell or wrap a line there,
+# so what a script reads (`hearth list | grep`) is whole
+_PIPED_WIDTH = 100_000
+
+
+def stdout_console() -> Console:
+    """Rich on a terminal; when stdout is piped, unlimited width and no wrapping."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=_PIPED_WIDTH, soft_wrap=True)
+
 
 @dataclass
 class Output:
     json: bool = False
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=stdout_console)
 
     @staticmethod
     def of(ctx: typer.Context, json_flag: bool = False) -> Output:

@@ -1,42 +1,29 @@
 """`hearth run MODEL [PROMPT]`, as in `ollama run`: with a prompt, stream the answer and exit
-(`-` reads stdin); without one, a chat REPL with history, `\"\"\"` multi-line input and
-/set, /clear, /show, /bye. Ctrl-C stops an answer and returns to the prompt. Parses, calls
-the engine, prints; torch and the engine are imported only when the verb runs."""
+(`-` reads stdin); without one, the chat REPL (hearth.cli.repl). Every knob left unset takes
+the model's generation defaults (hearth.engine.generation_defaults). Parses, calls the
+engine, prints; torch and the engine are imported only when the verb runs."""
 
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from hearth.cli.output import Output
-from hearth.errors import HearthError, InvalidParameterError, UserInputError
+from hearth.cli.repl import ChatState, prompt_for, repl, stream_answer
+from hearth.engine.generation_defaults import (
+    CHAT_MAX_TOKENS,
+    COMPLETION_MAX_TOKENS,
+    OLLAMA_SAMPLING,
+    GenerationDefaults,
+)
+from hearth.errors import UserInputError
+from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_HELP
 
 if TYPE_CHECKING:
     from hearth.engine.llm import LLM
-    from hearth.engine.sampling_params import SamplingParams
     from hearth.engine.structured import StructuredSpec
-
-HELP = """Available commands:
-  /set parameter NAME VALUE   temperature, top_p, top_k, seed, num_predict
-  /set system TEXT            set the system message
-  /clear                      forget the conversation
-  /show info                  show model details
-  /bye                        exit
-  \"\"\"                         begin / end a multi-line message"""
-
-_PARAMS = {"temperature": float, "top_p": float, "top_k": int, "seed": int, "num_predict": int}
-
-
-@dataclass
-class ChatState:
-    params: SamplingParams
-    raw: bool
-    system: str | None = None
-    history: list[dict[str, str]] = field(default_factory=list)
 
 
 def _progress(label: str, done: int, total: int) -> None:
@@ -49,151 +36,9 @@ def _progress(label: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def _stream(llm: LLM, prompt: str | list[int], params: SamplingParams, verbose: bool) -> str:
-    """Stream one answer to stdout; returns its text. Ctrl-C (KeyboardInterrupt) aborts the
-    request, frees its blocks and propagates."""
-    engine = llm.engine
-    rid = f"run-{time.monotonic_ns()}"
-    start = time.perf_counter()
-    engine.add_request(rid, prompt, params)
-    num_prompt = len(engine.requests[rid].prompt_token_ids)
-    first: float | None = None
-    text, num_tokens = "", 0
-    try:
-        while rid in engine.requests:
-            for out in engine.step():
-                if out.request_id != rid:
-                    continue
-                if out.error is not None:
-                    raise out.error
-                c = out.outputs[0]
-                if c.delta_token_ids and first is None:
-                    first = time.perf_counter()
-                if c.delta_text:
-                    sys.stdout.write(c.delta_text)
-                    sys.stdout.flush()
-                text, num_tokens = c.text, len(c.token_ids)
-    finally:
-        engine.abort(rid)  # no-op when finished; frees the blocks on Ctrl-C or an error
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    if verbose:
-        end = time.perf_counter()
-        ttft = (first or end) - start
-        rate = (num_tokens - 1) / (end - first) if first and num_tokens > 1 and end > first else 0.0
-        sys.stderr.write(
-            f"prompt tokens: {num_prompt}\ntime to first token: {ttft:.3f}s\n"
-            f"output tokens: {num_tokens}\neval rate: {rate:.2f} tokens/s\n"
-        )
-    return text
 
-
-def _prompt_for(llm: LLM, state: ChatState, message: str) -> str | list[int]:
-    if state.raw:
-        return message
-    messages = list(state.history)
-    if state.system:
-        messages.insert(0, {"role": "system", "content": state.system})
-    messages.append({"role": "user", "content": message})
-    ids: list[int] = llm.tokenizer.encode_chat(messages)
-    return ids
-
-
-def _set_parameter(state: ChatState, name: str, value: str) -> str:
-    kind = _PARAMS.get(name)
-    if kind is None:
-        return f"unknown parameter '{name}'; known: {', '.join(_PARAMS)}"
-    try:
-        parsed = kind(value)
-    except ValueError:
-        return f"'{value}' is not a valid {kind.__name__} for {name}"
-    key = "max_tokens" if name == "num_predict" else name
-    try:
-        state.params = replace(state.params, **{key: parsed})
-    except InvalidParameterError as exc:
-        return str(exc)
-    return f"Set parameter '{name}' to '{value}'"
-
-
-def _command(llm: LLM, state: ChatState, line: str) -> bool:
-    """Handle a /command; False means exit."""
-    parts = line.split(maxsplit=3)
-    cmd = parts[0]
-    if cmd in ("/bye", "/exit"):
-        return False
-    if cmd == "/clear":
-        state.history.clear()
-        print("Cleared session context")
-    elif cmd == "/set" and len(parts) >= 4 and parts[1] == "parameter":
-        print(_set_parameter(state, parts[2], parts[3]))
-    elif cmd == "/set" and len(parts) >= 3 and parts[1] == "system":
-        state.system = line.split(maxsplit=2)[2].strip().strip('"')
-        print("Set system message.")
-    elif cmd == "/show" and len(parts) >= 2 and parts[1] == "info":
-        c = llm.config
-        print(
-            f"  Model\n    path              {llm.path}\n    architecture      {c.architecture}\n"
-            f"    layers            {c.num_hidden_layers}\n    hidden size       {c.hidden_size}\n"
-            f"    context length    {llm.max_model_len}\n    vocabulary        {c.vocab_size}\n"
-            f"    chat template     {'yes' if llm.tokenizer.has_chat_template else 'no'}"
-        )
-    else:
-        print(HELP)
-    return True
-
-
-def _read_message(first: str) -> str:
-    """A message: one line, or from a line starting with \"\"\" to one ending with it."""
-    if not first.startswith('"""'):
-        return first
-    body = first[3:]
-    if body.endswith('"""'):
-        return body[:-3]
-    lines = [body] if body else []
-    while True:
-        line = input("... ")
-        if line.endswith('"""'):
-            lines.append(line[:-3])
-            return "\n".join(lines)
-        lines.append(line)
-
-
-def _repl(llm: LLM, state: ChatState, verbose: bool) -> None:
-    interrupted = False  # a Ctrl-C at an empty prompt; a second one exits
-    while True:
-        try:
-            line = input(">>> ")
-            interrupted = False
-            message = _read_message(line)
-        except KeyboardInterrupt:
-            if interrupted:
-                print()
-                return
-            interrupted = True
-            print("\nUse Ctrl + d or /bye to exit.")
-            continue
-        except EOFError:
-            print()
-            return
-        if not message.strip():
-            continue
-        if message.startswith("/"):
-            if not _command(llm, state, message.strip()):
-                return
-            continue
-        try:
-            answer = _stream(llm, _prompt_for(llm, state, message), state.params, verbose)
-        except KeyboardInterrupt:
-            print()  # the answer is dropped, not added to the history
-            continue
-        except UserInputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            continue
-        if not state.raw:
-            state.history += [
-                {"role": "user", "content": message},
-                {"role": "assistant", "content": answer},
-            ]
+def _default_help(knob: str) -> str:
+    return f"Default: the model's own (its file, then the catalog), else {OLLAMA_SAMPLING[knob]:g}."
 
 
 def register(app: typer.Typer) -> None:
@@ -204,13 +49,22 @@ def register(app: typer.Typer) -> None:
         ),
         prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
         temperature: float | None = typer.Option(
-            None, "--temperature", help="0 is greedy (default: the catalog's, else 0.8)."
+            None, "--temperature", help="0 is greedy. " + _default_help("temperature")
         ),
-        top_p: float | None = typer.Option(None, "--top-p", help="Default: catalog's, else 0.9."),
-        top_k: int | None = typer.Option(None, "--top-k", help="0 disables (default 40)."),
+        top_p: float | None = typer.Option(None, "--top-p", help=_default_help("top_p")),
+        top_k: int | None = typer.Option(
+            None, "--top-k", help="0 disables it. " + _default_help("top_k")
+        ),
+        repeat_penalty: float | None = typer.Option(
+            None, "--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")
+        ),
         seed: int | None = typer.Option(None, "--seed"),
         max_tokens: int | None = typer.Option(
-            None, "--max-tokens", help="Default: until the end or the context is full."
+            None,
+            "--max-tokens",
+            help=f"Most tokens per answer. Default: the model's own, else {CHAT_MAX_TOKENS} "
+            f"(a base model without a chat template: {COMPLETION_MAX_TOKENS}, stopping at a "
+            "blank line). `/show parameters` in the chat shows what applies.",
         ),
         ctx: int | None = typer.Option(
             None, "--ctx", help="Context length in tokens (default: the model's)."
@@ -221,10 +75,7 @@ def register(app: typer.Typer) -> None:
         ),
         kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
         quant: str = typer.Option(
-            "none",
-            "--quant",
-            help="Weights in memory: none (exact, fp32), auto (keep GGUF low-bit: fastest), "
-            "int8, int4.",
+            DEFAULT_QUANT, "--quant", help=f"Weights in memory: {QUANT_HELP}."
         ),
         accept_license: bool = typer.Option(
             False, "--accept-license", help="Record your acceptance of the model's license terms."
@@ -237,50 +88,48 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Chat with a model, or answer one prompt (like `ollama run`)."""
+        from hearth.config import load_settings
         from hearth.engine.llm import LLM
-        from hearth.engine.sampling_params import SamplingParams
 
-        sampling = _sampling_defaults(model) | {
-            k: v
-            for k, v in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k))
-            if v is not None
+        given = {
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "repetition_penalty": repeat_penalty,
+            "max_tokens": max_tokens,
         }
-        params = SamplingParams(
-            temperature=float(sampling["temperature"]),
-            top_p=float(sampling["top_p"]),
-            top_k=int(sampling["top_k"]),
-            seed=seed,
-            max_tokens=max_tokens,
-            structured=_format_spec(output_format),
-        )
+        given = {k: v for k, v in given.items() if v is not None}
+        # bad values fail before the model loads, naming the option
+        GenerationDefaults.resolve().with_values(**given).sampling_params(seed=seed)
+        structured = _format_spec(output_format)
         if prompt == "-":
             prompt = sys.stdin.read()
+        settings = load_settings()
         llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
         for warning in llm.license_warnings:
             Output.warning(warning)
+        defaults = llm.defaults.with_values(**given) if given else llm.defaults
         if not raw and not llm.tokenizer.has_chat_template:
-            sys.stderr.write("note: this model has no chat template; running as plain completion\n")
+            stops = ", stopping at a blank line" if "\n\n" in defaults.stop else ""
+            sys.stderr.write(
+                "note: this model has no chat template; running as plain completion "
+                f"(up to {defaults.max_tokens} tokens{stops})\n"
+            )
             raw = True
-        state = ChatState(params=params, raw=raw)
+        state = ChatState(
+            defaults=defaults,
+            raw=raw,
+            seed=seed,
+            structured=structured,
+            conversations_dir=settings.home / "conversations",
+        )
         if prompt is not None:
             try:
-                _stream(llm, _prompt_for(llm, state, prompt), params, verbose)
+                stream_answer(llm, prompt_for(llm, state, prompt), state.params(), verbose)
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None
             return
-        _repl(llm, state, verbose)
-
-
-def _sampling_defaults(model: str) -> dict[str, float]:
-    """Ollama's generic defaults, overridden by what the catalog recommends for `model`."""
-    from hearth.store.catalog import lookup
-
-    defaults: dict[str, float] = {"temperature": 0.8, "top_p": 0.9, "top_k": 40}
-    try:
-        entry = lookup(model)
-    except HearthError:  # a path, or a name the catalog rule rejects: no catalog defaults
-        entry = None
-    return defaults | dict(entry.parameters) if entry else defaults
+        repl(llm, state, verbose, history=settings.home / "history")
 
 
 def _format_spec(value: str | None) -> StructuredSpec | None:
@@ -313,7 +162,7 @@ def _load(
     model: str,
     ctx: int | None,
     kv_cache_gb: float | None,
-    quant: str = "none",
+    quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
 ) -> LLM:
     from hearth.config import load_settings

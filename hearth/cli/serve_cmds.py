@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from hearth.cli.output import Output
+from hearth.config import DEFAULT_PORT
+from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_HELP
 
 keys_app = typer.Typer(
     help="API keys for `hearth serve` (stored hashed; shown once).", no_args_is_help=True
@@ -22,7 +24,7 @@ def serve(
         "--host",
         help="Address to listen on (default 127.0.0.1; anything else needs an API key).",
     ),
-    port: int = typer.Option(None, "--port", help="Port (default 11435)."),
+    port: int = typer.Option(None, "--port", help=f"Port (default {DEFAULT_PORT})."),
     keep_alive: float = typer.Option(
         None, "--keep-alive", help="Seconds an idle model stays loaded (default 300; -1 = forever)."
     ),
@@ -36,7 +38,7 @@ def serve(
     ),
     kv_cache_gb: float = typer.Option(None, "--kv-cache-gb", help="KV cache per model."),
     quant: str = typer.Option(
-        None, "--quant", help="none (exact), auto (keep GGUF low-bit: fastest), int8, int4."
+        None, "--quant", help=f"Weights in memory: {QUANT_HELP}. Default: {DEFAULT_QUANT}."
     ),
     ctx_len: int = typer.Option(
         None,

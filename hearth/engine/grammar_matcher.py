@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from hearth.engine.grammar_bounds import char_tokens, closing_path, scan_quotes
 from hearth.engine.grammar_spec import StructuredSpec
 from hearth.errors import GrammarError
 
@@ -74,6 +75,11 @@ class GrammarStats:
             }
 
 
+# how close to the end of its budget a constrained sequence's tokens are checked against
+# the closing path (grammar_bounds.closing_path)
+BUDGET_SLACK = 8
+
+
 class GrammarMatcher:
     """The grammar state of one sequence. Not thread-safe: one sequence, one thread."""
 
@@ -81,6 +87,15 @@ class GrammarMatcher:
         self.compiler = compiler
         self._m = matcher
         self._num_accepted = 0
+        # (inside a JSON string, after a backslash) after each accepted token, for the
+        # closing walk's order of preference; [0] is the start
+        self._quotes: list[tuple[bool, bool]] = [(False, False)]
+        # closing path from the current state: (num_accepted, path or None)
+        self._closing: tuple[int, list[int] | None] | None = None
+        # closing path after the token last checked by `fit_budget`: (token, path)
+        self._next_closing: tuple[int, list[int] | None] | None = None
+        # (num_accepted, closing path length) of the last successful walk
+        self._walked: tuple[int, int] | None = None
 
     def fill_mask(self, logits_row: torch.Tensor) -> None:
         """Set every token the grammar forbids next to -inf, in place. `logits_row`: (V,),
@@ -96,6 +111,10 @@ class GrammarMatcher:
                 "sample from masked logits"
             )
         self._num_accepted += 1
+        data = self.compiler._llt.decode_bytes([int(token_id)])
+        self._quotes.append(scan_quotes(self._quotes[-1], data))
+        nxt, self._next_closing = self._next_closing, None
+        self._closing = (self._num_accepted, nxt[1]) if nxt and nxt[0] == token_id else None
 
     def is_finished(self) -> bool:
         """True once the grammar cannot continue (only EOS may follow) or EOS was taken:
@@ -115,6 +134,52 @@ class GrammarMatcher:
                 f"grammar rollback of {num_tokens} tokens failed: {self._m.get_error()}"
             )
         self._num_accepted -= num_tokens
+        del self._quotes[len(self._quotes) - num_tokens :]
+        self._closing = self._next_closing = self._walked = None
+
+    def closing_path(self, limit: int) -> list[int] | None:
+        """Tokens that complete the grammar from here (empty if it may end now), at most
+        `limit`; None if none that short was found (grammar_bounds.closing_path)."""
+        if self._closing is not None and self._closing[0] == self._num_accepted:
+            path = self._closing[1]
+            if path is not None and len(path) <= limit:
+                return path
+        path = self._walk(self._m, self._quotes[-1], limit)
+        self._closing = (self._num_accepted, path)
+        self._walked = (self._num_accepted, len(path)) if path is not None else None
+        return path
+
+    def fit_budget(self, token_id: int, num_left: int) -> int:
+        """`token_id` if the output can still be completed after it within the `num_left`
+        tokens this sequence may still produce (this one included); otherwise the first
+        token of the closing path from here (when that fits), so a constrained output
+        always ends complete if its budget allows it at all."""
+        if self._walked is not None:
+            # far from the end, walk only now and then (a walk costs ~1-3 ms): assume a
+            # token lengthens the closing path by at most 4 since the last walk
+            since = self._num_accepted - self._walked[0]
+            if since < 16 and num_left > self._walked[1] + BUDGET_SLACK + 4 * (since + 1):
+                return token_id
+        here = self.closing_path(num_left)
+        if here is not None and len(here) + BUDGET_SLACK < num_left:
+            # room to spare: no single token lengthens the closing path that much (and
+            # the greedy walk is not exact, so it is not trusted to veto far from the end)
+            return token_id
+        after = self._m.deep_copy()
+        if not after.consume_token(int(token_id)):
+            return token_id  # accept() will report it
+        data = self.compiler._llt.decode_bytes([int(token_id)])
+        path = self._walk(after, scan_quotes(self._quotes[-1], data), num_left - 1)
+        if path is not None:
+            self._next_closing = (token_id, path)
+            return token_id
+        if not here:
+            return token_id  # cannot fit either way (or may end now): leave the model be
+        self._next_closing = (here[0], here[1:])
+        return here[0]
+
+    def _walk(self, m: llguidance.LLMatcher, quotes: tuple[bool, bool], limit: int) -> list[int] | None:
+        return closing_path(m, self.compiler._llt, self.compiler.char_tokens, quotes, limit)
 
     @property
     def num_accepted(self) -> int:
@@ -152,6 +217,7 @@ class GrammarCompiler:
             eos_token=[int(i) for i in eos_ids] if eos_ids else None,
         )
         self.eos_ids: tuple[int, ...] = tuple(self._llt.eos_tokens)
+        self.char_tokens = char_tokens(self._llt)  # for closing walks
         self.stats = GrammarStats()
         self._cache: OrderedDict[StructuredSpec, llguidance.LLMatcher] = OrderedDict()
         self._cache_size = cache_size

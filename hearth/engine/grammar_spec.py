@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from hearth.engine.grammar_bounds import ANY_OBJECT_SCHEMA, bound_schema
 from hearth.errors import GrammarError, InvalidParameterError
 
 Kind = Literal["json_object", "json_schema", "regex", "grammar"]
@@ -36,7 +37,8 @@ _REMOTE_REF = re.compile(r"Resource '([^']*)' is not present")
 @dataclass(frozen=True)
 class StructuredSpec:
     """A constraint on a whole completion. `value` is canonical text so specs hash and
-    compare by meaning (the compile cache key): the schema as sorted, compact JSON for
+    compare by meaning (the compile cache key): the schema as compact JSON (keys in the
+    schema's own order, which is the order the output writes properties in) for
     `json_schema`; the pattern for `regex` (it must match the whole output); Lark or GBNF
     (llama.cpp EBNF) text for `grammar`; empty for `json_object` (any JSON object)."""
 
@@ -73,7 +75,9 @@ class StructuredSpec:
                 raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from exc
         if isinstance(schema, bool) or not isinstance(schema, Mapping):
             raise GrammarError('a JSON schema must be a JSON object such as {"type": "object"}')
-        return cls("json_schema", json.dumps(schema, sort_keys=True, separators=(",", ":")))
+        # keys keep the schema's order: the grammar writes properties in that order (as
+        # OpenAI's strict mode does), so sorting them would reorder the model's output
+        return cls("json_schema", json.dumps(schema, separators=(",", ":")))
 
     @classmethod
     def regex(cls, pattern: str) -> StructuredSpec:
@@ -176,13 +180,16 @@ def _lower(spec: StructuredSpec) -> str:
     if spec.kind == "json_object":
         return str(
             llguidance.LLMatcher.grammar_from_json_schema(
-                {"type": "object"}, cast(Any, JSON_OPTIONS)
+                bound_schema(ANY_OBJECT_SCHEMA), cast(Any, JSON_OPTIONS)
             )
         )
     if spec.kind == "json_schema":
         schema = json.loads(spec.value)
         _check_metaschema(schema)
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, cast(Any, JSON_OPTIONS))
+        # numbers the schema leaves open get llama.cpp's bounds (grammar_bounds.py)
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            bound_schema(schema), cast(Any, JSON_OPTIONS)
+        )
     elif spec.kind == "regex":
         grammar = llguidance.LLMatcher.grammar_from_regex(spec.value)
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ import torch
 
 from hearth.config import Settings, load_settings
 from hearth.engine.engine_config import EngineConfig, plan_kv_cache
+from hearth.engine.generation_defaults import GenerationDefaults
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ModelNotFoundError, UserInputError
+from hearth.model.quant_modes import DEFAULT_QUANT
 
 # (label, bytes done, bytes total; 0 = unknown) -> None, as the store reports it
 Progress = Callable[[str, int, int], None]
@@ -54,28 +57,64 @@ def resolve_model(
     return location.path, location.record
 
 
-def check_license(
-    path: Path, record: Any, use: str, settings: Settings, accept_license: bool
-) -> list[str]:
-    """The license gate for `use` of this model: the store's stored detection, or for a
-    path given directly, what its own files say. Returns warnings; raises PolicyError."""
-    from hearth.licenses import detect_license, detection_from_stored, enforce
+def detect_model_license(path: Path, record: Any) -> Any:
+    """The LicenseDetection of a model: the store's stored one, or for a path given
+    directly, what its own files say."""
+    from hearth.licenses import detect_license, detection_from_stored
 
     if record is not None:
-        detection = detection_from_stored(record.license_id, record.license_signals)
-        return enforce(detection, use, settings, record.digest, accept_license)
+        return detection_from_stored(record.license_id, record.license_signals)
     if path.is_dir():
         card, text = path / "README.md", path / "LICENSE"
-        detection = detect_license(
+        return detect_license(
             card_text=card.read_text(errors="replace") if card.is_file() else None,
             license_text=text.read_text(errors="replace") if text.is_file() else None,
         )
-    else:
-        from hearth.weights.gguf_metadata import read_gguf_metadata
+    from hearth.weights.gguf_metadata import read_gguf_metadata
 
-        detection = detect_license(gguf_metadata=read_gguf_metadata(path))
+    return detect_license(gguf_metadata=read_gguf_metadata(path))
+
+
+def check_license(
+    path: Path, record: Any, use: str, settings: Settings, accept_license: bool
+) -> list[str]:
+    """The license gate for `use` of this model. Returns warnings; raises PolicyError."""
+    from hearth.licenses import enforce
+
+    detection = detect_model_license(path, record)
     # a file outside the store has no digest yet: acceptances are keyed by its location
-    return enforce(detection, use, settings, f"file:{path.resolve()}", accept_license)
+    digest = record.digest if record is not None else f"file:{path.resolve()}"
+    return enforce(detection, use, settings, digest, accept_license)
+
+
+def model_defaults(
+    name: str, model_file: dict[str, Any], has_chat_template: bool
+) -> GenerationDefaults:
+    """The generation defaults of the model opened as `name`: its file's, then the catalog's
+    parameters when `name` is a catalog name."""
+    from hearth.store.catalog import lookup
+
+    entry = lookup(name)
+    catalog = dict(entry.parameters) if entry else None
+    return GenerationDefaults.resolve(model_file, catalog, chat=has_chat_template)
+
+
+def _engine_config(
+    config: EngineConfig | None, options: dict[str, Any], settings: Settings
+) -> EngineConfig:
+    """`config` with the keyword options forwarded onto it; an unknown keyword is an error
+    that names the fields there are."""
+    config = config or EngineConfig()
+    unknown = sorted(set(options) - {f.name for f in fields(EngineConfig)})
+    if unknown:
+        raise TypeError(
+            f"LLM() got unexpected keyword argument(s) {', '.join(unknown)}; EngineConfig "
+            f"fields are {', '.join(f.name for f in fields(EngineConfig))}"
+        )
+    config = replace(config, **options)
+    if config.kv_cache_gb is None and settings.kv_cache_gb > 0:
+        config = replace(config, kv_cache_gb=settings.kv_cache_gb)
+    return config
 
 
 def build_engine(
@@ -108,66 +147,73 @@ class LLM:
     """An open-weight model ready to generate.
 
     model: a store name ("smollm2", "smollm2:135m"), a .gguf file or an HF folder.
-    kv_cache_gb: KV pool budget; None = Settings.kv_cache_gb, else a share of free RAM.
-    max_model_len: None = the model's context (capped by what the pool holds).
+    config: the engine's knobs (EngineConfig: kv_cache_gb, max_model_len, max_num_seqs, ...);
+      keyword arguments named after its fields are forwarded to it
+      (`LLM("smollm2", max_model_len=2048)` is `LLM("smollm2", EngineConfig(max_model_len=2048))`).
+      kv_cache_gb None = Settings.kv_cache_gb, else a share of free RAM.
     num_threads: torch CPU threads; None = Settings.threads.
-    quant: "none" (dense weights in `dtype`), "auto" (GGUF low-bit weights stay low-bit:
-      Q4_0/Q4_1/Q4_K as int4, other quant types int8), "int8" or "int4" (also quantize HF
-      safetensors at load). Quantized modes run bf16 activations (hearth.model.quant_build).
+    quant: "auto" (the default: the file's own quantization; GGUF Q4_0/Q4_1/Q4_K run as int4,
+      other quant types int8; HF float weights stay dense), "none" (dense weights in `dtype`,
+      the reference eval uses), "int8" or "int4" (also quantize HF safetensors at load).
+      Quantized modes run bf16 activations (hearth.model.quant_build).
+
+    `.defaults` holds the model's generation defaults (hearth.engine.generation_defaults:
+    its generation_config.json / GGUF sampling keys, the catalog's parameters, a bounded
+    output limit); `.generate()` / `.chat()` without SamplingParams use them, as vLLM does
+    with `generation_config="auto"`. SamplingParams given explicitly are taken as they are.
     """
 
     def __init__(
         self,
         model: str | Path,
+        config: EngineConfig | None = None,
         *,
         dtype: torch.dtype = torch.float32,
-        kv_cache_gb: float | None = None,
-        max_num_batched_tokens: int = 512,
-        max_num_seqs: int = 64,
-        max_model_len: int | None = None,
-        block_size: int = 16,
-        enable_prefix_caching: bool = True,
         num_threads: int | None = None,
-        seed: int | None = None,
         settings: Settings | None = None,
         progress: Progress | None = None,
-        quant: str = "none",
+        quant: str = DEFAULT_QUANT,
         license_use: str | None = "run",
         accept_license: bool = False,
+        name: str | None = None,
+        **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
-        `self.license_warnings`; a refusal raises PolicyError."""
+        `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
+        model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
         settings = settings or load_settings()
+        engine_config = _engine_config(config, engine_options, settings)
         torch.set_num_threads(num_threads or settings.threads)
-        if kv_cache_gb is None and settings.kv_cache_gb > 0:
-            kv_cache_gb = settings.kv_cache_gb
         self.path, record = resolve_model(model, settings, progress)
-        self.model_name = str(model)
+        self.model_name = name or str(model)
+        self.license_id: str | None = detect_model_license(self.path, record).license_id
         self.license_warnings: list[str] = []
         if license_use is not None:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
-        built = load_decoder(self.path, quant, dtype)
+        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+        built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
+        self.quant = built.quant  # what "auto" became for this file
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
-        engine_config = EngineConfig(
-            block_size=block_size,
-            kv_cache_gb=kv_cache_gb,
-            max_num_batched_tokens=max_num_batched_tokens,
-            max_num_seqs=max_num_seqs,
-            max_model_len=max_model_len,
-            enable_prefix_caching=enable_prefix_caching,
-            seed=seed,
+        self.defaults = model_defaults(
+            self.model_name, self.generation_defaults, self.tokenizer.has_chat_template
         )
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
         self._ids = itertools.count()
+
+    def default_sampling_params(self, **overrides: Any) -> SamplingParams:
+        """The model's generation defaults as SamplingParams; overrides that are not None
+        win (vLLM's `get_default_sampling_params`)."""
+        return self.defaults.sampling_params(**overrides)
 
     @property
     def max_model_len(self) -> int:
@@ -184,7 +230,7 @@ class LLM:
             prompts = [prompts]
         items: list[str | list[int]] = [p if isinstance(p, str) else list(p) for p in prompts]
         if params is None:
-            params = SamplingParams()
+            params = self.defaults.sampling_params()
         plist = [params] * len(items) if isinstance(params, SamplingParams) else list(params)
         if len(plist) != len(items):
             raise UserInputError(

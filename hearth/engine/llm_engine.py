@@ -243,16 +243,34 @@ class LLMEngine:
         touched: dict[str, None] = {}
         for i, seq in enumerate(seqs):
             tok = result.token_ids[i]
+            entry, sampled_logprob = result.logprobs[i], result.sampled_logprobs[i]
+            if seq.matcher is not None:
+                forced = seq.matcher.fit_budget(tok, self._num_left(seq))
+                if forced != tok:
+                    # the sampled token would leave no room to complete the output: take
+                    # the closing path's next token instead (as if the mask allowed only it)
+                    seq.closed_by_budget = True
+                    row = torch.full_like(logits[i : i + 1], float("-inf"))
+                    row[0, forced] = 0.0
+                    again = self.sampler(row, rows[i : i + 1])
+                    tok, entry = forced, again.logprobs[0]
+                    sampled_logprob = again.sampled_logprobs[0]
             seq.append_token(tok)
-            entry = result.logprobs[i]
             if entry is not None:
                 seq.logprobs.append(entry)
-                seq.cumulative_logprob += result.sampled_logprobs[i]
+                seq.cumulative_logprob += sampled_logprob
             if seq.matcher is not None:
                 seq.matcher.accept(tok)
             self._check_stop(seq, tok)
             touched[seq.request_id] = None
         return list(touched)
+
+    def _num_left(self, seq: Sequence) -> int:
+        """Tokens `seq` may still produce, the one being sampled included."""
+        left = self.max_model_len - len(seq)
+        if seq.params.max_tokens is not None:
+            left = min(left, seq.params.max_tokens - seq.num_output_tokens)
+        return left
 
     def _eos_like(self, seq: Sequence) -> frozenset[int]:
         ids = frozenset(seq.params.stop_token_ids)
@@ -271,7 +289,8 @@ class LLMEngine:
         elif (tok in self.eos_token_ids and not params.ignore_eos) or (
             seq.matcher is not None and seq.matcher.is_finished()
         ):
-            reason = "stop"
+            # complete, but closed early because the budget ran out: say so
+            reason = "length" if seq.closed_by_budget else "stop"
         elif (params.max_tokens is not None and seq.num_output_tokens >= params.max_tokens) or len(
             seq
         ) >= self.max_model_len:

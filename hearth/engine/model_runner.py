@@ -21,7 +21,6 @@ from hearth.engine.threads import (
     dedicated_cpu,
     openmp_workers_sleep,
 )
-from hearth.model import cpu_pool
 from hearth.model.batch import AttentionMetadata
 
 
@@ -127,11 +126,14 @@ class ModelRunner:
             rule = 0 if dedicated_cpu() else DEFAULT_MIN_TOKENS_PER_THREAD
             threads = StepThreads(torch.get_num_threads(), rule)
         self.threads = threads
-        # the C kernels share the cores through their own pool unless the cores are
-        # hearth's alone, or OpenMP's workers spin anyway (see cpu_pool.set_threads)
-        cpu_pool.set_threads(
-            None if dedicated_cpu() else threads.max_threads, pooled=openmp_workers_sleep()
-        )
+        # the backend's kernels share the cores through their own pool unless the cores
+        # are hearth's alone, or OpenMP's workers spin anyway (CpuBackend.set_threads); a
+        # model without a backend (a test's stand-in) has no kernels to tell
+        backend = getattr(model, "ops", None)
+        if backend is not None:
+            backend.set_threads(
+                None if dedicated_cpu() else threads.max_threads, pooled=openmp_workers_sleep()
+            )
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:

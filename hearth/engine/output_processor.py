@@ -112,6 +112,9 @@ class RequestState:
                     else None,
                     delta_text=delta_text,
                     delta_token_ids=delta_ids,
+                    structure_incomplete=seq.is_finished
+                    and seq.matcher is not None
+                    and not seq.matcher.is_accepting(),
                 )
             )
         if not changed:

@@ -15,7 +15,10 @@ class CompletionOutput:
     """One completion. `text` / `token_ids` are everything so far; `delta_text` /
     `delta_token_ids` what is new since the previous output for this request (for
     streaming). `finish_reason` is None while running, then "stop" (EOS, a stop token or
-    a stop string: `stop_reason` says which) or "length", or "abort"."""
+    a stop string: `stop_reason` says which) or "length", or "abort".
+    `structure_incomplete` is True only for a finished, constrained completion whose output
+    does not complete its grammar (its budget was too small to close it: the text is not
+    valid JSON); a constrained output closed early to fit ends "length" but complete."""
 
     index: int
     text: str
@@ -26,6 +29,7 @@ class CompletionOutput:
     cumulative_logprob: float | None = None
     delta_text: str = ""
     delta_token_ids: list[int] = field(default_factory=list)
+    structure_incomplete: bool = False
 
     @property
     def finished(self) -> bool:

@@ -79,6 +79,7 @@ class Sequence:
         self.prompt_logprobs: list[dict[int, Logprob] | None] = []
         self.matcher: Any = None  # structured-output matcher, once compiled
         self.matcher_future: Any = None  # concurrent.futures.Future while compiling
+        self.closed_by_budget = False  # the grammar was completed early to fit max_tokens
         # a sibling (n > 1) whose prompt must be computed first, so its blocks are shared
         self.wait_for: Sequence | None = None
 

@@ -16,9 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-FORMATS: tuple[str, ...] = ("hermes", "llama3", "mistral")
-_START = {"hermes": "<tool_call>", "llama3": "<|python_tag|>", "mistral": "[TOOL_CALLS]"}
-_HERMES_END = "</tool_call>"
+# "default" is hearth's own, for models whose template renders no tools: the default
+# tool-use prompt (tool_calls.default_tool_prompt) teaches it, as LM Studio's does
+FORMATS: tuple[str, ...] = ("hermes", "llama3", "mistral", "default")
+_START = {
+    "hermes": "<tool_call>",
+    "llama3": "<|python_tag|>",
+    "mistral": "[TOOL_CALLS]",
+    "default": "[TOOL_REQUEST]",
+}
+_END = {"hermes": "</tool_call>", "default": "[END_TOOL_REQUEST]"}  # closing tags
 _ARGS_KEYS = ("arguments", "parameters")
 
 
@@ -344,11 +351,12 @@ class ToolCallStream:
         buf = self._buf
         j = _skip_ws(buf, self._pos)
         rest = buf[j:]
-        if self.format == "hermes":
-            if rest.startswith(_HERMES_END):
-                self._pos, self._mode = j + len(_HERMES_END), "text"
+        end_tag = _END.get(self.format)
+        if end_tag is not None:
+            if rest.startswith(end_tag):
+                self._pos, self._mode = j + len(end_tag), "text"
                 return True
-            if not final and _HERMES_END.startswith(rest):
+            if not final and end_tag.startswith(rest):
                 return False
         elif rest[:1] in (",", ";") or (self.format == "llama3" and rest[:1] == "{"):
             k = j + 1 if rest[:1] in (",", ";") else j

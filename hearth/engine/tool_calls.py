@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hearth.engine.grammar_bounds import bound_schema
 from hearth.engine.grammar_spec import JSON_OPTIONS, StructuredSpec
 from hearth.engine.tool_call_stream import (
     FORMATS,
@@ -32,6 +33,8 @@ __all__ = [
     "ToolCallStream",
     "ToolParser",
     "check_tools_renderable",
+    "default_tool_messages",
+    "default_tool_prompt",
     "detect_tool_format",
     "normalize_tools",
     "template_messages",
@@ -194,9 +197,11 @@ def tool_call_spec(
         return StructuredSpec.json_schema(call)
     # the wrapper is literal text; the call inside is JSON under the same options as
     # response_format (compact separators), via llguidance's inline %json
-    inline = json.dumps({**call, "x-guidance": JSON_OPTIONS})
+    inline = json.dumps({**bound_schema(call), "x-guidance": JSON_OPTIONS})
     if format == "hermes":
         lark = f'start: "<tool_call>\\n" call "\\n</tool_call>"\ncall: %json {inline}\n'
+    elif format == "default":
+        lark = f'start: "[TOOL_REQUEST]" call "[END_TOOL_REQUEST]"\ncall: %json {inline}\n'
     else:
         lark = f'start: "[TOOL_CALLS][" call "]"\ncall: %json {inline}\n'
     return StructuredSpec.grammar(lark)
@@ -216,3 +221,62 @@ def _named_choice(tool_choice: Any) -> str:
         'tool_choice must be "auto", "none", "required" or '
         '{"type": "function", "function": {"name": ...}}',
     )
+
+
+# -- the default tool-use prompt ------------------------------------------------------------
+# For a chat template that renders no tools (both catalog models'), hearth does what LM
+# Studio's "default tool use" does: it describes the tools in the system message and asks
+# for calls in one fixed format, `[TOOL_REQUEST]{"name": ..., "arguments": {...}}
+# [END_TOOL_REQUEST]`, which the "default" parser reads; tool_choice "required" / a named
+# function forces such a call with the grammar (tool_call_spec), "auto" parses what the
+# model writes. The wording is hearth's own; it is documented in docs/tools.md.
+DEFAULT_TOOL_PROMPT = """\
+You can call tools to answer. The tools are listed between <tools></tools>, one JSON \
+object each:
+<tools>
+{tools}
+</tools>
+
+To call a tool, answer with only this, one block per call, the arguments as a JSON object:
+[TOOL_REQUEST]{{"name": "tool_name", "arguments": {{"argument": "value"}}}}[END_TOOL_REQUEST]
+
+Call only the tools listed above and give every required argument. A tool's result comes \
+back between [TOOL_RESULT] and [END_TOOL_RESULT]. If no tool is needed, answer normally."""
+
+
+def default_tool_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The system text that teaches a model without tool support the tools and the format."""
+    listed = "\n".join(json.dumps(t["function"]) for t in normalize_tools(tools))
+    return DEFAULT_TOOL_PROMPT.format(tools=listed)
+
+
+def default_tool_messages(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`messages` for a template without tool support: the default tool prompt joins the
+    system message (or becomes one), earlier calls are written into the assistant's text in
+    the default format, and `role: "tool"` results become user turns (templates without
+    tools often refuse an unknown role)."""
+    prompt = default_tool_prompt(tools)
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        calls = message.pop("tool_calls", None)
+        if calls:
+            written = "".join(
+                "[TOOL_REQUEST]"
+                + json.dumps({"name": c["function"]["name"],
+                              "arguments": c["function"].get("arguments", {})})
+                + "[END_TOOL_REQUEST]"
+                for c in template_messages([{"tool_calls": calls}])[0]["tool_calls"]
+            )
+            message["content"] = (message.get("content") or "") + written
+        if message.get("role") == "tool":
+            message = {"role": "user",
+                       "content": f"[TOOL_RESULT]{message.get('content') or ''}[END_TOOL_RESULT]"}
+        out.append(message)
+    if out and out[0].get("role") == "system":
+        out[0]["content"] = f"{out[0].get('content') or ''}\n\n{prompt}".lstrip()
+    else:
+        out.insert(0, {"role": "system", "content": prompt})
+    return out

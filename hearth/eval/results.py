@@ -33,9 +33,9 @@ from hearth import __version__
 from hearth.db import Base, ensure_tables, get_engine
 from hearth.errors import NotFoundError
 from hearth.eval.tasks.base import MetricResult, Scored
+from hearth.model.quant_modes import QUANT_MODES
 
 RUNNING, INTERRUPTED, COMPLETE = "running", "interrupted", "complete"
-QUANT_MODES = ("none", "auto", "int8", "int4")
 
 
 class EvalRunRow(Base):

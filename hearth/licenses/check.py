@@ -65,6 +65,12 @@ def _detection(license: LicenseDetection | str) -> LicenseDetection:
     return LicenseDetection(license_id=normalize_license(license))
 
 
+def terms_notice(facts: LicenseFacts) -> str:
+    """The one line that points a user at a conditional license's terms."""
+    aup = f"; acceptable use: {facts.acceptable_use_policy}" if facts.acceptable_use_policy else ""
+    return f"{facts.id}: {facts.summary} Terms: {facts.source_url}{aup}"
+
+
 def check_use(
     license: LicenseDetection | str,
     policy: Policy,
@@ -144,9 +150,10 @@ def check_use(
             " ".join(c for _, c in needs),
             f"read {facts.source_url} and re-run with --accept-license to record your "
             f"acceptance (who and when) for this model; or {allow_remedy}")
-    if facts.commercial_use == "conditional":
-        aup = f"; acceptable use: {facts.acceptable_use_policy}" if facts.acceptable_use_policy else ""
-        warnings.append(f"{lid}: {facts.summary} Terms: {facts.source_url}{aup}")
+    # the terms are shown until an acceptance is on record: once per acceptance, not per run
+    if facts.commercial_use == "conditional" and not accepted:
+        warnings.append(terms_notice(facts) + " (--accept-license records that you accept "
+                        "them; this notice then stops)")
     if training and facts.outputs_may_train_other_models == "conditional":
         warnings.append(f"{lid}, training other models: {facts.outputs_note}")
     return PolicyDecision(lid, use, "acceptance" if needs and accepted else "license",

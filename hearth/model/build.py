@@ -4,7 +4,9 @@ differ from the decoder's parameter names are reconciled here, in one table: Mix
 into views at load), Llama 4's `feed_forward` with fused (E, in, out) expert tensors (split
 per expert) and its multimodal wrapper's `language_model.` prefix (vision tower ignored).
 Missing, mismatched or unexpected tensors raise errors naming them. `fuse_projections`
-merges q/k/v and gate/up for the engine. Knows nothing of files (weights/ reads them) or of requests."""
+merges q/k/v and gate/up for the engine. The builder hands every layer its backend (Ops),
+and, knowing what it built, says whether the backend's whole-decode-step road may run it
+(`Decoder.plans_decode_step`). Knows nothing of files (weights/ reads them) or of requests."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import torch
 from torch import nn
 
 from hearth.errors import CorruptModelError, UnsupportedModelError
-from hearth.model.attention_layer import Attention
-from hearth.model.decoder import Decoder
-from hearth.model.linear import Linear
-from hearth.model.mlp import GatedMLP
+from hearth.model.backend import select_backend
+from hearth.model.layers.attention_layer import Attention
+from hearth.model.layers.decoder import Decoder
+from hearth.model.layers.linear import Linear
+from hearth.model.layers.mlp import GatedMLP
+from hearth.model.layers.ops import Ops
 from hearth.weights.config import ModelConfig
 
 Source = Callable[[], torch.Tensor]
@@ -130,14 +134,17 @@ def build_model(
     tensors: Mapping[str, torch.Tensor],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    backend: Ops | None = None,
 ) -> Decoder:
-    """A Decoder in eval mode holding `tensors` (HF checkpoint names) in `dtype` on `device`.
+    """A Decoder in eval mode holding `tensors` (HF checkpoint names) in `dtype` on `device`,
+    its layers on `backend` (None: select_backend's default, the C kernels where they run).
 
     Raises CorruptModelError naming a tensor that is missing or has the wrong shape, and
     UnsupportedModelError naming a tensor the config does not account for (e.g. biases the
     config says the model has not): loading it anyway would give silently wrong numbers."""
+    ops = select_backend() if backend is None else backend
     with torch.device("meta"):  # no memory for parameters until the checkpoint's arrive
-        model = Decoder(config)
+        model = Decoder(config, ops)
     expected = model.state_dict()
     sources = checkpoint_sources(config, tensors)
     unexpected = sorted(set(sources) - set(expected))
@@ -198,7 +205,10 @@ def _fused_linear(parts: Sequence[nn.Module]) -> Linear | None:
     if any(b is None for b in biases) and not all(b is None for b in biases):
         return None
     with torch.device("meta"):
-        fused = Linear(weights[0].shape[1], sum(w.shape[0] for w in weights), biases[0] is not None)
+        fused = Linear(
+            weights[0].shape[1], sum(w.shape[0] for w in weights), biases[0] is not None,
+            linears[0].ops,
+        )  # fmt: skip
     fused.weight = nn.Parameter(torch.cat(weights), requires_grad=False)
     if fused.bias is not None:
         fused.bias = nn.Parameter(

@@ -18,18 +18,19 @@ quantized model's size. Knows nothing of files (weights/ reads them) or requests
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from hearth.errors import CorruptModelError, InvalidParameterError, UnsupportedModelError
-from hearth.model.attention_layer import Attention
+from hearth.model.backend import select_backend
 from hearth.model.build import checkpoint_sources
-from hearth.model.decoder import Decoder
-from hearth.model.linear import Linear
-from hearth.model.mlp import GatedMLP
-from hearth.model.quant import (
+from hearth.model.layers.attention_layer import Attention
+from hearth.model.layers.decoder import Decoder
+from hearth.model.layers.linear import Linear
+from hearth.model.layers.mlp import GatedMLP
+from hearth.model.layers.ops import Ops
+from hearth.model.layers.quant import (
     ACT_DTYPE,
     Int4Linear,
     Int4Weight,
@@ -37,6 +38,7 @@ from hearth.model.quant import (
     Int8Linear,
     Int8Weight,
 )
+from hearth.model.quant_modes import QUANT_MODES, QuantMode
 from hearth.model.quant_pack import (
     EXACT_INT4_TYPES,
     GROUP,
@@ -46,9 +48,6 @@ from hearth.model.quant_pack import (
 )
 from hearth.weights.config import ModelConfig
 from hearth.weights.gguf_quant import GGUFQuantizedTensor
-
-QuantMode = Literal["auto", "none", "int8", "int4"]
-QUANT_MODES: tuple[str, ...] = get_args(QuantMode)
 
 Planned = Int4Weight | Int8Weight | torch.Tensor  # a torch.Tensor here is a dense weight
 
@@ -157,12 +156,12 @@ def _fuse(parts: list[Planned]) -> Planned | None:
     return torch.cat([p for p in parts if isinstance(p, torch.Tensor)])
 
 
-def _layer(weight: Planned, bias: torch.Tensor | None) -> nn.Module:
+def _layer(weight: Planned, bias: torch.Tensor | None, ops: Ops) -> nn.Module:
     if isinstance(weight, Int4Weight):
-        return Int4Linear(weight, bias)
+        return Int4Linear(weight, bias, ops)
     if isinstance(weight, Int8Weight):
-        return Int8Linear(weight, bias, reuse_storage=True)  # weights made for it alone
-    layer = Linear(weight.shape[1], weight.shape[0], bias is not None)
+        return Int8Linear(weight, bias, reuse_storage=True, ops=ops)  # made for it alone
+    layer = Linear(weight.shape[1], weight.shape[0], bias is not None, ops)
     layer.weight = nn.Parameter(weight.to(ACT_DTYPE).contiguous(), requires_grad=False)
     if bias is not None:
         layer.bias = nn.Parameter(bias.to(ACT_DTYPE), requires_grad=False)
@@ -218,39 +217,45 @@ def build_quantized_model(
     tensors: Mapping[str, torch.Tensor],
     quant: str,
     device: torch.device | str = "cpu",
+    backend: Ops | None = None,
 ) -> Decoder:
-    """A Decoder in eval mode with quantized projections (see the table above); `tensors`
-    may hold GGUFQuantizedTensor values (load_gguf(keep_quantized=True)). Raises the same
-    errors as build_model for missing, mis-shaped or unexpected tensors."""
+    """A Decoder in eval mode with quantized projections (see the table above) on `backend`
+    (None: select_backend's default); `tensors` may hold GGUFQuantizedTensor values
+    (load_gguf(keep_quantized=True)). Raises the same errors as build_model for missing,
+    mis-shaped or unexpected tensors."""
     mode = check_quant_mode(quant)
     if mode == "none":
         raise ValueError("quant 'none' builds with model.build.build_model")
+    ops = select_backend() if backend is None else backend
     with torch.device("meta"):
-        model = Decoder(config)
+        model = Decoder(config, ops)
     load = _Loader(config, tensors)
+    projections: list[nn.Module] = []  # what the layers' projections became
     for name, module in list(model.named_modules()):
         if isinstance(module, Attention):
-            _fuse_group(load, model, name, module, ("q_proj", "k_proj", "v_proj"), mode)
+            names: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
         elif isinstance(module, GatedMLP):
-            _fuse_group(load, model, name, module, ("gate_proj", "up_proj"), mode)
+            names = ("gate_proj", "up_proj")
         else:
             continue
+        projections += _fuse_group(load, model, name, module, names, mode, ops)
         load.release_pages()
     for name, module in list(model.named_modules()):
         if isinstance(module, Linear) and module.weight.is_meta and name != "lm_head":
             weight, bias = load.linear(name, module, mode)
-            _replace(model, name, _layer(weight, bias))
+            projections.append(_layer(weight, bias, ops))
+            _replace(model, name, projections[-1])
             load.release_pages()
     vocab, hidden = config.vocab_size, config.hidden_size
     embed = plan_weight(load.get("model.embed_tokens.weight", (vocab, hidden)), "int8")
     assert isinstance(embed, Int8Weight)
-    embedding = Int8Embedding(embed, reuse_storage=True)
+    embedding = Int8Embedding(embed, reuse_storage=True, ops=ops)
     model.model.embed_tokens = embedding  # type: ignore[assignment]
     if model.lm_head is None:
         model.lm_head = embedding.as_linear()
     else:
         weight, bias = load.linear("lm_head", model.lm_head, mode)
-        model.lm_head = _layer(weight, bias)
+        model.lm_head = _layer(weight, bias, ops)
     if isinstance(model.lm_head, Int4Linear | Int8Linear):
         model.lm_head.out_float32 = True  # compute_logits wants float32 logits
     load.release_pages()
@@ -268,7 +273,20 @@ def build_quantized_model(
         )
     model.load_state_dict(state, strict=False, assign=True)
     load.release_pages()  # (a float weight may view the file: its pages fault back in)
+    # the whole-step road takes every projection fused and on the low-bit kernel
+    lowbit = all(_is_lowbit(p) for p in projections)
+    model.plans_decode_step = torch.device(device).type == "cpu" and ops.step_fits(config, lowbit)
     return model.to(device).eval()
+
+
+def _is_lowbit(layer: nn.Module) -> bool:
+    """Whether a projection this builder made runs on the low-bit kernel without a bias
+    (an Attention or GatedMLP here: its parts stayed apart)."""
+    if isinstance(layer, Int4Linear):
+        return layer.bias is None and layer.lowbit
+    if isinstance(layer, Int8Linear):
+        return layer.bias is None and layer.int8.lowbit
+    return False
 
 
 def _fuse_group(
@@ -278,20 +296,25 @@ def _fuse_group(
     module: Attention | GatedMLP,
     names: tuple[str, ...],
     mode: QuantMode,
-) -> None:
+    ops: Ops,
+) -> list[nn.Module]:
+    """The group's projections loaded, fused into one layer where the parts got the same
+    kind; returns the layers made, and `module` itself where they stay apart (the C step
+    wants them fused)."""
     parts = [load.linear(f"{prefix}.{n}", getattr(module, n), mode) for n in names]
     fused = _fuse([w for w, _ in parts])
     biases = [b for _, b in parts]
     if fused is None:  # different kinds: keep separate layers
         for n, (w, b) in zip(names, parts, strict=True):
-            setattr(module, n, _layer(w, b))
-        return
+            setattr(module, n, _layer(w, b, ops))
+        return [module]
     bias = None if biases[0] is None else torch.cat(biases)  # type: ignore[arg-type]
-    layer = _layer(fused, bias)
+    layer = _layer(fused, bias, ops)
     if isinstance(module, Attention):
         module.fuse_qkv(layer)
     else:
         module.fuse_gate_up(layer)
+    return [layer]
 
 
 def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:

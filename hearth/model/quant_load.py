@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from hearth.model.backend import BackendConfig, select_backend
 from hearth.model.build import build_model, fuse_projections
-from hearth.model.decoder import Decoder
-from hearth.model.quant import ACT_DTYPE
+from hearth.model.layers.decoder import Decoder
+from hearth.model.layers.quant import ACT_DTYPE
 from hearth.model.quant_build import build_quantized_model, check_quant_mode
 from hearth.weights.loader import LoadedWeights, is_gguf_file, load_weights
 
@@ -62,12 +63,17 @@ def _compact_heap() -> Iterator[None]:
 
 
 def load_decoder(
-    path: str | Path, quant: str = "auto", dtype: torch.dtype = torch.float32
+    path: str | Path,
+    quant: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    backend: BackendConfig = BackendConfig(),
 ) -> LoadedDecoder:
-    """Load `path` (a .gguf file or an HF folder) under `quant` (auto, none, int8, int4).
-    dtype applies to "none" (and to float weights auto leaves dense only as bf16); every
-    quantized mode runs bfloat16 activations. Raises what load_weights/build_model raise."""
+    """Load `path` (a .gguf file or an HF folder) under `quant` (auto, none, int8, int4) on
+    the backend `backend` selects. dtype applies to "none" (and to float weights auto leaves
+    dense only as bf16); every quantized mode runs bfloat16 activations. Raises what
+    load_weights/build_model raise."""
     mode = check_quant_mode(quant)
+    ops = select_backend(backend)
     path = Path(path)
     is_gguf = path.is_file() and is_gguf_file(path)  # magic bytes: blobs have no suffix
     if mode == "auto" and not is_gguf:
@@ -75,7 +81,9 @@ def load_decoder(
     with _compact_heap():
         if mode == "none":
             weights = load_weights(path, dtype)
-            decoder = fuse_projections(build_model(weights.config, weights.tensors, dtype))
+            decoder = fuse_projections(
+                build_model(weights.config, weights.tensors, dtype, backend=ops)
+            )
             return LoadedDecoder(weights, decoder, dtype, mode)
         if is_gguf:
             from hearth.weights.gguf import load_gguf
@@ -83,5 +91,5 @@ def load_decoder(
             weights = load_gguf(path, keep_quantized=True)
         else:
             weights = load_weights(path, torch.float32)
-        decoder = build_quantized_model(weights.config, weights.tensors, mode)
+        decoder = build_quantized_model(weights.config, weights.tensors, mode, backend=ops)
         return LoadedDecoder(weights, decoder, ACT_DTYPE, mode)

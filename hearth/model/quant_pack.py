@@ -21,7 +21,7 @@ import torch
 from gguf import quants
 from gguf.constants import GGMLQuantizationType as T
 
-from hearth.model.quant import Int4Weight, Int8Weight
+from hearth.model.layers.quant import Int4Weight, Int8Weight
 from hearth.weights.gguf_quant import GGUFQuantizedTensor
 
 GROUP = 32

@@ -1,10 +1,11 @@
 """`create_app(settings, options)`: the FastAPI application — OpenAI routes under /v1,
-Ollama routes under /api, `GET /` ("hearth is running"), `/health`, `/metrics`, the API
-docs (behind the key when auth is on) — with the error mapping, the Origin/Host checks, the
-body limit, JSON bodies on /api whatever their Content-Type, CORS (closed unless origins are
-configured), one access-log line per request, request metrics, and the model pool's
-lifecycle. Knows nothing of how it
-is served (server.py runs uvicorn) and never touches tensors."""
+Ollama routes under /api, the arena API, the web UI (`GET /` for a browser, "hearth is
+running" for other clients; ui_routes.py) with its usage, conversation, library and eval
+APIs, `/health`, `/metrics`, the API docs (behind the key when auth is on) — with the error
+mapping, the Origin/Host checks, the body limit, JSON bodies on /api whatever their
+Content-Type, CORS (closed unless origins are configured), one access-log line per
+request, the usage ledger, request metrics, and the model pool's lifecycle. Knows nothing
+of how it is served (server.py runs uvicorn) and never touches tensors."""
 
 from __future__ import annotations
 
@@ -17,12 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.serve import arena_routes, errors, ollama_routes, openai_routes
+from hearth.serve import (
+    arena_routes,
+    conversation_routes,
+    errors,
+    eval_routes,
+    library_routes,
+    ollama_routes,
+    openai_routes,
+    ui_routes,
+    usage_routes,
+)
 from hearth.serve.auth import require_key
 from hearth.serve.keys import has_active_keys
 from hearth.serve.limits import Admission, BodyLimitMiddleware, RateLimiter
@@ -32,6 +43,7 @@ from hearth.serve.ollama_json import OllamaJsonBodyMiddleware
 from hearth.serve.options import ServeOptions
 from hearth.serve.origins import OriginGuard, OriginGuardMiddleware
 from hearth.serve.state import ServerState, get_state, new_request_id
+from hearth.serve.usage_meter import UsageLedgerMiddleware
 
 if TYPE_CHECKING:
     from hearth.store import Store
@@ -144,13 +156,10 @@ def create_app(
     )
     app.state.hearth = state
     errors.install(app)
-    for router in (*openai_routes.routers, *ollama_routes.routers, arena_routes.router):
+    web = (ui_routes, usage_routes, conversation_routes, library_routes, eval_routes)
+    routers = (*openai_routes.routers, *ollama_routes.routers, arena_routes.router)
+    for router in (*routers, *(m.router for m in web)):
         app.include_router(router)
-
-    @app.get("/", response_class=PlainTextResponse, tags=["health"])
-    @app.head("/", response_class=PlainTextResponse, include_in_schema=False)
-    async def root() -> str:
-        return "hearth is running"
 
     @app.get("/health", tags=["health"])
     async def health(st: ServerState = Depends(get_state)) -> JSONResponse:
@@ -162,7 +171,9 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE)
 
     _add_docs(app)
-    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies
+    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies,
+    # usage ledger
+    app.add_middleware(UsageLedgerMiddleware, settings=settings)
     app.add_middleware(OllamaJsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=options.max_body_bytes)
     if options.allowed_origins:

@@ -19,7 +19,14 @@ from hearth.errors import GrammarError, InvalidParameterError
 if TYPE_CHECKING:
     from hearth.engine.structured import StructuredSpec
 
-__all__ = ["ToolPlan", "combine", "output_constraint", "plan_tools", "template_tool_calls"]
+__all__ = [
+    "ToolPlan",
+    "combine",
+    "output_constraint",
+    "plan_tools",
+    "template_tool_calls",
+    "tool_mode",
+]
 
 
 def output_constraint(
@@ -49,11 +56,38 @@ def output_constraint(
 class ToolPlan:
     """tools: the normalised tools to render through the chat template (None: render
     none). format: the tool-call format to parse the output with (None: do not parse).
-    structured: the grammar forcing a call ("required" / a named function), else None."""
+    structured: the grammar forcing a call ("required" / a named function), else None.
+    mode: "template" (the chat template renders the tools), "default-prompt" (it cannot:
+    hearth's default tool-use prompt describes them in the system message), None (no
+    tools); servers report it in the `x-hearth-tool-mode` header. default_prompt_tools:
+    the tools the default prompt describes."""
 
     tools: list[dict[str, Any]] | None = None
     format: str | None = None
     structured: StructuredSpec | None = None
+    mode: str | None = None
+    default_prompt_tools: list[dict[str, Any]] | None = None
+
+    def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation to render: with the default tool prompt in default-prompt mode."""
+        if self.default_prompt_tools is None:
+            return messages
+        from hearth.engine.tool_calls import default_tool_messages
+
+        return default_tool_messages(messages, self.default_prompt_tools)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-hearth-tool-mode": self.mode} if self.mode else {}
+
+
+def tool_mode(chat_template: str | None) -> str:
+    """How tools reach a model with this chat template: "template" when it renders them in
+    a format hearth parses, else "default-prompt"."""
+    from hearth.engine.tool_calls import detect_tool_format
+
+    fmt = detect_tool_format(chat_template)
+    return "template" if fmt is not None and "tools" in (chat_template or "") else "default-prompt"
 
 
 def plan_tools(
@@ -63,9 +97,10 @@ def plan_tools(
     parses nothing (so no tool is called); "auto" (the default with tools) renders them and
     parses calls out of the text; "required" or `{"type": "function", "function": {"name":
     ...}}` also generates under a grammar that makes the model write one call whose
-    arguments validate against the tool's parameter schema. 400s: a tool_choice naming an
-    absent tool, tools given to a template that cannot render them, a parameter schema
-    the backend cannot enforce."""
+    arguments validate against the tool's parameter schema. Tools are never dropped: a
+    template that cannot render them gets hearth's default tool-use prompt instead
+    (tool_calls.default_tool_prompt, as LM Studio does). 400s: a tool_choice naming an
+    absent tool, a parameter schema the backend cannot enforce."""
     from hearth.engine.tool_calls import check_tools_renderable, normalize_tools, tool_call_spec
 
     if tool_choice == "none":
@@ -77,13 +112,17 @@ def plan_tools(
             "tool_choice", "tool_choice asks for a tool call, but no tools were given; add `tools`"
         )
     normalized = normalize_tools(tools)
-    fmt = check_tools_renderable(chat_template, normalized)
+    mode = tool_mode(chat_template)
+    fmt = check_tools_renderable(chat_template, normalized) if mode == "template" else "default"
     assert fmt is not None  # tools were given, so a format or an error
     try:
         spec = tool_call_spec(normalized, "auto" if tool_choice is None else tool_choice, fmt)
     except GrammarError as exc:
         raise InvalidParameterError("tools", f"tools: a parameter schema {exc}") from exc
-    return ToolPlan(normalized, fmt, spec)
+    if mode == "template":
+        return ToolPlan(normalized, fmt, spec, mode)
+    # the template would drop the tools: describe them in the system message instead
+    return ToolPlan(None, fmt, spec, mode, default_prompt_tools=normalized)
 
 
 def combine(plan: ToolPlan, structured: StructuredSpec | None) -> StructuredSpec | None:

@@ -52,8 +52,9 @@ def openai_sampling(req: Any) -> dict[str, Any]:
 
 
 def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
-    """SamplingParams from request values (None = the default), checked against the model:
-    logit_bias token ids must be in its vocabulary."""
+    """SamplingParams from request values, checked against the model: logit_bias token ids
+    must be in its vocabulary. A value left None takes the model's generation defaults
+    (hearth.engine.generation_defaults: the same ones `hearth run` and `LLM` use)."""
     given = {k: v for k, v in values.items() if v is not None}
     bias = given.pop("logit_bias", None)
     if bias is not None:
@@ -81,7 +82,7 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
         if len(stop) > 16:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
-    return SamplingParams(**given)
+    return model.llm.default_sampling_params(**given)
 
 
 def check_max_tokens(

@@ -198,6 +198,7 @@ class ModelPool:
             dtype=getattr(torch, self.options.dtype),
             quant=self.options.quant,
             license_use=None,  # checked above as "serve"
+            name=record.name,  # its catalog defaults go by the name, not the blob path
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
             settings=self.settings,

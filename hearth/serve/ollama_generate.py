@@ -39,15 +39,13 @@ from hearth.serve.schemas_ollama import (
 )
 from hearth.serve.state import ServerState, get_state, new_request_id, note
 from hearth.serve.streaming import AbortingStream
-from hearth.serve.tool_output import OllamaToolStream, ollama_message
+from hearth.serve.tool_output import OllamaToolStream, incomplete_flag, ollama_message
 
 if TYPE_CHECKING:
     from hearth.engine.structured import StructuredSpec
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], tags=["ollama"])
 NDJSON = "application/x-ndjson"
-# Ollama's sampling defaults, used when a request leaves them out
-_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repetition_penalty": 1.1}
 
 
 # -- generation ---------------------------------------------------------------------------
@@ -79,12 +77,14 @@ def _params(model: LoadedModel, options: Options | None, structured: Any, num_pr
     if num_prompt >= limit:
         raise ContextLengthError(num_prompt, limit)
     room = limit - num_prompt
-    max_tokens = room if o.num_predict is None or o.num_predict <= 0 else min(o.num_predict, room)
+    # unset: the model's default limit; Ollama's -1 / -2 ask for "until the context is full"
+    if o.num_predict is None:
+        max_tokens = min(model.llm.defaults.max_tokens, room)
+    else:
+        max_tokens = room if o.num_predict <= 0 else min(o.num_predict, room)
+    # what the request leaves None takes the model's defaults (build_params)
     values = {k: getattr(o, k, None) for k in ("temperature", "top_k", "top_p")}
     values["repetition_penalty"] = o.repeat_penalty
-    for key, default in _DEFAULTS.items():
-        if values.get(key) is None:
-            values[key] = default
     return build_params(
         model,
         **values,
@@ -110,6 +110,7 @@ def _final(gen: Generation, loaded_s: float, started: float) -> dict[str, Any]:
         "prompt_eval_duration": int((first - gen.started) * 1e9),
         "eval_count": gen.num_output_tokens,
         "eval_duration": int((end - first) * 1e9),
+        **(incomplete_flag(gen.final.outputs[0]) if gen.final else {}),
     }
 
 
@@ -177,6 +178,7 @@ async def _respond(
     started: float,
     loaded_s: float,
     extra_final: Any,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     """Run `gen`, answering with one object or an NDJSON stream shaped by `shape`;
     `extra_final(final)` adds the last object's own fields."""
@@ -197,7 +199,7 @@ async def _respond(
             **_final(gen, loaded_s, started),
             **extra_final(final),
         }
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
     try:
         outputs = await first_then_rest(gen.stream())
     except BaseException:
@@ -231,7 +233,9 @@ async def _respond(
             ttft_s=gen.ttft_s,
         )
 
-    return AbortingStream(lines(), NDJSON)
+    response = AbortingStream(lines(), NDJSON)
+    response.headers.update(headers or {})
+    return response
 
 
 async def enter_model(
@@ -348,7 +352,7 @@ async def chat(req: ChatRequest, request: Request, state: ServerState = Depends(
             if m.tool_name:
                 msg["name"] = m.tool_name
             messages.append(msg)
-        ids = await asyncio.to_thread(chat_prompt, model, messages, plan.tools)
+        ids = await asyncio.to_thread(chat_prompt, model, plan.messages(messages), plan.tools)
         params = _params(model, req.options, _constraint(req), len(ids))
     except BaseException:
         await stack.aclose()
@@ -362,4 +366,5 @@ async def chat(req: ChatRequest, request: Request, state: ServerState = Depends(
         started,
         loaded_s,
         lambda final: {},
+        plan.headers,
     )

@@ -36,7 +36,13 @@ from hearth.serve.schemas_openai import (
 )
 from hearth.serve.state import ServerState, get_state, new_request_id, note
 from hearth.serve.streaming import AbortingStream, sse
-from hearth.serve.tool_output import OpenAIToolStream, finish_reason, openai_message
+from hearth.serve.tool_output import (
+    OpenAIToolStream,
+    finish_reason,
+    incomplete_flag,
+    incomplete_header,
+    openai_message,
+)
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
 
@@ -80,7 +86,8 @@ def _chat_params(
     return build_params(
         model,
         **openai_sampling(req),
-        max_tokens=max_tokens if max_tokens is not None else model.max_model_len - num_prompt,
+        # unset: the model's default output limit, within what the context leaves
+        max_tokens=max_tokens or min(model.llm.defaults.max_tokens, model.max_model_len - num_prompt),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         structured=structured,
     )
@@ -131,7 +138,7 @@ async def chat_completions(
             response_format=req.response_format, regex=req.regex, grammar=req.grammar
         )
         structured = combine(plan, constraint)
-        messages = _messages(model, req.messages)
+        messages = plan.messages(_messages(model, req.messages))
         prompt = await asyncio.to_thread(chat_prompt, model, messages, plan.tools)
         params = _chat_params(model, req, len(prompt), structured)
         gen = Generation(model, prompt, params, rid, state.admission, state.metrics)
@@ -155,9 +162,12 @@ async def chat_completions(
                         "message": message,
                         "logprobs": _chat_logprobs(model, o, 0, k),
                         "finish_reason": reason,
+                        **incomplete_flag(o),
                     }
                 )
             return JSONResponse(
+                headers={**plan.headers, **incomplete_header(final.outputs)},
+                content=
                 {
                     "id": cid,
                     "object": "chat.completion",
@@ -224,6 +234,7 @@ async def chat_completions(
                             "delta": delta,
                             "logprobs": logprobs,
                             "finish_reason": reason,
+                            **incomplete_flag(o),
                         }
                         yield sse({**base, "choices": [choice]})
                 if usage_wanted and gen.final is not None:
@@ -239,4 +250,6 @@ async def chat_completions(
         )
         yield sse("[DONE]")
 
-    return AbortingStream(body(), "text/event-stream")
+    response = AbortingStream(body(), "text/event-stream")
+    response.headers.update(plan.headers)
+    return response

@@ -32,6 +32,7 @@ from hearth.serve.schemas_openai import (
 )
 from hearth.serve.state import ServerState, get_state, new_request_id, note
 from hearth.serve.streaming import AbortingStream, sse
+from hearth.serve.tool_output import incomplete_flag
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
 
@@ -162,6 +163,7 @@ async def completions(
                 "text": text,
                 "logprobs": logprobs,
                 "finish_reason": o.finish_reason if keep_output else "length",
+                **incomplete_flag(o),
             }
 
         if not req.stream:

@@ -8,7 +8,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from hearth.config import Settings
+from hearth.config import DEFAULT_PORT, Settings
+from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_MODES
 
 MIB = 1024 * 1024
 
@@ -33,7 +34,7 @@ class ServeOptions:
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
 
     host: str = "127.0.0.1"
-    port: int = 11435
+    port: int = DEFAULT_PORT
     max_body_bytes: int = 4 * MIB
     rate_limit_per_minute: int = 0
     max_running: int = 64
@@ -44,7 +45,7 @@ class ServeOptions:
     kv_cache_gb: float | None = None
     max_model_len: int | None = None
     dtype: str = "float32"
-    quant: str = "none"  # none | auto | int8 | int4 (hearth.model.quant_build.QUANT_MODES)
+    quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
     cors_origins: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -70,8 +71,8 @@ class ServeOptions:
             raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.quant not in ("none", "auto", "int8", "int4"):
-            raise ValueError(f"quant must be none, auto, int8 or int4, got {self.quant!r}")
+        if self.quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("cors_origins: '*' must be the only origin when given")
 

@@ -101,7 +101,7 @@ def banner(
     url = f"http://{host}:{options.port}"
     also = [p for p in ports if p != options.port]
     return [
-        f"hearth is serving on {url}  (OpenAI: {url}/v1, Ollama: {url}/api)",
+        f"hearth is serving on {url}  (web UI: {url}/, OpenAI: {url}/v1, Ollama: {url}/api)",
         *(f"also answering Ollama clients on http://{host}:{p} (Ollama's port)" for p in also),
         f"models loaded: {', '.join(models) if models else 'none yet (they load on first use)'}",
         "auth: on (Authorization: Bearer KEY)"

@@ -12,14 +12,18 @@ same seed give the same calls. Knows nothing of routes or tensors.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from hearth.engine.outputs import CompletionOutput
 from hearth.engine.tool_calls import ToolCall, ToolCallDelta, ToolParser
 
 __all__ = [
     "OllamaToolStream",
     "OpenAIToolStream",
     "finish_reason",
+    "incomplete_flag",
+    "incomplete_header",
     "ollama_message",
     "openai_message",
 ]
@@ -28,6 +32,17 @@ __all__ = [
 def finish_reason(reason: str | None, called: bool) -> str | None:
     """OpenAI's "tool_calls" when the answer ended on a call (a cut-off one keeps "length")."""
     return "tool_calls" if called and reason == "stop" else reason
+
+
+def incomplete_flag(out: CompletionOutput) -> dict[str, Any]:
+    """`{"hearth_incomplete": true}` for a constrained output its token budget could not
+    complete (not valid JSON / not a full match), to merge into a choice; else nothing."""
+    return {"hearth_incomplete": True} if out.structure_incomplete else {}
+
+
+def incomplete_header(outs: Sequence[CompletionOutput]) -> dict[str, str]:
+    """The response header that says the same for a whole (non-streamed) answer."""
+    return {"x-hearth-incomplete": "true"} if any(o.structure_incomplete for o in outs) else {}
 
 
 def openai_message(text: str, fmt: str | None) -> dict[str, Any]:

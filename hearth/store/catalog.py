@@ -22,7 +22,8 @@ class CatalogEntry:
     sha256: str | None = None
     license: str | None = None  # what the catalog knows of the license (for detection)
     # sampling defaults the model's authors recommend (what an Ollama Modelfile's PARAMETER
-    # lines carry); `hearth run` uses them unless the user sets their own
+    # lines carry); every request that leaves them unset uses them
+    # (hearth.engine.generation_defaults says the order of the sources)
     parameters: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -63,6 +64,10 @@ _GEMMA3 = CatalogEntry(
     filename="gemma-3-270m-Q4_K_M.gguf",
     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     license="gemma",
+    # Gemma 3's own generation_config (and Ollama's gemma3 Modelfile); as a base model
+    # without a chat template it also gets completion-style limits
+    # (hearth.engine.generation_defaults)
+    parameters=(("temperature", 1.0), ("top_k", 64), ("top_p", 0.95)),
 )
 
 CATALOG: dict[str, CatalogEntry] = {

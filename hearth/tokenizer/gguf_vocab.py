@@ -18,6 +18,7 @@ metadata dict `weights.gguf_metadata.read_gguf_metadata` returns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,13 +220,26 @@ def _merges_from_vocab(
     return [(left, right) for *_, left, right in keyed]
 
 
+# a user-defined token spelled as an angle-bracket marker, `<start_of_image>`, is a control
+# token the GGUF converter labelled user-defined (Gemma 3's image markers are special in
+# Google's own tokenizer): decoding must skip it like any control token. HTML tags (`<table>`,
+# `</td>`: Gemma's user-defined text pieces) and `[multimodal]` (text there too) stay text.
+_MARKER = re.compile(r"<[^<>\s]+>")
+_HTML_TAG = re.compile(r"</?[a-z0-9]+>")
+
+
+def _is_marker(token: str) -> bool:
+    return bool(_MARKER.fullmatch(token)) and not _HTML_TAG.fullmatch(token)
+
+
 def _add_special_tokens(
     backend: Tokenizer, tokens: list[str], token_types: Sequence[int], *, byte_level: bool
 ) -> frozenset[int]:
     """Register control tokens as special and user-defined tokens as whole-match added tokens.
 
     Without this `<|im_end|>` would be cut into `<`, `|`, `im`... In a byte-level vocabulary a
-    control token spelled outside the byte alphabet is a converter mislabel and is left alone.
+    control token spelled outside the byte alphabet is a converter mislabel and is left alone;
+    a user-defined marker (see _MARKER) is a mislabelled control token and becomes special.
     """
     letters = set(byte_alphabet().values()) if byte_level else None
     vocab = backend.get_vocab(with_added_tokens=False)
@@ -233,7 +247,8 @@ def _add_special_tokens(
     control_ids: set[int] = set()
     user: list[AddedToken] = []
     for i, (tok, kind) in enumerate(zip(tokens, token_types, strict=False)):
-        if kind == _CONTROL and (letters is None or set(tok) <= letters) and vocab.get(tok) == i:
+        control_like = kind == _CONTROL or (kind == _USER_DEFINED and _is_marker(tok))
+        if control_like and (letters is None or set(tok) <= letters) and vocab.get(tok) == i:
             control.append(AddedToken(tok, normalized=False, special=True))
             control_ids.add(i)
         elif kind == _USER_DEFINED and vocab.get(tok) == i:

@@ -277,6 +277,13 @@ def load_gguf(
         )
         if f"tokenizer.ggml.{gguf_key}" in meta
     }
+    # the model's own sampling recommendations (llama.cpp writes `general.sampling.temp`,
+    # `.top_k`, `.top_p`, `.min_p`, `.penalty_repeat`), as generation_config.json carries them
+    defaults |= {
+        key.removeprefix("general.sampling."): value
+        for key, value in meta.items()
+        if key.startswith("general.sampling.")
+    }
     # LoadedWeights declares torch tensors; with keep_quantized some values are
     # GGUFQuantizedTensor, which the quantized-kernel loader asks for on purpose.
     return LoadedWeights(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-from eval_tiny_lm import DATA, TinyTokenizer, make_completions_app, serve, tiny_model
+from eval_tiny_lm import DATA, MMLU_SUBJECTS, TinyTokenizer, make_completions_app, serve, tiny_model
 
 from hearth.cli import main
 
@@ -30,8 +30,6 @@ def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    if not (DATA / "README.md").is_file():
-        pytest.fail(f"shared evaluation data not found at {DATA}: the repo must sit beside shared/")
     tokenizer = TinyTokenizer()
     with serve(make_completions_app(tiny_model(tokenizer.vocab_size), tokenizer)) as url:
         yield url
@@ -55,8 +53,8 @@ def test_leaderboard_tasks_end_to_end(capsys: pytest.CaptureFixture[str], server
     assert json.loads(out_file.read_text()) == reports
     assert [r["task"] for r in reports] == ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"]
     by_task = {r["task"]: r for r in reports}
-    assert by_task["mmlu"]["num_items"] == 5 * 57
-    assert sum(1 for m in by_task["mmlu"]["results"] if m["subtask"]) == 57 + 0  # subjects
+    assert by_task["mmlu"]["num_items"] == 4 * MMLU_SUBJECTS  # the fixture has 4 per subject
+    assert sum(1 for m in by_task["mmlu"]["results"] if m["subtask"]) == MMLU_SUBJECTS
     for r in reports:
         assert r["limit"] == 5 and r["backend"] == "openai" and r["items_per_s"] > 0
         assert all(0.0 <= m["value"] <= 1.0 for m in r["results"])
@@ -95,10 +93,12 @@ def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture
         (("--tasks", "arc_challenge", "--limit", "0"), "--limit must be a positive"),
         (("--tasks", "arc_challenge", "--limit", "-3"), "--limit must be a positive"),
         (("--tasks", "arc_challenge", "--backend", "openai"), "needs --base-url"),
+        # the missing flag is reported before the missing data
+        (("--tasks", "arc_challenge", "--backend", "openai", "--data-dir", "/nonexistent-eval-data"), "needs --base-url"),
         (("--tasks", "arc_challenge", "--backend", "vllm"), "--backend must be"),
         (("--tasks", "arc_challenge", "--data-dir", "/nonexistent-eval-data"), "/nonexistent-eval-data/arc_challenge/test.jsonl not found"),
         (("--tasks", "winogrande", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--limit", "1"), "cannot reach"),
-        (("--tasks", "winogrande", "--quant", "int3"), "--quant must be none, auto, int8 or int4"),
+        (("--tasks", "winogrande", "--quant", "int3"), "--quant must be one of auto, none, int8, int4"),
         (("--tasks", "winogrande", "--quant", "int4", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"), "the server decides"),
     ],
 )
@@ -135,6 +135,25 @@ def test_quant_runs_hearths_engine_quantized(capsys: pytest.CaptureFixture[str],
     assert sorted(r["quant"] for r in json.loads(out)) == ["int8", "none"]
 
 
+def test_data_pull_from_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`hearth data pull leaderboard --from DIR` copies the tasks' files into the eval data
+    folder. A folder that lacks files is a one-line error and nothing is written."""
+    dest = tmp_path / "data"
+    code, out, err = hearth(capsys, "data", "pull", "leaderboard", "--from", str(DATA),
+                            "--data-dir", str(dest))
+    assert code == 0, err
+    assert "copied" in out and (dest / "mmlu" / "dev.jsonl").read_bytes() == (
+        DATA / "mmlu" / "dev.jsonl").read_bytes()
+    assert (dest / "README.md").is_file()  # sources and licenses travel with the data
+    broken = tmp_path / "broken"
+    (broken / "arc_challenge").mkdir(parents=True)
+    (broken / "arc_challenge" / "test.jsonl").write_text("{}\n")
+    code, _, err = hearth(capsys, "data", "pull", "leaderboard", "--from", str(broken),
+                          "--data-dir", str(tmp_path / "d2"))
+    assert code != 0 and "lacks" in err and "Traceback" not in err
+    assert not (tmp_path / "d2").exists()
+
+
 def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) -> None:
     from hearth.cli.eval_cmds import _engine_lm
     from hearth.config import load_settings
@@ -144,3 +163,9 @@ def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) 
     set_policy_value(load_settings(), "commercial", "true")
     with pytest.raises(PolicyError, match="NonCommercial"):
         _engine_lm(str(nc_gguf), "none")  # what `hearth eval MODEL` runs: refused before loading
+
+
+def test_missing_data_says_how_to_get_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = hearth(capsys, "eval", "tiny", "--tasks", "gsm8k", "--backend", "openai",
+                          "--base-url", "http://127.0.0.1:9/v1", "--data-dir", str(tmp_path))
+    assert code != 0 and "hearth data pull leaderboard" in err and "Traceback" not in err

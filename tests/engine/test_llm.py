@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from hearth.engine.llm import LLM
+from hearth.engine.engine_config import EngineConfig
+from hearth.engine.llm import LLM, model_defaults
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ContextLengthError, InvalidParameterError
 
@@ -29,9 +30,11 @@ QUESTIONS = [
 @pytest.fixture(scope="session")
 def smollm2_llm(smollm2_gguf: Path) -> LLM:
     threads = torch.get_num_threads()
-    # a 64-token step budget: the chat prompts (~35 tokens each) are prefilled in chunks
+    # a 64-token step budget: the chat prompts (~35 tokens each) are prefilled in chunks;
+    # quant="none": the de-quantized network is what transformers' reference computes
     llm = LLM(
         smollm2_gguf,
+        quant="none",
         kv_cache_gb=0.25,
         max_model_len=1024,
         max_num_batched_tokens=64,
@@ -116,3 +119,51 @@ def test_bad_requests(llm: LLM) -> None:
     assert "1195" in str(info.value) and "1024" in str(info.value)
     with pytest.raises(InvalidParameterError):
         llm.generate("hi", SamplingParams(max_tokens=0))
+
+
+def test_engine_options_are_forwarded_to_engine_config(smollm2_gguf: Path) -> None:
+    # LLM takes an EngineConfig; keywords are forwarded onto it, never re-declared
+    with pytest.raises(TypeError, match=r"max_model_length.*EngineConfig fields are"):
+        LLM(smollm2_gguf, max_model_length=512)
+
+
+@pytest.fixture(scope="module")
+def default_llm(smollm2_gguf: Path) -> Iterator[LLM]:
+    """SmolLM2 as `LLM(path)` opens it by default (the file's own quantization)."""
+    threads = torch.get_num_threads()
+    llm = LLM(smollm2_gguf, EngineConfig(max_model_len=512, kv_cache_gb=0.1, seed=0), num_threads=1)
+    yield llm
+    torch.set_num_threads(threads)
+
+
+def test_default_is_the_files_own_quantization(default_llm: LLM) -> None:
+    # SmolLM2's Q4_1 weights stay int4 instead of being de-quantized to fp32
+    assert default_llm.quant == "auto"
+    kinds = {type(m).__name__ for m in default_llm.engine.runner.model.modules()}
+    assert "Int4Linear" in kinds and "Linear" not in kinds
+    assert default_llm.max_model_len == 512
+
+
+def test_chat_without_params_uses_the_models_defaults(default_llm: LLM) -> None:
+    """No vLLM bare defaults (16 tokens, temperature 1.0): a bounded limit and the sampling
+    defaults every other entry point uses."""
+    params = default_llm.default_sampling_params()
+    assert params.max_tokens == 1024 and params.temperature == 0.8
+    assert params.repetition_penalty == 1.0 and params.top_k == 40
+    (out,) = default_llm.chat([{"role": "user", "content": "Name three primary colors."}])
+    completion = out.outputs[0]
+    assert len(completion.token_ids) > 16 or completion.finish_reason == "stop"
+    assert completion.finish_reason == "stop", completion.text
+
+
+def test_catalog_names_get_the_catalogs_parameters() -> None:
+    smollm2 = model_defaults("smollm2", {"eos_token_id": 2}, has_chat_template=True)
+    assert smollm2.temperature == 0.2 and smollm2.sources["temperature"] == "catalog"
+    assert smollm2.max_tokens == 1024 and smollm2.stop == ()
+    # a base model (no chat template) gets completion-style defaults: short, stop at a blank line
+    gemma = model_defaults("gemma3:270m", {}, has_chat_template=False)
+    assert gemma.max_tokens == 256 and gemma.stop == ("\n\n",)
+    assert (gemma.temperature, gemma.top_k, gemma.top_p) == (1.0, 64, 0.95)
+    # a path is no catalog name: the file's own values over Ollama's
+    path = model_defaults("/models/x.gguf", {"temp": 0.6, "top_k": 20}, has_chat_template=True)
+    assert (path.temperature, path.top_k, path.top_p) == (0.6, 20, 0.9)

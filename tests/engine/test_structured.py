@@ -27,8 +27,9 @@ FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 @pytest.fixture(scope="module")
 def llm(smollm2_gguf: Path) -> Iterator[LLM]:
-    llm = LLM(smollm2_gguf, kv_cache_gb=0.75, max_model_len=512, max_num_batched_tokens=512,
-              max_num_seqs=128)
+    # quant="none": the rates and outputs below were measured on the de-quantized reference
+    llm = LLM(smollm2_gguf, quant="none", kv_cache_gb=0.75, max_model_len=512,
+              max_num_batched_tokens=512, max_num_seqs=128)
     yield llm
     assert not llm.engine.requests
 
@@ -162,3 +163,35 @@ def test_unconstrained_rows_unaffected_by_constrained_ones(llm: LLM) -> None:
     alone = run(llm, plain, max_tokens=8)
     mixed = run(llm, plain + constrained, max_tokens=8)
     assert [o.token_ids for o in mixed[:2]] == [o.token_ids for o in alone]
+
+
+# the looping cases of issue 30: SmolLM2 writes digits until the budget runs out
+CITY = {"type": "object", "properties": {
+    "city": {"type": "string"}, "population": {"type": "integer"}, "area_km2": {"type": "number"}},
+    "required": ["city", "population", "area_km2"], "additionalProperties": False}
+PRODUCT = {"type": "object", "properties": {
+    "name": {"type": "string"}, "sku": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["name", "sku", "tags"], "additionalProperties": False}
+
+
+def test_small_budgets_still_give_valid_json(llm: LLM) -> None:
+    """At max_tokens the JSON is closed (finish_reason "length", the text parses and
+    validates); a budget below the shortest document is flagged, never passed off."""
+    cases = [(schema, prompt, budget, temp)
+             for schema, prompt in ((CITY, "Give the population and area of Tokyo as JSON."),
+                                    (PRODUCT, "Invent a product with a very long SKU as JSON."))
+             for budget in (24, 40) for temp in (0.0, 1.0)]
+    params = [SamplingParams(temperature=t, seed=3, max_tokens=b,
+                             structured=StructuredSpec.json_schema(s)) for s, _, b, t in cases]
+    params.append(SamplingParams(temperature=0.0, max_tokens=10,
+                                 structured=StructuredSpec.json_schema(CITY)))
+    prompts = [ask(p) for _, p, _, _ in cases] + [ask("Tokyo as JSON.")]
+    outs = [o.outputs[0] for o in llm.chat(prompts, params)]
+    for (schema, _, budget, _), out in zip(cases, outs, strict=False):
+        assert len(out.token_ids) <= budget and not out.structure_incomplete, out.text
+        jsonschema.validate(json.loads(out.text), schema)
+        assert out.finish_reason in ("stop", "length")
+    assert any(o.finish_reason == "length" for o in outs[:-1])  # some were closed early
+    tiny = outs[-1]  # 10 tokens cannot hold the shortest CITY document
+    assert tiny.finish_reason == "length" and tiny.structure_incomplete

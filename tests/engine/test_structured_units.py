@@ -203,3 +203,74 @@ def test_special_token_the_vocab_lacks(compiler: GrammarCompiler) -> None:
     spec = StructuredSpec.grammar('start: <|python_tag|> "x"')
     with pytest.raises(GrammarError, match="python_tag"):
         compiler.compile(spec)
+
+
+# -- staying inside the token budget (grammar_bounds.py) ------------------------------------
+
+
+def test_unbounded_numbers_get_llama_cpp_bounds(compiler: GrammarCompiler, tokenizer: Any) -> None:
+    from hearth.engine.grammar_bounds import MAX_INTEGER, bound_schema
+
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer"}, "x": {"type": ["number", "null"]},
+        "k": {"type": "integer", "minimum": 3}, "items": {"type": "array", "items": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}]}}}}
+    bounded = bound_schema(schema)
+    props = bounded["properties"]
+    assert props["n"] == {"type": "integer", "minimum": -MAX_INTEGER, "maximum": MAX_INTEGER}
+    assert props["x"]["multipleOf"] == 1e-10 and props["x"]["maximum"] == 1e16
+    assert props["k"]["minimum"] == 3  # the schema's own bound wins
+    assert props["items"]["items"]["anyOf"][0]["maximum"] == MAX_INTEGER
+    assert schema["properties"]["n"] == {"type": "integer"}  # the caller's dict is untouched
+    # the grammar refuses a 17th digit and a runaway fraction
+    m = compiler.compile(StructuredSpec.json_schema(schema))
+    ids = tokenizer.encode('{"n": ' + "1" * 30, add_special_tokens=False)
+    assert m._m.validate_tokens(ids) == len(tokenizer.encode('{"n": ' + "1" * 16,
+                                                            add_special_tokens=False))
+    m = compiler.compile(StructuredSpec.json_object())
+    ids = tokenizer.encode('{"a": 1.' + "5" * 30, add_special_tokens=False)
+    assert m._m.validate_tokens(ids) < len(ids)
+
+
+@pytest.mark.parametrize("prefix", [
+    '{"a": "12345', '{"a": 123', '{"a": 1, "b": [{"c": [true, "x', '{"a": 1, "b": [],',
+    '{"a": "q\\', '{"', '',
+])
+def test_closing_path_completes_the_document(compiler: GrammarCompiler, tokenizer: Any,
+                                             prefix: str) -> None:
+    schema = {"type": "object", "properties": {
+        "a": {"type": ["integer", "string"]},
+        "b": {"type": "array", "items": {"type": "object"}},
+        "d": {"type": "string", "minLength": 2}},
+        "required": ["a", "d"], "additionalProperties": False}
+    m = compiler.compile(StructuredSpec.json_schema(schema))
+    feed(m, tokenizer, prefix)
+    path = m.closing_path(64)
+    assert path is not None and len(path) <= 64
+    text = prefix + tokenizer.decode(path)
+    doc = json.loads(text)
+    assert len(doc["d"]) >= 2, text
+    for t in path:
+        m.accept(t)
+    assert m.is_accepting()
+    assert m.closing_path(64) == []
+    assert compiler.compile(StructuredSpec.json_schema(schema)).closing_path(3) is None
+
+
+def test_fit_budget_swaps_a_token_that_leaves_no_room(compiler: GrammarCompiler,
+                                                      tokenizer: Any) -> None:
+    m = compiler.compile(StructuredSpec.json_schema(SCHEMA))
+    feed(m, tokenizer, '{"a": 12')
+    digit = tokenizer.encode("3", add_special_tokens=False)[0]
+    assert m.fit_budget(digit, 5) == digit  # room to spare: the model's token stands
+    closing = m.fit_budget(digit, 1)  # one token left: only "}" completes the object
+    assert tokenizer.decode([closing]) == "}"
+
+
+def test_properties_come_in_the_schemas_order(compiler: GrammarCompiler, tokenizer: Any) -> None:
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"},
+                                               "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"], "additionalProperties": False}
+    m = compiler.compile(StructuredSpec.json_schema(schema))
+    feed(m, tokenizer, '{"zeta": 1, "alpha": 2}')
+    assert m.is_accepting()

@@ -16,6 +16,7 @@ from hearth.engine.tool_calls import (
     ToolCall,
     ToolParser,
     check_tools_renderable,
+    default_tool_messages,
     detect_tool_format,
     normalize_tools,
     template_messages,
@@ -26,6 +27,12 @@ from hearth.errors import GrammarError, InvalidParameterError
 WEATHER_ARGS = '{"city": "Paris", "unit": "celsius"}'
 CASES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     # (format, model output, content, [(name, arguments_json)])
+    ("default", f'[TOOL_REQUEST]{{"name": "get_weather", "arguments": {WEATHER_ARGS}}}'
+     "[END_TOOL_REQUEST]", "", [("get_weather", WEATHER_ARGS)]),
+    ("default", 'Sure. [TOOL_REQUEST]{"name": "a", "arguments": {}}[END_TOOL_REQUEST]\n'
+     '[TOOL_REQUEST]{"name": "b", "arguments": {"x": 1}}[END_TOOL_REQUEST] ok', "Sure. ok",
+     [("a", "{}"), ("b", '{"x": 1}')]),
+    ("default", "[TOOL_REQ is text", "[TOOL_REQ is text", []),
     ("hermes", "The capital is Paris.", "The capital is Paris.", []),
     ("hermes", f'<tool_call>\n{{"name": "get_weather", "arguments": {WEATHER_ARGS}}}\n</tool_call>',
      "", [("get_weather", WEATHER_ARGS)]),
@@ -217,3 +224,27 @@ def test_template_messages_round_trip_tool_results() -> None:
     with pytest.raises(InvalidParameterError) as err:
         template_messages(bad)
     assert err.value.param == "messages"
+
+
+def test_default_tool_prompt_messages() -> None:
+    """A template without tools gets the tools in the system message (joined to one that is
+    there), earlier calls written in the default format, tool results as user turns."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    out = default_tool_messages([
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"}], tools)
+    assert out[0]["role"] == "system" and out[0]["content"].startswith("Be brief.\n\n")
+    assert '"name": "get_weather"' in out[0]["content"] and "[TOOL_REQUEST]" in out[0]["content"]
+    assert out[2] == {"role": "assistant", "content":
+                      '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris"}}'
+                      "[END_TOOL_REQUEST]"}
+    assert out[3] == {"role": "user", "content": "[TOOL_RESULT]18 C[END_TOOL_RESULT]"}
+    _, calls = ToolParser("default").parse(out[2]["content"])
+    assert [(c.name, json.loads(c.arguments_json)) for c in calls] == [("get_weather",
+                                                                         {"city": "Paris"})]
+    bare = default_tool_messages([{"role": "user", "content": "Hi"}], tools)
+    assert bare[0]["role"] == "system" and bare[1] == {"role": "user", "content": "Hi"}

@@ -9,6 +9,7 @@ Imported by tests under tests/eval and tests/cli (not a conftest: both need it).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -23,7 +24,17 @@ import torch
 from hearth.engine.outputs import CompletionOutput, Logprob, RequestOutput
 from hearth.eval.lm import GenerationRequest, cut_at_stops, encode_pair
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+# a few items per task, inside the repository (fixtures/README.md: sources, licenses)
+DATA = Path(__file__).resolve().parent / "fixtures"
+MMLU_SUBJECTS = 2  # the fixture's MMLU: abstract_algebra and high_school_physics, 4 items each
+
+
+def full_data() -> Path | None:
+    """The full evaluation data for the slow agreement tests: $HEARTH_EVAL_DATA, else
+    ../shared/data beside the repository when it is there; None when neither is."""
+    env = os.environ.get("HEARTH_EVAL_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    return path.resolve() if (path / "mmlu" / "test.jsonl").is_file() else None
 
 
 class TinyTokenizer:

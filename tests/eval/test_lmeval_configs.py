@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from eval_tiny_lm import MMLU_SUBJECTS
 from lmeval_tasks import write_configs
 
 from hearth.eval.tasks import LEADERBOARD, get_task
 from hearth.eval.tasks.base import Settings
 
 LIMIT = 3
-SUBJECTS = ("anatomy", "high_school_physics")
+SUBJECTS = ("abstract_algebra", "high_school_physics")  # the fixture's two
 
 
 def test_lm_eval_builds_hearths_requests(
@@ -25,7 +26,7 @@ def test_lm_eval_builds_hearths_requests(
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     names = write_configs(eval_data, tmp_path / "cfg")
-    assert len(names["mmlu"]) == 57
+    assert len(names["mmlu"]) == MMLU_SUBJECTS
     manager = TaskManager(include_path=str(tmp_path / "cfg"), include_defaults=False)
     wanted = {f"hearth_{t}": t for t in LEADERBOARD if t != "mmlu"} | {
         f"hearth_mmlu_{s}": "mmlu" for s in SUBJECTS

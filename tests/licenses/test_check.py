@@ -59,7 +59,9 @@ def test_conditional_license_commercial_needs_acceptance() -> None:
     assert "--accept-license" in info.value.remedy
     accepted = check_use("gemma", COMMERCIAL, "serve", acceptances={"gemma"})
     assert accepted.basis == "acceptance"
-    assert any("ai.google.dev/gemma/terms" in w for w in accepted.warnings)
+    # the terms were shown until the acceptance; with it on record they are not repeated
+    assert not any("ai.google.dev/gemma/terms" in w for w in accepted.warnings)
+    assert "--accept-license" in decision.warnings[0]
 
 
 def test_user_cap() -> None:

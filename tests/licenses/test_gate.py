@@ -101,3 +101,18 @@ def test_smollm2_commercial_ok(hearth_home: Path, smollm2_gguf: Path) -> None:
     detection = detect_license(read_gguf_metadata(smollm2_gguf))
     assert enforce(detection, "serve", settings, DIGEST) == []
     assert enforce("apache-2.0", "run", settings, DIGEST) == []
+
+
+def test_gemma_terms_show_until_accepted_once(hearth_home: Path, gemma3_gguf: Path) -> None:
+    """Default policy (not commercial): the terms show on every run until the user accepts
+    them once (--accept-license records it, and shows them that once); then never again."""
+    settings = load_settings()
+    detection = detect_license(read_gguf_metadata(gemma3_gguf))
+    first = enforce(detection, "run", settings, DIGEST)
+    assert any("ai.google.dev/gemma/terms" in w for w in first)
+    accepting = enforce(detection, "run", settings, DIGEST, accept_license=True)
+    assert any("ai.google.dev/gemma/terms" in w for w in accepting)
+    assert any("recorded acceptance of the gemma license" in w for w in accepting)
+    assert enforce(detection, "run", settings, DIGEST) == []
+    assert enforce(detection, "serve", settings, DIGEST, accept_license=True) == []
+    assert len(list_acceptances(settings, DIGEST)) == 1

@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 import torch
+from sequence_runner import SequenceRunner
+from tiny_models import backend_under_test
 
 from hearth.errors import CorruptModelError, UnsupportedModelError
 from hearth.model.build import build_model, fuse_projections
-from hearth.model.linear import Linear
-from hearth.model.simple import SequenceRunner
+from hearth.model.layers.linear import Linear
 from hearth.weights.families import config_from_hf
+
+OPS = backend_under_test()
 
 RAW: dict[str, Any] = {
     "model_type": "llama",
@@ -45,7 +48,7 @@ def _tensors() -> dict[str, torch.Tensor]:
 
 def test_builds_tied_model_in_requested_dtype() -> None:
     tensors = _tensors()
-    model = build_model(config_from_hf(RAW), tensors, dtype=torch.float32)
+    model = build_model(config_from_hf(RAW), tensors, dtype=torch.float32, backend=OPS)
     assert model.lm_head is None  # tied: logits use the embedding matrix
     weight = model.model.embed_tokens.weight
     assert weight.dtype == torch.float32
@@ -59,7 +62,7 @@ def test_missing_tensor_is_named() -> None:
     tensors = _tensors()
     del tensors["model.layers.0.self_attn.k_proj.weight"]
     with pytest.raises(CorruptModelError, match=r"model\.layers\.0\.self_attn\.k_proj\.weight"):
-        build_model(config_from_hf(RAW), tensors)
+        build_model(config_from_hf(RAW), tensors, backend=OPS)
 
 
 def test_untied_model_needs_lm_head() -> None:
@@ -71,14 +74,14 @@ def test_mismatched_shape_is_named() -> None:
     tensors = _tensors()
     tensors["model.layers.0.mlp.up_proj.weight"] = torch.zeros(23, 16)
     with pytest.raises(CorruptModelError, match=r"mlp\.up_proj\.weight has shape \(23, 16\)"):
-        build_model(config_from_hf(RAW), tensors)
+        build_model(config_from_hf(RAW), tensors, backend=OPS)
 
 
 def test_tensor_the_config_does_not_explain_is_named() -> None:
     tensors = _tensors()
     tensors["model.layers.0.self_attn.q_proj.bias"] = torch.zeros(16)  # config says no bias
     with pytest.raises(UnsupportedModelError, match=r"q_proj\.bias"):
-        build_model(config_from_hf(RAW), tensors)
+        build_model(config_from_hf(RAW), tensors, backend=OPS)
 
 
 def test_fused_phi3_tensors_are_split() -> None:
@@ -89,7 +92,7 @@ def test_fused_phi3_tensors_are_split() -> None:
     gate, up = tensors.pop(p + "mlp.gate_proj.weight"), tensors.pop(p + "mlp.up_proj.weight")
     tensors[p + "self_attn.qkv_proj.weight"] = torch.cat([q, k, v])
     tensors[p + "mlp.gate_up_proj.weight"] = torch.cat([gate, up])
-    model = build_model(config_from_hf(raw), tensors)
+    model = build_model(config_from_hf(raw), tensors, backend=OPS)
     layer = model.model.layers[0]
     assert torch.equal(layer.self_attn.k_proj.weight, k.float())
     assert torch.equal(layer.mlp.up_proj.weight, up.float())
@@ -109,8 +112,8 @@ def test_fused_projections_give_the_same_logits(bias: bool) -> None:
         for layer in (0, 1):
             for proj, rows in (("q", 16), ("k", 8), ("v", 8), ("o", 16)):
                 tensors[f"model.layers.{layer}.self_attn.{proj}_proj.bias"] = torch.randn(rows)
-    plain = build_model(config_from_hf(raw), tensors)
-    fused = fuse_projections(build_model(config_from_hf(raw), tensors))
+    plain = build_model(config_from_hf(raw), tensors, backend=OPS)
+    fused = fuse_projections(build_model(config_from_hf(raw), tensors, backend=OPS))
     for layer in fused.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
         assert isinstance(attn.qkv_proj, Linear) and attn.qkv_proj.weight.shape == (32, 16)

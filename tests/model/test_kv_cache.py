@@ -68,7 +68,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
-def test_cpu_pool_is_zero_and_resident_only_where_used() -> None:
+def test_pool_is_zero_and_resident_only_where_used() -> None:
     """A 1.5 GB pool costs no RSS until blocks are written (the OS zero-fills pages on
     first touch); what a request writes is there, the rest reads as zeros."""
     config = config_from_hf(LLAMA)  # 3 layers x 2 KV heads x 8 dims: 1,536 B/token fp32

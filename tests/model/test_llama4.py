@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 import transformers as tf
-from conftest import COMMON, hf_logits, make_pair, randomize
+from sequence_runner import SequenceRunner
+from tiny_models import COMMON, backend_under_test, hf_logits, make_pair, randomize
 
 from hearth.errors import UnsupportedModelError
 from hearth.model.build import build_model
-from hearth.model.simple import SequenceRunner
 from hearth.weights.families import config_from_hf
 from hearth.weights.loader import load_weights
 
@@ -134,7 +134,7 @@ def test_multimodal_wrapper_runs_its_text_model(tmp_path: Path) -> None:
     hf.save_pretrained(tmp_path)
     loaded = load_weights(tmp_path)
     assert loaded.config.architecture == "llama4"
-    model = build_model(loaded.config, loaded.tensors)
+    model = build_model(loaded.config, loaded.tensors, backend=backend_under_test())
     ids = SEQUENCES[1]
     with torch.no_grad():
         ref = hf(input_ids=torch.tensor([ids])).logits[0].float()

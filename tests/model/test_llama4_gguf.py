@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-from conftest import COMMON, hf_logits, randomize
+from sequence_runner import SequenceRunner
+from tiny_models import COMMON, backend_under_test, hf_logits, randomize
 
 from hearth.errors import UnsupportedModelError
 from hearth.model.build import build_model
-from hearth.model.simple import SequenceRunner
 from hearth.weights.loader import load_weights
 
 TOL = 1e-4
@@ -118,7 +118,7 @@ def test_llama4_gguf_matches_transformers(
     assert cfg.no_rope_layers == (False, False, False, True)
     assert cfg.moe_layers == (False, True, False, True)
     assert cfg.attention_chunk_size == 8192 and cfg.qk_l2_norm and cfg.rope.interleaved
-    model = build_model(cfg, loaded.tensors)
+    model = build_model(cfg, loaded.tensors, backend=backend_under_test())
     ids = [5, 17, 200, 9, 41, 77, 128, 3, 250, 19, 0, 64]
     ref = hf_logits(hf, ids)
     ours = SequenceRunner(model, 1, 16, block_size=4).step([(0, ids)])[0]

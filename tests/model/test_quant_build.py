@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_models import config_under_test
 
 from hearth.bench.accuracy import compare, reference_text, text_logits
-from hearth.model.quant import Int4Linear, Int8Linear
+from hearth.model.layers.quant import Int4Linear, Int8Linear
 from hearth.model.quant_load import load_decoder
 from hearth.tokenizer.loading import load_tokenizer
 
@@ -25,11 +26,13 @@ def smol_ids(smollm2_gguf: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def fp32_logits(smollm2_gguf: Path, smol_ids: list[int]) -> torch.Tensor:
     with torch.inference_mode():
-        return text_logits(load_decoder(smollm2_gguf, "none").decoder, smol_ids)
+        return text_logits(
+            load_decoder(smollm2_gguf, "none", backend=config_under_test()).decoder, smol_ids
+        )
 
 
 def _greedy(decoder: Any, ids: list[int], steps: int) -> list[int]:
-    from hearth.model.simple import SequenceRunner
+    from sequence_runner import SequenceRunner
 
     runner = SequenceRunner(decoder, 1, len(ids) + steps)
     with torch.inference_mode():
@@ -47,7 +50,7 @@ def _greedy(decoder: Any, ids: list[int], steps: int) -> list[int]:
 def test_mode_within_its_budget(
     mode: str, smollm2_gguf: Path, smol_ids: list[int], fp32_logits: torch.Tensor
 ) -> None:
-    loaded = load_decoder(smollm2_gguf, mode)
+    loaded = load_decoder(smollm2_gguf, mode, backend=config_under_test())
     assert loaded.dtype == torch.bfloat16
     kinds = {type(m) for m in loaded.decoder.modules()}
     assert (Int4Linear in kinds) == (mode != "int8")
@@ -77,7 +80,7 @@ def test_requantizing_by_row_chunks_gives_the_same_bits(
     """The loader converts big tensors a few rows at a time (peak memory); the result must
     be what converting the whole tensor at once gives, for GGUF blocks and float weights."""
     import hearth.model.quant_build as quant_build
-    from hearth.model.quant import Int4Weight, Int8Weight
+    from hearth.model.layers.quant import Int4Weight, Int8Weight
     from hearth.model.quant_pack import quantize_int4, quantize_int8
     from hearth.weights.gguf import GGUFQuantizedTensor, load_gguf
 
@@ -151,8 +154,10 @@ def test_hf_folder_quantized_at_load(mode: str, tmp_path: Path) -> None:
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     ids = list(range(3, 40))
     with torch.inference_mode():
-        ref = text_logits(load_decoder(tmp_path, "auto").decoder, ids)  # auto: dense fp32
-        quant = load_decoder(tmp_path, mode)
+        ref = text_logits(
+            load_decoder(tmp_path, "auto", backend=config_under_test()).decoder, ids
+        )  # auto: dense fp32
+        quant = load_decoder(tmp_path, mode, backend=config_under_test())
         got = text_logits(quant.decoder, ids)
     expected_layer = Int4Linear if mode == "int4" else Int8Linear
     assert any(isinstance(m, expected_layer) for m in quant.decoder.modules())

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from sequence_runner import SequenceRunner, greedy_generate
+from tiny_models import backend_under_test
 
 from hearth.model.build import build_model
-from hearth.model.decoder import Decoder
-from hearth.model.simple import SequenceRunner, greedy_generate
+from hearth.model.layers.decoder import Decoder
 from hearth.weights.gguf import load_gguf
 
 LOGITS_TOLERANCE = 1e-3
@@ -53,7 +54,7 @@ def _prose(num_tokens: int, tokenizer: Any) -> list[int]:
 
 def _hearth(path: Path) -> Decoder:
     loaded = load_gguf(path)
-    return build_model(loaded.config, loaded.tensors)
+    return build_model(loaded.config, loaded.tensors, backend=backend_under_test())
 
 
 @torch.inference_mode()

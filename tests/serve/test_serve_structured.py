@@ -132,7 +132,9 @@ def test_ollama_format_and_extensions(served, oclient: ollama.Client) -> None:  
             model=MODEL,
             prompt="A person as JSON:",
             format="json",
-            options={"temperature": 0, "num_predict": MAX},
+            # greedy SmolLM2 loops inside a JSON value without a repeat penalty (issue 30
+            # item 8); the default is off (hearth.engine.generation_defaults says why)
+            options={"temperature": 0, "num_predict": MAX, "repeat_penalty": 1.1},
         ),
         lambda: oclient.generate(
             model=MODEL, prompt="Is the sky blue?", options={**options, "regex": YES_NO}
@@ -242,3 +244,38 @@ def test_grammar_counters_on_metrics(served, client: openai.OpenAI) -> None:  # 
     assert counter(after, "hearth_grammar_mask_steps") > counter(before, "hearth_grammar_mask_steps")
     assert counter(after, "hearth_grammar_mask_seconds") > 0
     assert counter(after, "hearth_grammar_compile_seconds") > 0
+
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"},
+                   "area_km2": {"type": "number"}},
+    "required": ["city", "population", "area_km2"],
+    "additionalProperties": False,
+}
+
+
+def test_json_at_max_tokens_is_closed_or_flagged(client: openai.OpenAI) -> None:
+    """SmolLM2 writes digits until the limit: within a budget that can hold the document
+    the JSON is closed in time (finish_reason "length", valid), streamed or not; below
+    it the answer is flagged (`x-hearth-incomplete`, `hearth_incomplete`), never passed off."""
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY,
+                                                       "strict": True}}
+    ask = [{"role": "user", "content": "Give the population and area of Tokyo as JSON."}]
+
+    def create(max_tokens: int, **kw: Any) -> Any:
+        return client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ask, response_format=fmt, max_tokens=max_tokens,  # type: ignore[arg-type]
+            temperature=0, **kw)
+
+    fits, streamed, tiny = _concurrently(
+        lambda: create(26), lambda: list(create(26, stream=True).parse()), lambda: create(8))
+    choice = fits.parse().choices[0]
+    assert choice.finish_reason == "length" and "x-hearth-incomplete" not in fits.headers
+    jsonschema.validate(json.loads(choice.message.content), CITY)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == choice.message.content
+    assert tiny.headers["x-hearth-incomplete"] == "true"
+    body = json.loads(tiny.content)
+    assert body["choices"][0]["hearth_incomplete"] is True
+    assert body["choices"][0]["finish_reason"] == "length"

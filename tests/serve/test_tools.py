@@ -1,5 +1,6 @@
 """Tool calling through the official `openai` and `ollama` clients against the real uvicorn
-server. SmolLM2's own chat template renders no tools (so tools given to it are a 400); the
+server. SmolLM2's own chat template renders no tools: tools given to it are described by
+hearth's default tool-use prompt (x-hearth-tool-mode: default-prompt, tested last); the other
 tool tests use the same SmolLM2 weights imported under a second name with a ChatML chat
 template that renders `tools` and earlier calls in the Hermes `<tool_call>` format (what an
 Ollama Modelfile TEMPLATE does). With tool_choice "required" / a named function the
@@ -414,11 +415,6 @@ def test_tools_bad_input_is_400(
     with pytest.raises(openai.BadRequestError, match="'absent', which is not in tools") as e:
         create(tool_choice={"type": "function", "function": {"name": "absent"}})
     assert e.value.body["param"] == "tool_choice"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError, match="does not render tools"):
-        create(model=PLAIN)
-    with pytest.raises(ollama.ResponseError, match="does not render tools") as oe:
-        oclient.chat(model=PLAIN, messages=ask, tools=TOOLS)
-    assert oe.value.status_code == 400
     with pytest.raises(openai.BadRequestError, match="no tools were given"):
         create(tools=None, tool_choice="required")
     tags = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
@@ -438,3 +434,53 @@ def test_tools_bad_input_is_400(
     body = {"model": tools_model, "messages": ask, "tools": [{"type": "function"}]}
     r = httpx.post(served.main.url + "/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 400 and "tools[0]" in r.json()["error"]["message"]
+
+
+def test_default_tool_prompt_for_a_template_without_tools(
+    served, client: openai.OpenAI, oclient: ollama.Client, tools_model: str
+) -> None:  # type: ignore[no-untyped-def]
+    """SmolLM2's own template renders no tools: the default tool-use prompt goes into the
+    system message, "required" / named calls are forced by the grammar (arguments validate),
+    "auto" parses the call the model writes (earlier calls are shown to it in the same
+    format), and the response header and /api/show say which mode was used."""
+
+    def forced(choice: str) -> Callable[[], Any]:
+        return lambda: client.chat.completions.with_raw_response.create(
+            model=PLAIN, messages=[{"role": "user", "content": PROMPTS[choice == "add"]}],
+            tools=TOOLS, tool_choice=_choice(choice), temperature=0,  # type: ignore[arg-type]
+            max_tokens=MAX,
+        )
+
+    def auto() -> Any:
+        return client.chat.completions.with_raw_response.create(
+            model=PLAIN, messages=FEW_SHOT, tools=TOOLS[:1], temperature=0,  # type: ignore[arg-type]
+            max_tokens=MAX,
+        )
+
+    choices = ["required", "get_weather", "add"]
+    *raws, auto_raw, template_raw = _concurrently(
+        *(forced(c) for c in choices), auto,
+        lambda: client.chat.completions.with_raw_response.create(
+            model=tools_model, messages=[{"role": "user", "content": "Hi"}], tools=TOOLS,
+            max_tokens=2),  # type: ignore[arg-type]
+    )
+    for choice, raw in zip(choices, raws, strict=True):
+        assert raw.headers["x-hearth-tool-mode"] == "default-prompt"
+        c = raw.parse().choices[0]
+        assert c.finish_reason == "tool_calls" and c.message.content is None, c
+        assert c.message.tool_calls is not None and len(c.message.tool_calls) == 1
+        _check_call(c.message.tool_calls[0], set(SCHEMAS) if choice == "required" else {choice})
+    plain = auto_raw.parse().choices[0]
+    assert plain.finish_reason == "tool_calls" and plain.message.tool_calls, plain
+    assert _check_call(plain.message.tool_calls[0], {"get_weather"})[1] == {"city": "Tokyo"}
+    assert template_raw.headers["x-hearth-tool-mode"] == "template"
+    # Ollama's /api/chat takes the same road; /api/show says which one a model gets
+    options = {"temperature": 0, "repeat_penalty": 1.0, "num_predict": MAX}
+    answer = oclient.chat(model=PLAIN, messages=_ollama_messages(FEW_SHOT), tools=TOOLS[:1],
+                          options=options)
+    assert answer.message.tool_calls and answer.message.tool_calls[0].function.name == "get_weather"
+    modes = {m: httpx.post(served.main.url + "/api/show", json={"model": m}, timeout=30).json()
+             for m in (PLAIN, tools_model)}
+    assert modes[PLAIN]["hearth_tool_mode"] == "default-prompt"
+    assert modes[tools_model]["hearth_tool_mode"] == "template"
+    assert "tools" in modes[PLAIN]["capabilities"]

@@ -23,7 +23,14 @@ def test_gemma3_vocab_and_merges_equal_transformers_conversion(
     assert ours["model"]["merges"] == theirs["model"]["merges"]
     assert len(ours["model"]["merges"]) > 500_000
     specials = {(t["id"], t["content"], t["special"]) for t in ours["added_tokens"]}
-    assert specials == {(t["id"], t["content"], t["special"]) for t in theirs["added_tokens"]}
+    # the one difference on purpose: the image markers the GGUF labels user-defined are
+    # special here (as in Google's own tokenizer), so decoding skips them
+    markers = {"<start_of_image>", "<end_of_image>"}
+    expected = {
+        (t["id"], t["content"], t["special"] or t["content"] in markers)
+        for t in theirs["added_tokens"]
+    }
+    assert specials == expected
 
 
 @pytest.mark.parametrize("arch", ["llama", "phi3"])
@@ -83,3 +90,18 @@ def test_unknown_vocabulary_kind_is_refused_by_name(spm_metadata: dict) -> None:
         tokenizer_from_gguf_metadata(meta)
     with pytest.raises(UnsupportedModelError, match=r"no tokenizer\.ggml\.tokens"):
         tokenizer_from_gguf_metadata({"tokenizer.ggml.model": "gpt2"})
+
+
+def test_gemma3_image_markers_never_reach_text(gemma3_tokenizer: Tokenizer) -> None:
+    """Gemma 3's GGUF labels `<start_of_image>` user-defined; it is a control token: skipped
+    when decoding (unless asked), still one token when encoding. HTML tags stay text."""
+    from hearth.tokenizer.detokenizer import IncrementalDetokenizer
+
+    tok = gemma3_tokenizer
+    (marker,) = tok.encode("<start_of_image>", add_special_tokens=False)
+    (table,) = tok.encode("<table>", add_special_tokens=False)
+    ids = [*tok.encode("Hello", add_special_tokens=False), marker, table]
+    assert tok.decode(ids) == "Hello<table>"
+    assert tok.decode(ids, skip_special_tokens=False) == "Hello<start_of_image><table>"
+    detok = IncrementalDetokenizer(tok)
+    assert "".join(detok.add(i) for i in ids) + detok.finish() == "Hello<table>"

@@ -16,9 +16,9 @@ import torch
 import transformers as tf
 from gguf import GGMLQuantizationType as QT
 from gguf_family_writer import COMMON, family_configs, make_reference, write_gguf
+from sequence_runner import SequenceRunner
 
 from hearth.model.build import build_model
-from hearth.model.simple import SequenceRunner
 from hearth.weights.gguf import GGUFQuantizedTensor, load_gguf
 from hearth.weights.loader import load_weights
 

@@ -144,7 +144,8 @@ class Task(ABC):
             if rel and not (data_dir / rel).is_file():
                 raise NotFoundError(
                     f"evaluation data file {data_dir / rel} not found (task {self.name}); "
-                    f"point --data-dir or {ENV_VAR} at the evaluation data"
+                    f"`hearth data pull leaderboard` downloads it there (or `--from DIR` "
+                    f"copies a folder), or point --data-dir / {ENV_VAR} at the data"
                 )
 
     def load(self, data_dir: Path) -> tuple[list[Doc], list[Doc]]:

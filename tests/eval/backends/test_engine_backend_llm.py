@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from eval_tiny_lm import HFReferenceLM, TinyTokenizer, save_tiny_folder
+from eval_tiny_lm import MMLU_SUBJECTS, HFReferenceLM, TinyTokenizer, save_tiny_folder
 
 from hearth.cli import main
 from hearth.eval.backends.engine_backend import EngineLM
@@ -96,5 +96,5 @@ def test_hearth_backend_cli_end_to_end(
     ]  # fmt: skip
     for r in reports:
         assert r["backend"] == "hearth" and r["items_per_s"] > 0
-        assert r["num_items"] == (3 * 57 if r["task"] == "mmlu" else 3)
+        assert r["num_items"] == (3 * MMLU_SUBJECTS if r["task"] == "mmlu" else 3)
         assert all(0.0 <= m["value"] <= 1.0 for m in r["results"])

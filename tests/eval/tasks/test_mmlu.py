@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from eval_tiny_lm import MMLU_SUBJECTS
 from lmeval_ref import plain_context, render, sampler, yaml_config
 
 from hearth.eval.tasks.base import Scored, Settings
@@ -31,7 +32,7 @@ def test_item0_prompt_by_documented_format(eval_data: Path) -> None:
         + q(doc)
     )
     items = Mmlu().build(eval_data, Settings(num_fewshot=5, limit=2))
-    assert len(items) == 2 * 57  # --limit counts per subject
+    assert len(items) == 2 * MMLU_SUBJECTS  # --limit counts per subject
     assert items[0].requests[0][0] == expected
     assert [x for _, x in items[0].requests] == [" A", " B", " C", " D"]
     assert items[0].subtask == "abstract_algebra"

@@ -1,0 +1,31 @@
+"""Every API takes the model's generation defaults for what a request leaves unset: the
+Ollama and OpenAI routes sample alike (before, /api/* applied Ollama's values and /v1/*
+vLLM's bare ones), and what they use is the engine's own `LLM.default_sampling_params()`."""
+
+from __future__ import annotations
+
+import httpx
+
+MODEL = "smollm2:135m"
+
+QUESTION = [{"role": "user", "content": "Tell me about cats."}]
+
+
+def test_ollama_and_openai_routes_sample_alike(served) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=served.main.url, timeout=300) as http:
+        ollama_text = http.post("/api/generate", json={
+            "model": MODEL, "prompt": "Once upon a time", "raw": True, "stream": False,
+            "options": {"seed": 7, "num_predict": 24},
+        }).json()["response"]
+        openai_text = http.post("/v1/completions", json={
+            "model": MODEL, "prompt": "Once upon a time", "seed": 7, "max_tokens": 24,
+        }).json()["choices"][0]["text"]
+        assert ollama_text == openai_text and ollama_text
+        ollama_chat = http.post("/api/chat", json={
+            "model": MODEL, "messages": QUESTION, "stream": False,
+            "options": {"seed": 7, "num_predict": 24},
+        }).json()["message"]["content"]
+        openai_chat = http.post("/v1/chat/completions", json={
+            "model": MODEL, "messages": QUESTION, "seed": 7, "max_tokens": 24,
+        }).json()["choices"][0]["message"]["content"]
+        assert ollama_chat == openai_chat and ollama_chat
