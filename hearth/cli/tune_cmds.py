@@ -84,8 +84,8 @@ def tune_command(
     """Fine-tune BASE on your data (LoRA by default) and store the result as NEW."""
     import torch
 
+    from hearth.model.layers.lora import LoraConfig
     from hearth.tune.api import tune
-    from hearth.tune.lora import LoraConfig
     from hearth.tune.train_config import TrainConfig
 
     out = Output.of(ctx, json_flag)

@@ -6,8 +6,8 @@ have it, checkpoints, adapters other runtimes load. For scripts:
 
 Talks to model/ for training, store/ for the base and the result; never to serve/."""
 
+from hearth.model.layers.lora import LoraConfig
 from hearth.tune.api import TuneOutcome, load_tuned, tune
-from hearth.tune.lora import LoraConfig
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import StepReport, Trainer, TrainResult
 

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hearth.errors import CorruptModelError, UserInputError
-from hearth.tune.lora import LoraConfig, LoraLinear, lora_layers, lora_state_dict
+from hearth.model.layers.lora import LoraConfig, LoraLinear, lora_layers, lora_state_dict
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "AdapterFiles", "load_adapter", "save_adapter"]
 

@@ -19,13 +19,13 @@ from hearth.config import Settings, load_settings
 from hearth.errors import UnsupportedModelError, UserInputError
 from hearth.licenses import detection_from_stored, enforce
 from hearth.model.build import build_model
+from hearth.model.layers.lora import apply_lora
 from hearth.store import Store
 from hearth.store.adapters import add_adapter_model, locate_adapter_model
 from hearth.store.names import ModelName
 from hearth.store.records import ModelRecord
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.adapter_files import load_adapter, load_adapter_weights, save_adapter
-from hearth.tune.lora import apply_lora
 from hearth.tune.merge import write_merged
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig

@@ -21,7 +21,7 @@ from hearth.tune.packing import Block
 from hearth.tune.tokenize import TokenizedExample
 
 if TYPE_CHECKING:
-    from hearth.model.decoder import Decoder
+    from hearth.model.layers.decoder import Decoder
 
 __all__ = ["FlatBatch", "flatten", "sequence_logprobs", "token_losses"]
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from hearth.errors import InvalidParameterError
-from hearth.tune.lora import LoraConfig
+from hearth.model.layers.lora import LoraConfig
 
 __all__ = ["METHODS", "TrainConfig", "lr_at"]
 

@@ -23,15 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from hearth.errors import UserInputError
+from hearth.model.layers.lora import adapter_disabled
 from hearth.tune.checkpoint import load_checkpoint, save_checkpoint
 from hearth.tune.forward import flatten, sequence_logprobs, token_losses
-from hearth.tune.lora import adapter_disabled
 from hearth.tune.packing import Block, micro_batches
 from hearth.tune.tokenize import TokenizedExample
 from hearth.tune.train_config import TrainConfig, lr_at
 
 if TYPE_CHECKING:
-    from hearth.model.decoder import Decoder
+    from hearth.model.layers.decoder import Decoder
 
 __all__ = ["StepReport", "TrainResult", "Trainer", "dpo_loss"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from hearth.model.build import build_model
+from hearth.model.layers.lora import LoraConfig, adapter_disabled, apply_lora, lora_layers
 from hearth.tune.forward import flatten, sequence_logprobs
-from hearth.tune.lora import LoraConfig, adapter_disabled, apply_lora, lora_layers
 from hearth.tune.tokenize import TokenizedExample
 from hearth.tune.trainer import dpo_loss
 from hearth.weights.loader import load_weights

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hearth.errors import InvalidParameterError, UserInputError
+from hearth.model.layers.lora import LoraConfig, apply_lora, lora_layers
 from hearth.tune.forward import flatten, token_losses
-from hearth.tune.lora import LoraConfig, apply_lora, lora_layers
 from hearth.tune.tokenize import TokenizedExample
 
 EXAMPLES = [

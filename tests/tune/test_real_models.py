@@ -14,11 +14,11 @@ import torch
 
 from hearth.config import load_settings
 from hearth.model.build import build_model
+from hearth.model.layers.lora import apply_lora, lora_layers
 from hearth.store import Store
 from hearth.tokenizer import Tokenizer
 from hearth.tune import LoraConfig, TrainConfig, load_tuned, tune
 from hearth.tune.forward import flatten, hidden_states, token_losses
-from hearth.tune.lora import apply_lora, lora_layers
 from hearth.tune.tokenize import TokenizedExample
 from hearth.weights.loader import load_weights
 

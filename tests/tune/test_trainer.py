@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from hearth.errors import StoreError
+from hearth.model.layers.lora import LoraConfig, apply_lora
 from hearth.tune.checkpoint import save_checkpoint
-from hearth.tune.lora import LoraConfig, apply_lora
 from hearth.tune.packing import make_blocks
 from hearth.tune.tokenize import TokenizedExample
 from hearth.tune.train_config import TrainConfig, lr_at

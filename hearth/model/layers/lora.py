@@ -5,8 +5,9 @@ alpha / sqrt(r) with rsLoRA), so an adapter moves between hearth and PEFT unchan
 `apply_lora` swaps the targeted projections of a built model in place and freezes the rest.
 
 The adapter's weights stay float32 whatever the base's dtype (a bf16 base stays bf16 and
-is never re-cast); its output is added in the base's dtype. Knows nothing of data or
-training loops."""
+is never re-cast); its output is added in the base's dtype. It lives with the layers because
+an adapter is a property of a projection (tune/ trains it; the engine will serve it per
+sequence). Knows nothing of data or training loops."""
 
 from __future__ import annotations
 
