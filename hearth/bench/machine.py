@@ -72,7 +72,7 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP
         "kernel_threads": "openmp" if dedicated_cpu() else "pool",
         # how hearth's OpenMP workers waited (peers run under their own defaults)
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "omp_wait_policy": settings.omp_wait_policy or "default",
         "dedicated_cpu": dedicated_cpu(),
     }
     info["memory_bandwidth_gbps"] = memory_bandwidth_gbps(size_mb) if probe else None

@@ -15,7 +15,7 @@ from typing import Any
 from hearth.bench.machine import machine_info
 from hearth.bench.peers import check_peer, llama_cpp_rebuild_hint
 from hearth.bench.workloads import SCENARIOS, make_workloads
-from hearth.engine.threads import peer_environment
+from hearth.config import peer_environment
 from hearth.errors import HearthError
 
 

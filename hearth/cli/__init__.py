@@ -13,7 +13,7 @@ import typer
 
 from hearth import __version__
 from hearth.cli.output import Output
-from hearth.engine.threads import set_passive_wait
+from hearth.config import load_settings, set_omp_wait_policy
 from hearth.errors import HearthError
 
 # typer >= 0.29 runs on its own copy of click (typer._click), older ones on click itself, so
@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "hearth.cli.arena_cmds",
     "hearth.cli.judge_cmds",
     "hearth.cli.compare_cmds",
+    "hearth.cli.config_cmds",
     "hearth.cli.tune_cmds",
 ]
 
@@ -67,11 +68,9 @@ def _root(
     ),
 ) -> None:
     ctx.obj = Output(json=json_output)
+    load_settings()  # a bad setting stops every verb at start-up, with one line
 
 
-# before any verb module can import torch: libgomp reads its wait policy once, when it is
-# loaded (hearth.engine.threads says why idle OpenMP workers must sleep on a shared CPU)
-set_passive_wait()
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
@@ -89,6 +88,9 @@ def usage_message(exc: Exception) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning hearth errors into exit codes."""
     try:
+        # first, before any verb imports torch: libgomp reads its wait policy once, when it
+        # is loaded (hearth.engine.threads says why idle OpenMP workers must sleep)
+        set_omp_wait_policy()
         # in non-standalone mode click returns a verb's `typer.Exit(code)` instead of exiting
         code = app(args=argv, prog_name="hearth", standalone_mode=False)
     except HearthError as exc:

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         out = Output.of(ctx)
         if name not in DATASETS:
             raise UserInputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-        dest = resolve_data_dir(data_dir, load_settings().home)
+        settings = load_settings()
+        dest = resolve_data_dir(data_dir, settings)
         if source is not None:
             written = copy_data(source.expanduser(), dest)
             how = f"copied {len(written)} files from {source}"
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 if not out.json:
                     typer.echo(f"downloading {what}", err=True)
 
-            written = pull_from_hub(dest, progress=step)
+            written = pull_from_hub(dest, progress=step, endpoint=settings.hf_endpoint)
             how = f"wrote {len(written)} files from the Hugging Face Hub"
         if out.json:
             out.emit_json({"data_dir": str(dest), "files": [str(p) for p in written]})

@@ -122,119 +122,119 @@ def _print_license(
         out.console.print(line, highlight=False, markup=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("license")
-    def license_(
-        ctx: typer.Context,
-        name: str = typer.Argument(
-            ..., help="A stored model (smollm2) or a license id (llama3.1)."
-        ),
-        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
-    ) -> None:
-        """Show a model's license: the facts, the signals it was detected from, and whether
-        the current policy allows pulling, running, serving and fine-tuning it."""
-        from hearth.config import load_settings
+def license_(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A stored model (smollm2) or a license id (llama3.1)."),
+    json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """Show a model's license: the facts, the signals it was detected from, and whether
+    the current policy allows pulling, running, serving and fine-tuning it."""
+    from hearth.config import load_settings
 
-        out = Output.of(ctx, json_flag)
-        settings = load_settings()
-        model, detection = _lookup(settings, name)
-        verdict = _verdict(settings, detection, model["digest"] if model else None)
-        if out.json:
-            out.emit_json(
-                {
-                    "model": model,
-                    **detection.to_dict(),
-                    "facts": _facts_dict(detection.facts),
-                    "policy": verdict,
-                }
+    out = Output.of(ctx, json_flag)
+    settings = load_settings()
+    model, detection = _lookup(settings, name)
+    verdict = _verdict(settings, detection, model["digest"] if model else None)
+    if out.json:
+        out.emit_json(
+            {
+                "model": model,
+                **detection.to_dict(),
+                "facts": _facts_dict(detection.facts),
+                "policy": verdict,
+            }
+        )
+        return
+    _print_license(out, model, detection, verdict)
+
+
+def policy_show(
+    ctx: typer.Context,
+    json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """Show the policy and the license acceptances on record."""
+    from hearth.config import load_settings
+    from hearth.licenses.acceptances import list_acceptances
+    from hearth.licenses.policy import load_policy, policy_path
+
+    out = Output.of(ctx, json_flag)
+    settings = load_settings()
+    policy = load_policy(settings)
+    path = policy_path(settings)
+    acceptances = list_acceptances(settings)
+    if out.json:
+        out.emit_json(
+            {
+                "path": str(path),
+                "exists": path.is_file(),
+                "policy": policy.to_dict(),
+                "acceptances": [
+                    {
+                        "model_digest": a.model_digest,
+                        "license_id": a.license_id,
+                        "user": a.user,
+                        "accepted_at": a.accepted_at.isoformat(),
+                        "use": a.use,
+                    }
+                    for a in acceptances
+                ],
+            }
+        )
+        return
+    where = str(path) if path.is_file() else f"{path} (not written yet: defaults)"
+    out.console.print(f"policy: {where}", highlight=False, markup=False)
+    table = Table(show_header=False, box=None)
+    for key, value in policy.to_dict().items():
+        shown = json.dumps(value) if not isinstance(value, str) else value
+        table.add_row(key, shown)
+    out.console.print(table)
+    if acceptances:
+        out.console.print("\naccepted licenses", highlight=False)
+        for a in acceptances:
+            out.console.print(
+                f"  {a.license_id} for {a.model_digest.removeprefix('sha256:')[:12]} by "
+                f"{a.user} at {a.accepted_at:%Y-%m-%d %H:%M} UTC ({a.use})",
+                highlight=False,
+                markup=False,
             )
-            return
-        _print_license(out, model, detection, verdict)
 
+
+def policy_set(
+    ctx: typer.Context,
+    key: str = typer.Argument(
+        ...,
+        help="commercial, monthly_active_users, allow, deny, unknown or train_other_models.",
+    ),
+    value: str = typer.Argument(
+        ...,
+        help='true/false, a number (2M), warn/deny, or comma-separated license ids ("" clears).',
+    ),
+) -> None:
+    """Change one policy key and save policy.toml."""
+    from hearth.config import load_settings
+    from hearth.licenses.policy import policy_path, set_policy_value
+
+    out = Output.of(ctx)
+    settings = load_settings()
+    policy = set_policy_value(settings, key, value)
+    if out.json:
+        out.emit_json(policy.to_dict())
+        return
+    shown = getattr(policy, key)
+    out.console.print(
+        f"{key} = {json.dumps(list(shown) if isinstance(shown, tuple) else shown)} "
+        f"(saved to {policy_path(settings)})",
+        highlight=False,
+        markup=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("license")(license_)
     policy_app = typer.Typer(
         help="Show or change the license use policy ($HEARTH_HOME/policy.toml).",
         no_args_is_help=True,
     )
     app.add_typer(policy_app, name="policy")
-
-    @policy_app.command("show")
-    def policy_show(
-        ctx: typer.Context,
-        json_flag: bool = typer.Option(False, "--json", help="JSON output."),
-    ) -> None:
-        """Show the policy and the license acceptances on record."""
-        from hearth.config import load_settings
-        from hearth.licenses.acceptances import list_acceptances
-        from hearth.licenses.policy import load_policy, policy_path
-
-        out = Output.of(ctx, json_flag)
-        settings = load_settings()
-        policy = load_policy(settings)
-        path = policy_path(settings)
-        acceptances = list_acceptances(settings)
-        if out.json:
-            out.emit_json(
-                {
-                    "path": str(path),
-                    "exists": path.is_file(),
-                    "policy": policy.to_dict(),
-                    "acceptances": [
-                        {
-                            "model_digest": a.model_digest,
-                            "license_id": a.license_id,
-                            "user": a.user,
-                            "accepted_at": a.accepted_at.isoformat(),
-                            "use": a.use,
-                        }
-                        for a in acceptances
-                    ],
-                }
-            )
-            return
-        where = str(path) if path.is_file() else f"{path} (not written yet: defaults)"
-        out.console.print(f"policy: {where}", highlight=False, markup=False)
-        table = Table(show_header=False, box=None)
-        for key, value in policy.to_dict().items():
-            shown = json.dumps(value) if not isinstance(value, str) else value
-            table.add_row(key, shown)
-        out.console.print(table)
-        if acceptances:
-            out.console.print("\naccepted licenses", highlight=False)
-            for a in acceptances:
-                out.console.print(
-                    f"  {a.license_id} for {a.model_digest.removeprefix('sha256:')[:12]} by "
-                    f"{a.user} at {a.accepted_at:%Y-%m-%d %H:%M} UTC ({a.use})",
-                    highlight=False,
-                    markup=False,
-                )
-
-    @policy_app.command("set")
-    def policy_set(
-        ctx: typer.Context,
-        key: str = typer.Argument(
-            ...,
-            help="commercial, monthly_active_users, allow, deny, unknown or train_other_models.",
-        ),
-        value: str = typer.Argument(
-            ...,
-            help="true/false, a number (2M), warn/deny, or "
-            'comma-separated license ids ("" clears).',
-        ),
-    ) -> None:
-        """Change one policy key and save policy.toml."""
-        from hearth.config import load_settings
-        from hearth.licenses.policy import policy_path, set_policy_value
-
-        out = Output.of(ctx)
-        settings = load_settings()
-        policy = set_policy_value(settings, key, value)
-        if out.json:
-            out.emit_json(policy.to_dict())
-            return
-        shown = getattr(policy, key)
-        out.console.print(
-            f"{key} = {json.dumps(list(shown) if isinstance(shown, tuple) else shown)} "
-            f"(saved to {policy_path(settings)})",
-            highlight=False,
-            markup=False,
-        )
+    policy_app.command("show")(policy_show)
+    policy_app.command("set")(policy_set)

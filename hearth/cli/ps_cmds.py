@@ -57,6 +57,14 @@ def _until(expires_at: str) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S}"
 
 
+def _kv_cache(kv: Any) -> str:
+    """The model's KV pool: its memory and how many tokens it holds (a server without the
+    field, e.g. Ollama: blank)."""
+    if not isinstance(kv, dict) or "bytes" not in kv:
+        return ""
+    return f"{kv['bytes'] / 1e6:.0f} MB, {kv.get('tokens', 0):,} tok"
+
+
 def ps(
     ctx: typer.Context,
     url: str | None = typer.Option(None, "--url", help=_URL_HELP),
@@ -73,12 +81,12 @@ def ps(
     if not models:
         typer.echo(f"no models loaded at {base}")
         return
-    table = Table("NAME", "ID", "SIZE", "CONTEXT", "UNTIL", box=None)
+    table = Table("NAME", "ID", "SIZE", "CONTEXT", "KV CACHE", "UNTIL", box=None)
     for m in models:
         size = f"{m.get('size', 0) / 1e6:.1f} MB"
         table.add_row(
             m["name"], m["digest"][:12], size, str(m.get("context_length", "")),
-            _until(m.get("expires_at", "")),
+            _kv_cache(m.get("kv_cache")), _until(m.get("expires_at", "")),
         )
     out.console.print(table)
 

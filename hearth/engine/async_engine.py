@@ -4,7 +4,14 @@ cancelling / closing the iterator) stops a request and frees its blocks before t
 step. Knows nothing of HTTP.
 
 One lock guards the engine. The step thread lets any caller that is waiting for the lock
-go first (a waiter count), so adds and aborts never starve behind a busy engine."""
+go first (a waiter count), so adds and aborts never starve behind a busy engine.
+
+Embedding calls are engine work too: the step thread runs one chunk of the oldest call
+(about one step's worth of tokens), then a generation step, and rotates between calls, so
+a large embed call never holds a concurrent chat for its whole length.
+
+After `idle_release_s` without work the step thread gives the free KV blocks' memory back
+to the OS (LLMEngine.release_idle_memory): RSS returns to about what it was at start."""
 
 from __future__ import annotations
 
@@ -12,13 +19,26 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import torch
+
+from hearth.engine.embeddings import EmbeddingJob
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.metrics import EngineMetrics
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
+from hearth.errors import ContextLengthError, InvalidParameterError
+
+# bounds on one embedding call (OpenAI allows 2048 inputs and 300k tokens; a CPU server
+# keeps one request's work smaller)
+MAX_EMBED_INPUTS = 256
+MAX_EMBED_TOKENS = 65536
+# a text this many times the context in characters is cut before tokenizing when the
+# caller asked for truncation (no tokenizer's tokens average 32 characters)
+_CHARS_PER_TOKEN_BOUND = 32
 
 
 @dataclass
@@ -31,9 +51,37 @@ class _Stream:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
 
+@dataclass
+class _EmbedCall:
+    job: EmbeddingJob
+    counts: list[int]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[tuple[list[list[float]], list[int]]]
+    cancelled: bool = field(default=False)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        def done() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result((self.job.vectors, self.counts))
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+            self.loop.call_soon_threadsafe(done)
+
+
+# seconds without work before free KV blocks are given back to the OS; the most recent
+# prefix cache is kept (IDLE_KEEP_CACHED_TOKENS), so a chat that pauses re-uses its prefix
+IDLE_RELEASE_S = 10.0
+
+
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine) -> None:
+    def __init__(self, engine: LLMEngine, idle_release_s: float | None = IDLE_RELEASE_S) -> None:
         self.engine = engine
+        self.idle_release_s = idle_release_s
+        self._worked = False  # work ran since the last release
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._num_waiters = 0
@@ -41,7 +89,14 @@ class AsyncEngine:
         self._streams: dict[str, _Stream] = {}
         self._ids = itertools.count()
         self._cancelled: set[str] = set()
+        # aborts asked from the event loop, which must never wait up to a step for the
+        # lock: whoever takes the lock next applies them (before anything else)
+        self._to_abort: deque[str] = deque()
+        self._adding: set[str] = set()  # ids whose add is still on its way
         self._stopped = False
+        # embedding calls in flight; appended from the event loop, read by the step thread
+        # (deque's append / popleft / rotate are atomic, no lock needed)
+        self._embeds: deque[_EmbedCall] = deque()
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -54,6 +109,7 @@ class AsyncEngine:
             self._num_waiters -= 1
             self._cond.notify_all()
         try:
+            self._apply_aborts()
             yield self.engine
         finally:
             self._lock.release()
@@ -67,6 +123,8 @@ class AsyncEngine:
             with self._lock:
                 if self._stopped:
                     return
+                self._apply_aborts()
+                embedding = self._embed_chunk()
                 busy = self.engine.has_unfinished_requests()
                 if busy:
                     try:
@@ -83,19 +141,80 @@ class AsyncEngine:
                     stream = self._streams.pop(rid, None)
                     if stream is not None:
                         stream.put(error)
-            if not busy:
-                self._wake.wait()
-                self._wake.clear()
+            if busy:
+                self._worked = True
+            if busy or embedding:
+                continue
+            release = self._worked and self.idle_release_s is not None
+            woke = self._wake.wait(self.idle_release_s if release else None)
+            self._wake.clear()
+            if not woke and release:
+                self._release_idle()
+
+    def _release_idle(self) -> None:
+        with self._lock:
+            if self._stopped or self.engine.has_unfinished_requests() or self._embeds:
+                return
+            self.engine.release_idle_memory()
+            self._worked = False
+
+    def _embed_chunk(self) -> bool:
+        """Run one chunk of the oldest embedding call, then send it to the back. Returns
+        whether embedding work remains."""
+        while self._embeds and self._embeds[0].cancelled:
+            self._embeds.popleft()
+        if not self._embeds:
+            return False
+        call = self._embeds[0]
+        runner = self.engine.runner
+        self._worked = True
+
+        def threads(num_tokens: int) -> None:
+            wanted = runner.threads.for_step(num_tokens)
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+
+        try:
+            call.job.run_chunk(runner.model, threads)
+        except Exception as exc:
+            self._embeds.popleft()
+            call.settle(exc)
+            return bool(self._embeds)
+        if call.job.done:
+            self._embeds.popleft()
+            call.settle()
+        else:
+            self._embeds.rotate(-1)
+        return bool(self._embeds)
+
+    def _abort_soon(self, request_id: str) -> None:
+        """Abort without waiting: the step thread (or the next lock holder) frees the
+        blocks before its next step."""
+        self._to_abort.append(request_id)
+        self._wake.set()
+
+    def _apply_aborts(self) -> None:
+        """With the lock held."""
+        while self._to_abort:
+            rid = self._to_abort.popleft()
+            if rid in self._streams or rid in self.engine.requests:
+                self.engine.abort(rid)
+                self._streams.pop(rid, None)
+            elif rid in self._adding:
+                self._cancelled.add(rid)  # its add has not run yet: it will skip it
 
     def _add(
         self, request_id: str, prompt: str | list[int], params: SamplingParams, stream: _Stream
     ) -> None:
-        with self._engine_lock() as engine:
-            if request_id in self._cancelled:  # the caller gave up while we waited
-                self._cancelled.discard(request_id)
-                return
-            engine.add_request(request_id, prompt, params)
-            self._streams[request_id] = stream
+        try:
+            with self._engine_lock() as engine:
+                if request_id in self._cancelled:  # the caller gave up while we waited
+                    self._cancelled.discard(request_id)
+                    return
+                engine.add_request(request_id, prompt, params)
+                self._streams[request_id] = stream
+        finally:
+            self._adding.discard(request_id)
         self._wake.set()
 
     async def generate(
@@ -112,16 +231,12 @@ class AsyncEngine:
         rid = request_id if request_id is not None else f"req-{next(self._ids)}"
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
         # tokenizing and taking the lock can wait up to one step: keep the event loop free
+        self._adding.add(rid)
         try:
             await asyncio.to_thread(self._add, rid, prompt, params, stream)
         except asyncio.CancelledError:
             # the add may still be running in its thread: make sure it ends aborted
-            with self._engine_lock() as engine:
-                if rid in self._streams:
-                    engine.abort(rid)
-                    del self._streams[rid]
-                else:
-                    self._cancelled.add(rid)
+            self._abort_soon(rid)
             raise
         finished = False
         try:
@@ -139,7 +254,7 @@ class AsyncEngine:
                     return
         finally:
             if not finished:
-                self.abort(rid)
+                self._abort_soon(rid)
 
     def abort(self, request_id: str) -> None:
         """Stop the request; its blocks are free when this returns (waits at most one
@@ -148,24 +263,59 @@ class AsyncEngine:
             engine.abort(request_id)
             self._streams.pop(request_id, None)
 
-    async def embed(self, prompts: list[str | list[int]]) -> tuple[list[list[float]], list[int]]:
+    async def embed(
+        self, prompts: list[str | list[int]], truncate: bool = False
+    ) -> tuple[list[list[float]], list[int]]:
         """Pooled, normalised hidden states of each prompt (embeddings.py) and each prompt's
-        token count. Runs between steps (it holds the engine lock) in a worker thread."""
+        token count. Tokenizes in a worker thread; the step thread computes the vectors a
+        chunk at a time between generation steps. A prompt longer than the context is cut
+        to it with `truncate`, else refused; see MAX_EMBED_* for the call's bounds."""
+        if self._stopped:
+            raise RuntimeError("the engine is shut down")
+        if len(prompts) > MAX_EMBED_INPUTS:
+            raise InvalidParameterError(
+                "input", f"input: at most {MAX_EMBED_INPUTS} inputs per call, got {len(prompts)}"
+            )
+        ids = await asyncio.to_thread(self._embed_ids, prompts, truncate)
+        loop = asyncio.get_running_loop()
+        config = self.engine.config
+        job = EmbeddingJob(ids, config.block_size, config.max_num_batched_tokens)
+        call = _EmbedCall(job, [len(one) for one in ids], loop, loop.create_future())
+        self._embeds.append(call)
+        self._wake.set()
+        try:
+            return await call.future
+        finally:
+            call.cancelled = True  # cancelled or done: the step thread drops it
 
-        def run() -> tuple[list[list[float]], list[int]]:
-            from hearth.engine.embeddings import pooled_embeddings
-
-            ids = [self.engine.tokenize(p) for p in prompts]
-            for one in ids:
-                if len(one) > self.engine.max_model_len:
-                    from hearth.errors import ContextLengthError
-
-                    raise ContextLengthError(len(one), self.engine.max_model_len)
-            with self._engine_lock() as engine:
-                vectors = pooled_embeddings(engine.runner.model, ids, engine.config.block_size)
-            return vectors, [len(one) for one in ids]
-
-        return await asyncio.to_thread(run)
+    def _embed_ids(self, prompts: list[str | list[int]], truncate: bool) -> list[list[int]]:
+        limit = self.engine.max_model_len
+        out: list[list[int]] = []
+        total = 0
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, str) and truncate:
+                prompt = prompt[: limit * _CHARS_PER_TOKEN_BOUND]
+            if not prompt:
+                raise InvalidParameterError("input", f"input[{i}] is empty; give some text")
+            one = self.engine.tokenize(prompt)
+            if len(one) > limit:
+                if not truncate:
+                    raise ContextLengthError(
+                        len(one),
+                        limit,
+                        f"input[{i}] is {len(one)} tokens but the context is {limit}; shorten "
+                        "it (or ask for truncation)",
+                    )
+                one = one[:limit]
+            total += len(one)
+            if total > MAX_EMBED_TOKENS:
+                raise InvalidParameterError(
+                    "input",
+                    f"input: at most {MAX_EMBED_TOKENS} tokens per call in all; split the "
+                    "inputs over several calls",
+                )
+            out.append(one)
+        return out
 
     def metrics(self) -> EngineMetrics:
         with self._engine_lock() as engine:
@@ -180,6 +330,8 @@ class AsyncEngine:
             for stream in self._streams.values():
                 stream.put(RuntimeError("the engine was shut down"))
             self._streams.clear()
+            while self._embeds:
+                self._embeds.popleft().settle(RuntimeError("the engine was shut down"))
         self._wake.set()
         self._thread.join(timeout=10)
         self.engine.shutdown()

@@ -174,9 +174,6 @@ class BlockManager:
         total = seq.num_blocks_for(seq.num_computed_tokens + num_new_tokens)
         return max(0, total - len(seq.block_table))
 
-    def can_allocate(self, num_blocks: int) -> bool:
-        return num_blocks <= self.num_free_blocks
-
     def allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
         """Give seq the blocks for its next `num_new_tokens` tokens; False (and nothing
         taken) if the pool is short."""
@@ -221,6 +218,22 @@ class BlockManager:
                     self._free.append(block_id)
         seq.block_table = []
         seq.num_computed_tokens = 0
+
+    def trim_prefix_cache(self, keep: int) -> None:
+        """Forget all but the `keep` most recently used cached blocks no sequence holds
+        (before giving idle memory back: the latest conversation's prefix stays)."""
+        while len(self._cached_free) > keep:
+            block_id, _ = self._cached_free.popitem(last=False)
+            block = self.blocks[block_id]
+            assert block.hash is not None
+            del self._hash_to_block[block.hash]
+            block.hash = None
+            block.key = (None, ())
+            self._free.append(block_id)
+
+    def uncached_free_blocks(self) -> list[int]:
+        """Free blocks whose contents nothing will read again."""
+        return list(self._free)
 
     def reset_prefix_cache(self) -> None:
         """Forget every cached block that no sequence holds."""

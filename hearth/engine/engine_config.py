@@ -13,13 +13,17 @@ GIB = 1024**3
 # share of available RAM the KV cache takes when no budget is given: the weights, the
 # activations and the rest of the machine need the remainder
 DEFAULT_KV_FRACTION = 0.25
+# full contexts the default pool holds (Ollama's OLLAMA_NUM_PARALLEL default of 4 slots of
+# num_ctx each). Sized from what the model needs, not from the machine: a share of RAM gave
+# a 98 MB model a 5.3 GB pool. Shorter requests fit many more; past it, preemption.
+DEFAULT_KV_CONTEXTS = 4
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """block_size: tokens per KV block. kv_cache_gb: None = DEFAULT_KV_FRACTION of free RAM
-    (never more than max_num_seqs full contexts need). max_model_len: None = the model's
-    context, capped by what the KV pool holds."""
+    """block_size: tokens per KV block. kv_cache_gb: None = what min(max_num_seqs,
+    DEFAULT_KV_CONTEXTS) full contexts need, never more than DEFAULT_KV_FRACTION of free
+    RAM. max_model_len: None = the model's context, capped by what the KV pool holds."""
 
     block_size: int = 16
     kv_cache_gb: float | None = None
@@ -73,7 +77,8 @@ def plan_kv_cache(config: EngineConfig, bytes_per_block: int, model_context: int
     if config.kv_cache_gb is not None:
         budget = int(config.kv_cache_gb * GIB)
     else:
-        blocks_for_all = config.max_num_seqs * -(-wanted_len // bs)
+        contexts = min(config.max_num_seqs, DEFAULT_KV_CONTEXTS)
+        blocks_for_all = contexts * -(-wanted_len // bs)
         budget = min(
             int(available_memory_bytes() * DEFAULT_KV_FRACTION), blocks_for_all * bytes_per_block
         )

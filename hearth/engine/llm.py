@@ -27,14 +27,6 @@ Progress = Callable[[str, int, int], None]
 Message = dict[str, Any]
 
 
-def resolve_model_path(
-    model: str | Path, settings: Settings, progress: Progress | None = None
-) -> Path:
-    """A path on disk (a .gguf file or an HF folder) as-is; otherwise a store name, pulled
-    from the catalog first when it is not stored yet."""
-    return resolve_model(model, settings, progress)[0]
-
-
 def resolve_model(
     model: str | Path, settings: Settings, progress: Progress | None = None
 ) -> tuple[Path, Any]:

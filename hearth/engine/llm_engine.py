@@ -15,14 +15,18 @@ import torch
 from hearth.engine.block_manager import BlockManager
 from hearth.engine.engine_config import EngineConfig
 from hearth.engine.metrics import EngineMetrics, ThroughputMeter
-from hearth.engine.model_runner import DecoderLike, ModelRunner
+from hearth.engine.model_runner import DecoderLike, ModelRunner, RunnerOutput
 from hearth.engine.output_processor import RequestState
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
-from hearth.engine.scheduler import Scheduler, SchedulerConfig
-from hearth.engine.sequence import Sequence
+from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from hearth.engine.sequence import Logprob, Sequence
 from hearth.errors import ContextLengthError, UserInputError
+
+# prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
+# conversation so far (a whole 8k context of SmolLM2 would be 370 MB kept resident)
+IDLE_KEEP_CACHED_TOKENS = 2048
 
 
 class LLMEngine:
@@ -107,13 +111,11 @@ class LLMEngine:
         for i in range(params.n):
             gen = None
             if params.seed is not None:
-                gen = torch.Generator().manual_seed(params.seed + i)
+                seed = params.seed + i  # params keep seed below 2**64: wrap the sum
+                gen = torch.Generator().manual_seed(seed - 2**64 if seed >= 2**64 else seed)
             seq = Sequence(
                 request_id, ids, params, index=i, block_size=self.config.block_size, generator=gen
             )
-            # siblings wait for the first one's prompt, then share its full blocks
-            if i and self.config.enable_prefix_caching and params.prompt_logprobs is None:
-                seq.wait_for = seqs[0]
             if params.prompt_logprobs is not None:
                 # positions before the start come back None and are never computed for
                 # logits; the model runner starts at len(prompt_logprobs) - 1
@@ -181,6 +183,11 @@ class LLMEngine:
         return bool(self.requests)
 
     # -- the step -------------------------------------------------------------------
+    # One request must never fail the others batched with it: whatever goes wrong for one
+    # sequence inside a step (the forward, its prompt logprobs, its grammar mask, sampling
+    # it, its stop checks) finishes that sequence's request with the error and the step
+    # goes on for the rest. Only a BaseException (KeyboardInterrupt, ...) escapes; then
+    # every request of the batch is failed first, so no blocks leak.
     def step(self) -> list[RequestOutput]:
         outputs = self._collect_compiled()
         batch = self.scheduler.schedule()
@@ -190,20 +197,19 @@ class LLMEngine:
                 wait([s.matcher_future for s in self._compiling], 0.05, FIRST_COMPLETED)
             self._drop_finished(outputs)
             return outputs
-        start = time.perf_counter()
+        self.last_failed = []
         try:
-            run = self.runner.run(batch)
+            outputs.extend(self._step_batch(batch))
         except BaseException as exc:
-            # the step's K/V are half written: fail these requests and release their
-            # blocks, so nothing leaks, then let the caller see the error
-            self.last_failed = []
-            for seq in batch.seqs:
-                state = self.requests.pop(seq.request_id, None)
-                if state is not None:
-                    state.error = exc
-                    self._finish_request(state, "error")
-                    self.last_failed.append(state.request_id)
+            self._fail_all(batch.seqs, exc)
             raise
+        self._drop_finished(outputs)
+        return outputs
+
+    def _step_batch(self, batch: SchedulerOutput) -> list[RequestOutput]:
+        start = time.perf_counter()
+        failed: dict[str, None] = {}
+        batch, run = self._run_isolated(batch, failed)
         num_prefill = num_decode = 0
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
             if n == 1 and seq.num_computed_tokens >= seq.num_prompt_tokens:
@@ -213,57 +219,173 @@ class LLMEngine:
         self.scheduler.postprocess(batch)
         for seq_id, (positions, logits) in run.prompt_logits.items():
             seq = next(s for s in batch.seqs if s.seq_id == seq_id)
-            assert positions[0] == len(seq.prompt_logprobs) - 1
-            k = seq.params.prompt_logprobs
-            assert k is not None
-            nxt = [seq.token_ids[p + 1] for p in positions]
-            seq.prompt_logprobs.extend(prompt_logprobs(logits, nxt, k))
-        touched = self._sample(run.sample_seqs, run.logits)
+            try:
+                self._add_prompt_logprobs(seq, positions, logits)
+            except Exception as exc:
+                self._fail(seq, exc, failed)
+        touched = self._sample(run.sample_seqs, run.logits, failed)
         self._meter.record(start, time.perf_counter(), num_prefill, num_decode)
         self._prompt_tokens_total += num_prefill
         self._generation_tokens_total += len(run.sample_seqs)
-        for request_id in touched:
-            state = self.requests[request_id]
-            out = self._output(state)
+        outputs = []
+        for request_id in {**dict.fromkeys(touched), **failed}:
+            out = self._output(self.requests[request_id])
             if out is not None:
                 outputs.append(out)
-        self._drop_finished(outputs)
         return outputs
 
-    def _sample(self, seqs: list[Sequence], logits: torch.Tensor) -> list[str]:
-        if not seqs:
+    def _run_isolated(
+        self, batch: SchedulerOutput, failed: dict[str, None]
+    ) -> tuple[SchedulerOutput, RunnerOutput]:
+        """The batch's forward; if it fails, each sequence alone (rewriting a sequence's
+        new K/V at the same slots is harmless), failing only those that fail alone."""
+        try:
+            return batch, self.runner.run(batch)
+        except Exception as exc:
+            if len(batch.seqs) == 1:
+                self._fail(batch.seqs[0], exc, failed)
+                return SchedulerOutput(), _empty_run(self.vocab_size)
+        kept = SchedulerOutput()
+        runs: list[RunnerOutput] = []
+        for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+            if seq.is_finished:  # a sibling of a request that failed here
+                continue
+            try:
+                runs.append(self.runner.run(SchedulerOutput([seq], [n])))
+            except Exception as exc:
+                self._fail(seq, exc, failed)
+                continue
+            kept.seqs.append(seq)
+            kept.num_tokens.append(n)
+        # a sibling may have failed after its own run went through
+        keep = [i for i, s in enumerate(kept.seqs) if not s.is_finished]
+        kept = SchedulerOutput([kept.seqs[i] for i in keep], [kept.num_tokens[i] for i in keep])
+        runs = [r for r in runs if all(not s.is_finished for s in r.sample_seqs)]
+        live = {s.seq_id for s in kept.seqs}
+        merged = _empty_run(self.vocab_size)
+        sampled = [r for r in runs if r.sample_seqs]  # a mid-prefill run has no logits rows
+        if runs:
+            merged = RunnerOutput(
+                [s for r in sampled for s in r.sample_seqs],
+                torch.cat([r.logits for r in sampled])
+                if sampled
+                else torch.empty(0, self.vocab_size),
+                {k: v for r in runs for k, v in r.prompt_logits.items() if k in live},
+            )
+        return kept, merged
+
+    def _add_prompt_logprobs(
+        self, seq: Sequence, positions: list[int], logits: torch.Tensor
+    ) -> None:
+        assert positions[0] == len(seq.prompt_logprobs) - 1
+        k = seq.params.prompt_logprobs
+        assert k is not None
+        nxt = [seq.token_ids[p + 1] for p in positions]
+        seq.prompt_logprobs.extend(prompt_logprobs(logits, nxt, k))
+
+    def _fail(self, seq: Sequence, exc: BaseException, failed: dict[str, None]) -> None:
+        """Finish seq's request (all its sequences) with `exc`; the step goes on."""
+        state = self.requests.get(seq.request_id)
+        if state is None or state.error is not None:
+            return
+        state.error = exc
+        self._finish_request(state, "error")
+        failed[seq.request_id] = None
+
+    def _fail_all(self, seqs: list[Sequence], exc: BaseException) -> None:
+        """The step itself broke: fail every request of its batch and release their blocks,
+        so nothing leaks; `last_failed` tells the caller whom to tell."""
+        for seq in seqs:
+            state = self.requests.pop(seq.request_id, None)
+            if state is not None:
+                state.error = exc
+                self._finish_request(state, "error")
+                self.last_failed.append(state.request_id)
+
+    def _sample(
+        self, seqs: list[Sequence], logits: torch.Tensor, failed: dict[str, None]
+    ) -> list[str]:
+        for i, seq in enumerate(seqs):
+            if seq.matcher is not None and not seq.is_finished:
+                try:
+                    seq.matcher.fill_mask(logits[i])
+                except Exception as exc:
+                    self._fail(seq, exc, failed)
+        live = [i for i, s in enumerate(seqs) if not s.is_finished]
+        if not live:
             return []
-        for i, seq in enumerate(seqs):
-            if seq.matcher is not None:
-                seq.matcher.fill_mask(logits[i])
-        rows = [
-            SamplerRow(s.params, s.prompt_token_ids, s.output_token_ids, s.generator) for s in seqs
-        ]
-        result = self.sampler(logits, rows)
+        if len(live) < len(seqs):
+            seqs, logits = [seqs[i] for i in live], logits[live]
+        tokens = self._sample_rows(seqs, logits, failed)
         touched: dict[str, None] = {}
-        for i, seq in enumerate(seqs):
-            tok = result.token_ids[i]
-            entry, sampled_logprob = result.logprobs[i], result.sampled_logprobs[i]
-            if seq.matcher is not None:
-                forced = seq.matcher.fit_budget(tok, self._num_left(seq))
-                if forced != tok:
-                    # the sampled token would leave no room to complete the output: take
-                    # the closing path's next token instead (as if the mask allowed only it)
-                    seq.closed_by_budget = True
-                    row = torch.full_like(logits[i : i + 1], float("-inf"))
-                    row[0, forced] = 0.0
-                    again = self.sampler(row, rows[i : i + 1])
-                    tok, entry = forced, again.logprobs[0]
-                    sampled_logprob = again.sampled_logprobs[0]
-            seq.append_token(tok)
-            if entry is not None:
-                seq.logprobs.append(entry)
-                seq.cumulative_logprob += sampled_logprob
-            if seq.matcher is not None:
-                seq.matcher.accept(tok)
-            self._check_stop(seq, tok)
+        for i, (seq, sampled) in enumerate(zip(seqs, tokens, strict=True)):
+            if sampled is None or seq.is_finished:
+                continue
+            try:
+                self._accept(seq, logits[i : i + 1], *sampled)
+            except Exception as exc:
+                self._fail(seq, exc, failed)
+                continue
             touched[seq.request_id] = None
         return list(touched)
+
+    def _sample_rows(
+        self, seqs: list[Sequence], logits: torch.Tensor, failed: dict[str, None]
+    ) -> list[tuple[int, dict[int, Logprob] | None, float] | None]:
+        """(token, logprobs entry, sampled logprob) per sequence; None where sampling that
+        row failed (its request is failed). The batch is sampled at once; if that raises,
+        row by row, with the seeded rows' generators rewound so their draws stay theirs."""
+        rows = [self._row(s) for s in seqs]
+        rewind = [(r.generator, r.generator.get_state()) for r in rows if r.generator is not None]
+        try:
+            result = self.sampler(logits, rows)
+            return list(
+                zip(result.token_ids, result.logprobs, result.sampled_logprobs, strict=True)
+            )
+        except Exception:
+            for generator, state in rewind:
+                generator.set_state(state)
+        out: list[tuple[int, dict[int, Logprob] | None, float] | None] = []
+        for i, (seq, row) in enumerate(zip(seqs, rows, strict=True)):
+            try:
+                one = self.sampler(logits[i : i + 1], [row])
+            except Exception as exc:
+                self._fail(seq, exc, failed)
+                out.append(None)
+                continue
+            out.append((one.token_ids[0], one.logprobs[0], one.sampled_logprobs[0]))
+        return out
+
+    def _accept(
+        self,
+        seq: Sequence,
+        logits: torch.Tensor,
+        tok: int,
+        entry: dict[int, Logprob] | None,
+        lp: float,
+    ) -> None:
+        """Append the sampled token `tok` (logits: seq's (1, V) row) and check the stops."""
+        if seq.matcher is not None:
+            forced = seq.matcher.fit_budget(tok, self._num_left(seq))
+            if forced != tok:
+                # the sampled token would leave no room to complete the output: take
+                # the closing path's next token instead (as if the mask allowed only it)
+                seq.closed_by_budget = True
+                row = torch.full_like(logits, float("-inf"))
+                row[0, forced] = 0.0
+                again = self.sampler(row, [self._row(seq)])
+                tok, entry, lp = forced, again.logprobs[0], again.sampled_logprobs[0]
+        seq.append_token(tok)
+        if entry is not None:
+            seq.logprobs.append(entry)
+            seq.cumulative_logprob += lp
+        if seq.matcher is not None:
+            seq.matcher.accept(tok)
+        self._check_stop(seq, tok)
+
+    @staticmethod
+    def _row(seq: Sequence) -> SamplerRow:
+        return SamplerRow(seq.params, seq.prompt_token_ids, seq.output_token_ids, seq.generator)
 
     def _num_left(self, seq: Sequence) -> int:
         """Tokens `seq` may still produce, the one being sampled included."""
@@ -312,6 +434,28 @@ class LLMEngine:
             if out.finished:
                 self.requests.pop(out.request_id, None)
 
+    # -- memory ---------------------------------------------------------------------
+    @property
+    def kv_cache_bytes(self) -> int:
+        """The KV pool's size (all layers, keys and values)."""
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.runner.kv_caches
+            for t in (getattr(layer, "key", None), getattr(layer, "value", None))
+            if isinstance(t, torch.Tensor)
+        )
+
+    def release_idle_memory(self) -> int:
+        """Give the pages of free KV blocks back to the OS (kv_memory.py), keeping the
+        most recently used IDLE_KEEP_CACHED_TOKENS of the prefix cache (the conversation
+        that paused). Call when idle. Returns the bytes released."""
+        from hearth.engine.kv_memory import release_blocks
+
+        bm = self.block_manager
+        keep = min(self.max_model_len, IDLE_KEEP_CACHED_TOKENS)
+        bm.trim_prefix_cache(-(-keep // bm.block_size))
+        return release_blocks(self.runner.kv_caches, bm.uncached_free_blocks())
+
     # -- counters -------------------------------------------------------------------
     def metrics(self) -> EngineMetrics:
         bm = self.block_manager
@@ -329,6 +473,8 @@ class LLMEngine:
             num_blocks_used=bm.num_used_blocks,
             num_blocks_free=bm.num_free_blocks,
             num_blocks_cached=bm.num_cached_blocks,
+            kv_cache_bytes=self.kv_cache_bytes,
+            kv_cache_tokens=bm.num_blocks * bm.block_size,
             prefix_cache_hit_tokens=bm.num_prefix_hit_tokens,
             prompt_tokens_total=self._prompt_tokens_total,
             generation_tokens_total=self._generation_tokens_total,
@@ -344,3 +490,7 @@ class LLMEngine:
         if self._compiler is not None:
             self._compiler.shutdown(wait=False, cancel_futures=True)
             self._compiler = None
+
+
+def _empty_run(vocab_size: int) -> RunnerOutput:
+    return RunnerOutput([], torch.empty(0, vocab_size), {})

@@ -20,6 +20,8 @@ class EngineMetrics:
     num_blocks_used: int = 0
     num_blocks_free: int = 0
     num_blocks_cached: int = 0
+    kv_cache_bytes: int = 0  # the pool's size
+    kv_cache_tokens: int = 0  # tokens it holds
     prefix_cache_hit_tokens: int = 0  # lifetime
     prompt_tokens_total: int = 0  # lifetime, computed (not served from cache)
     generation_tokens_total: int = 0  # lifetime

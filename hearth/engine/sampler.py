@@ -66,12 +66,36 @@ def _apply_penalties(logits: torch.Tensor, rows: list[SamplerRow]) -> None:
             )
 
 
-def _apply_logit_bias(logits: torch.Tensor, rows: list[SamplerRow]) -> None:
+_BiasCache = dict[tuple[int, int], tuple[SamplingParams, torch.Tensor, torch.Tensor]]
+
+
+def _bias_tensors(
+    params: SamplingParams, vocab: int, cache: _BiasCache
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token ids, biases) of params.logit_bias inside the vocabulary, built once per
+    params: a step adds them with one index_add instead of a Python loop over the dict
+    (a 49k-entry bias with n=16 made every step of everyone's batch seconds long). `cache`
+    maps id(params) -> (params, ids, biases); keeping the params object means a reused id
+    never matches another request's bias."""
+    key = (id(params), vocab)
+    cached = cache.get(key)
+    if cached is not None and cached[0] is params:
+        return cached[1], cached[2]
+    items = [(t, b) for t, b in (params.logit_bias or {}).items() if t < vocab]
+    ids = torch.tensor([t for t, _ in items], dtype=torch.long)
+    values = torch.tensor([b for _, b in items], dtype=torch.float32)
+    if len(cache) > 256:  # finished requests' entries: start over now and then
+        cache.clear()
+    cache[key] = (params, ids, values)
+    return ids, values
+
+
+def _apply_logit_bias(logits: torch.Tensor, rows: list[SamplerRow], cache: _BiasCache) -> None:
     vocab = logits.shape[1]
     for i, row in enumerate(rows):
-        for token, bias in (row.params.logit_bias or {}).items():
-            if token < vocab:
-                logits[i, token] += bias
+        if row.params.logit_bias:
+            ids, values = _bias_tensors(row.params, vocab, cache)
+            logits[i].index_add_(0, ids, values.to(logits.dtype))
 
 
 def _filter(logits: torch.Tensor, rows: list[SamplerRow]) -> torch.Tensor:
@@ -83,7 +107,8 @@ def _filter(logits: torch.Tensor, rows: list[SamplerRow]) -> torch.Tensor:
         sorted_logits, order = logits.sort(dim=-1, descending=True)  # (N, V)
         vocab = logits.shape[1]
         ks = torch.tensor(
-            [r.params.top_k if r.params.uses_top_k else vocab for r in rows], dtype=torch.long
+            [min(r.params.top_k, vocab) if r.params.uses_top_k else vocab for r in rows],
+            dtype=torch.long,
         )
         positions = torch.arange(vocab)[None, :]
         drop = positions >= ks[:, None]
@@ -112,6 +137,7 @@ class Sampler:
             self.generator.seed()
         else:
             self.generator.manual_seed(seed)
+        self._bias_cache: _BiasCache = {}
 
     @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, rows: list[SamplerRow]) -> SamplerOutput:
@@ -124,7 +150,7 @@ class Sampler:
             # the caller's logits stay as they were; a copy only when something edits them
             # (a 16 x 49,152 clone measured ~5 ms of a 16-sequence decode step)
             logits = logits.clone()
-            _apply_logit_bias(logits, rows)
+            _apply_logit_bias(logits, rows, self._bias_cache)
             _apply_penalties(logits, rows)
 
         token_ids = logits.argmax(dim=-1)  # (N,) greedy rows keep this
@@ -158,7 +184,7 @@ class Sampler:
                     for tok, lp, rank in zip(wanted, lps.tolist(), above.tolist(), strict=True):
                         entry[tok] = Logprob(lp, int(rank))
                 if k > 0:
-                    top = raw_logprobs[i].topk(k)
+                    top = raw_logprobs[i].topk(min(k, raw_logprobs.shape[1]))
                     for rank, (lp, tok) in enumerate(
                         zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1
                     ):
@@ -174,7 +200,7 @@ def prompt_logprobs(logits: torch.Tensor, next_ids: list[int], k: int) -> list[d
     targets = torch.tensor(next_ids, dtype=torch.long)
     chosen = logp.gather(1, targets[:, None])[:, 0]  # (L,)
     ranks = ((logp > chosen[:, None]).sum(dim=-1) + 1).tolist()
-    top = logp.topk(k, dim=-1) if k > 0 else None
+    top = logp.topk(min(k, logp.shape[1]), dim=-1) if k > 0 else None
     result = []
     for j, tok in enumerate(next_ids):
         entry = {tok: Logprob(float(chosen[j]), int(ranks[j]))}

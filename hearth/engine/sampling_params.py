@@ -4,6 +4,7 @@ tokenizers or the scheduler."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,29 @@ if TYPE_CHECKING:
     from hearth.engine.structured import StructuredSpec
 
 
+# Upper bounds. Every count a request gives ends up in a tensor or a loop: an unbounded one
+# overflows int64 inside a step (top_k 2**63) or makes one request's step cost scale with
+# it (a logit_bias over the whole vocabulary). vLLM's max_logprobs default is 20; OpenAI
+# allows 300 logit_bias entries (the API keeps to that; the engine allows more).
+MAX_INT = 2**31 - 1  # top_k, max_tokens: anything above the vocabulary / context is "all"
+MAX_N = 128
+MAX_LOGPROBS = 20
+MAX_LOGIT_BIAS = 1024
+MAX_TOKEN_LIST = 1024  # stop_token_ids, logprob_token_ids
+MAX_STOP = 64
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+
+
 def _bad(param: str, message: str) -> InvalidParameterError:
     return InvalidParameterError(param, f"{param}: {message}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -77,59 +99,84 @@ class SamplingParams:
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise _bad("n", f"must be an integer >= 1, got {self.n!r}")
-        if self.temperature < 0:
+        """Every numeric field's type and range: any surface (LLM, CLI, server) gets the
+        same InvalidParameterError naming the field; nothing out of range reaches a step."""
+        self._validate_numbers()
+        self._validate_lists()
+
+    def _validate_numbers(self) -> None:
+        if not _is_int(self.n) or not 1 <= self.n <= MAX_N:
+            raise _bad("n", f"must be an integer in [1, {MAX_N}], got {self.n!r}")
+        if not _finite(self.temperature) or self.temperature < 0:
             raise _bad("temperature", f"must be >= 0 (0 is greedy), got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < -1:
+        if not _is_int(self.top_k) or not -1 <= self.top_k <= MAX_INT:
             raise _bad(
-                "top_k", f"must be an integer >= 0 (0 or -1 disables it), got {self.top_k!r}"
+                "top_k",
+                f"must be an integer in [-1, {MAX_INT}] (0 or -1 disables it), got {self.top_k!r}",
             )
-        if not 0 < self.top_p <= 1:
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
             raise _bad("top_p", f"must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p <= 1:
+        if not _finite(self.min_p) or not 0 <= self.min_p <= 1:
             raise _bad("min_p", f"must be in [0, 1], got {self.min_p}")
-        if self.repetition_penalty <= 0:
+        if not _finite(self.repetition_penalty) or self.repetition_penalty <= 0:
             raise _bad(
                 "repetition_penalty", f"must be > 0 (1 disables it), got {self.repetition_penalty}"
             )
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
-            if not -2 <= value <= 2:
+            if not _finite(value) or not -2 <= value <= 2:
                 raise _bad(name, f"must be in [-2, 2], got {value}")
         if self.max_tokens is not None and (
-            not isinstance(self.max_tokens, int) or self.max_tokens < 1
+            not _is_int(self.max_tokens) or not 1 <= self.max_tokens <= MAX_INT
         ):
-            raise _bad("max_tokens", f"must be an integer >= 1, got {self.max_tokens!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise _bad("seed", f"must be an integer, got {self.seed!r}")
+            raise _bad(
+                "max_tokens", f"must be an integer in [1, {MAX_INT}], got {self.max_tokens!r}"
+            )
+        if self.seed is not None and (
+            not _is_int(self.seed) or not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]
+        ):
+            raise _bad(
+                "seed",
+                f"must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {self.seed!r}",
+            )
         for name in ("logprobs", "prompt_logprobs"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise _bad(name, f"must be None or an integer >= 0, got {value!r}")
-        if self.logprob_token_ids:
-            if self.logprobs is None:
-                raise _bad("logprob_token_ids", "needs logprobs to be set (logprobs=0 will do)")
-            if any(i < 0 for i in self.logprob_token_ids):
-                raise _bad("logprob_token_ids", "token ids must be >= 0")
+            if value is not None and (not _is_int(value) or not 0 <= value <= MAX_LOGPROBS):
+                raise _bad(
+                    name, f"must be None or an integer in [0, {MAX_LOGPROBS}], got {value!r}"
+                )
         if self.prompt_logprobs_start is not None:
             if self.prompt_logprobs is None:
                 raise _bad("prompt_logprobs_start", "needs prompt_logprobs to be set")
-            if not isinstance(self.prompt_logprobs_start, int) or self.prompt_logprobs_start < 1:
+            if not _is_int(self.prompt_logprobs_start) or self.prompt_logprobs_start < 1:
                 raise _bad(
                     "prompt_logprobs_start",
                     f"must be an integer >= 1 (a prompt position), got "
                     f"{self.prompt_logprobs_start!r}",
                 )
+
+    def _validate_lists(self) -> None:
+        for name in ("stop_token_ids", "logprob_token_ids"):
+            ids = getattr(self, name)
+            if len(ids) > MAX_TOKEN_LIST:
+                raise _bad(name, f"at most {MAX_TOKEN_LIST} token ids, got {len(ids)}")
+            if any(not 0 <= i <= MAX_INT for i in ids):
+                raise _bad(name, f"token ids must be in [0, {MAX_INT}]")
+        if self.logprob_token_ids and self.logprobs is None:
+            raise _bad("logprob_token_ids", "needs logprobs to be set (logprobs=0 will do)")
+        if len(self.stop) > MAX_STOP:
+            raise _bad("stop", f"at most {MAX_STOP} stop strings, got {len(self.stop)}")
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise _bad("stop", f"stop strings must be non-empty strings, got {s!r}")
-        if any(i < 0 for i in self.stop_token_ids):
-            raise _bad("stop_token_ids", "token ids must be >= 0")
         if self.logit_bias is not None:
+            if len(self.logit_bias) > MAX_LOGIT_BIAS:
+                raise _bad(
+                    "logit_bias", f"at most {MAX_LOGIT_BIAS} tokens, got {len(self.logit_bias)}"
+                )
             for token, bias in self.logit_bias.items():
-                if token < 0:
-                    raise _bad("logit_bias", f"token id must be >= 0, got {token}")
+                if not 0 <= token <= MAX_INT:
+                    raise _bad("logit_bias", f"token id must be in [0, {MAX_INT}], got {token}")
                 if not -100 <= bias <= 100:
                     raise _bad("logit_bias", f"bias must be in [-100, 100], got {bias}")
 

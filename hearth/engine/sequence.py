@@ -80,8 +80,6 @@ class Sequence:
         self.matcher: Any = None  # structured-output matcher, once compiled
         self.matcher_future: Any = None  # concurrent.futures.Future while compiling
         self.closed_by_budget = False  # the grammar was completed early to fit max_tokens
-        # a sibling (n > 1) whose prompt must be computed first, so its blocks are shared
-        self.wait_for: Sequence | None = None
 
     # -- token bookkeeping ----------------------------------------------------------
     def __len__(self) -> int:
@@ -107,11 +105,6 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
 
-    @property
-    def is_prefill(self) -> bool:
-        """Still computing prompt tokens (or recomputing after a preemption)."""
-        return self.num_uncomputed_tokens > 1 or self.num_computed_tokens < self.num_prompt_tokens
-
     def append_token(self, token_id: int) -> None:
         self.token_ids.append(token_id)
 
@@ -120,16 +113,9 @@ class Sequence:
 
     # -- readiness ------------------------------------------------------------------
     def is_ready(self) -> bool:
-        """Whether the scheduler may admit this sequence now: its grammar is compiled and
-        the sibling whose prompt blocks it shares has computed its prompt."""
-        if self.matcher_future is not None and not self.matcher_future.done():
-            return False
-        sibling = self.wait_for
-        return (
-            sibling is None
-            or sibling.is_finished
-            or sibling.num_computed_tokens >= sibling.num_prompt_tokens
-        )
+        """Whether the scheduler may admit this sequence now: its grammar is compiled.
+        (Waiting for a prefix another sequence is computing is the scheduler's job.)"""
+        return self.matcher_future is None or self.matcher_future.done()
 
     def __repr__(self) -> str:
         return (

@@ -13,44 +13,31 @@ Why PASSIVE: libgomp's workers spin after a region by default; a spinning worker
 shared core steals time from the thread that has work. `OMP_WAIT_POLICY=PASSIVE` makes
 them sleep at once. libgomp reads it when it is loaded (at `import torch`), so it is set
 in hearth's entry points before torch is imported, and only when the user set neither it
-nor `GOMP_SPINCOUNT`.
+nor `GOMP_SPINCOUNT` (`hearth.config.set_omp_wait_policy`, called by the CLI).
 
 Knows nothing of the model, the scheduler or the CLI."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
-# a step gets a second thread from 2 x this many tokens: measured on SmolLM2-135M Q4_1, 2
-# idle cores, PASSIVE, decode tokens/s 1 vs 2 threads: 1 seq 87 vs 53, 4 seqs 258 vs 183,
-# 16 seqs 223 vs 268; on 2 busy cores a 1-token step is 56 (1 thread) vs 45 (2 threads)
+from hearth.config import Settings, load_settings
+
+# a step gets a second thread from 2 x this many tokens (docs/threads.md has the numbers)
 DEFAULT_MIN_TOKENS_PER_THREAD = 8
 
-# the variables that decide how libgomp's idle workers wait; any of them set by the user wins
-_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-# set beside OMP_WAIT_POLICY when hearth (not the user) chose PASSIVE, so that processes
-# that are not hearth (the bench's peers) can be given their own default back
-HEARTH_SET_WAIT_POLICY = "HEARTH_SET_OMP_WAIT_POLICY"
-# "1": the cores are this process's alone: every step on all threads, OpenMP workers spin
-# (its default); quiet 2 cores, SmolLM2 Q4_1 decode 86 -> 103 tok/s; on a shared machine
-# spinning workers collapse it (9 tok/s measured), hence not the default
-DEDICATED_ENV = "HEARTH_DEDICATED_CPU"
+
+def dedicated_cpu(settings: Settings | None = None) -> bool:
+    """Whether the user said the cores are hearth's alone (HEARTH_DEDICATED_CPU=1): every
+    step on all threads, OpenMP workers spin (docs/threads.md)."""
+    return (settings or load_settings()).dedicated_cpu
 
 
-def dedicated_cpu(env: Mapping[str, str] | None = None) -> bool:
-    """Whether the user said the cores are hearth's alone (HEARTH_DEDICATED_CPU=1)."""
-    env = os.environ if env is None else env
-    return env.get(DEDICATED_ENV, "") in ("1", "true", "yes")
-
-
-def openmp_workers_sleep(env: Mapping[str, str] | None = None) -> bool:
+def openmp_workers_sleep(settings: Settings | None = None) -> bool:
     """Whether libgomp's idle workers sleep at once (OMP_WAIT_POLICY=PASSIVE, as hearth's
     entry points set it, or GOMP_SPINCOUNT=0) rather than spin (its default, e.g. in a
     Python process that imported torch itself)."""
-    env = os.environ if env is None else env
-    return env.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" or env.get("GOMP_SPINCOUNT") == "0"
+    return (settings or load_settings()).openmp_workers_sleep
 
 
 @dataclass(frozen=True)
@@ -76,25 +63,3 @@ class StepThreads:
         if self.min_tokens_per_thread == 0:
             return self.max_threads
         return max(1, min(self.max_threads, num_tokens // self.min_tokens_per_thread))
-
-
-def set_passive_wait(env: MutableMapping[str, str] | None = None) -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE in `env` (os.environ by default) unless the user chose
-    how OpenMP threads wait. Takes effect only if torch is not imported yet. Returns whether
-    it set the variable."""
-    env = os.environ if env is None else env
-    if any(name in env for name in _WAIT_VARS) or dedicated_cpu(env):
-        return False
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env[HEARTH_SET_WAIT_POLICY] = "1"
-    return True
-
-
-def peer_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`env` (os.environ by default) for a process that is not hearth: without the PASSIVE
-    wait policy hearth chose for itself (a user's own choice stays). llama.cpp's OpenMP
-    threads under PASSIVE: 2-thread decode 160 -> 45 tok/s on 2 quiet cores."""
-    out = dict(os.environ if env is None else env)
-    if out.pop(HEARTH_SET_WAIT_POLICY, None):
-        out.pop("OMP_WAIT_POLICY", None)
-    return out

@@ -7,27 +7,22 @@ Knows nothing of prompts or models; the tasks say which files and fields they ne
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hearth.config import Settings
 from hearth.errors import NotFoundError, UserInputError
 
-ENV_VAR = "HEARTH_EVAL_DATA"
+ENV_VAR = "HEARTH_EVAL_DATA"  # declared in hearth.config (Settings.eval_data)
 
 
-def resolve_data_dir(
-    explicit: str | Path | None, home: Path, env: Mapping[str, str] | None = None
-) -> Path:
-    """`--data-dir` if given, else $HEARTH_EVAL_DATA, else `<HEARTH_HOME>/eval-data`."""
+def resolve_data_dir(explicit: str | Path | None, settings: Settings) -> Path:
+    """`--data-dir` if given, else $HEARTH_EVAL_DATA / config.toml `eval_data`, else
+    `<HEARTH_HOME>/eval-data` (Settings.eval_data_dir)."""
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ if env is None else env
-    from_env = env.get(ENV_VAR, "")
-    if from_env:
-        return Path(from_env).expanduser()
-    return home / "eval-data"
+    return settings.eval_data_dir
 
 
 def _hint(root: Path) -> str:

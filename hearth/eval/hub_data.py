@@ -10,7 +10,6 @@ Knows nothing of prompts, models or the CLI.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,10 +109,12 @@ def pull_from_hub(
     dest: Path,
     sources: Iterable[HubFile] = LEADERBOARD_SOURCES,
     progress: Callable[[str], None] | None = None,
+    endpoint: str = "",
 ) -> list[Path]:
     """Download every source and write its hearth file under `dest` (each file written
     to a temporary name and renamed: an interrupted pull leaves no half file). Returns
-    the written paths; SourceError names the data set that could not be fetched."""
+    the written paths; SourceError names the data set that could not be fetched.
+    `endpoint`: the Hub's address (Settings.hf_endpoint); empty: huggingface.co."""
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -135,8 +136,8 @@ def pull_from_hub(
         try:
             local = hf_hub_download(
                 src.repo, src.path, repo_type="dataset", cache_dir=cache,
-                # read now: huggingface_hub caches HF_ENDPOINT when first imported
-                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                # passed, not left to huggingface_hub: it reads HF_ENDPOINT once, at import
+                endpoint=endpoint or None,
             )
         except Exception as exc:  # the library raises many kinds (HTTP, offline, auth)
             raise SourceError(

@@ -60,32 +60,13 @@ def encode_pair(
     """Token ids of (context, continuation) exactly as lm-eval's causal backends make them:
     after moving trailing spaces, encode context+continuation as one string and cut it at
     the length of the encoded context. `encode` adds whatever special tokens (BOS) the
-    model expects at the start of a text. The context must not be empty (callers score
-    empty contexts against the prefix token, see `encode_pair_or_prefix`)."""
+    model expects at the start of a text. The context must not be empty."""
     if not context:
-        raise ValueError("context must not be empty; use encode_pair_or_prefix")
+        raise ValueError("context must not be empty")
     context, continuation = move_trailing_space(context, continuation)
     whole = encode(context + continuation)
     context_ids = encode(context)
     return context_ids, whole[len(context_ids) :]
-
-
-def encode_pair_or_prefix(
-    encode: Callable[[str], list[int]],
-    context: str,
-    continuation: str,
-    prefix_token_id: int,
-    encode_plain: Callable[[str], list[int]] | None = None,
-) -> tuple[list[int], list[int]]:
-    """`encode_pair`, plus lm-eval's rule for an empty context: condition on the prefix
-    token (BOS, else EOS) unless the continuation already starts with it. `encode_plain`
-    encodes without special tokens (defaults to `encode`)."""
-    if context:
-        return encode_pair(encode, context, continuation)
-    ids = (encode_plain or encode)(continuation)
-    if ids and ids[0] == prefix_token_id:
-        return ids[:1], ids[1:]
-    return [prefix_token_id], ids
 
 
 def cut_at_stops(text: str, until: Sequence[str]) -> str:

@@ -8,9 +8,8 @@ Pure Python on floats; knows nothing of models, tasks' prompts or storage."""
 from __future__ import annotations
 
 import math
-import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 # -- multiple choice ------------------------------------------------------------------
 
@@ -147,23 +146,3 @@ def unweighted_mean_stderr(stderrs: Sequence[float]) -> float:
     if not stderrs:
         raise ValueError("no stderrs")
     return math.sqrt(sum(se**2 for se in stderrs)) / len(stderrs)
-
-
-def bootstrap_stderr(
-    statistic: Callable[[Sequence[float]], float],
-    values: Sequence[float],
-    iters: int = 1000,
-    seed: int = 0,
-) -> float:
-    """Bootstrap standard error of `statistic(values)`: the sample stddev of the statistic
-    over `iters` resamples with replacement. lm-eval draws chunks of up to 1000 with
-    `Random(chunk_index)`; we do the same so the numbers match for the same iters."""
-    if iters < 2:
-        raise ValueError(f"iters must be >= 2, got {iters}")
-    chunk = min(1000, iters)
-    draws: list[float] = []
-    for i in range(iters // chunk):
-        rnd = random.Random(seed + i)
-        for _ in range(chunk):
-            draws.append(statistic(rnd.choices(values, k=len(values))))
-    return sample_stddev(draws)

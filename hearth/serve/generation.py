@@ -2,15 +2,20 @@
 parameters, chat prompts through the model's template, and `Generation`, which admits a
 request into the bounded queue, streams the engine's outputs, records TTFT / inter-token
 latency / token counts, and aborts the sequence when the consumer goes away (closing the
-iterator closes the engine stream, which aborts the request). Never touches tensors."""
+iterator closes the engine stream, which aborts the request). A non-streaming request is
+awaited through `unless_disconnected`, which aborts it when its client hangs up. Never
+touches tensors."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.exceptions import HTTPException
 
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
@@ -20,6 +25,9 @@ from hearth.serve.metrics import ServerMetrics
 from hearth.serve.model_pool import LoadedModel
 
 _SEED_MOD = 2**62  # the engine adds the choice index to the seed; keep it in range
+# how often a non-streaming request checks whether its client is still there
+DISCONNECT_POLL_S = 0.25
+T = TypeVar("T")
 
 
 def no_vision(model: LoadedModel) -> UserInputError:
@@ -83,6 +91,27 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
     return model.llm.default_sampling_params(**given)
+
+
+# new tokens one request may ask for in all (its completions x max_tokens each): with the
+# n <= 16 and context bounds, n=16 over a whole context was a minutes-long request
+MAX_REQUEST_TOKENS = 65536
+
+
+def request_max_tokens(num_completions: int, given: int | None, room: int, name: str) -> int:
+    """max_tokens for each of a request's completions: `given` if the total fits in
+    MAX_REQUEST_TOKENS (else 400 naming it); not given, what the context leaves (`room`),
+    cut so that the total fits."""
+    if given is None:
+        return max(1, min(room, MAX_REQUEST_TOKENS // num_completions))
+    if num_completions * given > MAX_REQUEST_TOKENS:
+        raise InvalidParameterError(
+            name,
+            f"{name}: {num_completions} completions x {given} tokens is more than the "
+            f"{MAX_REQUEST_TOKENS} new tokens one request may ask for; ask for at most "
+            f"{MAX_REQUEST_TOKENS // num_completions} each, or fewer completions",
+        )
+    return given
 
 
 def check_max_tokens(
@@ -182,6 +211,26 @@ class Generation:
             pass
         assert self.final is not None
         return self.final
+
+
+async def unless_disconnected(aw: Awaitable[T], disconnected: Callable[[], Awaitable[bool]]) -> T:
+    """Await `aw` (a non-streaming request's run) while watching its client: if the client
+    hangs up first, `aw` is cancelled, which aborts its engine requests and frees their
+    blocks at once (an abandoned n=4 request once ran on for minutes), and a 499 ends the
+    handler (nginx's "client closed request"; nobody reads it)."""
+    task = asyncio.ensure_future(aw)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await disconnected():
+                raise HTTPException(499, "the client closed the connection before the answer")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def first_then_rest(gen: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:

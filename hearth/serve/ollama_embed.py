@@ -7,11 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from hearth.errors import ContextLengthError, InvalidParameterError
+from hearth.errors import InvalidParameterError
 from hearth.serve.auth import require_key
-from hearth.serve.generation import (
-    encode,
-)
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.ollama_generate import enter_model
 from hearth.serve.openai_models import shorten
@@ -35,17 +32,8 @@ async def _embed(
 ) -> tuple[LoadedModel, list[list[float]], int, float]:
     stack, model, loaded_s = await enter_model(state, request, name, keep_alive)
     async with stack, state.admission.slot():
-        ids = []
-        for i, text in enumerate(texts):
-            one = encode(model, text)
-            if not one:
-                raise InvalidParameterError("input", f"input[{i}] is empty; give some text")
-            if len(one) > model.max_model_len:
-                if not truncate:
-                    raise ContextLengthError(len(one), model.max_model_len)
-                one = one[: model.max_model_len]  # asked for: truncate defaults to true
-            ids.append(one)
-        vectors, counts = await model.engine.embed(list(ids))
+        # tokenized off the event loop; truncate (Ollama's default) cuts to the context
+        vectors, counts = await model.engine.embed(list(texts), truncate=truncate)
     note(request, prompt_tokens=sum(counts), output_tokens=0)
     return model, vectors, sum(counts), loaded_s
 

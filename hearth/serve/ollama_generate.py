@@ -28,6 +28,7 @@ from hearth.serve.generation import (
     encode,
     first_then_rest,
     no_vision,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.ollama_models import now_iso
@@ -184,14 +185,16 @@ async def _respond(
     `extra_final(final)` adds the last object's own fields."""
     rid, name = gen.request_id, gen.model.name
     if not stream:
-        async with held:
-            final = await gen.run()
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        try:
+            async with held:
+                final = await unless_disconnected(gen.run(), request.is_disconnected)
+        finally:  # a hang-up still used what was generated until then
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
         body = {
             "model": name,
             "created_at": now_iso(),
@@ -226,12 +229,13 @@ async def _respond(
                         yield json.dumps(last) + "\n"
         except Exception as exc:
             yield stream_error_payload(exc, False, rid) + "\n"
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
 
     response = AbortingStream(lines(), NDJSON)
     response.headers.update(headers or {})
@@ -303,15 +307,17 @@ async def generate(
         return await _load_only(stack, model, req.keep_alive, {"response": ""})
     try:
         if req.raw:
-            ids = encode(model, req.prompt)
+            ids = await asyncio.to_thread(encode, model, req.prompt)
         elif req.template is not None:
-            ids = encode(model, _ollama_template(req.template, req.system, req.prompt))
+            text = _ollama_template(req.template, req.system, req.prompt)
+            ids = await asyncio.to_thread(encode, model, text)
         elif model.tokenizer.has_chat_template:
             messages = [{"role": "system", "content": req.system}] if req.system else []
             messages.append({"role": "user", "content": req.prompt})
             ids = await asyncio.to_thread(chat_prompt, model, messages)
         else:
-            ids = encode(model, (req.system + "\n\n" if req.system else "") + req.prompt)
+            text = (req.system + "\n\n" if req.system else "") + req.prompt
+            ids = await asyncio.to_thread(encode, model, text)
         if req.context:
             ids = [int(t) for t in req.context] + ids
         params = _params(model, req.options, _constraint(req), len(ids))

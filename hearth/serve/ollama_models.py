@@ -116,6 +116,12 @@ async def ps(state: ServerState = Depends(get_state)) -> dict[str, Any]:
                 "expires_at": (m.expires_at or NEVER).isoformat(),
                 "size_vram": 0,
                 "context_length": m.max_model_len,
+                # hearth's own: the KV pool this model was given (tokens it holds)
+                "kv_cache": {
+                    "bytes": m.llm.engine.kv_cache_bytes,
+                    "tokens": m.llm.engine.block_manager.num_blocks
+                    * m.llm.engine.block_manager.block_size,
+                },
             }
             for m in state.pool.loaded()
         ]

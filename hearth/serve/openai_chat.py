@@ -28,6 +28,8 @@ from hearth.serve.generation import (
     first_then_rest,
     no_vision,
     openai_sampling,
+    request_max_tokens,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -86,8 +88,14 @@ def _chat_params(
     return build_params(
         model,
         **openai_sampling(req),
-        # unset: the model's default output limit, within what the context leaves
-        max_tokens=max_tokens or min(model.llm.defaults.max_tokens, model.max_model_len - num_prompt),
+        # unset: the model's default output limit, within what the context leaves; n of
+        # them within what one request may ask for
+        max_tokens=request_max_tokens(
+            req.n or 1,
+            max_tokens,
+            min(model.llm.defaults.max_tokens, model.max_model_len - num_prompt),
+            name,
+        ),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         structured=structured,
     )
@@ -144,14 +152,17 @@ async def chat_completions(
         gen = Generation(model, prompt, params, rid, state.admission, state.metrics)
         cid, created, k = f"chatcmpl-{rid}", int(time.time()), req.top_logprobs or 0
         if not req.stream:
-            final = await gen.run()
+            try:
+                final = await unless_disconnected(gen.run(), request.is_disconnected)
+            finally:  # a hang-up still used what was generated until then
+                note(
+                    request,
+                    prompt_tokens=gen.num_prompt_tokens,
+                    output_tokens=gen.num_output_tokens,
+                    ttft_s=gen.ttft_s,
+                )
             completion = sum(len(o.token_ids) for o in final.outputs)
-            note(
-                request,
-                prompt_tokens=gen.num_prompt_tokens,
-                output_tokens=completion,
-                ttft_s=gen.ttft_s,
-            )
+            note(request, output_tokens=completion)
             choices = []
             for o in final.outputs:
                 message = openai_message(o.text, plan.format)
@@ -167,8 +178,7 @@ async def chat_completions(
                 )
             return JSONResponse(
                 headers={**plan.headers, **incomplete_header(final.outputs)},
-                content=
-                {
+                content={
                     "id": cid,
                     "object": "chat.completion",
                     "created": created,
@@ -176,7 +186,7 @@ async def chat_completions(
                     "choices": choices,
                     "usage": _usage(gen, completion),
                     "system_fingerprint": None,
-                }
+                },
             )
         outputs = await first_then_rest(gen.stream())
         usage_wanted = bool(req.stream_options and req.stream_options.include_usage)
@@ -242,12 +252,13 @@ async def chat_completions(
                     yield sse({**base, "choices": [], "usage": _usage(gen, completion)})
         except Exception as exc:
             yield sse(stream_error_payload(exc, True, rid))
-        note(
-            request,
-            prompt_tokens=gen.num_prompt_tokens,
-            output_tokens=gen.num_output_tokens,
-            ttft_s=gen.ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=gen.num_prompt_tokens,
+                output_tokens=gen.num_output_tokens,
+                ttft_s=gen.ttft_s,
+            )
         yield sse("[DONE]")
 
     response = AbortingStream(body(), "text/event-stream")

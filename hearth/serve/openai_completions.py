@@ -25,6 +25,8 @@ from hearth.serve.generation import (
     encode,
     first_then_rest,
     openai_sampling,
+    request_max_tokens,
+    unless_disconnected,
 )
 from hearth.serve.model_pool import LoadedModel
 from hearth.serve.schemas_openai import (
@@ -121,13 +123,16 @@ async def completions(
     async with contextlib.AsyncExitStack() as stack:
         model = await stack.enter_async_context(state.pool.use(req.model))
         note(request, model=model.name)
-        prompts = token_prompts(model, req.prompt)
+        # tokenizing a large body takes seconds: off the event loop (/health stays fast)
+        prompts = await asyncio.to_thread(token_prompts, model, req.prompt)
         k = req.logprobs if req.logprobs is not None else 0
         keep_output = req.max_tokens != 0
         structured = output_constraint(
             response_format=req.response_format, regex=req.regex, grammar=req.grammar
         )
         gens = []
+        # every prompt's n completions count toward the request's total
+        request_max_tokens(len(prompts) * (req.n or 1), req.max_tokens or 1, 0, "max_tokens")
         for i, prompt in enumerate(prompts):
             check_max_tokens(model, len(prompt), req.max_tokens or 1, "max_tokens")
             params = build_params(
@@ -167,7 +172,9 @@ async def completions(
             }
 
         if not req.stream:
-            finals = await asyncio.gather(*(g.run() for g in gens))
+            finals = await unless_disconnected(
+                asyncio.gather(*(g.run() for g in gens)), request.is_disconnected
+            )
             choices = [choice(i, out, o) for i, out in enumerate(finals) for o in out.outputs]
             prompt_tokens = sum(g.num_prompt_tokens for g in gens)
             completion = (
@@ -235,12 +242,13 @@ async def completions(
                     yield sse({**base, "choices": [], "usage": usage})
         except Exception as exc:
             yield sse(stream_error_payload(exc, True, rid))
-        note(
-            request,
-            prompt_tokens=sum(g.num_prompt_tokens for g in gens),
-            output_tokens=sum(g.num_output_tokens for g in gens),
-            ttft_s=gens[0].ttft_s,
-        )
+        finally:  # also when the client stops the stream: what was generated so far counts
+            note(
+                request,
+                prompt_tokens=sum(g.num_prompt_tokens for g in gens),
+                output_tokens=sum(g.num_output_tokens for g in gens),
+                ttft_s=gens[0].ttft_s,
+            )
         yield sse("[DONE]")
 
     return AbortingStream(body(), "text/event-stream")

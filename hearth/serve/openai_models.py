@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Request
 
 from hearth.errors import InvalidParameterError
 from hearth.serve.auth import require_key
-from hearth.serve.openai_completions import token_prompts
 from hearth.serve.schemas_openai import (
     EmbeddingRequest,
 )
@@ -66,6 +65,18 @@ def shorten(vectors: list[list[float]], dimensions: int | None) -> list[list[flo
     return out
 
 
+def _embed_inputs(given: Any) -> list[str | list[int]]:
+    """OpenAI's `input`: a string, strings, one token-id list or several."""
+    if isinstance(given, str):
+        return [given]
+    if given and isinstance(given[0], int):
+        return [[int(t) for t in given]]
+    items = [p if isinstance(p, str) else [int(t) for t in p] for p in given]
+    if not items:
+        raise InvalidParameterError("input", "input: give a string, strings or token ids")
+    return items
+
+
 @router.post("/embeddings")
 async def embeddings(
     req: EmbeddingRequest, request: Request, state: ServerState = Depends(get_state)
@@ -73,10 +84,9 @@ async def embeddings(
     request.state.request_id = new_request_id()
     async with state.pool.use(req.model) as model, state.admission.slot():
         note(request, model=model.name)
-        items = token_prompts(model, req.input)
-        if len(items) > 2048:
-            raise InvalidParameterError("input", "input: at most 2048 inputs per request")
-        vectors, counts = await model.engine.embed(list(items))
+        items = _embed_inputs(req.input)
+        # tokenized off the event loop; OpenAI refuses over-long inputs rather than cutting
+        vectors, counts = await model.engine.embed(items, truncate=False)
     vectors = shorten(vectors, req.dimensions)
     note(request, prompt_tokens=sum(counts), output_tokens=0)
     return {

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hearth.errors import InvalidParameterError
 
 _Name = Field(min_length=1, max_length=200)
+# counts beyond this mean "all" anyway; SamplingParams refuses more (top_k 2**63 once
+# overflowed inside a step and failed every request batched with it)
+MAX_COUNT = 2**31 - 1
 
 
 class _Lenient(BaseModel):
@@ -21,12 +24,14 @@ class _Lenient(BaseModel):
 
 
 class Options(_Lenient):
-    temperature: float | None = Field(default=None, ge=0)
-    top_k: int | None = Field(default=None, ge=-1)
+    # every number is range-checked here (400 naming options.<field>), NaN and inf refused
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=-1, le=MAX_COUNT)
     top_p: float | None = Field(default=None, gt=0, le=1)
     min_p: float | None = Field(default=None, ge=0, le=1)
-    num_predict: int | None = None  # -1 (or any negative): until the context is full
-    num_ctx: int | None = Field(default=None, ge=1)
+    # -1 (or any negative): until the context is full
+    num_predict: int | None = Field(default=None, ge=-MAX_COUNT, le=MAX_COUNT)
+    num_ctx: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     stop: list[str] | str | None = None
     repeat_penalty: float | None = Field(default=None, gt=0, le=10)
@@ -92,7 +97,7 @@ class EmbedRequest(_Named):
     truncate: bool = True
     options: Options | None = None
     keep_alive: KeepAlive = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class EmbeddingsRequest(_Named):

@@ -6,11 +6,17 @@ of models or the engine."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 INT64 = 2**63
+# counts beyond this mean "all" anyway; SamplingParams refuses more (top_k 2**63 once
+# overflowed inside a step and failed every request batched with it)
+MAX_COUNT = 2**31 - 1
+# OpenAI accepts at most 300 logit_bias entries; each step applies them to every row
+MAX_LOGIT_BIAS = 300
+Bias = Annotated[float, Field(ge=-100, le=100)]
 
 ModelId = Field(min_length=1, max_length=200, description="a model name from /v1/models")
 
@@ -46,7 +52,7 @@ class _Sampling(_Strict):
     model: str = ModelId
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, Bias] | None = Field(default=None, max_length=MAX_LOGIT_BIAS)
     n: int | None = Field(default=None, ge=1, le=16)
     seed: int | None = Field(default=None, ge=-INT64, lt=INT64)
     stop: str | list[str] | None = None
@@ -56,7 +62,7 @@ class _Sampling(_Strict):
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = Field(default=None, max_length=256)
     # vLLM's extras, so clients written for vLLM work too
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: int | None = Field(default=None, ge=-1, le=MAX_COUNT)
     min_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     # accepted by OpenAI; nothing to do for a local model
@@ -67,8 +73,8 @@ class _Sampling(_Strict):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     logprobs: bool | None = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
@@ -86,7 +92,7 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
     # 0 with echo=True scores the prompt without generating (lm-eval's loglikelihood)
-    max_tokens: int | None = Field(default=16, ge=0)
+    max_tokens: int | None = Field(default=16, ge=0, le=MAX_COUNT)
     echo: bool | None = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
     best_of: int | None = Field(default=None, ge=1, le=16)
@@ -101,5 +107,5 @@ class EmbeddingRequest(_Strict):
     model: str = ModelId
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     user: str | None = Field(default=None, max_length=256)

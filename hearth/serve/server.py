@@ -2,8 +2,8 @@
 database, or the server refuses to start and says how to make one), the models named at
 start checked (they exist, the license policy allows serving them) before anything listens,
 the sockets (the port, and Ollama's port too with `--ollama-port` when no other server holds
-it), the startup banner (URLs, models, whether auth is on) and uvicorn. Knows nothing of
-routes."""
+it), the startup banner (URLs, models with their context and KV pool, whether auth is on)
+and uvicorn. Knows nothing of routes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import errno
 import os
 import socket
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from hearth.config import Settings
 from hearth.errors import AuthError, HearthError, UserInputError
 from hearth.serve.keys import has_active_keys
 from hearth.serve.options import ServeOptions
+
+if TYPE_CHECKING:
+    from hearth.serve.model_pool import LoadedModel
 
 
 def check_bind(settings: Settings, options: ServeOptions) -> bool:
@@ -110,6 +114,16 @@ def banner(
     ]
 
 
+def describe(model: LoadedModel) -> str:
+    """A loaded model for the start-up banner: its context and KV pool."""
+    engine = model.llm.engine
+    tokens = engine.block_manager.num_blocks * engine.block_manager.block_size
+    return (
+        f"{model.name} (context {model.max_model_len} tokens; KV pool "
+        f"{engine.kv_cache_bytes / 1024**3:.2f} GB, {tokens} tokens)"
+    )
+
+
 def serve(
     settings: Settings,
     options: ServeOptions,
@@ -157,7 +171,8 @@ def serve(
             failure.append(exc)
             server.should_exit = True  # uvicorn still shuts down: loaded engines stop
             return
-        for line in banner(options, models, auth, ports):
+        loaded = [describe(m) for m in app.state.hearth.pool.loaded()]
+        for line in banner(options, loaded or models, auth, ports):
             echo(line)
 
     server.startup = startup  # type: ignore[method-assign]

@@ -6,11 +6,12 @@ routes."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from hearth.config import Settings
+from hearth.serve.eval_jobs import EvalJobs
 from hearth.serve.limits import Admission, RateLimiter
 from hearth.serve.metrics import ServerMetrics
 from hearth.serve.model_pool import ModelPool
@@ -31,6 +32,8 @@ class ServerState:
     auth_required: bool = False
     # requests with a missing or wrong key, per client address (key guessing)
     auth_failures: RateLimiter | None = None
+    # evaluation runs started from the web UI (one at a time)
+    evals: EvalJobs = field(default_factory=EvalJobs)
 
 
 def get_state(request: Request) -> ServerState:

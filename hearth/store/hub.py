@@ -4,7 +4,6 @@ is honoured) into a staging folder. Knows nothing of blobs, manifests or names."
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,9 +44,12 @@ class HubSpec:
         return f"{PREFIX}{self.org}--{self.repo}--{self.revision or 'main'}".lower()
 
 
-def download(spec: HubSpec, target: Path, progress: ByteProgress | None = None) -> Path:
+def download(
+    spec: HubSpec, target: Path, progress: ByteProgress | None = None, endpoint: str = ""
+) -> Path:
     """The snapshot folder, downloaded into `target` (staging/`spec.key`). An interrupted
-    download resumes from the same folder."""
+    download resumes from the same folder. `endpoint`: the Hub's address
+    (Settings.hf_endpoint); empty: huggingface.co."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -55,9 +57,8 @@ def download(spec: HubSpec, target: Path, progress: ByteProgress | None = None) 
     try:
         path = snapshot_download(
             spec.repo_id,
-            # read now, not when huggingface_hub was first imported (it caches HF_ENDPOINT
-            # in module constants at import time)
-            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            # passed, not left to huggingface_hub: it reads HF_ENDPOINT once, at import
+            endpoint=endpoint or None,
             revision=spec.revision,
             local_dir=target,
             tqdm_class=_progress_class(progress),

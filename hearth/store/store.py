@@ -110,7 +110,12 @@ class Store:
             # the blobs hold it once imported; an interrupted download keeps its folder to
             # resume from
             with self.staging.claim(hspec.key, keep_on_error=True) as folder:
-                hub.download(hspec, folder, _labelled(progress, f"download {target}"))
+                hub.download(
+                    hspec,
+                    folder,
+                    _labelled(progress, f"download {target}"),
+                    self.settings.hf_endpoint,
+                )
                 return self._import(folder, target, text, None, progress, accept_license, warn)
         if not local_paths:
             if _looks_like_path(text):

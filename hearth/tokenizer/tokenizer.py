@@ -15,7 +15,6 @@ from tokenizers import Tokenizer as Backend
 
 from hearth.errors import UserInputError
 from hearth.tokenizer.chat_template import ChatTemplate, Message
-from hearth.tokenizer.gguf_vocab import byte_alphabet
 
 __all__ = ["END_OF_TURN_TOKENS", "Tokenizer", "VocabType"]
 
@@ -113,32 +112,6 @@ class Tokenizer:
         """Every id's token as the vocabulary spells it, indexed by id ("" for an id with no
         token). With `vocab_type` this is what xgrammar's TokenizerInfo takes."""
         return [self.backend.id_to_token(i) or "" for i in range(self.vocab_size)]
-
-    def token_bytes(self) -> list[bytes]:
-        """Every id's token as the bytes it adds to the output, indexed by id (special tokens
-        as their text). A byte-fallback piece like <0xE2> is one byte of a character."""
-        added = {i: tok.content for i, tok in self.backend.get_added_tokens_decoder().items()}
-        inverse = {ch: b for b, ch in byte_alphabet().items()}
-        out: list[bytes] = []
-        for i, tok in enumerate(self.encoded_vocab()):
-            if i in added:
-                out.append(added[i].encode("utf-8", "surrogateescape"))
-            elif self.vocab_type == "byte_level" and all(ch in inverse for ch in tok):
-                out.append(bytes(inverse[ch] for ch in tok))
-            elif (
-                self.vocab_type == "byte_fallback"
-                and len(tok) == 6
-                and tok.startswith("<0x")
-                and tok.endswith(">")
-            ):
-                out.append(bytes([int(tok[3:5], 16)]))
-            elif self.vocab_type == "byte_fallback":
-                out.append(tok.replace("▁", " ").encode("utf-8", "surrogateescape"))
-            else:
-                out.append(tok.encode("utf-8", "surrogateescape"))
-        return out
-
-    # ---- chat ---------------------------------------------------------------------------
 
     @property
     def has_chat_template(self) -> bool:

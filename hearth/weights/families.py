@@ -198,24 +198,25 @@ def config_from_hf(d: Mapping[str, Any]) -> ModelConfig:
         raise UnsupportedModelError(f"config.json of a {mt} model is invalid: {exc}") from exc
 
 
-def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
-    n = int(d["num_hidden_layers"])
-    heads = int(d["num_attention_heads"])
-    hidden = int(d["hidden_size"])
-    head_dim = int(d.get("head_dim") or hidden // heads)
+def _activation(d: Mapping[str, Any], mt: str) -> str:
+    """The HF activation name (a key of _ACTIVATIONS)."""
     gemma = mt in GEMMA
-    default_act = "gelu_pytorch_tanh" if gemma else "silu"
-    act_name = d.get("hidden_activation") or d.get("hidden_act") or default_act
+    act_name = (
+        d.get("hidden_activation")
+        or d.get("hidden_act")
+        or ("gelu_pytorch_tanh" if gemma else "silu")
+    )
     if gemma and act_name == "gelu":  # legacy Gemma value that means the tanh approximation
         act_name = "gelu_pytorch_tanh"
     if act_name not in _ACTIVATIONS:
         raise _fail("hidden_act", act_name, f"supported: {sorted(_ACTIVATIONS)}")
-    no_rope = _no_rope_layers(d, mt, n)
-    layer_types = _layer_types(d, mt, n, no_rope)
-    sliding = "sliding_attention" in layer_types
-    moe, moe_layers = _moe(d, mt, n)
-    bias = bool(d.get("attention_bias", False))
+    return str(act_name)
 
+
+def _attention(
+    d: Mapping[str, Any], mt: str, head_dim: int, bias: bool
+) -> tuple[MLAConfig | None, RopeConfig, RopeConfig | None, float | None]:
+    """(MLA config, rope, rope of the sliding layers, attention scale) of the family."""
     mla = None
     attention_scale = None
     params, field = _rope_params(d, "full_attention")
@@ -251,6 +252,22 @@ def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
             rope_local = RopeConfig(theta=theta, rotary_dim=head_dim)
     if mt in ("gemma2", "gemma3_text", "gemma3"):
         attention_scale = float(d.get("query_pre_attn_scalar", head_dim)) ** -0.5
+    return mla, rope, rope_local, attention_scale
+
+
+def _build(d: Mapping[str, Any], mt: str) -> ModelConfig:
+    n = int(d["num_hidden_layers"])
+    heads = int(d["num_attention_heads"])
+    hidden = int(d["hidden_size"])
+    head_dim = int(d.get("head_dim") or hidden // heads)
+    gemma = mt in GEMMA
+    act_name = _activation(d, mt)
+    no_rope = _no_rope_layers(d, mt, n)
+    layer_types = _layer_types(d, mt, n, no_rope)
+    sliding = "sliding_attention" in layer_types
+    moe, moe_layers = _moe(d, mt, n)
+    bias = bool(d.get("attention_bias", False))
+    mla, rope, rope_local, attention_scale = _attention(d, mt, head_dim, bias)
 
     qkv_bias = {"qwen2": True, "qwen2_moe": bool(d.get("qkv_bias", True))}.get(mt, bias)
     tie = d.get("tie_word_embeddings", mt in _TIED_BY_DEFAULT)

@@ -65,6 +65,10 @@ def test_ps_lists_then_stop_unloads(server: str) -> None:
     assert listed.returncode == 0 and "smollm2:latest" in listed.stdout, listed.stderr
     as_json = json.loads(_hearth("ps", "--url", server, "--json").stdout)
     assert [m["name"] for m in as_json] == ["smollm2:latest"]
+    kv = as_json[0]["kv_cache"]
+    assert kv["bytes"] > 0 and kv["tokens"] > 0
+    assert "KV CACHE" in listed.stdout
+    assert f"{kv['bytes'] / 1e6:.0f} MB, {kv['tokens']:,} tok" in listed.stdout, listed.stdout
     stopped = _hearth("stop", "smollm2", "--url", server)
     assert stopped.returncode == 0 and "stopped 'smollm2'" in stopped.stdout, stopped.stderr
     assert "no models loaded" in _hearth("ps", "--url", server).stdout

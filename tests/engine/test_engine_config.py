@@ -1,6 +1,6 @@
 import pytest
 
-from hearth.engine.engine_config import GIB, EngineConfig, plan_kv_cache
+from hearth.engine.engine_config import DEFAULT_KV_CONTEXTS, GIB, EngineConfig, plan_kv_cache
 from hearth.errors import CapacityError, UserInputError
 
 PER_BLOCK = 1 << 20  # 1 MiB per 16-token block
@@ -17,6 +17,13 @@ def test_blocks_from_budget_and_context_capped_by_the_pool() -> None:
 def test_default_budget_never_exceeds_what_max_num_seqs_contexts_need() -> None:
     plan = plan_kv_cache(EngineConfig(max_num_seqs=2, max_model_len=64), PER_BLOCK, 8192)
     assert plan.num_blocks == 2 * 4
+
+
+def test_default_budget_holds_a_few_full_contexts_not_a_share_of_ram() -> None:
+    # 64 sequences may run, but the default pool holds DEFAULT_KV_CONTEXTS full contexts
+    plan = plan_kv_cache(EngineConfig(max_num_seqs=64), 1024, 8192)
+    assert plan.num_blocks == DEFAULT_KV_CONTEXTS * 8192 // 16
+    assert plan.max_model_len == 8192
 
 
 def test_budget_too_small_for_one_block_says_what_is_needed() -> None:

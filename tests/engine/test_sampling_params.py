@@ -26,6 +26,28 @@ from hearth.errors import InvalidParameterError, UserInputError
         ({"logprobs": 0, "logprob_token_ids": [3, -1]}, "logprob_token_ids"),
         ({"stop": ["ok", ""]}, "stop"),
         ({"logit_bias": {5: 200.0}}, "logit_bias"),
+        # out-of-range values that once overflowed inside a step and failed its batch
+        ({"top_k": 2**63}, "top_k"),
+        ({"top_k": 1.5}, "top_k"),
+        ({"n": 10**6}, "n"),
+        ({"max_tokens": 2**63}, "max_tokens"),
+        ({"seed": 2**64}, "seed"),
+        ({"seed": -(2**63) - 1}, "seed"),
+        ({"logprobs": 10**9}, "logprobs"),
+        ({"prompt_logprobs": 21}, "prompt_logprobs"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"top_p": float("nan")}, "top_p"),
+        ({"min_p": float("nan")}, "min_p"),
+        ({"repetition_penalty": float("nan")}, "repetition_penalty"),
+        ({"repetition_penalty": float("inf")}, "repetition_penalty"),
+        ({"presence_penalty": float("nan")}, "presence_penalty"),
+        ({"logit_bias": {5: float("nan")}}, "logit_bias"),
+        ({"logit_bias": {i: 1.0 for i in range(1025)}}, "logit_bias"),
+        ({"logit_bias": {2**63: 1.0}}, "logit_bias"),
+        ({"stop_token_ids": [2**63]}, "stop_token_ids"),
+        ({"stop_token_ids": list(range(1025))}, "stop_token_ids"),
+        ({"stop": [f"s{i}" for i in range(65)]}, "stop"),
     ],
 )
 def test_bad_values_name_the_parameter(kwargs: dict, param: str) -> None:
@@ -44,3 +66,8 @@ def test_normalises_stop_and_ids() -> None:
     assert SamplingParams(stop=None).stop == ()  # type: ignore[arg-type]
     assert SamplingParams(temperature=0).greedy
     assert not SamplingParams(top_k=-1).uses_top_k
+
+
+def test_edges_of_the_ranges_are_accepted() -> None:
+    SamplingParams(top_k=2**31 - 1, seed=2**64 - 1, n=128, logprobs=20, max_tokens=2**31 - 1)
+    SamplingParams(top_k=-1, seed=-(2**63), logit_bias={i: 1.0 for i in range(1024)})

@@ -87,12 +87,13 @@ def test_max_num_seqs_and_abort_free_blocks() -> None:
     assert s.block_manager.num_free_blocks == 32
 
 
-def test_not_ready_sequence_waits_without_blocking_others() -> None:
+def test_sibling_waits_for_the_prompt_being_computed_without_blocking_others() -> None:
+    # n > 1: the siblings of a request share its prompt; the in-flight prefix wait makes
+    # the second wait for the first's blocks, while an unrelated request goes ahead
     s = _make(num_blocks=32, budget=64)
     parent, child, other = _seq(9), _seq(9), _seq(3, start=40)
-    child.wait_for = parent
-    s.add(child)
     s.add(parent)
+    s.add(child)
     s.add(other)
     first = s.schedule()
     assert child not in first.seqs and {parent, other} <= set(first.seqs)

@@ -1,4 +1,4 @@
-"""The per-step thread rule and the OpenMP wait policy (hearth.engine.threads): the rule's
+"""The per-step thread rule (hearth.engine.threads) and the OpenMP wait policy (hearth.config): the rule's
 arithmetic, that the CLI sets PASSIVE before torch loads unless the user chose, and that an
 engine switching thread counts between steps produces the same greedy tokens."""
 
@@ -8,20 +8,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
+from hearth.config import (
+    HEARTH_SET_WAIT_POLICY,
+    load_settings,
+    peer_environment,
+    set_omp_wait_policy,
+)
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.sampling_params import SamplingParams
-from hearth.engine.threads import (
-    HEARTH_SET_WAIT_POLICY,
-    StepThreads,
-    dedicated_cpu,
-    openmp_workers_sleep,
-    peer_environment,
-    set_passive_wait,
-)
+from hearth.engine.threads import StepThreads, dedicated_cpu, openmp_workers_sleep
 
 
 def test_small_steps_get_one_thread_large_steps_all() -> None:
@@ -46,7 +46,7 @@ def test_invalid_rule_names_the_field(field: str, kwargs: dict[str, int]) -> Non
 
 def test_passive_wait_only_when_the_user_did_not_choose() -> None:
     env: dict[str, str] = {}
-    assert set_passive_wait(env)
+    assert set_omp_wait_policy(env)
     assert env == {"OMP_WAIT_POLICY": "PASSIVE", HEARTH_SET_WAIT_POLICY: "1"}
     for chosen in (
         {"OMP_WAIT_POLICY": "ACTIVE"},
@@ -54,13 +54,13 @@ def test_passive_wait_only_when_the_user_did_not_choose() -> None:
         {"HEARTH_DEDICATED_CPU": "1"},
     ):
         env = dict(chosen)
-        assert not set_passive_wait(env) and env == chosen
+        assert not set_omp_wait_policy(env) and env == chosen
 
 
 def test_peers_get_their_own_wait_policy_back() -> None:
     # what hearth chose is taken away from a peer's environment; what the user chose stays
     env: dict[str, str] = {"PATH": "/bin"}
-    set_passive_wait(env)
+    set_omp_wait_policy(env)
     assert peer_environment(env) == {"PATH": "/bin"}
     user = {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
     assert peer_environment(user) == user
@@ -79,19 +79,23 @@ def test_dedicated_cpu_runs_every_step_on_all_threads(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("user", ["", "ACTIVE"])
 def test_cli_sets_the_policy_before_torch_is_loaded(user: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "HEARTH_DEDICATED_CPU")}
     if user:
         env["OMP_WAIT_POLICY"] = user
     code = (
-        "import sys, os; import hearth.cli; "
-        "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
+        "import sys, os, contextlib\n"
+        "import hearth.cli\n"
+        "before = os.environ.get('OMP_WAIT_POLICY')\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    hearth.cli.main(['--version'])\n"
+        "print('torch' in sys.modules, before, os.environ.get('OMP_WAIT_POLICY'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
-    # the verb modules must not pull torch in before the policy is set (it is set first,
-    # so this only guards the CLI's fast start)
-    assert out == ["False", user or "PASSIVE"]
+    ).stdout.split()[-3:]  # after `hearth --version`'s line
+    # importing the CLI changes nothing; main() sets the policy first, and the verb
+    # modules must not pull torch in before it does
+    assert out == ["False", user or "None", user or "PASSIVE"]
 
 
 def test_switching_threads_between_steps_keeps_greedy_tokens(
@@ -119,12 +123,15 @@ def test_switching_threads_between_steps_keeps_greedy_tokens(
     assert results[0] == results[1]
 
 
-def test_openmp_workers_sleep_only_when_told_to() -> None:
-    assert not openmp_workers_sleep({})
-    assert not openmp_workers_sleep({"OMP_WAIT_POLICY": "ACTIVE"})
-    assert not openmp_workers_sleep({"GOMP_SPINCOUNT": "1000"})
-    assert openmp_workers_sleep({"OMP_WAIT_POLICY": "passive"})
-    assert openmp_workers_sleep({"GOMP_SPINCOUNT": "0"})
+def test_openmp_workers_sleep_only_when_told_to(tmp_path: Path) -> None:
+    def sleep(env: dict[str, str]) -> bool:
+        return openmp_workers_sleep(load_settings({"HEARTH_HOME": str(tmp_path), **env}))
+
+    assert not sleep({})
+    assert not sleep({"OMP_WAIT_POLICY": "ACTIVE"})
+    assert not sleep({"GOMP_SPINCOUNT": "1000"})
+    assert sleep({"OMP_WAIT_POLICY": "passive"})
+    assert sleep({"GOMP_SPINCOUNT": "0"})
     env: dict[str, str] = {}
-    set_passive_wait(env)  # what hearth's entry points do
-    assert openmp_workers_sleep(env)
+    set_omp_wait_policy(env)  # what hearth's entry point does
+    assert sleep(env)

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from hearth.config import load_settings
 from hearth.errors import NotFoundError, UserInputError
 from hearth.eval.data import ENV_VAR, read_jsonl, resolve_data_dir
 
 
 def test_data_dir_precedence(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    assert resolve_data_dir(None, home, env={}) == home / "eval-data"
-    assert resolve_data_dir(None, home, env={ENV_VAR: str(tmp_path / "e")}) == tmp_path / "e"
-    assert resolve_data_dir(tmp_path / "x", home, env={ENV_VAR: "/nope"}) == tmp_path / "x"
+    home = {"HEARTH_HOME": str(tmp_path / "home")}
+    assert resolve_data_dir(None, load_settings(home)) == tmp_path / "home" / "eval-data"
+    from_env = load_settings({**home, ENV_VAR: str(tmp_path / "e")})
+    assert resolve_data_dir(None, from_env) == tmp_path / "e"
+    assert resolve_data_dir(tmp_path / "x", from_env) == tmp_path / "x"
 
 
 def test_reads_real_file(eval_data: Path) -> None:

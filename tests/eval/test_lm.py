@@ -8,7 +8,6 @@ from hearth.eval.lm import (
     GenerationRequest,
     cut_at_stops,
     encode_pair,
-    encode_pair_or_prefix,
     move_trailing_space,
 )
 
@@ -48,14 +47,6 @@ def test_encode_pair_cuts_the_whole_encoding_at_the_context_length() -> None:
     assert cont == [ord("c")]  # whole = [x, ab, c]: cut at 2
     with pytest.raises(ValueError):
         encode_pair(chars, "", "x")
-
-
-def test_empty_context_uses_the_prefix_token() -> None:
-    assert encode_pair_or_prefix(chars, "", "hi", prefix_token_id=1) == ([1], chars("hi"))
-    assert encode_pair_or_prefix(chars, "", "hi", prefix_token_id=ord("h")) == (
-        [ord("h")],
-        [ord("i")],
-    )
 
 
 def test_cut_at_stops_and_generation_request_checks() -> None:

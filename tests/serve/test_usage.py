@@ -4,6 +4,7 @@ with their tokens, TTFT and CPU time and reported by GET /api/usage."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,3 +130,58 @@ def test_server_records_requests(served) -> None:  # type: ignore[no-untyped-def
 
 def test_usage_needs_the_key(served) -> None:  # type: ignore[no-untyped-def]
     assert httpx.get(f"{served.keyed.url}/api/usage").status_code == 401
+
+
+def _usage_rows(url: str, count: int) -> list[dict[str, object]]:
+    """The last `count` ledger rows, waiting a little: a stopped stream is recorded after
+    the server noticed the hang-up."""
+    deadline = time.monotonic() + 30
+    while True:
+        report = httpx.get(f"{url}/api/usage", params={"since": "1h"}).json()
+        if report["totals"]["requests"] >= count or time.monotonic() > deadline:
+            return list(report["recent"])
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "chunk_has_text"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "Count to one hundred."}]},
+            lambda line: '"content": "' in line and '"content": ""' not in line,
+        ),
+        (
+            "/api/generate",
+            {"prompt": "Count to one hundred.", "options": {"num_predict": 200}},
+            lambda line: '"response": "' in line and '"response": ""' not in line,
+        ),
+    ],
+)
+def test_stopped_stream_is_recorded(served, path, body, chunk_has_text, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The UI's Stop button hangs up mid-stream: the ledger and the access log keep what
+    was generated until then (tokens and TTFT), not a zero row."""
+    caplog.set_level(logging.INFO, logger="hearth.serve.access")
+    url = served.main.url
+    before = httpx.get(f"{url}/api/usage", params={"since": "1h"}).json()["totals"]["requests"]
+    request = {"model": MODEL, "stream": True, "max_tokens": 200, **body}
+    got = 0
+    with httpx.stream("POST", f"{url}{path}", json=request, timeout=120) as streamed:
+        assert streamed.status_code == 200
+        for line in streamed.iter_lines():
+            got += chunk_has_text(line)
+            if got >= 3:
+                break  # leaving the block closes the connection mid-stream
+    assert got >= 3
+    rows = _usage_rows(url, before + 1)
+    row = rows[-1]
+    assert row["path"] == path and row["model"] == MODEL
+    assert isinstance(row["output_tokens"], int) and 3 <= row["output_tokens"] < 200
+    assert row["ttft_s"] is not None and row["prompt_tokens"] > 0  # type: ignore[operator]
+    rid = row["request_id"]
+    deadline = time.monotonic() + 10
+    while not [r for r in caplog.records if str(rid) in r.getMessage()]:
+        assert time.monotonic() < deadline, "no access log line for the stopped request"
+        time.sleep(0.1)
+    (line,) = [r.getMessage() for r in caplog.records if str(rid) in r.getMessage()]
+    assert f"output_tokens={row['output_tokens']} " in line and "ttft=-" not in line

@@ -100,18 +100,9 @@ def test_special_tokens_and_stop_ids(
     assert 2 not in smol.encode("<|im_end")
 
 
-def test_token_bytes_rebuild_the_text(
-    smollm2_tokenizer: Tokenizer, gemma3_tokenizer: Tokenizer, corpus
-) -> None:  # type: ignore[no-untyped-def]
-    for tok in (smollm2_tokenizer, gemma3_tokenizer):
-        table = tok.token_bytes()
-        spelled = tok.encoded_vocab()
-        assert len(table) == len(spelled) == tok.vocab_size
-        for text in corpus[:300]:
-            ids = tok.encode(text, add_special_tokens=False)
-            joined = b"".join(table[i] for i in ids).decode("utf-8", "replace")
-            assert joined == tok.decode(ids, skip_special_tokens=False), text
+def test_encoded_vocab_spells_tokens_as_the_tokenizer_stores_them(
+    smollm2_tokenizer: Tokenizer,
+) -> None:
     assert smollm2_tokenizer.encoded_vocab()[smollm2_tokenizer.encode(" the", False)[0]] == "Ġthe"
-    newline = gemma3_tokenizer.token_to_id("<0x0A>")
-    assert newline is not None and gemma3_tokenizer.token_bytes()[newline] == b"\n"
+    assert len(smollm2_tokenizer.encoded_vocab()) == smollm2_tokenizer.vocab_size
 

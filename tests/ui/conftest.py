@@ -59,6 +59,8 @@ def start_server(
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(_offline_wheels()),
         "PYTHONPATH": str(REPO),
+        # the Leaderboard page's evaluation runs score the small fixture data
+        "HEARTH_EVAL_DATA": str(REPO / "tests" / "eval" / "fixtures"),
     }
     cmd = [sys.executable, "-m", "hearth", "serve", "--port", str(port), "--kv-cache-gb", "0.15",
            "--ctx", "1024", *extra, *models]  # fmt: skip

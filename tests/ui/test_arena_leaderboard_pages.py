@@ -65,3 +65,25 @@ def test_leaderboard_sorts(ui_server, page, shot) -> None:  # type: ignore[no-un
     expect(rows.nth(1)).to_contain_text("alpha:1b")
     expect(page.get_by_role("img", name="arc_challenge score (%)")).to_be_visible()
     shot(page, "leaderboard")
+
+
+def test_leaderboard_starts_an_eval(ui_server, page, shot) -> None:  # type: ignore[no-untyped-def]
+    """Run an evaluation from the page (limit 2 on winogrande, the fixture data through
+    HEARTH_EVAL_DATA): the progress reaches done and the run appears among the runs."""
+    page.goto(ui_server.url + "/#/leaderboard")
+    page.get_by_text("Run an evaluation").click()
+    expect(page.get_by_label("Model")).to_have_value(MODEL)
+    page.get_by_label("Items per task").fill("2")
+    page.get_by_role("checkbox", name="arc_challenge").uncheck()
+    page.get_by_role("checkbox", name="winogrande").check()
+    page.get_by_role("button", name="Start evaluation").click()
+    progress = page.get_by_role("progressbar", name="Evaluation progress")
+    expect(page.get_by_role("status").filter(has_text="complete")).to_contain_text(
+        "winogrande 2 / 2", timeout=300_000
+    )
+    assert progress.get_attribute("value") == "2"
+    runs = page.get_by_role("table").last
+    expect(runs).to_contain_text("winogrande")
+    expect(runs).to_contain_text("2 / 2")
+    expect(page.get_by_role("button", name="Start evaluation")).to_be_enabled()
+    shot(page, "leaderboard-eval")

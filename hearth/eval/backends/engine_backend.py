@@ -5,16 +5,13 @@ returns, for each continuation token, its log-probability and its rank (rank 1 =
 greedy choice), so no sampling is involved; only the continuation's positions go through
 the LM head, and the context may come from the prefix cache.
 
-Prefix sharing: in each call, the first request of every distinct opening (the first
-`SHARED_PREFIX_TOKENS` tokens) goes first and the others after, so by the time they are
-admitted the KV blocks of what they share with it are cached and only the rest is computed:
-the same context with another choice (ARC, HellaSwag) computes just its continuation, the
-other option of a Winogrande item (the context differs from the option on) reuses the
-few-shot text and the sentence up to it, and an MMLU subject's items reuse its 5-shot
-prefix. (Keyed on whole contexts, both Winogrande options were admitted in the same step,
-before either's blocks were cached: nothing was shared.) A call holds at most
-`max_batch_tokens` of distinct context, so those blocks are still cached (not evicted) when
-the second wave comes.
+Prefix sharing is the engine's: a request whose prompt opens with blocks another
+request's prefill is computing waits until they are cached (the scheduler's in-flight
+prefix wait), so the same context with another choice (ARC, HellaSwag) computes just its
+continuation, the other option of a Winogrande item reuses the few-shot text and the
+sentence up to it, and an MMLU subject's items reuse its 5-shot prefix. Requests go in
+their task's order. A call holds at most `max_batch_tokens` of distinct context, so the
+blocks its requests share stay cached (not evicted) until the last of them is admitted.
 
 One-token continuations of one context (MMLU's " A" / " B" / " C" / " D") go as one
 request of the context alone, asking for the candidates' logprobs at its next position
@@ -36,9 +33,6 @@ from hearth.eval.lm import GenerationRequest, cut_at_stops, encode_pair
 
 # distinct context tokens per generate call when the engine's KV pool size is unknown
 DEFAULT_BATCH_TOKENS = 32768
-# requests whose prompts open with the same this many tokens wait for the first of them
-# (two KV blocks of 16: a shorter match is not worth a wave)
-SHARED_PREFIX_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -141,37 +135,29 @@ class EngineLM:
         return ids, min(len(cont_ids), len(ids) - 1)
 
     def _calls(self, prompts: list[tuple[list[int], int]]) -> list[list[int]]:
-        """Request indices per generate call, each call's first request of every distinct
-        opening (SHARED_PREFIX_TOKENS) first, bounded by batch_size requests and
+        """Request indices per generate call, in order, bounded by batch_size requests and
         max_batch_tokens of distinct context. A prompt (ids, n) has context ids[:-n] (all
         of ids when n is 0)."""
         calls: list[list[int]] = []
-        firsts: list[int] = []
-        rest: list[int] = []
+        call: list[int] = []
         seen: set[tuple[int, ...]] = set()
-        openings: set[tuple[int, ...]] = set()
         tokens = 0
         for i, (ids, n) in enumerate(prompts):
             context = tuple(ids[: len(ids) - n])
-            opening = context[:SHARED_PREFIX_TOKENS]
             new = context not in seen
-            if (firsts or rest) and (
-                len(firsts) + len(rest) >= self.batch_size
+            if call and (
+                len(call) >= self.batch_size
                 or (new and tokens + len(context) > self.max_batch_tokens)
             ):
-                calls.append(firsts + rest)
-                firsts, rest, seen, openings, tokens = [], [], set(), set(), 0
+                calls.append(call)
+                call, seen, tokens = [], set(), 0
                 new = True
             if new:
                 seen.add(context)
                 tokens += len(context)
-            if opening not in openings:
-                openings.add(opening)
-                firsts.append(i)
-            else:
-                rest.append(i)
-        if firsts or rest:
-            calls.append(firsts + rest)
+            call.append(i)
+        if call:
+            calls.append(call)
         return calls
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:

@@ -30,7 +30,6 @@ from hearth.eval.tasks.base import (
 )
 
 STOP = ("Question:", "</s>", "<|im_end|>")
-FILTERS = ("strict-match", "flexible-extract")
 
 
 def doc_to_text(doc: Doc) -> str:

@@ -71,6 +71,43 @@ def test_engine_scores_one_token_answers_in_one_request(
     assert llm.engine.metrics().generation_tokens_total == len(items)  # one request each
 
 
+def test_winogrande_options_share_their_opening_through_the_scheduler(
+    eval_data: Path, tiny_folder: Path, reference_lm: HFReferenceLM, one_thread: None
+) -> None:
+    """Requests go in task order, all at once: the scheduler's in-flight prefix wait alone
+    makes every request take the full blocks it shares with an earlier one (the few-shot
+    text, and the sentence up to the option) from the cache instead of computing them."""
+    from hearth.engine.llm import LLM
+
+    llm = LLM(tiny_folder, num_threads=1, kv_cache_gb=0.05, max_num_batched_tokens=4096)
+    lm = EngineLM.from_llm(llm)
+    items = get_task("winogrande").build(eval_data, Settings(num_fewshot=2, limit=4))
+    requests = [r for item in items for r in item.requests]
+    got = lm.loglikelihood(requests)
+    want = reference_lm.loglikelihood(requests)
+    assert [g for g, _ in got] == pytest.approx([w for w, _ in want], abs=1e-3)
+    prompts = [lm._prompt(c, x) for c, x in requests]
+    bs = llm.engine.config.block_size
+
+    def common(a: list[int], b: list[int]) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    shareable = [
+        max(common(ids, prompts[j][0]) for j in range(i)) if i else 0
+        for i, (ids, _) in enumerate(prompts)
+    ]
+    # only tokens before the scored continuation can come from the cache
+    expected = sum(
+        min(s, len(ids) - n) // bs * bs for s, (ids, n) in zip(shareable, prompts, strict=True)
+    )
+    assert expected > 0
+    # one step could take them all (4096 tokens): only the wait makes them share
+    assert llm.engine.metrics().prefix_cache_hit_tokens >= expected
+
+
 def test_hearth_backend_cli_end_to_end(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
