@@ -88,7 +88,7 @@ def _merged_gguf(path: Path, deltas: dict[str, torch.Tensor], target: Path, name
         if arch == "llama" and key.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config.num_attention_heads if "q_proj" in key else config.num_key_value_heads
             delta = llama_permute(delta, heads)
-        by_gguf[f"{gguf_name}.weight"] = delta
+        by_gguf[gguf_name] = delta  # get_name keeps the ".weight" suffix
     writer = gguf.GGUFWriter(str(target), arch)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
