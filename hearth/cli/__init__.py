@@ -26,6 +26,7 @@ _CLICK_ERROR: type[Exception] = next(
 # verb-group modules, in the order their verbs appear in `hearth --help`
 COMMAND_MODULES = [
     "hearth.cli.store_cmds",
+    "hearth.cli.create_cmds",
     "hearth.cli.run_cmds",
     "hearth.cli.license_cmds",
     "hearth.cli.eval_cmds",

@@ -178,6 +178,9 @@ def show(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Model name, e.g. smollm2 or gemma3:270m."),
     json_flag: bool = typer.Option(False, "--json", help="JSON output."),
+    modelfile: bool = typer.Option(
+        False, "--modelfile", help="Print a Modelfile that recreates the model."
+    ),
 ) -> None:
     """Show a model's card: facts, chat template and license."""
     import json
@@ -185,7 +188,13 @@ def show(
     from hearth.licenses import get_facts
 
     out = Output.of(ctx, json_flag)
-    record = _store().get(name)
+    store = _store()
+    record = store.get(name)
+    if modelfile:
+        from hearth.store.create import modelfile_text
+
+        typer.echo(modelfile_text(record.name, store.manifest(name)), nl=False)
+        return
     lic = get_facts(record.license_id or "unknown")
     if out.json:
         data = record.summary()

@@ -4,7 +4,8 @@
 1. OLLAMA_SAMPLING (Ollama's generic defaults) and a bounded output limit;
 2. the model's own file: generation_config.json (HF) or `general.sampling.*` (GGUF), as vLLM
    does with `generation_config="auto"`;
-3. the catalog's entry for the name (what an Ollama Modelfile's PARAMETER lines carry).
+3. the catalog's entry for the name (what an Ollama Modelfile's PARAMETER lines carry);
+4. the PARAMETER lines of the Modelfile the model was made from (`hearth create`).
 
 A model without a chat template is a base model: it continues text rather than answering, so
 it gets completion-style defaults (a shorter limit, stop at a blank line) unless its own
@@ -57,7 +58,7 @@ _KEYS = {
 @dataclass(frozen=True)
 class GenerationDefaults:
     """The knobs a request may leave unset, and where each value came from (`sources`:
-    field -> "ollama" | "hearth" | "model" | "catalog" | "completion")."""
+    field -> "ollama" | "hearth" | "model" | "catalog" | "modelfile" | "completion")."""
 
     temperature: float
     top_k: int
@@ -75,10 +76,12 @@ class GenerationDefaults:
         catalog: Mapping[str, Any] | None = None,
         *,
         chat: bool = True,
+        modelfile: Mapping[str, Any] | None = None,
     ) -> GenerationDefaults:
         """`model_file`: generation_config.json or the GGUF's sampling keys (other keys, such
         as eos_token_id, are ignored); `catalog`: the catalog's parameters for the name;
-        `chat`: whether the model has a chat template (False = completion-style)."""
+        `chat`: whether the model has a chat template (False = completion-style);
+        `modelfile`: the PARAMETERs of a created model (Ollama's names)."""
         values: dict[str, Any] = dict(OLLAMA_SAMPLING) | {"min_p": 0.0}
         sources = dict.fromkeys(values, "ollama")
         values["max_tokens"], values["stop"] = CHAT_MAX_TOKENS, ()
@@ -86,7 +89,7 @@ class GenerationDefaults:
         if not chat:
             values["max_tokens"], values["stop"] = COMPLETION_MAX_TOKENS, COMPLETION_STOP
             sources["max_tokens"] = sources["stop"] = "completion"
-        for label, given in (("model", model_file), ("catalog", catalog)):
+        for label, given in (("model", model_file), ("catalog", catalog), ("modelfile", modelfile)):
             for key, value in (given or {}).items():
                 name = _KEYS.get(key)
                 if name is None or value is None:

@@ -80,15 +80,42 @@ def check_license(
 
 
 def model_defaults(
-    name: str, model_file: dict[str, Any], has_chat_template: bool
+    name: str,
+    model_file: dict[str, Any],
+    has_chat_template: bool,
+    modelfile: dict[str, Any] | None = None,
 ) -> GenerationDefaults:
     """The generation defaults of the model opened as `name`: its file's, then the catalog's
-    parameters when `name` is a catalog name."""
+    parameters when `name` is a catalog name, then its Modelfile's PARAMETERs."""
     from hearth.store.catalog import lookup
 
     entry = lookup(name)
     catalog = dict(entry.parameters) if entry else None
-    return GenerationDefaults.resolve(model_file, catalog, chat=has_chat_template)
+    return GenerationDefaults.resolve(
+        model_file, catalog, chat=has_chat_template, modelfile=modelfile
+    )
+
+
+def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], str | None]:
+    """The Modelfile layers of a created store model and the chat template they make
+    (({}, None) otherwise); an ADAPTER layer is refused until the engine applies adapters."""
+    if name is None:
+        return {}, None
+    from hearth.store import Store
+
+    store = Store(settings)
+    try:
+        layers = store.layers(name)
+    except (ModelNotFoundError, UserInputError):  # a path, or a name not stored
+        return {}, None
+    if not layers:
+        return {}, None
+    if layers.get("adapters"):
+        raise UserInputError(
+            f"{name} carries an ADAPTER ({layers['adapters'][0]}); hearth stores it but cannot "
+            "run adapters yet: merge the adapter into the base and create from that"
+        )
+    return layers, store.get(name).chat_template
 
 
 def _engine_config(
@@ -189,6 +216,10 @@ class LLM:
             self.license_warnings = check_license(
                 self.path, record, license_use, settings, accept_license
             )
+        layers, chat_template = store_layers(record.name if record else name, settings)
+        params = dict(layers.get("parameters", {}))
+        if params.get("num_ctx") and engine_config.max_model_len is None:
+            engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
         backend = BackendConfig(settings.kernels, settings.disabled_kernels)
         built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
@@ -196,8 +227,10 @@ class LLM:
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
+        if layers:  # a created model's template, system prompt and few-shot messages
+            self.tokenizer.chat_template = chat_template
         self.defaults = model_defaults(
-            self.model_name, self.generation_defaults, self.tokenizer.has_chat_template
+            self.model_name, self.generation_defaults, self.tokenizer.has_chat_template, params
         )
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
         self._ids = itertools.count()

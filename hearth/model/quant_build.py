@@ -48,6 +48,7 @@ from hearth.model.quant_pack import (
 )
 from hearth.weights.config import ModelConfig
 from hearth.weights.gguf_quant import GGUFQuantizedTensor
+from hearth.weights.gptq_awq import PackedInt4
 
 Planned = Int4Weight | Int8Weight | torch.Tensor  # a torch.Tensor here is a dense weight
 
@@ -60,8 +61,8 @@ def check_quant_mode(quant: str) -> QuantMode:
     return quant  # type: ignore[return-value]
 
 
-def _dense(value: torch.Tensor | GGUFQuantizedTensor) -> torch.Tensor:
-    if isinstance(value, GGUFQuantizedTensor):
+def _dense(value: torch.Tensor | GGUFQuantizedTensor | PackedInt4) -> torch.Tensor:
+    if isinstance(value, GGUFQuantizedTensor | PackedInt4):
         return value.dequantize(torch.float32)
     return value
 
@@ -112,10 +113,15 @@ def _requantize(
 
 
 def plan_weight(
-    value: torch.Tensor | GGUFQuantizedTensor, mode: QuantMode, head: bool = False
+    value: torch.Tensor | GGUFQuantizedTensor | PackedInt4, mode: QuantMode, head: bool = False
 ) -> Planned:
     """The layer weight one checkpoint tensor (N, K) becomes under `mode` (table above).
     head: the LM head, kept at int8 unless the file already has it in exact int4."""
+    if isinstance(value, PackedInt4):  # GPTQ / AWQ: int4 already, taken as it is
+        if mode in ("auto", "int4") and not head:
+            sz = value.scales_and_zeros.to(ACT_DTYPE)
+            return Int4Weight(value.q, sz, value.group_size)
+        return _requantize(_dense(value), quantize_int8)
     gguf = isinstance(value, GGUFQuantizedTensor)
     exact4 = gguf and value.ggml_type in EXACT_INT4_TYPES  # type: ignore[union-attr]
     if mode == "auto":

@@ -18,7 +18,7 @@ from hearth.model.build import build_model, fuse_projections
 from hearth.model.layers.decoder import Decoder
 from hearth.model.layers.quant import ACT_DTYPE
 from hearth.model.quant_build import build_quantized_model, check_quant_mode
-from hearth.weights.loader import LoadedWeights, is_gguf_file, load_weights
+from hearth.weights.loader import LoadedWeights, is_gguf_file, is_int4_checkpoint, load_weights
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def load_decoder(
     ops = select_backend(backend)
     path = Path(path)
     is_gguf = path.is_file() and is_gguf_file(path)  # magic bytes: blobs have no suffix
-    if mode == "auto" and not is_gguf:
+    packed4 = not is_gguf and is_int4_checkpoint(path)  # GPTQ / AWQ: already 4-bit
+    if mode == "auto" and not is_gguf and not packed4:
         mode = "none"  # auto keeps what the checkpoint has: dense float weights stay dense
     with _compact_heap():
         if mode == "none":
@@ -90,6 +91,6 @@ def load_decoder(
 
             weights = load_gguf(path, keep_quantized=True)
         else:
-            weights = load_weights(path, torch.float32)
+            weights = load_weights(path, torch.float32, keep_packed=packed4)
         decoder = build_quantized_model(weights.config, weights.tensors, mode, backend=ops)
         return LoadedDecoder(weights, decoder, ACT_DTYPE, mode)

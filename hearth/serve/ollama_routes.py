@@ -1,6 +1,6 @@
 """The Ollama-compatible API under /api, behind the API-key check (except `version`):
 generate and chat (ollama_generate.py), tags, show, ps, pull, delete, copy
-(ollama_models.py), embed and embeddings (ollama_embed.py). Requests parse with
+(ollama_models.py), embed and embeddings (ollama_embed.py), create (ollama_create.py). Requests parse with
 schemas_ollama, run through generation.Generation and the store, answer in Ollama's shapes;
 errors go to serve/errors.py. Never touches tensors. (Included router by router, as
 openai_routes explains.)"""
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hearth.serve import ollama_embed, ollama_generate, ollama_models
+from hearth.serve import ollama_create, ollama_embed, ollama_generate, ollama_models
 
 routers: tuple[APIRouter, ...] = (
     ollama_models.public,
     ollama_models.router,
     ollama_generate.router,
     ollama_embed.router,
+    ollama_create.router,
 )

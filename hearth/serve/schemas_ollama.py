@@ -166,3 +166,22 @@ def _keep_alive_seconds(value: str | float) -> float:
             "'5m' or '1h30m', 0 to unload at once, or -1 to keep the model loaded",
         )
     return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+class CreateRequest(_Lenient):
+    """Ollama's /api/create: the JSON form (`from`, `system`, `template`, `parameters`,
+    `messages`, `license`, `files`/`adapters` as uploaded blob digests) or the legacy
+    `modelfile` text; the JSON fields win over the Modelfile's."""
+
+    model: str = _Name
+    from_: str | None = Field(default=None, alias="from")
+    modelfile: str | None = None
+    files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
+    template: str | None = None
+    system: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    quantize: str | None = None
+    stream: bool = True

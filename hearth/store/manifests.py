@@ -76,10 +76,14 @@ class Manifest:
         """sha256 of the canonical JSON of what the model *is* (format + files); where it came
         from and when are kept in the manifest but left out, so the same bytes pulled twice
         or from two sources have one digest."""
-        data = {
+        data: dict[str, Any] = {
             "format": self.format,
             "files": [asdict(f) for f in sorted(self.files, key=lambda f: f.path)],
         }
+        # a created model's Modelfile layers (template, system, parameters...) are part of
+        # what it is: the same base with another system prompt is another model
+        if "modelfile" in self.extra:
+            data["modelfile"] = self.extra["modelfile"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

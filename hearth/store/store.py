@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 from sqlalchemy import delete
@@ -32,10 +33,12 @@ from hearth.errors import (
 from hearth.licenses import detection_from_stored, enforce
 from hearth.store import catalog, hub, pypi
 from hearth.store.blobs import BlobStore
+from hearth.store.create import chat_template_with, create_model, layers_of, model_files
 from hearth.store.facts import ModelFacts, detect_license
 from hearth.store.local import EXPECTED, inspect_local
 from hearth.store.location import ModelLocation, link_folder, remove_link_folder
 from hearth.store.manifests import Manifest, ManifestFile, ManifestStore
+from hearth.store.modelfile import Modelfile
 from hearth.store.names import ModelName
 from hearth.store.prune import PruneReport, orphan_blobs, orphan_link_folders
 from hearth.store.records import ModelRecord, ModelRow
@@ -302,7 +305,7 @@ class Store:
                 f"can use, or `hearth export {name}` to use it elsewhere"
             )
         if manifest.format == "gguf":
-            return ModelLocation(self.blobs.path(manifest.files[0].digest), "gguf", record)
+            return ModelLocation(self.blobs.path(model_files(manifest)[0].digest), "gguf", record)
         return ModelLocation(link_folder(self.models_dir, manifest, self.blobs), "hf", record)
 
     def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
@@ -346,6 +349,31 @@ class Store:
                     self._collect(manifest)
                 removed.append(str(model))
         return removed
+
+    def create(self, name: str, modelfile: Modelfile, base_dir: Path) -> ModelRecord:
+        """A model from an Ollama Modelfile (hearth.store.create); the base's blobs are shared,
+        not copied. Relative paths in the Modelfile are read from `base_dir`."""
+        return create_model(self, name, modelfile, base_dir)
+
+    def layers(self, name: str) -> dict[str, Any]:
+        """The Modelfile layers of a stored model ({} when it was pulled, not created)."""
+        return layers_of(self._manifest(ModelName.parse(name), name))
+
+    def manifest(self, name: str) -> Manifest:
+        return self._manifest(ModelName.parse(name), name)
+
+    def commit_manifest(self, target: ModelName, manifest: Manifest) -> ModelRecord:
+        """Write a manifest whose blobs are all stored already, and its record."""
+        with self._commit_lock, self.manifests.lock(target):
+            missing = [f.path for f in manifest.files if not self.blobs.has(f.digest)]
+            if missing:
+                raise CorruptModelError(f"blobs of {', '.join(missing)} are gone; pull again")
+            old = self._replaceable(target)
+            self.manifests.write(target, manifest)
+            record = self._record_of(target, str(target))
+            if old is not None and old.digest != manifest.digest:
+                self._collect(old)
+        return record
 
     def copy(self, src: str, dst: str) -> ModelRecord:
         """Give a stored model a second name; no blob is copied."""
@@ -414,7 +442,7 @@ class Store:
             # a damaged row is a damaged cache: rebuilt below from the manifest and blobs
             log.warning("the database row of %s is unreadable (%s); rebuilding it", model, exc)
         # no row (killed between manifest and row, or another database): rebuild it
-        path = self.blobs.path(manifest.files[0].digest)
+        path = self.blobs.path(model_files(manifest)[0].digest)
         if manifest.format == "hf":
             path = link_folder(self.models_dir, manifest, self.blobs)
         _, facts, _ = inspect_local(path)
@@ -454,6 +482,8 @@ class Store:
 
 def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRecord:
     lic = detect_license(facts)
+    # a created model renders its own template, system prompt and few-shot messages
+    chat_template = chat_template_with(facts.chat_template, layers_of(manifest))
     return ModelRecord(
         name=str(model),
         digest=manifest.digest,
@@ -466,8 +496,8 @@ def _record(model: ModelName, manifest: Manifest, facts: ModelFacts) -> ModelRec
         source=manifest.source,
         license_id=lic.license_id,
         license_signals=lic.signals_json,
-        has_chat_template=facts.chat_template is not None,
-        chat_template=facts.chat_template,
+        has_chat_template=chat_template is not None,
+        chat_template=chat_template,
         created=datetime.fromisoformat(manifest.created),
     )
 

@@ -30,15 +30,32 @@ class LoadedWeights:
     raw_config: dict[str, Any] = field(default_factory=dict)  # config.json as read
 
 
-def load_hf_folder(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
+def load_hf_folder(
+    folder: Path, dtype: torch.dtype = torch.float32, keep_packed: bool = False
+) -> LoadedWeights:
+    """`keep_packed`: a GPTQ/AWQ checkpoint's weights stay 4-bit (PackedInt4) for the int4
+    kernels; otherwise they are de-quantized to `dtype`."""
+    from hearth.weights.gptq_awq import Int4CheckpointTensors, int4_format
+
     raw = hf.read_config(folder)
     config = config_from_hf(raw)
+    tensors: Mapping[str, Any] = hf.SafetensorsTensors(folder, dtype)
+    fmt = int4_format(raw)
+    if fmt is not None:
+        tensors = Int4CheckpointTensors(tensors, fmt, None if keep_packed else dtype)
     return LoadedWeights(
         config=config,
-        tensors=hf.SafetensorsTensors(folder, dtype),
+        tensors=tensors,
         generation_defaults=hf.read_generation_defaults(folder),
         raw_config=raw,
     )
+
+
+def is_int4_checkpoint(path: Path) -> bool:
+    """An HF folder whose config.json names GPTQ or AWQ quantization."""
+    from hearth.weights.gptq_awq import int4_format
+
+    return hf.is_hf_folder(path) and int4_format(hf.read_config(path)) is not None
 
 
 def is_gguf_file(path: Path) -> bool:
@@ -46,11 +63,14 @@ def is_gguf_file(path: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
-def load_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedWeights:
-    """Load a model from an HF folder (config.json + *.safetensors) or a .gguf file."""
+def load_weights(
+    path: str | Path, dtype: torch.dtype = torch.float32, keep_packed: bool = False
+) -> LoadedWeights:
+    """Load a model from an HF folder (config.json + *.safetensors) or a .gguf file.
+    `keep_packed`: GPTQ/AWQ weights stay 4-bit (see load_hf_folder)."""
     path = Path(path)
     if hf.is_hf_folder(path):
-        return load_hf_folder(path, dtype)
+        return load_hf_folder(path, dtype, keep_packed)
     # by magic bytes, not suffix: store blobs are named by digest and have no extension
     if path.is_file() and is_gguf_file(path):
         try:

@@ -1,0 +1,157 @@
+"""`hearth create NAME -f Modelfile`: a new store model made of a base's blobs (never copied:
+the new manifest names the same blobs, as `cp` does) plus Ollama's other layers: adapter
+files (stored as blobs under `adapter/`), and the template, system prompt, parameters,
+few-shot messages and licenses, kept in the manifest's `extra["modelfile"]` (part of the
+model digest). Also the reverse: the Modelfile that recreates a stored model. Knows nothing of
+tensors, the engine or HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hearth.errors import UserInputError
+from hearth.store.go_template import to_jinja
+from hearth.store.manifests import Manifest, ManifestFile
+from hearth.store.modelfile import Modelfile
+
+if TYPE_CHECKING:
+    from hearth.store.store import Store
+
+ADAPTER_DIR = "adapter/"
+# the PEFT files an adapter folder must hold (a GGUF LoRA is one .gguf file)
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LAYERS_KEY = "modelfile"
+
+
+def model_files(manifest: Manifest) -> list[ManifestFile]:
+    """The base model's own files (not the adapter's)."""
+    return [f for f in manifest.files if not f.path.startswith(ADAPTER_DIR)]
+
+
+def layers_of(manifest: Manifest) -> dict[str, Any]:
+    """The Modelfile layers of a manifest ({} for a plain pulled model)."""
+    layers = manifest.extra.get(LAYERS_KEY)
+    return dict(layers) if isinstance(layers, dict) else {}
+
+
+def merge_layers(base: dict[str, Any], mf: Modelfile) -> dict[str, Any]:
+    """The base's layers with the Modelfile's on top (Ollama: a new TEMPLATE/SYSTEM replaces
+    the base's; PARAMETERs replace name by name; MESSAGEs and LICENSEs replace the lists)."""
+    layers = dict(base)
+    if mf.template is not None:
+        layers["template"] = mf.template
+        layers["chat_template"] = to_jinja(mf.template)
+    if mf.system is not None:
+        layers["system"] = mf.system
+    if mf.parameters:
+        layers["parameters"] = dict(layers.get("parameters", {})) | mf.parameters
+    if mf.messages:
+        layers["messages"] = list(mf.messages)
+    if mf.licenses:
+        layers["licenses"] = list(mf.licenses)
+    return {k: v for k, v in layers.items() if v not in (None, [], {})}
+
+
+def chat_template_with(base_template: str | None, layers: dict[str, Any]) -> str | None:
+    """The chat template a created model renders: its TEMPLATE (translated) or the base's,
+    with the SYSTEM prompt put first when a conversation has none, and the MESSAGE few-shot
+    history after the system message. None when there is no template at all."""
+    template = layers.get("chat_template") or base_template
+    if template is None:
+        return None
+    system, few_shot = layers.get("system"), layers.get("messages") or []
+    if system is None and not few_shot:
+        return template
+    default = [{"role": "system", "content": system}] if system is not None else []
+    prefix = (
+        f"{{%- set _hearth_shots = {few_shot!r} -%}}"
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{%- set messages = [messages[0]] + _hearth_shots + messages[1:] -%}"
+        "{%- else -%}"
+        f"{{%- set messages = {default!r} + _hearth_shots + messages -%}}"
+        "{%- endif -%}"
+    )
+    return prefix + template
+
+
+def create_model(store: Store, name: str, mf: Modelfile, base_dir: Path) -> Any:
+    """Store `name` from the Modelfile; relative paths are read from `base_dir`."""
+    # imported here: the store module imports this one
+    from datetime import UTC, datetime
+
+    from hearth.store.names import ModelName
+
+    target = ModelName.parse(name)
+    source_path = (base_dir / mf.from_).expanduser()
+    if _looks_local(mf.from_) and source_path.exists():
+        store.import_path(source_path, str(target))
+        base_name, base_label = str(target), str(source_path.resolve())
+    elif _looks_local(mf.from_):
+        raise UserInputError(f"FROM {mf.from_}: {source_path} does not exist")
+    else:
+        base_name, base_label = mf.from_, mf.from_
+    base = store._manifest(ModelName.parse(base_name), base_name)
+    layers = merge_layers(layers_of(base), mf)
+    layers["from"] = base_label
+    files = model_files(base)
+    if mf.adapters:
+        files += _adapter_files(store, mf.adapters, base_dir)
+        layers["adapters"] = list(mf.adapters)
+    manifest = Manifest(
+        format=base.format,
+        files=tuple(files),
+        source=f"modelfile:{base_label}",
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        extra={k: v for k, v in base.extra.items() if k != LAYERS_KEY} | {LAYERS_KEY: layers},
+    )
+    return store.commit_manifest(target, manifest)
+
+
+def _looks_local(text: str) -> bool:
+    return text.startswith(("/", ".", "~")) or text.endswith(".gguf") or "\\" in text
+
+
+def _adapter_files(store: Store, adapters: list[str], base_dir: Path) -> list[ManifestFile]:
+    if len(adapters) > 1:
+        raise UserInputError("a model takes one ADAPTER; merge adapters first, or create one each")
+    path = (base_dir / adapters[0]).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        sources = [(ADAPTER_DIR + path.name, path)]
+    elif path.is_dir():
+        missing = [f for f in PEFT_FILES if not (path / f).is_file()]
+        if missing:
+            raise UserInputError(
+                f"ADAPTER {adapters[0]}: a PEFT adapter folder needs {', '.join(PEFT_FILES)}; "
+                f"{', '.join(missing)} missing"
+            )
+        sources = [(ADAPTER_DIR + f, path / f) for f in PEFT_FILES]
+    else:
+        raise UserInputError(
+            f"ADAPTER {adapters[0]}: not a PEFT folder ({', '.join(PEFT_FILES)}) or a .gguf file"
+        )
+    out = []
+    for rel, file in sources:
+        digest, size = store.blobs.add_file(file)
+        out.append(ManifestFile(rel, digest, size))
+    return out
+
+
+def modelfile_text(name: str, manifest: Manifest) -> str:
+    """A Modelfile that recreates `name` (Ollama's `show --modelfile`)."""
+    layers = layers_of(manifest)
+    mf = Modelfile(
+        from_=name if not layers else str(layers.get("from", name)),
+        adapters=list(layers.get("adapters", [])),
+        template=layers.get("template"),
+        system=layers.get("system"),
+        parameters=dict(layers.get("parameters", {})),
+        messages=list(layers.get("messages", [])),
+        licenses=list(layers.get("licenses", [])),
+    )
+    header = (
+        '# Modelfile generated by "hearth show"\n'
+        "# To build a new Modelfile based on this, replace FROM with:\n"
+        f"# FROM {name}\n\n"
+    )
+    return header + mf.render()
