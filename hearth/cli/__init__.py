@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "hearth.cli.judge_cmds",
     "hearth.cli.compare_cmds",
     "hearth.cli.config_cmds",
+    "hearth.cli.tune_cmds",
 ]
 
 app = typer.Typer(

@@ -298,6 +298,12 @@ class Store:
         model = ModelName.parse(name)
         record = self._record_of(model, name)
         manifest = self._manifest(model, name)
+        if manifest.extra.get("adapter"):  # a base + adapter (store/adapters.py)
+            raise UnsupportedModelError(
+                f"{name} is a base model plus a LoRA adapter (made by `hearth tune`), which the "
+                f"engine cannot serve yet; run `hearth merge {name}` for a model run and serve "
+                f"can use, or `hearth export {name}` to use it elsewhere"
+            )
         if manifest.format == "gguf":
             return ModelLocation(self.blobs.path(model_files(manifest)[0].digest), "gguf", record)
         return ModelLocation(link_folder(self.models_dir, manifest, self.blobs), "hf", record)
