@@ -7,7 +7,7 @@
   mid-stream is `event: error` {"error": {...}}. The model names are not sent.
 - `POST /api/arena/battles/{id}/turns` {"prompt"}: a further turn with the same pair.
 - `POST /api/arena/battles/{id}/vote` {"winner": "a" | "b" | "tie" | "both_bad", "voter"?}:
-  404 for an unknown battle, 409 when already voted or still answering; the answer names
+  409 for an unknown battle, when already voted or still answering; the answer names
   the two models.
 - `GET /api/arena/battles/{id}`: the battle, names only once voted.
 - `GET /api/arena/leaderboard?style_control=&both_bad=`: the ratings as JSON.
@@ -33,7 +33,7 @@ from hearth.arena.duel import ArenaSession, Contender
 from hearth.arena.pair_sampler import draw_pair
 from hearth.arena.ratings import RatingConfig, leaderboard
 from hearth.engine.sampling_params import SamplingParams
-from hearth.errors import ConflictError, UserInputError
+from hearth.errors import ConflictError, NotFoundError, UserInputError
 from hearth.serve.auth import require_key
 from hearth.serve.errors import Problem, problem_for, response_for
 from hearth.serve.model_pool import LoadedModel
@@ -78,7 +78,7 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def _conflict(exc: ConflictError, request: Request) -> JSONResponse:
+def _conflict(exc: ConflictError | NotFoundError, request: Request) -> JSONResponse:
     return response_for(
         Problem(409, str(exc), "invalid_request_error", "conflict"), request.url.path
     )
@@ -199,6 +199,10 @@ async def vote(
     try:
         battle = await asyncio.to_thread(_store(state).vote, battle_id, winner, voter)
     except ConflictError as exc:
+        return _conflict(exc, request)
+    except NotFoundError as exc:
+        # a vote names a battle the client believes it saw: the contract is 409
+        # (the vote conflicts with the arena's state), the battle's own routes keep 404
         return _conflict(exc, request)
     return _public(battle)
 

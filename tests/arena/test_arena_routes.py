@@ -90,7 +90,7 @@ def test_battle_vote_reveal(server: tuple[str, str]) -> None:
         again = client.post(f"/api/arena/battles/{bid}/vote", json={"winner": "a"})
         assert again.status_code == 409 and "already voted" in again.text
         missing = client.post("/api/arena/battles/nope/vote", json={"winner": "a"})
-        assert missing.status_code == 404
+        assert missing.status_code == 409 and "no arena battle" in missing.text
         bad = client.post(f"/api/arena/battles/{bid}/vote", json={"winner": "left"})
         assert bad.status_code == 400
 
