@@ -147,6 +147,17 @@ class Settings:
             "evaluation data folder (<task>/<split>.jsonl); empty: $HEARTH_HOME/eval-data"
         ),
     )
+    # the C toolchain's own conventions, declared here so that model/ reads no environment
+    cc: str = field(
+        default="cc",
+        metadata=about("C compiler that builds hearth's kernels at first use", env="CC"),
+    )
+    xdg_cache_home: Path = field(
+        default_factory=lambda: Path.home() / ".cache",
+        metadata=about(
+            "cache root: the built C kernels go to hearth/kernels under it", env="XDG_CACHE_HOME"
+        ),
+    )
     # read before torch loads (set_omp_wait_policy), hence environment only
     dedicated_cpu: bool = field(
         default=False,
