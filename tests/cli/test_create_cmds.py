@@ -63,3 +63,32 @@ def test_create_show_modelfile_and_run(
     assert "ADAPTER ./lora" in shown
     code, _, err = cli("run", "tuned", "hello")
     assert code == 2 and "carries an ADAPTER" in err and "cannot run adapters yet" in err
+
+
+def test_sampling_parameters_of_a_modelfile_apply(
+    cli: Cli, smollm2_gguf: Path, hearth_home: Path, tmp_path: Path
+) -> None:
+    """seed, typical_p and the repetition window are applied at generation, not only stored:
+    a seeded model at temperature 1 says the same twice, and a request's seed still wins."""
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(
+        "FROM smol\nPARAMETER temperature 1.0\nPARAMETER seed 3\nPARAMETER typical_p 0.95\n"
+        "PARAMETER repeat_penalty 1.3\nPARAMETER repeat_last_n 16\nPARAMETER num_predict 12\n"
+    )
+    code, _, err = cli("create", "seeded", "-f", str(modelfile))
+    assert code == 0, err
+
+    from hearth.engine.llm import LLM
+
+    llm = LLM("seeded", max_model_len=256)
+    params = llm.default_sampling_params()
+    assert (params.seed, params.typical_p, params.repeat_last_n) == (3, 0.95, 16)
+    prompt = "Tell me a story about a dragon."
+    first, again = (llm.generate(prompt)[0].outputs[0].text for _ in range(2))
+    assert first == again and first
+    others = {
+        llm.generate(prompt, llm.default_sampling_params(seed=s))[0].outputs[0].text
+        for s in (11, 12, 13)
+    }
+    assert others != {first}  # other seeds draw other text
