@@ -22,9 +22,9 @@ from hearth.errors import InvalidParameterError
 
 # Ollama's sampling defaults (its api/types.go DefaultOptions), used where neither the model
 # nor the request says otherwise; all but one: Ollama's repeat_penalty is 1.1, hearth's 1.0
-# (the penalty off), so that greedy text stays what the model and the reference decoders
-# (transformers, llama.cpp at its defaults elsewhere) give: nothing measured here says 1.1
-# answers better. A repeat_penalty that is set covers Ollama's window, the last 64 tokens.
+# (off), so that greedy text stays what the model gives under the reference decoders
+# (transformers) the tests hold it to; nothing measured here says 1.1 answers better. A
+# repeat_penalty that is set looks at Ollama's window, the last 64 tokens (repeat_last_n).
 OLLAMA_SAMPLING: Mapping[str, float] = {
     "temperature": 0.8,
     "top_k": 40,

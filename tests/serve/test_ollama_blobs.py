@@ -14,7 +14,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.serve.conftest import Served
+from tests.serve.conftest import MODEL, Served
 
 
 @pytest.fixture
@@ -61,3 +61,31 @@ def test_official_client_creates_from_an_uploaded_gguf(served: Served, tmp_path:
         client.delete("uploaded")
     finally:
         client._client.close()
+
+
+def test_create_with_an_uploaded_adapter(http: httpx.Client) -> None:
+    """`adapters` names uploaded blobs too: the PEFT files are stored beside the base's."""
+    digests = {}
+    for name, data in (("adapter_config.json", b'{"r": 8}'), ("adapter_model.safetensors", b"x")):
+        digests[name] = "sha256:" + hashlib.sha256(data).hexdigest()
+        assert http.post(f"/api/blobs/{digests[name]}", content=data).status_code in (200, 201)
+    r = http.post(
+        "/api/create",
+        json={"model": "adapted", "from": MODEL, "adapters": digests, "stream": False},
+    )
+    assert r.status_code == 200, r.text
+    shown = http.post("/api/show", json={"model": "adapted"}).json()["modelfile"]
+    assert (
+        f"FROM {MODEL}" in shown
+        and f"adapter_config.json@{digests['adapter_config.json']}" in shown
+    )
+    r = http.post(
+        "/api/create",
+        json={
+            "model": "adapted2",
+            "from": MODEL,
+            "adapters": {"x.bin": digests["adapter_config.json"]},
+        },
+    )
+    assert r.status_code == 400 and "PEFT" in r.json()["error"]
+    assert http.request("DELETE", "/api/delete", json={"model": "adapted"}).status_code == 200
