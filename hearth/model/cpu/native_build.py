@@ -67,10 +67,6 @@ def set_toolchain(toolchain: Toolchain) -> None:
     _toolchain = toolchain
 
 
-def toolchain() -> Toolchain:
-    return _toolchain
-
-
 def build(name: str) -> ctypes.CDLL:
     """NAME.c (beside this file) built (or found built) and loaded. Raises OSError or
     subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
