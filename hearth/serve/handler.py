@@ -196,8 +196,12 @@ class Run:
     def note_usage(self, request: Request) -> None:
         """Facts for the access log and the usage ledger."""
         u = self.usage()
-        note(request, prompt_tokens=u.prompt_tokens, output_tokens=u.completion_tokens)
-        note(request, ttft_s=u.ttft_s)
+        note(
+            request,
+            prompt_tokens=u.prompt_tokens,
+            output_tokens=u.completion_tokens,
+            ttft_s=u.ttft_s,
+        )
 
 
 async def handle(
