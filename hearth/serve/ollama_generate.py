@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ContextLengthError, InvalidParameterError
 from hearth.serve.auth import require_key
 from hearth.serve.constraints import output_constraint, plan_tools, template_tool_calls
@@ -49,7 +50,9 @@ def _constraint(req: GenerateRequest | ChatRequest) -> StructuredSpec | None:
     return output_constraint(format=req.format or None, **values)
 
 
-def _params(model: LoadedModel, options: Options | None, structured: Any, num_prompt: int) -> Any:
+def _params(
+    model: LoadedModel, options: Options | None, structured: Any, num_prompt: int
+) -> SamplingParams:
     o = options or Options()
     limit = model.max_model_len
     if o.num_ctx is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import InvalidParameterError
 from hearth.serve.auth import require_key
 from hearth.serve.constraints import combine, output_constraint, plan_tools, template_tool_calls
@@ -68,7 +69,7 @@ def _messages(model: LoadedModel, messages: list[ChatMessage]) -> list[dict[str,
 
 def _chat_params(
     model: LoadedModel, req: ChatCompletionRequest, num_prompt: int, structured: Any
-) -> Any:
+) -> SamplingParams:
     max_tokens = req.max_completion_tokens or req.max_tokens
     name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
     check_max_tokens(model, num_prompt, max_tokens, name)
