@@ -32,7 +32,7 @@ from hearth.model.parallel.group import GroupAddress, TPGroup
 from hearth.model.parallel.plan import ShardPlan, check_size
 from hearth.model.parallel.shard import ShardDecoder, build_shard
 from hearth.weights.config import ModelConfig
-from hearth.weights.loader import load_weights
+from hearth.weights.loader import LoadedWeights, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +209,12 @@ class TPDriver:
                 proc.join(timeout=5)
 
 
-def start(path: str | Path, tp: TPConfig, dtype: torch.dtype, threads: int) -> TPDriver:
-    """Spawn this host's workers, load rank 0's shard, wait until every rank has loaded
-    (a worker's load error is raised here, as the single-process load would raise it), and
-    meet. threads: torch threads of each rank."""
-
-    weights = load_weights(path, dtype)
+def start(
+    path: str | Path, weights: LoadedWeights, tp: TPConfig, dtype: torch.dtype, threads: int
+) -> TPDriver:
+    """Spawn this host's workers, cut rank 0's shard from `weights` (path's, as loaded),
+    wait until every rank has loaded (a worker's load error is raised here) and meet.
+    threads: torch threads of each worker."""
     check_size(weights.config, tp.size)
     port = tp.port or free_port(tp.host)
     address = GroupAddress(tp.host, port, tp.size, tp.timeout_s)

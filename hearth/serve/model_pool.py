@@ -162,6 +162,12 @@ class ModelPool:
             if model is not None and model.record.digest != record.digest:
                 await self.unload(key)  # re-pulled under the same name: load the new one
                 model = None
+            if model is not None and model.llm.broken:
+                # a tensor-parallel worker died (its requests got 503): load it afresh
+                log.warning("%s: %s; loading it again", key, model.llm.broken)
+                pin = pin or model.pinned
+                await self.unload(key)
+                model = None
             if model is None:
                 model = await self._load(record, keep_alive_s)
                 self.models[key] = model
