@@ -148,9 +148,8 @@ def build_engine(
     dtype: torch.dtype,
 ) -> LLMEngine:
     """Size the KV pool from the budget, allocate it and wire the engine."""
-    from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
-
     from hearth.engine.tensor_parallel import TPDriver
+    from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
 
     # a tensor-parallel rank holds its KV heads only: the budget is per rank, and every
     # rank allocates the same number of blocks

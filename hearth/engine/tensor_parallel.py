@@ -80,6 +80,12 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def check_model(path: str | Path, size: int) -> None:
+    """InvalidParameterError naming the valid sizes unless the model at `path` splits into
+    `size` ranks (reads its config only)."""
+    check_size(load_weights(path).config, size)
+
+
 # -- workers ------------------------------------------------------------------------------
 def run_worker(
     path: str, rank: int, size: int, host: str, port: int, dtype: str, threads: int
@@ -119,6 +125,25 @@ def serve_steps(model: ShardDecoder, group: TPGroup) -> None:
             model.forward(command[1], command[2], command[3], caches)
         elif op == "logits":
             model.compute_logits(command[1])
+
+
+def run_node(path: str | Path, tp: TPConfig, node_rank: int, threads: int) -> None:
+    """Another host's share of the ranks (`hearth tp-worker`): spawn them, wait for all.
+    The model's dtype is float32, as rank 0's dense road loads it."""
+    if not 0 < node_rank < tp.nnodes:
+        raise UserInputError(f"--node-rank must be in 1..{tp.nnodes - 1}, got {node_rank}")
+    check_model(path, tp.size)
+    first = node_rank * tp.local_size
+    per_rank = max(1, threads // tp.local_size)
+    context = mp.get_context("spawn")
+    procs: list[BaseProcess] = []
+    for rank in range(first, first + tp.local_size):
+        args = (str(path), rank, tp.size, tp.host, tp.port, "float32", per_rank)
+        proc = context.Process(target=_worker_main, args=args)
+        proc.start()
+        procs.append(proc)
+    for proc in procs:
+        proc.join()
 
 
 def _worker_main(*args: Any) -> None:
@@ -230,15 +255,19 @@ def start(
     group = TPGroup(0, tp.size)
     try:
         shard = build_shard(ShardPlan(weights.config, 0, tp.size), weights.tensors, group, dtype)
-        del weights
         _wait_ready(store, tp, workers)
         group.connect(store, STEP_TIMEOUT_S)
     except BaseException:
         for proc in workers:
             proc.terminate()
         raise
-    log.info("tensor parallel: %d ranks (%d on this host) met at %s:%d", tp.size,
-             tp.local_size, tp.host, port)  # fmt: skip
+    log.info(
+        "tensor parallel: %d ranks, %d on this host, met at %s:%d",
+        tp.size,
+        tp.local_size,
+        tp.host,
+        port,
+    )
     return TPDriver(shard, group, workers)
 
 

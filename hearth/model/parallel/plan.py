@@ -39,9 +39,7 @@ def valid_sizes(config: ModelConfig) -> list[int]:
     return [
         n
         for n in range(1, heads + 1)
-        if heads % n == 0
-        and (kv % n == 0 or n % kv == 0)
-        and config.intermediate_size % n == 0
+        if heads % n == 0 and (kv % n == 0 or n % kv == 0) and config.intermediate_size % n == 0
     ]
 
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hearth.errors import CorruptModelError
 from hearth.model.build import checkpoint_sources, fuse_projections
