@@ -142,8 +142,8 @@ def run_node(path: str | Path, tp: TPConfig, node_rank: int, threads: int) -> No
         proc = context.Process(target=_worker_main, args=args)
         proc.start()
         procs.append(proc)
-    for proc in procs:
-        proc.join()
+    for worker in procs:
+        worker.join()
 
 
 def _worker_main(*args: Any) -> None:
@@ -258,8 +258,8 @@ def start(
         _wait_ready(store, tp, workers)
         group.connect(store, STEP_TIMEOUT_S)
     except BaseException:
-        for proc in workers:
-            proc.terminate()
+        for worker in workers:
+            worker.terminate()
         raise
     log.info(
         "tensor parallel: %d ranks, %d on this host, met at %s:%d",
