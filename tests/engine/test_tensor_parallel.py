@@ -36,10 +36,17 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     hf = LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-            initializer_range=0.2, tie_word_embeddings=True, attention_bias=True,
-        )  # fmt: skip
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            initializer_range=0.2,
+            tie_word_embeddings=True,
+            attention_bias=True,
+        )
     )
     hf.save_pretrained(folder)
     return folder
@@ -65,9 +72,7 @@ def driver(tiny_folder: Path, weights: LoadedWeights) -> Iterator[TPDriver]:
     torch.set_num_threads(threads)
 
 
-def _step(
-    model: Any, caches: Any, ids: list[list[int]], starts: list[int]
-) -> torch.Tensor:
+def _step(model: Any, caches: Any, ids: list[list[int]], starts: list[int]) -> torch.Tensor:
     """One flat step of several sequences (block i is sequence i's, 16 tokens each); the
     logits of every token."""
     flat = [t for seq in ids for t in seq]
@@ -82,7 +87,9 @@ def _step(
         16,
     )
     with torch.inference_mode():
-        return model.compute_logits(model.forward(torch.tensor(flat), torch.tensor(pos), meta, caches))
+        return model.compute_logits(
+            model.forward(torch.tensor(flat), torch.tensor(pos), meta, caches)
+        )
 
 
 def test_two_ranks_give_the_single_process_logits(
@@ -131,9 +138,12 @@ def test_a_worker_that_dies_fails_the_request_cleanly(
     made = start(tiny_folder, weights, TPConfig(2), torch.float32, threads=1)
     try:
         engine = build_engine(
-            weights.config, made, smollm2_tokenizer, EngineConfig(kv_cache_gb=0.01),
+            weights.config,
+            made,
+            smollm2_tokenizer,
+            EngineConfig(kv_cache_gb=0.01),
             torch.float32,
-        )  # fmt: skip
+        )
         params = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
         engine.add_request("a", [1, 2, 3], params)
         engine.step()  # the prefill ran on both ranks

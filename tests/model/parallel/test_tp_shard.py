@@ -23,9 +23,14 @@ def test_a_one_rank_shard_is_the_whole_model(tmp_path: Path) -> None:
     torch.manual_seed(0)
     hf = LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=255, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, initializer_range=0.2,
-        )  # fmt: skip
+            vocab_size=255,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            initializer_range=0.2,
+        )
     )
     hf.save_pretrained(tmp_path)
     weights = load_weights(tmp_path)
