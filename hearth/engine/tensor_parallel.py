@@ -197,8 +197,10 @@ class TPDriver:
             return local()
         except Exception as exc:
             # the ranks may now be at different points of the step: never step again
-            dead = self._dead_worker()
-            self.broken = dead or f"a tensor-parallel step failed ({exc})"
+            log.warning("tensor-parallel step failed: %s", exc)
+            self.broken = self._wait_for_dead_worker() or (
+                "a tensor-parallel step failed: a rank stopped answering"
+            )
             raise CapacityError(self._message(), retry_after=RETRY_AFTER_S) from exc
 
     def _check_workers(self) -> None:
@@ -212,6 +214,14 @@ class TPDriver:
             if not proc.is_alive():
                 return f"tensor-parallel worker rank {rank} stopped (exit code {proc.exitcode})"
         return None
+
+    def _wait_for_dead_worker(self, within_s: float = 2.0) -> str | None:
+        """The worker whose death broke the step: its sockets close a moment before the
+        process is seen to have exited."""
+        deadline = time.monotonic() + within_s
+        while (dead := self._dead_worker()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return dead
 
     def _message(self) -> str:
         return (
