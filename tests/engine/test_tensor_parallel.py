@@ -163,3 +163,36 @@ def test_a_worker_that_dies_fails_the_request_cleanly(
         assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks
     finally:
         made.close()
+
+
+@pytest.mark.slow
+def test_ranks_on_another_host_join_through_tp_worker(
+    tiny_folder: Path, weights: LoadedWeights, reference: Decoder, tmp_path: Path
+) -> None:
+    """--nnodes 2: rank 1 comes from `hearth tp-worker` (another host's command, here another
+    process on loopback) meeting rank 0 at MASTER_ADDR / MASTER_PORT."""
+    import os
+    import subprocess
+    import sys
+
+    from hearth.engine.tensor_parallel import free_port
+
+    port = free_port("127.0.0.1")
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "HEARTH_HOME": str(tmp_path / "home"), "HEARTH_NUM_THREADS": "1"}  # fmt: skip
+    argv = ["tp-worker", str(tiny_folder), "--tensor-parallel", "2", "--nnodes", "2",
+            "--node-rank", "1"]  # fmt: skip
+    node = subprocess.Popen([sys.executable, "-m", "hearth", *argv], env=env)
+    try:
+        tp = TPConfig(2, nnodes=2, host="127.0.0.1", port=port)
+        made = start(tiny_folder, weights, tp, torch.float32, threads=1)
+        assert made.workers == []  # none spawned here: rank 1 is the other host's
+        caches = made.allocate_kv_caches(1, 16, torch.float32)
+        got = _step(made, caches, [[3, 1, 4, 1, 5]], [0])
+        want = _step(reference, allocate_kv_caches(weights.config, 1, 16, torch.float32),
+                     [[3, 1, 4, 1, 5]], [0])  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+        made.close()
+        assert node.wait(60) == 0  # told to stop, the other host's ranks end
+    finally:
+        node.kill()
