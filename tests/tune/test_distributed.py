@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from test_trainer import pattern_examples
 
@@ -52,3 +53,38 @@ def test_two_ranks_give_the_one_process_loss_curve(tiny_pair: Any, tmp_path: Pat
     assert expected.history[-1]["loss"] < expected.history[0]["loss"] * 0.7  # it learned
     for (name, got), want in zip(trainer.params.items(), single.params.values(), strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_hearth_tune_nproc_stores_the_adapter_once(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """The CLI end to end on SmolLM2: two ranks train, one JSON line per step (rank 0's),
+    the tuned model stored once."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hearth.config import load_settings
+    from hearth.store import Store
+
+    home = tmp_path / "home"
+    env = {**os.environ, "HEARTH_HOME": str(home)}
+    Store(load_settings(env)).import_path(smollm2_gguf, "smollm2:135m", accept_license=True)
+    rows = [{"messages": [{"role": "user", "content": f"Say {w}."},
+                          {"role": "assistant", "content": f"{w.capitalize()}!"}]}
+            for w in ["yes", "no", "maybe", "later", "now", "soon"]]  # fmt: skip
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["--json", "tune", "smollm2:135m", "--data", str(data), "--name", "smollm2-ddp",
+            "--nproc", "2", "--batch-size", "1", "--max-steps", "2", "--seq-len", "64",
+            "--rank", "4", "--no-pack"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "hearth", *argv], env=env, capture_output=True, text=True,
+        timeout=3000,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    steps = [json.loads(line) for line in proc.stdout.splitlines() if '"step"' in line]
+    assert [s["step"] for s in steps if "loss" in s] == [1, 2]
+    names = [r.name for r in Store(load_settings(env)).list()]
+    assert names.count("smollm2-ddp:latest") == 1
