@@ -202,6 +202,11 @@ class TPDriver:
                 "a tensor-parallel step failed: a rank stopped answering"
             )
             raise CapacityError(self._message(), retry_after=RETRY_AFTER_S) from exc
+        except BaseException:
+            # Ctrl-C inside a step: the workers are left mid-step, so this group cannot
+            # step again (later steps say the model must be loaded again)
+            self.broken = "a tensor-parallel step was interrupted"
+            raise
 
     def _check_workers(self) -> None:
         if self.broken is None:
@@ -225,8 +230,8 @@ class TPDriver:
 
     def _message(self) -> str:
         return (
-            f"{self.broken}; the request failed and this model must be loaded again (the "
-            "server does so at the next request): retry"
+            f"{self.broken}; the request failed and this model must be loaded again (a "
+            "server does so at the next request, so retry there; elsewhere start it again)"
         )
 
     def close(self) -> None:
