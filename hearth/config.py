@@ -158,6 +158,22 @@ class Settings:
             "cache root: the built C kernels go to hearth/kernels under it", env="XDG_CACHE_HOME"
         ),
     )
+    # torchrun's rendezvous pair: where tensor-parallel ranks meet (rank 0 listens)
+    master_addr: str = field(
+        default="127.0.0.1",
+        metadata=about(
+            "address tensor-parallel ranks meet at (rank 0's host)", env="MASTER_ADDR"
+        ),
+    )
+    master_port: int = field(
+        default=0,
+        metadata=about(
+            "port tensor-parallel ranks meet at; 0: a free one (single node only)",
+            env="MASTER_PORT",
+            minimum=0,
+            maximum=65535,
+        ),
+    )
     # read before torch loads (set_omp_wait_policy), hence environment only
     dedicated_cpu: bool = field(
         default=False,

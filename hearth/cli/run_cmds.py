@@ -73,6 +73,12 @@ def run(
     accept_license: bool = typer.Option(
         False, "--accept-license", help="Record your acceptance of the model's license terms."
     ),
+    tensor_parallel: int = typer.Option(
+        1,
+        "--tensor-parallel",
+        help="Split the weights over this many processes (torch.distributed; dense "
+        "weights, the reference layers).",
+    ),
     output_format: str | None = typer.Option(
         None,
         "--format",
@@ -91,7 +97,7 @@ def run(
     if prompt == "-":
         prompt = sys.stdin.read()
     settings = load_settings()
-    llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+    llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel)
     llm.require_generation()
     for warning in llm.license_warnings:
         Output.warning(warning)
@@ -174,6 +180,7 @@ def _load(
     kv_cache_gb: float | None,
     quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
+    tensor_parallel: int = 1,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -188,6 +195,7 @@ def _load(
         accept_license=accept_license,
         settings=settings,
         progress=_progress,
+        tensor_parallel=tensor_parallel,
     )
     return llm
 

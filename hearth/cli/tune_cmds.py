@@ -82,6 +82,12 @@ def tune_command(
         False, "--accept-license", help="Record acceptance of the base's license terms."
     ),
     json_flag: bool = typer.Option(False, "--json", help="One JSON line per step."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Train data-parallel over this many local processes (DDP, gloo); the global "
+        "batch is nproc x --batch-size x --grad-accum.",
+    ),
 ) -> None:
     """Fine-tune BASE on your data (LoRA by default) and store the result as NEW."""
     from hearth.model.layers.lora import LoraConfig
@@ -89,6 +95,8 @@ def tune_command(
     from hearth.tune.train_config import TrainConfig
 
     out = Output.of(ctx, json_flag)
+    if nproc < 1:
+        raise InvalidParameterError("nproc", f"--nproc must be >= 1, got {nproc}")
     torch_dtype = _torch_dtype(dtype)
     lora = LoraConfig(rank=rank, alpha=alpha, dropout=dropout, rslora=rslora,
                       targets=tuple(t.strip() for t in targets.split(",") if t.strip()))  # fmt: skip
@@ -104,6 +112,7 @@ def tune_command(
             base, data, name, config, resume=resume, data_from=data_from,
             dtype=torch_dtype,
             accept_license=accept_license, on_step=progress.step, on_info=progress.info,
+            nproc=nproc,
         )  # fmt: skip
     finally:
         progress.close()
