@@ -7,6 +7,7 @@ llama-cpp-python is not a test dependency (a long source build): these skip with
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ KINDS = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K]
 
 
 @pytest.fixture(scope="module")
-def ggml_quantize_chunk() -> ctypes._CFuncPtr:
+def ggml_quantize_chunk() -> Callable[..., int]:
     llama_cpp = pytest.importorskip("llama_cpp")
     lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
     fn = lib.ggml_quantize_chunk
@@ -46,7 +47,7 @@ def _rows() -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
-def test_same_bytes_as_ggml(ggml_quantize_chunk: ctypes._CFuncPtr, kind: T) -> None:
+def test_same_bytes_as_ggml(ggml_quantize_chunk: Callable[..., int], kind: T) -> None:
     x = _rows()
     block, size = quants.GGML_QUANT_SIZES[kind]
     want = np.zeros(x.size // block * size, dtype=np.uint8)
