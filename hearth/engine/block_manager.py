@@ -219,6 +219,17 @@ class BlockManager:
         seq.block_table = []
         seq.num_computed_tokens = 0
 
+    def release_tail(self, seq: Sequence, num_tokens: int) -> None:
+        """Release seq's blocks past those its first `num_tokens` tokens need (the K/V of
+        rejected speculated tokens). They hold no full block of accepted tokens, so none
+        is keyed in the prefix cache."""
+        keep = seq.num_blocks_for(num_tokens)
+        while len(seq.block_table) > keep:
+            block = self.blocks[seq.block_table.pop()]
+            assert block.ref_count == 1 and block.hash is None, "a speculated block is shared"
+            block.ref_count = 0
+            self._free.append(block.block_id)
+
     def trim_prefix_cache(self, keep: int) -> None:
         """Forget all but the `keep` most recently used cached blocks no sequence holds
         (before giving idle memory back: the latest conversation's prefix stays)."""

@@ -17,6 +17,9 @@ DEFAULT_KV_FRACTION = 0.25
 # num_ctx each). Sized from what the model needs, not from the machine: a share of RAM gave
 # a 98 MB model a 5.3 GB pool. Shorter requests fit many more; past it, preemption.
 DEFAULT_KV_CONTEXTS = 4
+# speculative decoding (engine/spec/); "self" and "draft" drafters are not built yet
+SPECULATIVE_MODES = ("off", "auto", "ngram")
+MAX_SPECULATIVE_TOKENS = 16  # drafts per sequence and step; more never pays on a CPU
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class EngineConfig:
     max_model_len: int | None = None
     enable_prefix_caching: bool = True
     seed: int | None = None  # the shared generator of unseeded requests
+    # speculative decoding (engine/spec/): "off", "ngram" (prompt lookup whenever it
+    # matches) or "auto" (prompt lookup where measured step costs say it pays); up to
+    # num_speculative_tokens drafted tokens per sequence and step
+    speculative: str = "off"
+    num_speculative_tokens: int = 5
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -44,6 +52,16 @@ class EngineConfig:
             )
         if self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise ValueError(
+                f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, "
+                f"got {self.speculative!r}"
+            )
+        if not 1 <= self.num_speculative_tokens <= MAX_SPECULATIVE_TOKENS:
+            raise ValueError(
+                f"num_speculative_tokens must be in 1..{MAX_SPECULATIVE_TOKENS}, "
+                f"got {self.num_speculative_tokens}"
+            )
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
 

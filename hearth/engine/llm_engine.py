@@ -23,6 +23,8 @@ from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
 from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
+from hearth.engine.spec.speculator import Speculator
+from hearth.engine.spec.verify import verify_drafts
 from hearth.errors import ContextLengthError, UserInputError
 
 # prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
@@ -63,6 +65,13 @@ class LLMEngine:
         )
         self.runner = ModelRunner(model, kv_caches, config.block_size)
         self.sampler = Sampler(config.seed)
+        self.speculator = (
+            None
+            if config.speculative == "off"
+            else Speculator(config.speculative, config.num_speculative_tokens)
+        )
+        self._draft_tokens_total = 0
+        self._accepted_tokens_total = 0
         self.requests: dict[str, RequestState] = {}
         self._compiling: list[Sequence] = []
         self._compiler: ThreadPoolExecutor | None = None
@@ -193,6 +202,11 @@ class LLMEngine:
     # every request of the batch is failed first, so no blocks leak.
     def step(self) -> list[RequestOutput]:
         outputs = self._collect_compiled()
+        if self.speculator is not None:
+            self.speculator.propose(
+                self.scheduler.running, lambda s: self._num_left(s) - 1,
+                self.config.max_num_batched_tokens,
+            )  # fmt: skip
         batch = self.scheduler.schedule()
         if not batch:
             if self._compiling and not outputs:
@@ -206,6 +220,9 @@ class LLMEngine:
         except BaseException as exc:
             self._fail_all(batch.seqs, exc)
             raise
+        finally:
+            for seq in self.scheduler.running:
+                seq.draft_token_ids.clear()
         self._drop_finished(outputs)
         return outputs
 
@@ -215,6 +232,7 @@ class LLMEngine:
         batch, run = self._run_isolated(batch, failed)
         num_prefill = num_decode = 0
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+            n -= len(seq.draft_token_ids)
             if n == 1 and seq.num_computed_tokens >= seq.num_prompt_tokens:
                 num_decode += 1
             else:
@@ -227,15 +245,43 @@ class LLMEngine:
             except Exception as exc:
                 self._fail(seq, exc, failed)
         touched = self._sample(run.sample_seqs, run.logits, failed)
-        self._meter.record(start, time.perf_counter(), num_prefill, num_decode)
+        num_accepted = 0
+        if run.draft_logits:
+            more, accepted = verify_drafts(
+                run.sample_seqs,
+                run.draft_logits,
+                lambda seqs, logits: self._sample(seqs, logits, failed),
+                self.block_manager,
+            )
+            touched.extend(more)
+            num_accepted = self._count_drafts(run.sample_seqs, accepted)
+        end = time.perf_counter()
+        if self.speculator is not None:
+            self.speculator.observe_step(batch.total_tokens, end - start)
+        self._meter.record(start, end, num_prefill, num_decode + num_accepted)
         self._prompt_tokens_total += num_prefill
-        self._generation_tokens_total += len(run.sample_seqs)
+        self._generation_tokens_total += len(run.sample_seqs) + num_accepted
         outputs = []
         for request_id in {**dict.fromkeys(touched), **failed}:
             out = self._output(self.requests[request_id])
             if out is not None:
                 outputs.append(out)
         return outputs
+
+    def _count_drafts(self, seqs: list[Sequence], accepted: dict[int, int]) -> int:
+        """Book the verified drafts (per sequence, engine-wide, the speculator's alphas);
+        returns the accepted ones."""
+        for seq in seqs:
+            if seq.seq_id not in accepted:
+                continue
+            num_drafted, num_accepted = len(seq.draft_token_ids), accepted[seq.seq_id]
+            seq.num_draft_tokens += num_drafted
+            seq.num_accepted_draft_tokens += num_accepted
+            self._draft_tokens_total += num_drafted
+            self._accepted_tokens_total += num_accepted
+            if self.speculator is not None:
+                self.speculator.observe_verified(seq, num_drafted, num_accepted)
+        return sum(accepted.values())
 
     def _run_isolated(
         self, batch: SchedulerOutput, failed: dict[str, None]
@@ -274,6 +320,7 @@ class LLMEngine:
                 if sampled
                 else torch.empty(0, self.vocab_size),
                 {k: v for r in runs for k, v in r.prompt_logits.items() if k in live},
+                {k: v for r in runs for k, v in r.draft_logits.items() if k in live},
             )
         return kept, merged
 
@@ -487,6 +534,8 @@ class LLMEngine:
             grammar_compile_seconds=grammar.get("compile_seconds", 0.0),
             grammar_mask_steps=int(grammar.get("mask_steps", 0)),
             grammar_mask_seconds=grammar.get("mask_seconds", 0.0),
+            spec_draft_tokens_total=self._draft_tokens_total,
+            spec_accepted_tokens_total=self._accepted_tokens_total,
         )
 
     def shutdown(self) -> None:

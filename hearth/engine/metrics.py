@@ -32,6 +32,9 @@ class EngineMetrics:
     grammar_compile_seconds: float = 0.0
     grammar_mask_steps: int = 0
     grammar_mask_seconds: float = 0.0
+    # speculative decoding (lifetime): tokens drafted, and those the model accepted
+    spec_draft_tokens_total: int = 0
+    spec_accepted_tokens_total: int = 0
 
 
 @dataclass

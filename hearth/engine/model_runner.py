@@ -1,7 +1,8 @@
 """ModelRunner: lays one scheduled step out flat (token ids, positions, slot mapping, block
 tables, context lengths → AttentionMetadata), runs the decoder over the paged KV cache and
 returns the logits the step needs: the last token of every sequence that samples, and
-every position whose next token is a prompt token for sequences asking prompt_logprobs.
+every position whose next token is a prompt token for sequences asking prompt_logprobs,
+and every speculated token of a decode (engine/spec/: k drafts verified in one forward).
 
 Knows nothing of sampling, stop conditions or text; the decoder is only seen through
 `forward(input_ids, positions, meta, kv_caches)` and `compute_logits(hidden)`."""
@@ -45,6 +46,8 @@ class StepInputs:
     sample_rows: list[int]  # their last token's index in the flat layout
     # seq -> (flat indices, prompt positions they predict the token after)
     prompt_rows: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    # seq_id -> flat indices of its speculated tokens (engine/spec/): their logits verify
+    draft_rows: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +56,8 @@ class RunnerOutput:
     logits: torch.Tensor  # (len(sample_seqs), V) fp32
     # seq_id -> (positions p, logits (L, V) predicting prompt token p + 1)
     prompt_logits: dict[int, tuple[list[int], torch.Tensor]]
+    # seq_id -> (k, V) fp32: the logits after each of its k speculated tokens
+    draft_logits: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
@@ -65,14 +70,17 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
     sample_seqs: list[Sequence] = []
     sample_rows: list[int] = []
     prompt_rows: dict[int, tuple[list[int], list[int]]] = {}
+    draft_rows: dict[int, list[int]] = {}
     max_blocks = max(len(s.block_table) for s in batch.seqs)
     tables = torch.full((len(batch.seqs), max_blocks), -1, dtype=torch.int32)
     for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_tokens, strict=True)):
         start = seq.num_computed_tokens
         end = start + n
-        assert end <= len(seq) and seq.num_blocks_for(end) <= len(seq.block_table)
+        drafts = seq.draft_token_ids  # speculated tokens after the sequence's last one
+        tokens = seq.token_ids + drafts if drafts else seq.token_ids
+        assert end <= len(tokens) and seq.num_blocks_for(end) <= len(seq.block_table)
         offset = len(ids)
-        ids.extend(seq.token_ids[start:end])
+        ids.extend(tokens[start:end])
         pos.extend(range(start, end))
         table = seq.block_table
         slots.extend(
@@ -80,9 +88,11 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
         )
         context_lens.append(end)
         tables[i, : len(table)] = torch.tensor(table, dtype=torch.int32)
-        if end == len(seq):
+        if end == len(tokens):
             sample_seqs.append(seq)
-            sample_rows.append(offset + n - 1)
+            sample_rows.append(offset + n - 1 - len(drafts))
+            if drafts:
+                draft_rows[seq.seq_id] = list(range(offset + n - len(drafts), offset + n))
         if seq.params.prompt_logprobs is not None:
             # position p predicts prompt token p + 1; entries 0..len-1 are already known
             first = max(start, len(seq.prompt_logprobs) - 1)
@@ -104,6 +114,7 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
         sample_seqs=sample_seqs,
         sample_rows=sample_rows,
         prompt_rows=prompt_rows,
+        draft_rows=draft_rows,
     )
 
 
@@ -146,6 +157,8 @@ class ModelRunner:
         rows = list(step.sample_rows)
         for flat, _ in step.prompt_rows.values():
             rows.extend(flat)
+        for flat in step.draft_rows.values():
+            rows.extend(flat)
         if not rows:
             empty = torch.empty(0, 0, dtype=torch.float32)
             return RunnerOutput([], empty, {})
@@ -156,4 +169,8 @@ class ModelRunner:
         for seq_id, (flat, positions) in step.prompt_rows.items():
             prompt_logits[seq_id] = (positions, logits[at : at + len(flat)])
             at += len(flat)
-        return RunnerOutput(step.sample_seqs, logits[:num_sample], prompt_logits)
+        draft_logits: dict[int, torch.Tensor] = {}
+        for seq_id, flat in step.draft_rows.items():
+            draft_logits[seq_id] = logits[at : at + len(flat)]
+            at += len(flat)
+        return RunnerOutput(step.sample_seqs, logits[:num_sample], prompt_logits, draft_logits)

@@ -78,6 +78,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     prompt_logprobs_start: int | None = None
     skip_special_tokens: bool = True
+    speculate: bool = True  # False: never draft for this request (the engine's mode aside)
     structured: StructuredSpec | None = field(default=None)
 
     def __post_init__(self) -> None:

@@ -85,6 +85,7 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
+        seq.draft_token_ids.clear()
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
@@ -100,8 +101,15 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            num_new = min(seq.num_uncomputed_tokens, budget)
+            # a decode may carry speculated tokens (engine/spec/): they go only where the
+            # budget and the pool have room, never at the cost of a preemption
+            num_new = min(seq.num_uncomputed_tokens + len(seq.draft_token_ids), budget)
+            del seq.draft_token_ids[max(0, num_new - seq.num_uncomputed_tokens) :]
             while not bm.allocate(seq, num_new):
+                if seq.draft_token_ids:
+                    num_new -= len(seq.draft_token_ids)
+                    seq.draft_token_ids.clear()
+                    continue
                 victim = self.running[-1]
                 self._preempt(victim)
                 out.preempted.append(victim)
@@ -148,5 +156,6 @@ class Scheduler:
     def postprocess(self, out: SchedulerOutput) -> None:
         """After the model ran: the scheduled tokens are now in the cache."""
         for seq, n in zip(out.seqs, out.num_tokens, strict=True):
-            seq.num_computed_tokens += n
+            # speculated tokens count once verified (LLMEngine), not here
+            seq.num_computed_tokens += n - len(seq.draft_token_ids)
             self.block_manager.cache_full_blocks(seq)

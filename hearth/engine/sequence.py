@@ -80,6 +80,11 @@ class Sequence:
         self.matcher: Any = None  # structured-output matcher, once compiled
         self.matcher_future: Any = None  # concurrent.futures.Future while compiling
         self.closed_by_budget = False  # the grammar was completed early to fit max_tokens
+        # speculation (engine/spec/): tokens proposed after token_ids for this step only,
+        # verified in its forward and then cleared; lifetime counts of drafted / accepted
+        self.draft_token_ids: list[int] = []
+        self.num_draft_tokens = 0
+        self.num_accepted_draft_tokens = 0
 
     # -- token bookkeeping ----------------------------------------------------------
     def __len__(self) -> int:
