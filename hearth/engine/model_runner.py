@@ -72,7 +72,8 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
     prompt_rows: dict[int, tuple[list[int], list[int]]] = {}
     draft_rows: dict[int, list[int]] = {}
     max_blocks = max(len(s.block_table) for s in batch.seqs)
-    tables = torch.full((len(batch.seqs), max_blocks), -1, dtype=torch.int32)
+    query_lens: list[int] = []
+    table_rows: list[int] = []  # which sequence's block table each query group reads
     for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_tokens, strict=True)):
         start = seq.num_computed_tokens
         end = start + n
@@ -86,8 +87,16 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
         slots.extend(
             table[p // block_size] * block_size + p % block_size for p in range(start, end)
         )
-        context_lens.append(end)
-        tables[i, : len(table)] = torch.tensor(table, dtype=torch.int32)
+        if drafts and end == len(tokens):
+            # verification: each position is a one-token query over the context up to it
+            # (what a decode step of it would attend), so the step stays on the decode road
+            query_lens.extend([1] * n)
+            context_lens.extend(range(start + 1, end + 1))
+            table_rows.extend([i] * n)
+        else:
+            query_lens.append(n)
+            context_lens.append(end)
+            table_rows.append(i)
         if end == len(tokens):
             sample_seqs.append(seq)
             sample_rows.append(offset + n - 1 - len(drafts))
@@ -100,8 +109,13 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
             if first < last:
                 positions = list(range(first, last))
                 prompt_rows[seq.seq_id] = ([offset + p - start for p in positions], positions)
+    tables = torch.full((len(batch.seqs), max_blocks), -1, dtype=torch.int32)
+    for i, seq in enumerate(batch.seqs):
+        tables[i, : len(seq.block_table)] = torch.tensor(seq.block_table, dtype=torch.int32)
+    if len(table_rows) > len(batch.seqs):
+        tables = tables[torch.tensor(table_rows)]
     meta = AttentionMetadata(
-        query_lens=list(batch.num_tokens),
+        query_lens=query_lens,
         context_lens=torch.tensor(context_lens, dtype=torch.int32),
         slot_mapping=torch.tensor(slots, dtype=torch.int64),
         block_tables=tables,
