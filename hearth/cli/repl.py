@@ -84,6 +84,7 @@ def stream_answer(
     num_prompt = len(engine.requests[rid].prompt_token_ids)
     first: float | None = None
     text, num_tokens, reason = "", 0, None
+    drafted = accepted = 0
     try:
         while rid in engine.requests:
             for out in engine.step():
@@ -98,6 +99,7 @@ def stream_answer(
                     sys.stdout.write(c.delta_text)
                     sys.stdout.flush()
                 text, num_tokens, reason = c.text, len(c.token_ids), c.finish_reason
+                drafted, accepted = c.draft_n, c.draft_n_accepted
     finally:
         engine.abort(rid)  # no-op when finished; frees the blocks on Ctrl-C or an error
     sys.stdout.write("\n")
@@ -114,6 +116,11 @@ def stream_answer(
             f"prompt tokens: {num_prompt}\ntime to first token: {ttft:.3f}s\n"
             f"output tokens: {num_tokens}\neval rate: {rate:.2f} tokens/s\n"
         )
+        if drafted:
+            sys.stderr.write(
+                f"speculation: {accepted} of {drafted} drafted tokens accepted "
+                f"({accepted / drafted:.0%})\n"
+            )
     return Answer(text, reason)
 
 

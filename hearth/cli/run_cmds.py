@@ -12,6 +12,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.cli.repl import ChatState, prompt_for, repl, stream_answer
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 from hearth.engine.generation_defaults import (
     CHAT_MAX_TOKENS,
     COMPLETION_MAX_TOKENS,
@@ -80,6 +81,9 @@ def register(app: typer.Typer) -> None:
         accept_license: bool = typer.Option(
             False, "--accept-license", help="Record your acceptance of the model's license terms."
         ),
+        speculative: str = typer.Option(
+            "auto", "--speculative", help=SPECULATIVE_HELP
+        ),
         output_format: str | None = typer.Option(
             None,
             "--format",
@@ -105,7 +109,7 @@ def register(app: typer.Typer) -> None:
         if prompt == "-":
             prompt = sys.stdin.read()
         settings = load_settings()
-        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license, speculative)
         llm.require_generation()
         for warning in llm.license_warnings:
             Output.warning(warning)
@@ -165,6 +169,7 @@ def _load(
     kv_cache_gb: float | None,
     quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
+    speculative: str = "off",
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -177,6 +182,7 @@ def _load(
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         accept_license=accept_license,
+        speculative=check_speculative(speculative),
         settings=settings,
         progress=_progress,
     )

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from hearth.cli.output import Output
 from hearth.config import DEFAULT_PORT
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_HELP
 
 keys_app = typer.Typer(
@@ -44,6 +45,9 @@ def serve(
         None,
         "--ctx",
         help="Context length per model (default: the model's, capped by the KV cache).",
+    ),
+    speculative: str = typer.Option(
+        None, "--speculative", help=SPECULATIVE_HELP + " Default: off."
     ),
     max_queue: int = typer.Option(
         None, "--max-queue", help="Requests that may wait beyond the running ones before 503."
@@ -81,6 +85,7 @@ def serve(
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         max_model_len=ctx_len,
+        speculative=check_speculative(speculative) if speculative else None,
         max_queue=max_queue,
         rate_limit_per_minute=rate_limit,
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,

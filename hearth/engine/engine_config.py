@@ -20,6 +20,20 @@ DEFAULT_KV_CONTEXTS = 4
 # speculative decoding (engine/spec/); "self" and "draft" drafters are not built yet
 SPECULATIVE_MODES = ("off", "auto", "ngram")
 MAX_SPECULATIVE_TOKENS = 16  # drafts per sequence and step; more never pays on a CPU
+SPECULATIVE_HELP = (
+    "Speculative decoding: auto (prompt lookup, where measured step costs say it pays), "
+    "ngram (prompt lookup whenever the text repeats), off."
+)
+
+
+def check_speculative(mode: str) -> str:
+    """A surface's speculative mode, refused with the modes there are."""
+    if mode not in SPECULATIVE_MODES:
+        raise UserInputError(
+            f"--speculative {mode!r} is not a mode; use one of {', '.join(SPECULATIVE_MODES)} "
+            "(self-speculation and draft models are not built yet)"
+        )
+    return mode
 
 
 @dataclass(frozen=True)

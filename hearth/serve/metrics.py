@@ -64,6 +64,14 @@ class _EngineCollector(Collector):
             "hearth_grammar_mask_steps", "Grammar masks applied (one per sequence per step)",
             labels=["model"],
         )
+        drafted = CounterMetricFamily(
+            "hearth_spec_draft_tokens", "Tokens drafted by speculative decoding",
+            labels=["model"],
+        )
+        accepted = CounterMetricFamily(
+            "hearth_spec_accepted_tokens", "Drafted tokens the model accepted (verified)",
+            labels=["model"],
+        )
         loaded = GaugeMetricFamily("hearth_models_loaded", "Models loaded")
         count = 0
         for name, m in self.snapshots():
@@ -81,9 +89,11 @@ class _EngineCollector(Collector):
             compile_s.add_metric([name], m.grammar_compile_seconds)
             mask_s.add_metric([name], m.grammar_mask_seconds)
             mask_steps.add_metric([name], m.grammar_mask_steps)
+            drafted.add_metric([name], m.spec_draft_tokens_total)
+            accepted.add_metric([name], m.spec_accepted_tokens_total)
         loaded.add_metric([], count)
         yield from (running, waiting, preempted, kv, kv_used, hit, loaded)
-        yield from (constrained, compile_s, mask_s, mask_steps)
+        yield from (constrained, compile_s, mask_s, mask_steps, drafted, accepted)
 
 
 class ServerMetrics:

@@ -229,6 +229,7 @@ class ModelPool:
             name=record.name,  # its catalog defaults go by the name, not the blob path
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
+            speculative=self.options.speculative,
             settings=self.settings,
         )
         llm.model_name = record.name

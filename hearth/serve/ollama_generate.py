@@ -43,6 +43,7 @@ from hearth.serve.streaming import AbortingStream
 from hearth.serve.tool_output import OllamaToolStream, incomplete_flag, ollama_message
 
 if TYPE_CHECKING:
+    from hearth.engine.outputs import CompletionOutput
     from hearth.engine.structured import StructuredSpec
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], tags=["ollama"])
@@ -112,7 +113,15 @@ def _final(gen: Generation, loaded_s: float, started: float) -> dict[str, Any]:
         "eval_count": gen.num_output_tokens,
         "eval_duration": int((end - first) * 1e9),
         **(incomplete_flag(gen.final.outputs[0]) if gen.final else {}),
+        **(_draft_counts(gen.final.outputs[0]) if gen.final else {}),
     }
+
+
+def _draft_counts(out: CompletionOutput) -> dict[str, int]:
+    """llama.cpp's speculation counters, when the answer was speculated."""
+    if not out.draft_n:
+        return {}
+    return {"draft_n": out.draft_n, "draft_n_accepted": out.draft_n_accepted}
 
 
 Feed = Callable[[str, bool], list[dict[str, Any]]]

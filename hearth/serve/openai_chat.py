@@ -124,12 +124,21 @@ def _chat_logprobs(
     return {"content": content}
 
 
-def _usage(gen: Generation, completion: int) -> dict[str, int]:
-    return {
+def _usage(gen: Generation, completion: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": gen.num_prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": gen.num_prompt_tokens + completion,
     }
+    outs = gen.final.outputs if gen.final else []
+    drafted = sum(o.draft_n for o in outs)
+    if drafted:  # speculation: OpenAI's predicted-output counters say what it drafted
+        accepted = sum(o.draft_n_accepted for o in outs)
+        usage["completion_tokens_details"] = {
+            "accepted_prediction_tokens": accepted,
+            "rejected_prediction_tokens": drafted - accepted,
+        }
+    return usage
 
 
 @router.post("/chat/completions", response_model=None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.config import DEFAULT_PORT, Settings
+from hearth.engine.engine_config import SPECULATIVE_MODES
 from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_MODES
 
 MIB = 1024 * 1024
@@ -46,6 +47,7 @@ class ServeOptions:
     max_model_len: int | None = None
     dtype: str = "float32"
     quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
+    speculative: str = "off"  # EngineConfig.speculative of every model loaded
     cors_origins: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -73,6 +75,11 @@ class ServeOptions:
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise ValueError(
+                f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, "
+                f"got {self.speculative!r}"
+            )
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("cors_origins: '*' must be the only origin when given")
 

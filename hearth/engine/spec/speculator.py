@@ -14,7 +14,8 @@ Knows nothing of the model or tensors: the drafter proposes from token ids."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -131,18 +132,14 @@ class Speculator:
              for i, tok in enumerate(drafts)),
             key=lambda m: -m[0],
         )  # fmt: skip
-        base_cost = self.costs.estimate(base)
         expected = float(base)
-        added = 0
-        for gain, seq, tok in marginal:
-            cost = self.costs.estimate(base + added + 1)
-            if base_cost is not None and cost is not None:
-                before = expected / (self.costs.estimate(base + added) or base_cost)
-                if (expected + gain) / cost <= before:
-                    break
+        for added, (gain, seq, tok) in enumerate(marginal):
+            now = self.costs.estimate(base + added)
+            then = self.costs.estimate(base + added + 1)
+            if now is not None and then is not None and (expected + gain) / then <= expected / now:
+                break
             seq.draft_token_ids.append(tok)  # in order: a sequence's i-th before its i+1-th
             expected += gain
-            added += 1
 
     def observe_step(self, num_tokens: int, seconds: float) -> None:
         self.costs.record(num_tokens, seconds)

@@ -18,7 +18,6 @@ from hearth.engine.engine_config import GIB
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
-from hearth.engine.sequence import Sequence
 from hearth.engine.spec.speculator import Speculator
 from hearth.model.kv_cache import kv_cache_bytes_per_block
 

@@ -109,7 +109,10 @@ def test_sampling_first_verified_token_matches_the_distribution(llm: LLM) -> Non
 
 
 def test_grammar_constrained_speculation_yields_only_allowed_tokens(llm: LLM) -> None:
-    pattern = r"The old lighthouse stood at the edge of the (cliff|sea) for more than (two|three) hundred years\."  # noqa: E501
+    pattern = (
+        r"The old lighthouse stood at the edge of the (cliff|sea) "
+        r"for more than (two|three) hundred years\."
+    )
     spec = StructuredSpec.regex(pattern)
     prompt = _prompts(llm)[0]
     outs = {}
