@@ -94,11 +94,11 @@ class Speculator:
         return state
 
     def propose(
-        self, running: Seq[Sequence], limit: Callable[[Sequence], int], num_prefill: int = 0
+        self, running: Seq[Sequence], limit: Callable[[Sequence], int], budget: int
     ) -> None:
         """Set `draft_token_ids` of the running sequences that are decoding. limit(seq):
-        the most drafts seq may carry (its token budget and context minus one).
-        num_prefill: tokens of prefill expected in the step (they cost the same either way)."""
+        the most drafts seq may carry (its token budget and context minus one). budget:
+        the step's token budget (a running prefill's chunk counts in the step's cost)."""
         for seq in running:
             seq.draft_token_ids = []  # a draft lives for one step
         live = {s.seq_id for s in running}
@@ -122,7 +122,8 @@ class Speculator:
             for _, seq, drafts in candidates:
                 seq.draft_token_ids = drafts
             return
-        self._choose(candidates, len(running) + num_prefill)
+        base = min(budget, sum(s.num_uncomputed_tokens for s in running))
+        self._choose(candidates, base)
 
     def _choose(self, candidates: list[tuple[float, Sequence, list[int]]], base: int) -> None:
         """Add drafted tokens, likeliest first (the i-th token of a sequence is accepted
