@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from hearth.cli.output import Output
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 
 
 def _table(out: Output, result: dict[str, Any]) -> None:
@@ -36,6 +37,8 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         scenario = r["scenario"]
         if scenario == "prefix":
             scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
+        if r.get("speculative", "off") != "off":
+            scenario += f" ({r['speculative']})"
         table.add_row(
             r["engine"],
             scenario,
@@ -143,8 +146,9 @@ def register(app: typer.Typer) -> None:
         scenario: list[str] = typer.Option(
             [],
             "--scenario",
-            help="decode, concurrent, prefix (repeatable; default all), or embed (an embedding "
-            "model against --peer sentence-transformers).",
+            help="decode, concurrent, prefix (repeatable; default these three), spec "
+            "(speculative decoding off vs --speculative), or embed (an embedding model "
+            "against --peer sentence-transformers).",
         ),
         concurrency: str = typer.Option(
             "",
@@ -158,6 +162,10 @@ def register(app: typer.Typer) -> None:
             0, "--threads", help="CPU threads for every engine; 0 = cores."
         ),
         quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
+        speculative: str = typer.Option(
+            "auto", "--speculative", help="The mode --scenario spec compares with off. "
+            + SPECULATIVE_HELP,
+        ),
         accuracy: bool = typer.Option(
             False,
             "--accuracy",
@@ -172,7 +180,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure hearth against llama.cpp and transformers on the same model file."""
         from hearth.bench.runner import BenchConfig, run_bench
-        from hearth.bench.workloads import SCENARIOS
+        from hearth.bench.workloads import DEFAULT_SCENARIOS, SCENARIOS
         from hearth.config import load_settings
         from hearth.engine.llm import check_license, resolve_model
         from hearth.errors import UserInputError
@@ -202,7 +210,8 @@ def register(app: typer.Typer) -> None:
         config = BenchConfig(
             model=model,
             quant=quant,
-            scenarios=tuple(scenario) or SCENARIOS,
+            scenarios=tuple(scenario) or DEFAULT_SCENARIOS,
+            speculative=check_speculative(speculative),
             peers=tuple(dict.fromkeys(peer)),
             threads=threads,
             quick=quick,
