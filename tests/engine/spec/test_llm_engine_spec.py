@@ -157,3 +157,30 @@ def test_speculator_refuses_bad_settings() -> None:
         EngineConfig(speculative="ngram", num_speculative_tokens=0)
     with pytest.raises(ValueError, match="num_speculative_tokens"):
         Speculator("ngram", 1000)
+
+
+class Liar:
+    """Proposes tokens the model never takes (the known continuation, each one off by one):
+    speculation on text that does not repeat."""
+
+    def __init__(self, expected: list[int]) -> None:
+        self.expected = expected
+
+    def propose(self, tokens: list[int], k: int) -> list[int]:
+        return [(t + 1) % 40000 for t in self.expected[len(tokens) : len(tokens) + k]]
+
+
+def test_auto_stops_drafting_where_drafts_fail(make_engine: Callable[..., LLMEngine]) -> None:
+    prompts = _prompts(1, seed=9)
+    plain = _tokens(_run(make_engine(), prompts, GREEDY))
+    drafted = {}
+    for mode in ("ngram", "auto"):
+        engine = make_engine(speculative=mode)
+        expected = prompts[0] + plain[0]
+        engine.speculator = Speculator(mode, 5, lambda seq: Liar(expected))
+        assert _tokens(_run(engine, prompts, GREEDY)) == plain
+        m = engine.metrics()
+        assert m.spec_accepted_tokens_total == 0
+        drafted[mode] = m.spec_draft_tokens_total
+    assert drafted["ngram"] > 150  # every step drafts 5 and loses them
+    assert drafted["auto"] < 40  # a few failed steps, then a one-token probe now and then
