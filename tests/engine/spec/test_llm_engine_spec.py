@@ -174,9 +174,9 @@ def test_auto_stops_drafting_where_drafts_fail(make_engine: Callable[..., LLMEng
     prompts = _prompts(1, seed=9)
     plain = _tokens(_run(make_engine(), prompts, GREEDY))
     drafted = {}
+    expected = prompts[0] + plain[0]
     for mode in ("ngram", "auto"):
         engine = make_engine(speculative=mode)
-        expected = prompts[0] + plain[0]
         engine.speculator = Speculator(mode, 5, lambda seq: Liar(expected))
         assert _tokens(_run(engine, prompts, GREEDY)) == plain
         m = engine.metrics()
