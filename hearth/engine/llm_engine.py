@@ -1,6 +1,8 @@
 """LLMEngine: requests in, outputs out, one `step()` at a time (vLLM's LLMEngine). Owns
 the scheduler, the block manager, the model runner and the sampler, and applies the
 stopping rules (EOS, stop token ids, stop strings, max_tokens, context end, grammar end).
+With speculation on (EngineConfig.speculative), a Speculator drafts tokens for decoding
+sequences before each step and verify_drafts accepts them after it (engine/spec/).
 Not thread-safe: AsyncEngine serialises calls. Knows nothing of HTTP or the CLI."""
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ One step runs S sequences with T tokens in all: each sequence contributes its ne
 of prompt (prefill, possibly chunked) or its one newest token (decode). Tokens are laid out
 flat, sequence after sequence. Every layer writes this step's K/V into the paged cache at
 `slot_mapping`, then attends each query over its sequence's whole cached context
-(`block_tables`, `context_lens`), causally."""
+(`block_tables`, `context_lens`), causally. A sequence verifying speculated tokens
+(engine/spec/) comes as one group per token, each one token long with the context up to
+it: the step stays decode-only, on the decode road."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch
 class AttentionMetadata:
     """Where each token of the step lives in the paged KV cache.
 
-    query_lens:   S python ints, tokens of each sequence in this step; sum == T.
+    query_lens:   S python ints, tokens of each query group (a sequence's chunk) in this
+                  step; sum == T.
     context_lens: (S,) int32, tokens in the cache for each sequence once this step's K/V
                   are written (cached prefix + this step's tokens).
     slot_mapping: (T,) int64, cache slot of each token = block_id * block_size + offset.
