@@ -1,4 +1,4 @@
-"""Speculative decoding on real SmolLM2 Q4_1 weights (the int4 decode road): prompt lookup
+"""Speculative decoding on real SmolLM2 Q4_1 weights (the int4 decode road), and Gemma 3: prompt lookup
 on a quoting prompt and on open chat gives the non-speculative greedy output token for
 token, alone and in a mixed batch; sampled, the first token drawn from a verification row
 is distributed as without speculation (chi-square, fixed seed); under a grammar only
@@ -127,3 +127,25 @@ def test_grammar_constrained_speculation_yields_only_allowed_tokens(llm: LLM) ->
     sampled = SamplingParams(n=8, temperature=1.0, max_tokens=60, structured=spec, seed=3)
     for c in llm.generate([prompt], sampled)[0].outputs:
         assert re.fullmatch(pattern, c.text), c.text
+
+
+@pytest.mark.slow  # loads Gemma 3 (270M) for one test
+def test_gemma3_greedy_identity(gemma3_gguf: Path) -> None:
+    """Gemma 3: sliding-window layers, Q4_K weights, a base model (plain completion)."""
+    threads = torch.get_num_threads()
+    gemma = LLM(gemma3_gguf, speculative="ngram", kv_cache_gb=0.1, max_model_len=512,
+                num_threads=1)  # fmt: skip
+    try:
+        torch.set_num_threads(1)
+        prompt = "Text: " + TEXT + "\n\nThe same text again: The old"
+        outs = [
+            gemma.generate([prompt], SamplingParams(temperature=0, max_tokens=40,
+                                                    speculate=speculate))[0].outputs[0]
+            for speculate in (False, True)
+        ]  # fmt: skip
+        assert outs[1].token_ids == outs[0].token_ids
+        assert outs[1].draft_n_accepted > 10
+        bm = gemma.engine.block_manager
+        assert bm.num_free_blocks == bm.num_blocks
+    finally:
+        torch.set_num_threads(threads)
