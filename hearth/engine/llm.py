@@ -225,6 +225,7 @@ class LLM:
         self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
         self.embedder: Embedder | None = None
         pooling = None
+        prompt = ""
         if self.kind != "generation":
             from hearth.engine.embedder import Embedder
             from hearth.weights.sentence_transformers import read_embedding_folder
@@ -234,6 +235,7 @@ class LLM:
                 self.embedder = Embedder.load(self.path, dtype)
                 return
             pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
+            prompt = spec.default_prompt
         layers, chat_template = store_layers(record.name if record else name, settings)
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
@@ -253,6 +255,7 @@ class LLM:
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
         if pooling is not None:
             self.engine.embedding_pooling = pooling
+            self.engine.embedding_prompt = prompt
         self._ids = itertools.count()
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
@@ -299,6 +302,7 @@ class LLM:
         limit = self.max_model_len
         ids = []
         for i, text in enumerate(texts):
+            text = self.engine.embedding_prompt + text
             one = list(self.tokenizer.encode(text)) or [*self.tokenizer.eos_ids][:1]
             if len(one) > limit and not truncate:
                 raise ContextLengthError(
