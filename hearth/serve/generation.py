@@ -40,7 +40,9 @@ _OPENAI_SAMPLING = (
 
 def openai_sampling(req: Any) -> dict[str, Any]:
     """The shared sampling fields of an OpenAI chat or completions request, for build_params."""
-    return {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values = {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values["speculate"] = req.speculative  # hearth's extension: false = no drafts for it
+    return values
 
 
 def build_params(model: LoadedModel, **values: Any) -> SamplingParams:

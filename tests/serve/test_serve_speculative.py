@@ -1,6 +1,7 @@
 """A server started with `speculative="auto"` speculates on a quoting request and says so:
 OpenAI's usage.completion_tokens_details (predicted-output counters), Ollama's
-draft_n / draft_n_accepted (llama.cpp's names), and the /metrics counters."""
+draft_n / draft_n_accepted (llama.cpp's names), and the /metrics counters; a request's
+`speculative: false` turns it off for that request alone."""
 
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def test_speculating_server_reports_drafts(
         assert body["draft_n"] >= body["draft_n_accepted"] > 0
         # the same greedy answer either way
         assert body["message"]["content"] == answer.choices[0].message.content
+        # the per-request override: no drafts for this one, the same answer
+        off = http.post("/api/chat", json={
+            "model": MODEL, "messages": QUOTE, "stream": False,
+            "options": {"temperature": 0, "num_predict": 40, "speculative": False},
+        }).json()  # fmt: skip
+        assert "draft_n" not in off and off["message"]["content"] == body["message"]["content"]
+        plain = client.chat.completions.create(
+            model=MODEL, messages=QUOTE, max_tokens=40, temperature=0,  # type: ignore[arg-type]
+            extra_body={"speculative": False},
+        )
+        assert plain.usage is not None and plain.usage.completion_tokens_details is None
         metrics = http.get("/metrics").text
     accepted = [line for line in metrics.splitlines()
                 if line.startswith("hearth_spec_accepted_tokens_total")]  # fmt: skip
