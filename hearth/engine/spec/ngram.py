@@ -45,8 +45,43 @@ class NgramIndex:
             return []
         # the suffix itself must not match: index everything that ends before the last token
         self._index_until(tokens, len(tokens) - 1)
-        for n in range(min(self.max_n, len(tokens) - 1), self.min_n - 1, -1):
-            at = self._after.get(tuple(tokens[-n:]))
+        at = self.lookup(tokens)
+        return [] if at is None else tokens[at : at + k]
+
+    def lookup(self, suffix: list[int]) -> int | None:
+        """Where the tokens after the longest indexed n-gram ending `suffix` start."""
+        for n in range(min(self.max_n, len(suffix)), self.min_n - 1, -1):
+            at = self._after.get(tuple(suffix[-n:]))
             if at is not None:
-                return tokens[at : at + k]
-        return []
+                return at
+        return None
+
+
+class SharedNgrams:
+    """N-grams of the outputs of finished requests of one engine (a suffix cache across
+    requests: a server asked similar things answers with similar text). Proposals only
+    change speed, never output: verification decides. Bounded: forgets all past
+    `max_tokens` and starts over."""
+
+    SEPARATOR = -1  # between two outputs: never a token, so a match never spans them
+
+    def __init__(self, min_n: int = 3, max_n: int = DEFAULT_MAX_N, max_tokens: int = 1 << 20):
+        self.min_n, self.max_n, self.max_tokens = min_n, max_n, max_tokens
+        self.history: list[int] = []
+        self.index = NgramIndex(min_n, max_n)
+
+    def add(self, tokens: list[int]) -> None:
+        if len(self.history) + len(tokens) + 1 > self.max_tokens:
+            self.history, self.index = [], NgramIndex(self.min_n, self.max_n)
+        self.history.extend(tokens)
+        self.history.append(self.SEPARATOR)
+        self.index._index_until(self.history, len(self.history) - 1)
+
+    def propose(self, tokens: list[int], k: int) -> list[int]:
+        at = self.index.lookup(tokens[-self.max_n :]) if k > 0 else None
+        if at is None:
+            return []
+        drafts = self.history[at : at + k]
+        if self.SEPARATOR in drafts:
+            drafts = drafts[: drafts.index(self.SEPARATOR)]
+        return drafts

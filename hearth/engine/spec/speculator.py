@@ -21,7 +21,7 @@ from typing import Protocol
 
 from hearth.engine.engine_config import MAX_SPECULATIVE_TOKENS, SPECULATIVE_MODES
 from hearth.engine.sequence import Sequence
-from hearth.engine.spec.ngram import NgramIndex
+from hearth.engine.spec.ngram import NgramIndex, SharedNgrams
 
 PRIOR_ALPHA = 0.6  # a fresh sequence's guess (n-gram matches in quoting text: ~0.7)
 ALPHA_DECAY = 0.7  # weight of the old estimate in each update
@@ -59,6 +59,7 @@ class Drafter(Protocol):
 
 @dataclass
 class _SeqState:
+    seq: Sequence
     drafter: Drafter
     alpha: float = PRIOR_ALPHA
     idle_steps: int = 0  # steps since it last drafted while switched off
@@ -85,12 +86,14 @@ class Speculator:
         self.max_k = num_speculative_tokens
         self.costs = StepCosts()
         self.new_drafter = new_drafter
+        # what finished requests answered: drafts where a sequence's own text has no match
+        self.shared = SharedNgrams()
         self._states: dict[int, _SeqState] = {}
 
     def _state(self, seq: Sequence) -> _SeqState:
         state = self._states.get(seq.seq_id)
         if state is None:
-            state = self._states[seq.seq_id] = _SeqState(self.new_drafter(seq))
+            state = self._states[seq.seq_id] = _SeqState(seq, self.new_drafter(seq))
         return state
 
     def propose(
@@ -103,7 +106,9 @@ class Speculator:
             seq.draft_token_ids = []  # a draft lives for one step
         live = {s.seq_id for s in running}
         for seq_id in [i for i in self._states if i not in live]:
-            del self._states[seq_id]  # finished or preempted: a fresh start if it returns
+            gone = self._states.pop(seq_id).seq  # finished, or preempted: it starts afresh
+            if gone.finish_reason in ("stop", "length"):
+                self.shared.add(gone.output_token_ids)
         decoding = [s for s in running if s.num_uncomputed_tokens == 1 and s.params.speculate]
         candidates: list[tuple[float, Sequence, list[int]]] = []
         for seq in decoding:
@@ -116,6 +121,8 @@ class Speculator:
                 state.idle_steps = 0
                 k = min(k, 1)
             drafts = state.drafter.propose(seq.token_ids, k) if k > 0 else []
+            if not drafts and k > 0:
+                drafts = self.shared.propose(seq.token_ids, k)
             if drafts:
                 candidates.append((state.alpha, seq, drafts))
         if self.mode == "ngram":

@@ -33,3 +33,20 @@ def test_bad_sizes() -> None:
         NgramIndex(min_n=0)
     with pytest.raises(ValueError, match="min_n"):
         NgramIndex(min_n=3, max_n=2)
+
+
+def test_shared_ngrams_propose_from_finished_outputs_never_across_them() -> None:
+    from hearth.engine.spec.ngram import SharedNgrams
+
+    shared = SharedNgrams(min_n=2, max_n=3)
+    assert shared.propose([1, 2, 3], 4) == []
+    shared.add([10, 11, 12, 13, 14])
+    shared.add([20, 21, 22])
+    assert shared.propose([5, 11, 12], 2) == [13, 14]
+    assert shared.propose([5, 11, 12], 9) == [13, 14]  # stops at the output's end
+    assert shared.propose([9, 21], 5) == []  # a one-token match is below min_n
+    assert shared.propose([20, 21], 5) == [22]
+    small = SharedNgrams(min_n=2, max_tokens=8)
+    small.add([1, 2, 3, 4])
+    small.add([5, 6, 7, 8])  # past max_tokens: the first output is forgotten
+    assert small.propose([1, 2], 3) == [] and small.propose([5, 6], 3) == [7, 8]

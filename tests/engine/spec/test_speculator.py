@@ -71,3 +71,17 @@ def test_a_sequence_whose_drafts_fail_stops_and_probes() -> None:
         spec.propose([seq], lambda s: 100, 512)
         drafted.append(len(seq.draft_token_ids))
     assert sum(drafted) == 2 and max(drafted) == 1  # one one-token probe per PROBE_EVERY
+
+
+def test_finished_outputs_feed_the_shared_cache() -> None:
+    spec = Speculator("ngram", 3)
+    (done,) = _decoding()
+    done.token_ids += [40, 41, 42, 43, 44, 45]
+    done.num_computed_tokens = len(done.token_ids) - 1
+    done.finish_reason = "stop"
+    spec.propose([done], lambda s: 100, 512)  # tracked while running
+    spec.propose([], lambda s: 100, 512)  # gone: its output joins the shared cache
+    fresh = Sequence("r2", [90, 40, 41, 42], SamplingParams(), block_size=16)
+    fresh.num_computed_tokens = 3
+    spec.propose([fresh], lambda s: 100, 512)
+    assert fresh.draft_token_ids == [43, 44, 45]
