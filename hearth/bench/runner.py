@@ -131,8 +131,13 @@ def _spec_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     own), and over llama.cpp on the same requests."""
 
     def rate(engine: str, scenario: str, speculating: bool) -> float | None:
-        picked = [r for r in runs if r["engine"] == engine and r["scenario"] == scenario
-                  and (r.get("speculative", "off") != "off") == speculating]  # fmt: skip
+        picked = [
+            r
+            for r in runs
+            if r["engine"] == engine
+            and r["scenario"] == scenario
+            and (r.get("speculative", "off") != "off") == speculating
+        ]
         seconds = sum(r["duration_s"] for r in picked)
         return sum(r["output_tokens"] for r in picked) / seconds if seconds else None
 
@@ -176,8 +181,9 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
             conversation = [{"role": "user", "content": message}]
             return list(tokenizer.encode_chat(conversation, add_generation_prompt=True))
 
-        workloads += spec_workloads(encode_chat, vocab, config.speculative, config.quick,
-                                    config.seed)  # fmt: skip
+        workloads += spec_workloads(
+            encode_chat, vocab, config.speculative, config.quick, config.seed
+        )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
     hearth = _run_worker(

@@ -32,20 +32,21 @@ CHAT_QUESTIONS = (
 ChatEncoder = Callable[[str], list[int]]  # one user message -> prompt ids
 
 
-def spec_workloads(encode_chat: ChatEncoder, vocab_size: int, mode: str, quick: bool,
-                   seed: int = 0) -> list[Workload]:  # fmt: skip
+def spec_workloads(
+    encode_chat: ChatEncoder, vocab_size: int, mode: str, quick: bool, seed: int = 0
+) -> list[Workload]:
     """Each workload twice: speculative "off", then `mode`."""
     quote = encode_chat(QUOTE_ASK + QUOTE_FILE.read_text())
     n_quote, n_chat = (32, 16) if quick else (256, 128)
     questions = CHAT_QUESTIONS[:1] if quick else CHAT_QUESTIONS
     chats = [encode_chat(q) for q in questions]
     level = 4 if quick else 16
-    prompts, outs = concurrent_prompts(random.Random(f"{seed}-concurrent-{level}"), level,
-                                       vocab_size, quick)  # fmt: skip
+    prompts, outs = concurrent_prompts(
+        random.Random(f"{seed}-concurrent-{level}"), level, vocab_size, quick
+    )
     runs: list[Workload] = []
     for speculative in ("off", mode):
         runs.append(Workload("spec-quote", 1, [quote], [n_quote], speculative=speculative))
-        runs.extend(Workload("spec-chat", 1, [c], [n_chat], speculative=speculative)
-                    for c in chats)  # fmt: skip
+        runs.extend(Workload("spec-chat", 1, [c], [n_chat], speculative=speculative) for c in chats)
         runs.append(Workload("spec-concurrent", level, prompts, outs, speculative=speculative))
     return runs

@@ -209,9 +209,10 @@ class LLMEngine:
         outputs = self._collect_compiled()
         if self.speculator is not None:
             self.speculator.propose(
-                self.scheduler.running, lambda s: self._num_left(s) - 1,
+                self.scheduler.running,
+                lambda s: self._num_left(s) - 1,
                 self.config.max_num_batched_tokens,
-            )  # fmt: skip
+            )
         batch = self.scheduler.schedule()
         if not batch:
             if self._compiling and not outputs:

@@ -25,14 +25,24 @@ def _hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_quick_spec_bench(
     smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _hearth(capsys, "bench", str(smollm2_gguf), "--scenario", "spec",
-                             "--quick", "--json", "--threads", "1")  # fmt: skip
+    code, out, err = _hearth(
+        capsys,
+        "bench",
+        str(smollm2_gguf),
+        "--scenario",
+        "spec",
+        "--quick",
+        "--json",
+        "--threads",
+        "1",
+    )
     assert code == 0, err
     result = json.loads(out)
     runs = result["runs"]
     modes = {(r["scenario"], r["speculative"]) for r in runs}
-    assert modes == {(s, m) for s in ("spec-quote", "spec-chat", "spec-concurrent")
-                     for m in ("off", "auto")}  # fmt: skip
+    assert modes == {
+        (s, m) for s in ("spec-quote", "spec-chat", "spec-concurrent") for m in ("off", "auto")
+    }
     quote = next(r for r in runs if r["scenario"] == "spec-quote" and r["speculative"] == "auto")
     assert quote["draft_n"] >= quote["draft_n_accepted"] > 0
     assert quote["output_tokens"] == 32 and quote["failed_requests"] == 0
@@ -43,6 +53,7 @@ def test_quick_spec_bench(
 def test_bad_speculative_mode(
     smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--scenario", "spec",
-                           "--speculative", "medusa")  # fmt: skip
+    code, _, err = _hearth(
+        capsys, "bench", str(smollm2_gguf), "--scenario", "spec", "--speculative", "medusa"
+    )
     assert code == 2 and "--speculative 'medusa' is not a mode" in err

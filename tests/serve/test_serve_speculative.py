@@ -38,30 +38,49 @@ def test_speculating_server_reports_drafts(
     url = start_app(create_app(settings, options, preload=[MODEL])).url  # type: ignore[attr-defined]
     client = OpenAI(base_url=url + "/v1", api_key="none")
     answer = client.chat.completions.create(
-        model=MODEL, messages=QUOTE, max_tokens=40, temperature=0  # type: ignore[arg-type]
+        model=MODEL,
+        messages=QUOTE,
+        max_tokens=40,
+        temperature=0,  # type: ignore[arg-type]
     )
     details = answer.usage.completion_tokens_details  # type: ignore[union-attr]
     assert details is not None and details.accepted_prediction_tokens
     with httpx.Client(base_url=url, timeout=300) as http:
-        body = http.post("/api/chat", json={
-            "model": MODEL, "messages": QUOTE, "stream": False,
-            "options": {"temperature": 0, "num_predict": 40},
-        }).json()  # fmt: skip
+        body = http.post(
+            "/api/chat",
+            json={
+                "model": MODEL,
+                "messages": QUOTE,
+                "stream": False,
+                "options": {"temperature": 0, "num_predict": 40},
+            },
+        ).json()
         assert body["draft_n"] >= body["draft_n_accepted"] > 0
         # the same greedy answer either way
         assert body["message"]["content"] == answer.choices[0].message.content
         # the per-request override: no drafts for this one, the same answer
-        off = http.post("/api/chat", json={
-            "model": MODEL, "messages": QUOTE, "stream": False,
-            "options": {"temperature": 0, "num_predict": 40, "speculative": False},
-        }).json()  # fmt: skip
+        off = http.post(
+            "/api/chat",
+            json={
+                "model": MODEL,
+                "messages": QUOTE,
+                "stream": False,
+                "options": {"temperature": 0, "num_predict": 40, "speculative": False},
+            },
+        ).json()
         assert "draft_n" not in off and off["message"]["content"] == body["message"]["content"]
         plain = client.chat.completions.create(
-            model=MODEL, messages=QUOTE, max_tokens=40, temperature=0,  # type: ignore[arg-type]
+            model=MODEL,
+            messages=QUOTE,
+            max_tokens=40,
+            temperature=0,  # type: ignore[arg-type]
             extra_body={"speculative": False},
         )
         assert plain.usage is not None and plain.usage.completion_tokens_details is None
         metrics = http.get("/metrics").text
-    accepted = [line for line in metrics.splitlines()
-                if line.startswith("hearth_spec_accepted_tokens_total")]  # fmt: skip
+    accepted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("hearth_spec_accepted_tokens_total")
+    ]
     assert accepted and float(accepted[0].split()[-1]) > 0

@@ -136,10 +136,13 @@ class Speculator:
         """Add drafted tokens, likeliest first (the i-th token of a sequence is accepted
         with probability alpha^i), while the step's expected tokens per second rise."""
         marginal = sorted(
-            ((alpha ** (i + 1), seq, tok) for alpha, seq, drafts in candidates
-             for i, tok in enumerate(drafts)),
+            (
+                (alpha ** (i + 1), seq, tok)
+                for alpha, seq, drafts in candidates
+                for i, tok in enumerate(drafts)
+            ),
             key=lambda m: -m[0],
-        )  # fmt: skip
+        )
         expected = float(base)
         for added, (gain, seq, tok) in enumerate(marginal):
             now = self.costs.estimate(base + added)

@@ -41,8 +41,9 @@ class Oracle:
         return drafts
 
 
-def _with_oracle(engine: LLMEngine, prompts: list[list[int]], outputs: list[list[int]],
-                 mode: str = "ngram") -> LLMEngine:  # fmt: skip
+def _with_oracle(
+    engine: LLMEngine, prompts: list[list[int]], outputs: list[list[int]], mode: str = "ngram"
+) -> LLMEngine:
     expected = {tuple(p): p + o for p, o in zip(prompts, outputs, strict=True)}
     engine.speculator = Speculator(
         mode, 5, lambda seq: Oracle(expected[tuple(seq.prompt_token_ids)])
@@ -103,9 +104,12 @@ def test_greedy_identity_under_chunking_and_preemption(
     prompts = _prompts(6, seed=3)
     plain = _tokens(_run(make_engine(max_num_batched_tokens=32), prompts, GREEDY))
     # a pool too small for all six at once: sequences are preempted mid-speculation
-    spec = make_engine(speculative="ngram", max_num_batched_tokens=32, block_size=4,
-                       kv_cache_gb=40 * kv_cache_bytes_per_block(tiny_llama[0], 4,
-                                                                  torch.float32) / GIB)  # fmt: skip
+    spec = make_engine(
+        speculative="ngram",
+        max_num_batched_tokens=32,
+        block_size=4,
+        kv_cache_gb=40 * kv_cache_bytes_per_block(tiny_llama[0], 4, torch.float32) / GIB,
+    )
     _with_oracle(spec, prompts, plain)
     assert _tokens(_run(spec, prompts, GREEDY)) == plain
     assert spec.scheduler.num_preemptions > 0
@@ -114,8 +118,17 @@ def test_greedy_identity_under_chunking_and_preemption(
 
 def test_seeded_sampling_draws_the_same_tokens(make_engine: Callable[..., LLMEngine]) -> None:
     prompts = _prompts(3, seed=5)
-    params = [SamplingParams(temperature=0.8, top_k=50, seed=11 + i, max_tokens=30,
-                             ignore_eos=True, repetition_penalty=1.1) for i in range(3)]  # fmt: skip
+    params = [
+        SamplingParams(
+            temperature=0.8,
+            top_k=50,
+            seed=11 + i,
+            max_tokens=30,
+            ignore_eos=True,
+            repetition_penalty=1.1,
+        )
+        for i in range(3)
+    ]
     plain = _tokens(_run(make_engine(), prompts, params))
     spec = _with_oracle(make_engine(speculative="ngram"), prompts, plain)
     assert _tokens(_run(spec, prompts, params)) == plain
@@ -129,8 +142,10 @@ def test_stops_inside_the_drafts_and_aborts_free_everything(
     plain = _tokens(_run(make_engine(), prompts, GREEDY))
     # max_tokens and a stop token that fall in the middle of an accepted run of drafts
     stop_at = plain[1][9]
-    params = [SamplingParams(temperature=0, max_tokens=7, ignore_eos=True),
-              SamplingParams(temperature=0, max_tokens=40, stop_token_ids=(stop_at,))]  # fmt: skip
+    params = [
+        SamplingParams(temperature=0, max_tokens=7, ignore_eos=True),
+        SamplingParams(temperature=0, max_tokens=40, stop_token_ids=(stop_at,)),
+    ]
     spec = _with_oracle(make_engine(speculative="ngram"), prompts, plain)
     outs = _tokens(_run(spec, prompts, params))
     assert outs[0] == plain[0][:7]

@@ -38,8 +38,15 @@ CHATS = [
 @pytest.fixture(scope="module")
 def spec_llm(smollm2_gguf: Path) -> LLM:
     threads = torch.get_num_threads()
-    llm = LLM(smollm2_gguf, speculative="ngram", kv_cache_gb=0.25, max_model_len=1024,
-              max_num_batched_tokens=2048, num_threads=1, seed=1234)  # fmt: skip
+    llm = LLM(
+        smollm2_gguf,
+        speculative="ngram",
+        kv_cache_gb=0.25,
+        max_model_len=1024,
+        max_num_batched_tokens=2048,
+        num_threads=1,
+        seed=1234,
+    )
     torch.set_num_threads(threads)
     return llm
 
@@ -98,8 +105,9 @@ def test_sampling_first_verified_token_matches_the_distribution(llm: LLM) -> Non
     prompt = _prompts(llm)[0]
     counts: dict[bool, Counter[int]] = {}
     for speculate in (False, True):
-        params = SamplingParams(n=100, temperature=1.0, max_tokens=3, ignore_eos=True,
-                                speculate=speculate)  # fmt: skip
+        params = SamplingParams(
+            n=100, temperature=1.0, max_tokens=3, ignore_eos=True, speculate=speculate
+        )
         outs = llm.generate([prompt, prompt], params)
         counts[speculate] = Counter(c.token_ids[2] for o in outs for c in o.outputs)
         if speculate:
@@ -117,8 +125,7 @@ def test_grammar_constrained_speculation_yields_only_allowed_tokens(llm: LLM) ->
     prompt = _prompts(llm)[0]
     outs = {}
     for speculate in (False, True):
-        params = SamplingParams(temperature=0, max_tokens=60, structured=spec,
-                                speculate=speculate)  # fmt: skip
+        params = SamplingParams(temperature=0, max_tokens=60, structured=spec, speculate=speculate)
         outs[speculate] = llm.generate([prompt], params)[0].outputs[0]
     assert re.fullmatch(pattern, outs[True].text)
     assert outs[True].token_ids == outs[False].token_ids
@@ -133,16 +140,16 @@ def test_grammar_constrained_speculation_yields_only_allowed_tokens(llm: LLM) ->
 def test_gemma3_greedy_identity(gemma3_gguf: Path) -> None:
     """Gemma 3: sliding-window layers, Q4_K weights, a base model (plain completion)."""
     threads = torch.get_num_threads()
-    gemma = LLM(gemma3_gguf, speculative="ngram", kv_cache_gb=0.1, max_model_len=512,
-                num_threads=1)  # fmt: skip
+    gemma = LLM(gemma3_gguf, speculative="ngram", kv_cache_gb=0.1, max_model_len=512, num_threads=1)
     try:
         torch.set_num_threads(1)
         prompt = "Text: " + TEXT + "\n\nThe same text again: The old"
         outs = [
-            gemma.generate([prompt], SamplingParams(temperature=0, max_tokens=40,
-                                                    speculate=speculate))[0].outputs[0]
+            gemma.generate(
+                [prompt], SamplingParams(temperature=0, max_tokens=40, speculate=speculate)
+            )[0].outputs[0]
             for speculate in (False, True)
-        ]  # fmt: skip
+        ]
         assert outs[1].token_ids == outs[0].token_ids
         assert outs[1].draft_n_accepted > 10
         bm = gemma.engine.block_manager
