@@ -139,7 +139,8 @@ def start_application(
         health_check_timeout_s=30.0,
         graceful_shutdown_timeout_s=2.0,
         request_router_config=RequestRouterConfig(
-            request_router_class="hearth.serve.replicas.router.PrefixAffinityRouter",
+            # a dotted path: Ray imports it where the handle routes (its stub mistypes the field)
+            request_router_class="hearth.serve.replicas.router.PrefixAffinityRouter",  # type: ignore[arg-type]
             request_router_kwargs={
                 "routing": options.routing,
                 "imbalance_threshold": options.imbalance_threshold,

@@ -38,6 +38,11 @@ class PrefixTable:
     def __init__(self, max_entries: int = 200_000) -> None:
         self.max_entries = max_entries
         self._owner: OrderedDict[str, str] = OrderedDict()
+        self._held: dict[str, int] = {}  # replica -> blocks it holds here
+
+    def held(self, replica: str) -> int:
+        """Blocks `replica` is known to hold (a new prefix goes where this is smallest)."""
+        return self._held.get(replica, 0)
 
     def __len__(self) -> int:
         return len(self._owner)
@@ -53,24 +58,36 @@ class PrefixTable:
 
     def record(self, hashes: Sequence[str], replica: str) -> None:
         for h in hashes:
+            previous = self._owner.get(h)
+            if previous is not None:
+                self._held[previous] -= 1
             self._owner[h] = replica
             self._owner.move_to_end(h)
+            self._held[replica] = self._held.get(replica, 0) + 1
         while len(self._owner) > self.max_entries:
-            self._owner.popitem(last=False)
+            _, evicted = self._owner.popitem(last=False)
+            self._held[evicted] -= 1
 
     def forget(self, replica: str) -> None:
         """Drop a replica that died or was removed (its cache went with it)."""
         for h in [h for h, r in self._owner.items() if r == replica]:
             del self._owner[h]
+        self._held.pop(replica, None)
 
 
 def choose(
-    owner: str | None, loads: dict[str, int], imbalance_threshold: int
+    owner: str | None,
+    loads: dict[str, int],
+    imbalance_threshold: int,
+    held: dict[str, int] | None = None,
 ) -> list[list[str]]:
     """Replica ranks for a request: the prefix's owner first unless it has more than
     `imbalance_threshold` requests in flight beyond the least loaded; then the rest, least
-    loaded first (a replica that is full falls through to the next rank)."""
-    by_load = sorted(loads, key=lambda r: loads[r])
+    loaded first, and among equally loaded ones the one holding the fewest cached blocks
+    (`held`: a new prefix goes where it evicts least, as SGLang's "smallest tenant"). A
+    replica that is full falls through to the next rank."""
+    held = held or {}
+    by_load = sorted(loads, key=lambda r: (loads[r], held.get(r, 0)))
     if owner is not None and loads[owner] - loads[by_load[0]] <= imbalance_threshold:
         return [[owner], [r for r in by_load if r != owner]]
     return [[by_load[0]], by_load[1:]] if len(by_load) > 1 else [by_load]

@@ -39,11 +39,12 @@ class PrefixAffinityRouter(RequestRouter):
             return [[random.choice(candidate_replicas)]]
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         ids = list(by_id)
-        random.shuffle(ids)  # equal loads: no replica is everyone's first choice
+        random.shuffle(ids)  # ties left by load and cache size: no fixed first choice
         cache = self._replica_queue_len_cache
         loads = {rid: cache.get(by_id[rid].replica_id) or 0 for rid in ids}
         owner, _ = self.table.longest(_hashes(pending_request), set(ids))
-        ranks = choose(owner, loads, self.imbalance_threshold)
+        held = {rid: self.table.held(rid) for rid in ids}
+        ranks = choose(owner, loads, self.imbalance_threshold, held)
         return [[by_id[rid] for rid in rank] for rank in ranks if rank]
 
     def on_request_routed(
