@@ -4,6 +4,7 @@ stays fast."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import typer
@@ -151,8 +152,19 @@ def replica_options(
     try:
         return ReplicaOptions(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
     except ValueError as exc:
-        message = str(exc).replace("num_replicas", "--replicas").replace("_", "-")
+        fields = r"\b(min_replicas|max_replicas|threads_per_replica|routing|replicas)\b"
+        message = re.sub(fields, lambda m: _FLAGS[m.group(1)], str(exc))
         raise UserInputError(f"{message} (see `hearth serve --help`)") from None
+
+
+# ReplicaOptions' fields by the flags that set them (its errors name fields)
+_FLAGS = {
+    "replicas": "--replicas",
+    "min_replicas": "--min-replicas",
+    "max_replicas": "--max-replicas",
+    "threads_per_replica": "--replica-threads",
+    "routing": "--routing",
+}
 
 
 @keys_app.command("create")
