@@ -52,3 +52,17 @@ def test_a_ray_address_that_does_not_answer_exits_2_quickly(
     assert code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in err
     assert "ray start --head" in err and "serving" not in out
     assert time.monotonic() - start < 30
+
+
+def test_a_port_that_is_not_ray_exits_2_instead_of_hanging(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        argv = ("serve", "--port", "0", "--replicas", "2", "--ray-address", address)
+        code, _, err = _run(capsys, *argv)
+    assert code == 2 and ("timed out" in err or "does not speak gRPC" in err)
+    assert time.monotonic() - start < 30

@@ -51,8 +51,16 @@ class RayConnection:
             ray.shutdown()
 
 
+# an HTTP/2 client's opening (the connection preface and an empty SETTINGS frame): a gRPC
+# server, which Ray's GCS and Ray Client server are, answers with its own SETTINGS frame
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
 def check_reachable(address: str, timeout_s: float) -> None:
-    """UserInputError (exit 2) unless a TCP connection to the address opens in time."""
+    """UserInputError (exit 2) unless a gRPC server (Ray's GCS or Ray Client) answers at the
+    address within `timeout_s`. A bare TCP check is not enough: `ray.init` retries for
+    minutes against a port where something else listens."""
     if address == "auto":
         return
     match = re.fullmatch(r"(?:ray://)?\[?([^\]\s]+?)\]?:(\d{1,5})", address)
@@ -63,14 +71,19 @@ def check_reachable(address: str, timeout_s: float) -> None:
         )
     host, port = match.group(1), int(match.group(2))
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(_H2_PREFACE)
+            frame = sock.recv(9)
+        why = "" if len(frame) == 9 and frame[3] == _H2_SETTINGS else "it does not speak gRPC"
     except OSError as exc:
+        why = str(exc.strerror or exc)
+    if why:
         raise UserInputError(
-            f"no Ray cluster answers at {address} ({exc.strerror or exc}, waited "
-            f"{timeout_s:g} s): start one there with `ray start --head --port {port}`, or "
-            "leave --ray-address out to run the replicas on a local Ray"
-        ) from exc
+            f"no Ray cluster answers at {address} ({why}; waited at most {timeout_s:g} s): "
+            f"start one there with `ray start --head --port {port}`, or leave --ray-address "
+            "out to run the replicas on a local Ray"
+        )
 
 
 def connect(options: ReplicaOptions) -> RayConnection:
