@@ -4,7 +4,7 @@ function of batch size, at 1 and 2 torch threads. Writes hearth/sim/costs/<name>
 
     PYTHONPATH=. python tools/measure_step_costs.py MODEL.gguf --name smollm2-135m-2core
 
-Each point is the best of a few repeats (the machine is shared: the minimum is the least
+Each point is the best of `--repeats` runs (the machine is shared: the minimum is the least
 disturbed), prompts are random token ids (no prefix-cache hits)."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 
 PREFILL_TOKENS = (16, 64, 128, 256, 512)
 DECODE_BATCHES = (1, 2, 4, 8, 16, 32)
-REPEATS = 3
 DECODE_STEPS = 8
 
 
@@ -28,11 +27,11 @@ def _prompt(rng: random.Random, n: int) -> list[int]:
     return [rng.randrange(100, 40000) for _ in range(n)]
 
 
-def _prefill_s(llm, rng: random.Random, n: int) -> float:  # type: ignore[no-untyped-def]
+def _prefill_s(llm, rng: random.Random, n: int, repeats: int) -> float:  # type: ignore[no-untyped-def]
     from hearth.engine.sampling_params import SamplingParams
 
     best = float("inf")
-    for r in range(REPEATS):
+    for r in range(repeats):
         engine = llm.engine
         engine.add_request(f"p{n}-{r}", _prompt(rng, n), SamplingParams(max_tokens=1))
         start = time.perf_counter()
@@ -42,12 +41,12 @@ def _prefill_s(llm, rng: random.Random, n: int) -> float:  # type: ignore[no-unt
     return best
 
 
-def _decode_step_s(llm, rng: random.Random, batch: int) -> float:  # type: ignore[no-untyped-def]
+def _decode_step_s(llm, rng: random.Random, batch: int, repeats: int) -> float:  # type: ignore[no-untyped-def]
     from hearth.engine.sampling_params import SamplingParams
 
     best = float("inf")
     engine = llm.engine
-    for r in range(REPEATS):
+    for r in range(repeats):
         params = SamplingParams(max_tokens=DECODE_STEPS + 4, ignore_eos=True, temperature=0)
         for i in range(batch):
             engine.add_request(f"d{batch}-{r}-{i}", _prompt(rng, 16), params)
@@ -72,15 +71,15 @@ def _fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def measure(model: Path, threads: int) -> dict[str, object]:
+def measure(model: Path, threads: int, repeats: int) -> dict[str, object]:
     from hearth.engine.llm import LLM
 
     llm = LLM(model, num_threads=threads, license_use=None, kv_cache_gb=0.1, max_model_len=1024)
     rng = random.Random(threads)
-    _prefill_s(llm, rng, 32)  # warm up
-    prefill = {n: _prefill_s(llm, rng, n) for n in PREFILL_TOKENS}
+    _prefill_s(llm, rng, 32, 1)  # warm up
+    prefill = {n: _prefill_s(llm, rng, n, repeats) for n in PREFILL_TOKENS}
     fixed, per_token = _fit(list(prefill), list(prefill.values()))
-    decode = {b: _decode_step_s(llm, rng, b) for b in DECODE_BATCHES}
+    decode = {b: _decode_step_s(llm, rng, b, repeats) for b in DECODE_BATCHES}
     llm.engine.shutdown()
     return {
         "prefill_s": {str(n): round(t, 5) for n, t in prefill.items()},
@@ -95,14 +94,15 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many per point")
     args = parser.parse_args()
     out = {
         "model": args.model.name,
         "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
         "command": f"PYTHONPATH=. python tools/measure_step_costs.py {args.model.name} "
-        f"--name {args.name}",
-        "threads": {str(t): measure(args.model, t) for t in args.threads},
+        f"--name {args.name} --repeats {args.repeats}",
+        "threads": {str(t): measure(args.model, t, args.repeats) for t in args.threads},
     }
     path = Path(__file__).resolve().parents[1] / "hearth/sim/costs" / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -119,11 +121,7 @@ def run_setup(setup: str, model_file: Path, max_tokens: int) -> dict[str, Any]:
     url, server, thread = _serve(app)
     pool = app.state.hearth.pool
     try:
-        # warm every replica up on prompts outside the workload (first-run costs)
-        warm = [f"Warm-up {i}: " + "tell me something. " * 12 for i in range(4)]
-        asyncio.run(
-            asyncio.wait_for(asyncio.gather(*(_chat_client(url, w, max_tokens) for w in warm)), 600)
-        )
+        asyncio.run(_warm_up(url, max_tokens))
         before = _hits(pool)
         result = asyncio.run(_burst(url, max_tokens))
         after = _hits(pool)
@@ -138,11 +136,13 @@ def run_setup(setup: str, model_file: Path, max_tokens: int) -> dict[str, Any]:
     return {"setup": setup, **result}
 
 
-async def _chat_client(url: str, system: str, max_tokens: int) -> None:
+async def _warm_up(url: str, max_tokens: int) -> None:
+    """Prompts outside the workload, enough to reach every replica (first-run costs)."""
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=600)
-    await _chat(client, system, "Hello?", max_tokens)
+    warm = [f"Warm-up {i}: " + "tell me something. " * 12 for i in range(4)]
+    await asyncio.gather(*(_chat(client, w, "Hello?", max_tokens) for w in warm))
 
 
 def _hits(pool: Any) -> tuple[int, int]:
@@ -172,6 +172,13 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=["single", "prefix", "random"])
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
+    if len(args.setups) > 1:
+        # one process per setup: Ray Serve keeps one router per deployment in a process,
+        # so a second application of the same name would reuse the first one's routing
+        for setup in args.setups:
+            cmd = [sys.executable, __file__, str(args.model), "--setups", setup]
+            subprocess.run([*cmd, "--max-tokens", str(args.max_tokens)], check=True)
+        return
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
