@@ -90,6 +90,9 @@ def measure(model: Path, threads: int, repeats: int) -> dict[str, object]:
 
 
 def main() -> None:
+    from hearth.config import set_omp_wait_policy
+
+    set_omp_wait_policy()  # as the CLI does, before torch loads (hearth/engine/threads.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--name", required=True)

@@ -167,6 +167,9 @@ def _shape(tokenizer: Any) -> dict[str, int]:
 
 
 def main() -> None:
+    from hearth.config import set_omp_wait_policy
+
+    set_omp_wait_policy()  # as the CLI does, before torch loads (hearth/engine/threads.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--setups", nargs="+", default=["single", "prefix", "random"])
