@@ -36,11 +36,13 @@ def check_bind(settings: Settings, options: ServeOptions) -> bool:
     return auth
 
 
-def check_models(settings: Settings, models: Sequence[str]) -> None:
-    """Each model named at start exists and may be served (NotFoundError / PolicyError:
-    one line and the CLI's exit code, before anything listens)."""
+def check_models(settings: Settings, models: Sequence[str], tensor_parallel: int = 1) -> None:
+    """Each model named at start exists, may be served and splits over `tensor_parallel`
+    ranks (NotFoundError / PolicyError / InvalidParameterError: one line and the CLI's
+    exit code, before anything listens)."""
     if not models:
         return
+    from hearth.engine.tensor_parallel import check_model
     from hearth.licenses import detection_from_stored, enforce
     from hearth.store import Store
 
@@ -49,6 +51,8 @@ def check_models(settings: Settings, models: Sequence[str]) -> None:
         record = store.get(name)
         detection = detection_from_stored(record.license_id, record.license_signals)
         enforce(detection, "serve", settings, record.digest)
+        if tensor_parallel > 1:
+            check_model(store.locate(name).path, tensor_parallel)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -144,7 +148,7 @@ def serve(
     from hearth.serve.app import create_app
 
     auth = check_bind(settings, options)
-    check_models(settings, models)
+    check_models(settings, models, options.tensor_parallel)
     if replicas is not None and replicas.ray_address is not None:
         from hearth.serve.replicas.cluster import check_reachable
 

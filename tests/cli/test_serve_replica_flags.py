@@ -66,3 +66,10 @@ def test_a_port_that_is_not_ray_exits_2_instead_of_hanging(
         code, _, err = _run(capsys, *argv)
     assert code == 2 and ("timed out" in err or "does not speak gRPC" in err)
     assert time.monotonic() - start < 30
+
+
+def test_replicas_and_tensor_parallel_together_are_refused(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "serve", "--port", "1", "--replicas", "2", "--tensor-parallel", "2")
+    assert code == 2 and "--replicas with --tensor-parallel is not supported yet" in err
