@@ -186,6 +186,8 @@ def serve(
         loaded = [describe(m) for m in app.state.hearth.pool.loaded()]
         for line in banner(options, loaded or models, auth, ports):
             echo(line)
+        if replicas is not None:
+            echo(replicas.describe())
 
     server.startup = startup  # type: ignore[method-assign]
     try:

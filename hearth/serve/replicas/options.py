@@ -70,3 +70,16 @@ class ReplicaOptions:
     @property
     def autoscales(self) -> bool:
         return self.lowest != self.highest
+
+    def describe(self) -> str:
+        """One line for the server's start-up banner."""
+        scale = (
+            f"{self.num_replicas} (autoscaling {self.lowest}-{self.highest})"
+            if self.autoscales
+            else str(self.num_replicas)
+        )
+        where = self.ray_address or "a local Ray on 127.0.0.1"
+        return (
+            f"replicas: {scale} per chat model, {self.threads_per_replica} thread(s) each, on "
+            f"Ray Serve at {where}; routing: {self.routing}"
+        )

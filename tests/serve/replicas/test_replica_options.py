@@ -28,3 +28,9 @@ def test_autoscaling_bounds() -> None:
     assert not fixed.autoscales and (fixed.lowest, fixed.highest) == (2, 2)
     scaled = ReplicaOptions(num_replicas=1, min_replicas=1, max_replicas=4)
     assert scaled.autoscales and scaled.highest == 4
+
+
+def test_banner_line_says_how_many_where_and_how_routed() -> None:
+    line = ReplicaOptions(num_replicas=2, min_replicas=1, max_replicas=4).describe()
+    assert "2 (autoscaling 1-4)" in line and "local Ray on 127.0.0.1" in line
+    assert "routing: prefix" in ReplicaOptions(ray_address="head:6379").describe()
