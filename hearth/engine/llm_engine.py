@@ -548,6 +548,9 @@ class LLMEngine:
         if self._compiler is not None:
             self._compiler.shutdown(wait=False, cancel_futures=True)
             self._compiler = None
+        close = getattr(self.runner.model, "close", None)  # a tensor-parallel model's workers
+        if close is not None:
+            close()
 
 
 def _empty_run(vocab_size: int) -> RunnerOutput:
