@@ -23,7 +23,9 @@ DEFAULT_KV_CONTEXTS = 4
 class EngineConfig:
     """block_size: tokens per KV block. kv_cache_gb: None = what min(max_num_seqs,
     DEFAULT_KV_CONTEXTS) full contexts need, never more than DEFAULT_KV_FRACTION of free
-    RAM. max_model_len: None = the model's context, capped by what the KV pool holds."""
+    RAM. max_model_len: None = the model's context, capped by what the KV pool holds.
+    max_loras: LoRA adapters resident at once (slots; more may be registered, they take
+    turns, least recently used out). max_lora_rank: the largest adapter rank they take."""
 
     block_size: int = 16
     kv_cache_gb: float | None = None
@@ -32,6 +34,8 @@ class EngineConfig:
     max_model_len: int | None = None
     enable_prefix_caching: bool = True
     seed: int | None = None  # the shared generator of unseeded requests
+    max_loras: int = 4
+    max_lora_rank: int = 16
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -44,6 +48,15 @@ class EngineConfig:
             )
         if self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.max_loras < 1:
+            raise ValueError(f"max_loras must be >= 1, got {self.max_loras}")
+        if self.max_loras > self.max_num_seqs:
+            raise ValueError(
+                f"max_loras {self.max_loras} is more than max_num_seqs {self.max_num_seqs}: "
+                "a slot no sequence could use; give at most max_num_seqs"
+            )
+        if self.max_lora_rank < 1:
+            raise ValueError(f"max_lora_rank must be >= 1, got {self.max_lora_rank}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
 

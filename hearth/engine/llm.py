@@ -101,7 +101,7 @@ def model_defaults(
 
 def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], str | None]:
     """The Modelfile layers of a created store model and the chat template they make
-    (({}, None) otherwise); an ADAPTER layer is refused until the engine applies adapters."""
+    (({}, None) otherwise). An ADAPTER layer runs as the model's default LoRA adapter."""
     if name is None:
         return {}, None
     from hearth.store import Store
@@ -113,12 +113,28 @@ def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], 
         return {}, None
     if not layers:
         return {}, None
-    if layers.get("adapters"):
-        raise UserInputError(
-            f"{name} carries an ADAPTER ({layers['adapters'][0]}); hearth stores it but cannot "
-            "run adapters yet: merge the adapter into the base and create from that"
-        )
     return layers, store.get(name).chat_template
+
+
+def store_adapter(name: str | None, settings: Settings) -> Path | None:
+    """The adapter folder of a stored base + adapter model (None for any other model)."""
+    if name is None:
+        return None
+    from hearth.store import Store
+
+    try:
+        return Store(settings).locate(name).adapter
+    except (ModelNotFoundError, UserInputError):
+        return None
+
+
+def _base_of(record: Any, settings: Settings) -> tuple[str | None, str | None]:
+    """(name, digest) of the base a tuned model was made from: what its adapter names."""
+    from hearth.store import Store
+
+    extra = Store(settings).manifest(record.name).extra
+    base, digest = extra.get("base"), extra.get("base_digest")
+    return (str(base) if base else None, str(digest) if digest else None)
 
 
 def _engine_config(
@@ -198,12 +214,14 @@ class LLM:
         license_use: str | None = "run",
         accept_license: bool = False,
         name: str | None = None,
+        loras: dict[str, str | Path] | None = None,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
-        model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        model goes by when `model` is its file (the catalog's defaults are found by name).
+        `loras`: LoRA adapters to register, name -> PEFT folder (see load_lora)."""
         from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
@@ -254,6 +272,17 @@ class LLM:
         if pooling is not None:
             self.engine.embedding_pooling = pooling
         self._ids = itertools.count()
+        # a store model that is base + adapter runs on its base with the adapter by default
+        self.default_lora: str | None = None
+        self.engine.base_name = record.name if record else None
+        self.engine.base_digest = record.digest if record else None
+        adapter = store_adapter(record.name if record else None, settings)
+        if adapter is not None:
+            self.engine.base_name, self.engine.base_digest = _base_of(record, settings)
+            self.engine.add_lora(self.model_name, adapter)
+            self.default_lora = self.model_name
+        for lora_name, lora_path in (loras or {}).items():
+            self.load_lora(lora_name, lora_path)
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
         """The model's generation defaults as SamplingParams; overrides that are not None
@@ -348,13 +377,29 @@ class LLM:
                 f"use it for {uses.get(self.kind, self.kind)}, or load a generation model"
             )
 
+    # -- LoRA adapters ---------------------------------------------------------------
+    def load_lora(self, name: str, path: str | Path) -> None:
+        """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
+        self.require_generation()
+        self.engine.add_lora(name, path)
+
+    def unload_lora(self, name: str) -> None:
+        self.engine.remove_lora(name)
+
+    def list_loras(self) -> list[str]:
+        return [a.name for a in self.engine.list_loras()]
+
     def generate(
         self,
         prompts: str | Sequence[str] | Sequence[Sequence[int]],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
-        outputs come back in the prompts' order."""
+        outputs come back in the prompts' order. lora: an adapter's name (see load_lora)
+        for every prompt, or one per prompt (None: the base); without it, SamplingParams'
+        own `lora`, else the model's default adapter (a store model made with one)."""
         self.require_generation()
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -366,7 +411,24 @@ class LLM:
             raise UserInputError(
                 f"got {len(items)} prompts but {len(plist)} SamplingParams; give one, or one each"
             )
+        if lora is None or isinstance(lora, str):
+            loras: list[str | None] = [lora] * len(items)
+        else:
+            loras = list(lora)
+        if len(loras) != len(items):
+            raise UserInputError(
+                f"got {len(items)} prompts but {len(loras)} lora names; give one, or one each"
+            )
+        plist = [
+            replace(p, lora=name) if name is not None else self._with_default_lora(p)
+            for p, name in zip(plist, loras, strict=True)
+        ]
         return self._run(items, plist)
+
+    def _with_default_lora(self, params: SamplingParams) -> SamplingParams:
+        if params.lora is None and self.default_lora is not None:
+            return replace(params, lora=self.default_lora)
+        return params
 
     def chat(
         self,
@@ -375,6 +437,7 @@ class LLM:
         *,
         tools: Sequence[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
@@ -388,7 +451,7 @@ class LLM:
             self.tokenizer.encode_chat(c, add_generation_prompt=add_generation_prompt, tools=tools)
             for c in conversations
         ]
-        return self.generate(prompts, params)
+        return self.generate(prompts, params, lora=lora)
 
     def _run(
         self, prompts: list[str | list[int]], params: list[SamplingParams]
