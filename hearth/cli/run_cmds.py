@@ -80,6 +80,15 @@ def register(app: typer.Typer) -> None:
         accept_license: bool = typer.Option(
             False, "--accept-license", help="Record your acceptance of the model's license terms."
         ),
+        lora: str | None = typer.Option(
+            None,
+            "--lora",
+            help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + "
+            "adapter_model.safetensors) on the model, unmerged.",
+        ),
+        max_lora_rank: int = typer.Option(
+            16, "--max-lora-rank", help="The largest adapter rank taken."
+        ),
         output_format: str | None = typer.Option(
             None,
             "--format",
@@ -105,8 +114,10 @@ def register(app: typer.Typer) -> None:
         if prompt == "-":
             prompt = sys.stdin.read()
         settings = load_settings()
-        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
+        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license, max_lora_rank)
         llm.require_generation()
+        if lora is not None:
+            llm.load_lora(_lora_name(lora), lora)
         for warning in llm.license_warnings:
             Output.warning(warning)
         defaults = llm.defaults.with_values(**given) if given else llm.defaults
@@ -123,6 +134,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             structured=structured,
             conversations_dir=settings.home / "conversations",
+            lora=_lora_name(lora) if lora is not None else llm.default_lora,
         )
         if prompt is not None:
             try:
@@ -165,6 +177,7 @@ def _load(
     kv_cache_gb: float | None,
     quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
+    max_lora_rank: int = 16,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -174,6 +187,8 @@ def _load(
         model,
         max_model_len=ctx,
         max_num_seqs=1,
+        max_loras=1,
+        max_lora_rank=max_lora_rank,
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         accept_license=accept_license,
@@ -181,3 +196,10 @@ def _load(
         progress=_progress,
     )
     return llm
+
+
+def _lora_name(path: str) -> str:
+    """What `--lora PATH` is called in the engine (and in its error messages)."""
+    from pathlib import Path
+
+    return Path(path).expanduser().resolve().name or "adapter"

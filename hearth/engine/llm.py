@@ -6,7 +6,7 @@ completion. Knows nothing of HTTP or the CLI."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,23 +116,24 @@ def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], 
     return layers, store.get(name).chat_template
 
 
-def store_adapter(name: str | None, settings: Settings) -> Path | None:
-    """The adapter folder of a stored base + adapter model (None for any other model)."""
+def store_location(name: str | None, settings: Settings) -> Any:
+    """The store's ModelLocation of `name` (its record, its adapter folder if it is a base +
+    adapter model), or None for a name not stored."""
     if name is None:
         return None
     from hearth.store import Store
 
     try:
-        return Store(settings).locate(name).adapter
+        return Store(settings).locate(name)
     except (ModelNotFoundError, UserInputError):
         return None
 
 
-def _base_of(record: Any, settings: Settings) -> tuple[str | None, str | None]:
+def _base_of(name: str, settings: Settings) -> tuple[str | None, str | None]:
     """(name, digest) of the base a tuned model was made from: what its adapter names."""
     from hearth.store import Store
 
-    extra = Store(settings).manifest(record.name).extra
+    extra = Store(settings).manifest(name).extra
     base, digest = extra.get("base"), extra.get("base_digest")
     return (str(base) if base else None, str(digest) if digest else None)
 
@@ -214,7 +215,7 @@ class LLM:
         license_use: str | None = "run",
         accept_license: bool = False,
         name: str | None = None,
-        loras: dict[str, str | Path] | None = None,
+        loras: Mapping[str, str | Path] | None = None,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
@@ -274,19 +275,24 @@ class LLM:
         self._ids = itertools.count()
         # a store model that is base + adapter runs on its base with the adapter by default
         self.default_lora: str | None = None
-        self.engine.base_name = record.name if record else None
-        self.engine.base_digest = record.digest if record else None
-        adapter = store_adapter(record.name if record else None, settings)
-        if adapter is not None:
-            self.engine.base_name, self.engine.base_digest = _base_of(record, settings)
-            self.engine.add_lora(self.model_name, adapter)
+        store_name = record.name if record else name
+        location = store_location(store_name, settings)
+        if location is not None:
+            self.engine.base_name, self.engine.base_digest = store_name, location.record.digest
+        if location is not None and location.adapter is not None:
+            assert store_name is not None
+            self.engine.base_name, self.engine.base_digest = _base_of(store_name, settings)
+            self.engine.add_lora(self.model_name, location.adapter)
             self.default_lora = self.model_name
         for lora_name, lora_path in (loras or {}).items():
             self.load_lora(lora_name, lora_path)
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
         """The model's generation defaults as SamplingParams; overrides that are not None
-        win (vLLM's `get_default_sampling_params`)."""
+        win (vLLM's `get_default_sampling_params`). A base + adapter model's requests get
+        its adapter unless they name another (`lora`)."""
+        if overrides.get("lora") is None and getattr(self, "default_lora", None) is not None:
+            overrides["lora"] = self.default_lora
         return self.defaults.sampling_params(**overrides)
 
     @property

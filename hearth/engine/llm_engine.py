@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ import torch
 from hearth.engine.block_manager import BlockManager
 from hearth.engine.embeddings import MEAN_NORMALIZED
 from hearth.engine.engine_config import EngineConfig
+from hearth.engine.lora_adapters import Adapter, LoraAdapters
 from hearth.engine.metrics import EngineMetrics, ThroughputMeter
 from hearth.engine.model_runner import DecoderLike, ModelRunner, RunnerOutput
 from hearth.engine.output_processor import RequestState
@@ -24,7 +25,6 @@ from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
 from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
-from hearth.engine.lora_adapters import Adapter, LoraAdapters
 from hearth.errors import ContextLengthError, NotFoundError, UserInputError
 
 # prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's

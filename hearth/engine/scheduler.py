@@ -130,8 +130,10 @@ class Scheduler:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             lora_full = seq.lora not in loras and len(loras) >= self.config.max_loras
-            if not seq.is_ready() or bm.waits_for_prefix(seq, in_flight) or (
-                seq.lora is not None and lora_full
+            if (
+                not seq.is_ready()
+                or bm.waits_for_prefix(seq, in_flight)
+                or (seq.lora is not None and lora_full)
             ):
                 skipped.append(self.waiting.popleft())
                 continue

@@ -121,7 +121,9 @@ def _refuse_variants(folder: Path, config: dict[str, Any]) -> None:
         if config.get(key):
             raise UnsupportedModelError(f"{folder}: {why}")
     if config.get("bias", "none") != "none":
-        raise UnsupportedModelError(f"{folder}: LoRA biases (bias={config['bias']!r}) are not served")
+        raise UnsupportedModelError(
+            f"{folder}: LoRA biases (bias={config['bias']!r}) are not served"
+        )
 
 
 def _pattern(patterns: Any, path: str) -> Any:

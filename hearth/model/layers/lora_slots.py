@@ -192,10 +192,7 @@ class LoraSlots:
     @property
     def nbytes(self) -> int:
         return sum(
-            t.numel() * t.element_size()
-            for g in self.groups
-            for t in (g.a, g.bt)
-            if t is not None
+            t.numel() * t.element_size() for g in self.groups for t in (g.a, g.bt) if t is not None
         )
 
     # -- a step ---------------------------------------------------------------------
