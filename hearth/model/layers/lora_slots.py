@@ -164,11 +164,12 @@ class LoraSlots:
                 ).t()
 
     def clear(self, slot: int) -> None:
-        for group in self.groups:
-            if group.a is not None and group.bt is not None:
-                cols = len(group.parts) * self.max_rank
-                group.a[slot * cols : (slot + 1) * cols] = 0
-                group.bt[slot * cols : (slot + 1) * cols] = 0
+        with torch.no_grad():
+            for group in self.groups:
+                if group.a is not None and group.bt is not None:
+                    cols = len(group.parts) * self.max_rank
+                    group.a[slot * cols : (slot + 1) * cols] = 0
+                    group.bt[slot * cols : (slot + 1) * cols] = 0
 
     def _attach(self) -> None:
         if self._attached:
@@ -176,8 +177,11 @@ class LoraSlots:
         for group in self.groups:
             cols = len(group.parts) * self.max_rank
             out = sum(size for _, _, size in group.parts)
-            group.a = torch.zeros(self.max_loras * cols, group.in_features)
-            group.bt = torch.zeros(self.max_loras * cols, out)
+            # plain tensors even when the first load happens inside a step (inference mode):
+            # an inference tensor could not be rewritten by a later load outside one
+            with torch.inference_mode(False):
+                group.a = torch.zeros(self.max_loras * cols, group.in_features)
+                group.bt = torch.zeros(self.max_loras * cols, out)
             group.handle = group.module.register_forward_hook(self._hook_for(group))
         self._attached = True
 
