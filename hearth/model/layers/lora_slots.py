@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hearth.errors import UnsupportedModelError, UserInputError
@@ -110,7 +111,7 @@ class LoraSlots:
         self._parts: dict[str, tuple[_Group, int]] = {
             path: (g, i) for g in self.groups for i, path in enumerate(_part_paths(g))
         }
-        self._onehot: torch.Tensor | None = None  # (T, n) float32 while a step runs
+        self._step: _Step | None = None  # the rows' slots while a step runs
         self._attached = False
 
     # -- adapters -------------------------------------------------------------------
@@ -206,29 +207,52 @@ class LoraSlots:
         token_slots[t]; -1 = none). token_slots: (T,) int64."""
         assert self._attached, "rows() before any adapter was loaded"
         n = int(token_slots.max()) + 1
-        onehot = torch.zeros(len(token_slots), max(n, 1))
-        used = token_slots >= 0
-        onehot[used.nonzero().squeeze(1), token_slots[used]] = 1.0
-        self._onehot = onehot if n > 0 else None
+        if n > 0:
+            onehot = torch.zeros(len(token_slots), n)
+            used = token_slots >= 0
+            onehot[used.nonzero().squeeze(1), token_slots[used]] = 1.0
+            # one slot for every row (a batch of one adapter): no mask to apply
+            whole = bool(used.all()) and bool((token_slots == token_slots[0]).all())
+            self._step = _Step(onehot, n, int(token_slots[0]) if whole else None, {})
         try:
             yield
         finally:
-            self._onehot = None
+            self._step = None
 
     def _hook_for(self, group: _Group) -> Any:
         cols = len(group.parts) * self.max_rank
 
         def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> Any:
-            onehot = self._onehot
-            if onehot is None:
+            step = self._step
+            if step is None:
                 return None
             assert group.a is not None and group.bt is not None
-            x = args[0]
-            rows, n = onehot.shape
-            assert x.shape[0] == rows, "a hooked projection saw other rows than the step's"
+            x = args[0].float()
+            if step.only is not None:  # every row on one adapter: its slot's rows alone
+                rows = slice(step.only * cols, (step.only + 1) * cols)
+                low = F.linear(x, group.a[rows])  # (T, C)
+                return out.add_(torch.mm(low, group.bt[rows]).to(out.dtype))
+            n = step.num_slots
             # (T, n*C): every resident adapter's low-rank activations, then only the row's own
-            low = torch.mm(x.float(), group.a[: n * cols].t())
-            low = (low.view(rows, n, cols) * onehot[:, :, None]).view(rows, n * cols)
-            return out + torch.mm(low, group.bt[: n * cols]).to(out.dtype)
+            low = F.linear(x, group.a[: n * cols]).mul_(step.mask(cols))
+            return out.add_(torch.mm(low, group.bt[: n * cols]).to(out.dtype))
 
         return hook
+
+
+@dataclass
+class _Step:
+    """One step's row -> slot facts: onehot (T, n) float32; only: the one slot of every row,
+    if so; masks: onehot widened to C columns per slot, made once per width."""
+
+    onehot: torch.Tensor
+    num_slots: int
+    only: int | None
+    masks: dict[int, torch.Tensor]
+
+    def mask(self, cols: int) -> torch.Tensor:
+        mask = self.masks.get(cols)
+        if mask is None:
+            mask = self.onehot.repeat_interleave(cols, dim=1)  # (T, n*cols)
+            self.masks[cols] = mask
+        return mask
