@@ -95,7 +95,7 @@ def test_requests_of_base_and_adapters_batched_give_their_texts_alone(
         together = list(pool.map(lambda m: _answer(client, m), models))
     assert together == alone
     metrics = httpx.get(served.main.url + "/metrics").text
-    assert f'hearth_lora_requests_total{{model="{MODEL}",adapter="french"}} 4.0' in metrics
+    assert f'hearth_lora_requests_total{{adapter="french",model="{MODEL}"}} 4.0' in metrics
     assert f'hearth_lora_adapters_loaded{{model="{MODEL}"}} 2.0' in metrics
 
 
