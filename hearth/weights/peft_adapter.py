@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from hearth.errors import CorruptModelError, UnsupportedModelError, UserInputError
 
@@ -90,7 +90,7 @@ def read_peft_adapter(folder: Path) -> PeftAdapter:
         with safe_open(str(folder / ADAPTER_WEIGHTS), "pt") as f:
             metadata = f.metadata() or {}
             raw = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CorruptModelError(f"the adapter in {folder} cannot be read ({exc})") from exc
     if not isinstance(config, dict):
         raise CorruptModelError(f"{folder / ADAPTER_CONFIG} is not a JSON object")
