@@ -104,6 +104,11 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     _assert_merged_equals_adapter("tiny-ahoy-merged", "tiny-ahoy")
     code, merged_text, err = _run(capsys, "run", "tiny-ahoy-merged", "hello there", *greedy)
     assert code == 0 and merged_text == tuned_text, err
+    # the exported PEFT folder on the plain base: `run --lora`, as llama.cpp's --lora
+    code, lora_text, err = _run(
+        capsys, "run", "tiny", "--lora", str(output), "hello there", *greedy
+    )
+    assert code == 0 and lora_text == tuned_text, err
     code, _, err = _run(
         capsys, "export", "tiny-ahoy", "--format", "gguf", "--output", str(tmp_path / "m")
     )

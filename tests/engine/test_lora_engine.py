@@ -48,9 +48,10 @@ def adapters(tiny_llama: tuple[Any, Any], tmp_path_factory: pytest.TempPathFacto
         "a": (root / "a", peft_adapter(hf_model, root / "a", 1, 8, ALL)),
         "b": (
             root / "b",
-            peft_adapter(hf_model, root / "b", 2, 4, ["q_proj", "v_proj", "down_proj"],
-                         use_rslora=True),
-        ),  # fmt: skip
+            peft_adapter(
+                hf_model, root / "b", 2, 4, ["q_proj", "v_proj", "down_proj"], use_rslora=True
+            ),
+        ),
     }
 
 
@@ -77,7 +78,9 @@ def test_rows_of_one_batch_give_pefts_logits(
     engine = _engine(make_engine, adapters, fused)
     _, base = tiny_llama
     for i, (prompt, lora) in enumerate(zip(PROMPTS, LORAS, strict=True)):
-        engine.add_request(str(i), prompt, SamplingParams(max_tokens=1, prompt_logprobs=0, lora=lora))
+        engine.add_request(
+            str(i), prompt, SamplingParams(max_tokens=1, prompt_logprobs=0, lora=lora)
+        )
     batch = engine.scheduler.schedule()
     assert len(batch.seqs) == 4  # one step: every row with its own adapter
     out = engine.runner.run(batch)
@@ -157,7 +160,7 @@ def test_unknown_adapter_is_refused_naming_those_loaded(
     with pytest.raises(NotFoundError, match="none is loaded"):
         engine.add_request("x", [1, 2], SamplingParams(lora="nope"))
     engine = _engine(make_engine, adapters)
-    with pytest.raises(NotFoundError, match="'nope'.*loaded: a, b"):
+    with pytest.raises(NotFoundError, match=r"'nope'.*loaded: a, b"):
         engine.add_request("x", [1, 2], SamplingParams(lora="nope"))
     assert not engine.requests
 
@@ -185,7 +188,7 @@ def test_rank_above_max_lora_rank_is_refused(
     make_engine: Callable[..., LLMEngine], adapters: Any
 ) -> None:
     engine = make_engine(max_lora_rank=4)
-    with pytest.raises(UserInputError, match="rank is 8 but max_lora_rank is 4.*--max-lora-rank"):
+    with pytest.raises(UserInputError, match=r"rank is 8 but max_lora_rank is 4.*--max-lora-rank"):
         engine.add_lora("a", adapters["a"][0])
     engine.add_lora("b", adapters["b"][0])  # rank 4 fits
 
@@ -209,7 +212,7 @@ def test_adapter_of_another_base_is_refused(
         "format": "pt", "hearth.base": "gemma3:270m", "hearth.base_digest": "sha256:" + "1" * 64,
     })  # fmt: skip
     engine.base_name, engine.base_digest = "smollm2:135m", "sha256:" + "2" * 64
-    with pytest.raises(UserInputError, match="made for gemma3:270m .*not for smollm2:135m"):
+    with pytest.raises(UserInputError, match=r"made for gemma3:270m .*not for smollm2:135m"):
         engine.add_lora("other", tmp_path / "other")
 
 
@@ -233,7 +236,7 @@ def test_adapters_the_serving_road_cannot_compute_are_refused(
     (tmp_path / "extra").mkdir()
     shutil.copy(adapters["b"][0] / "adapter_config.json", tmp_path / "extra")
     save_file(weights, str(tmp_path / "extra" / "adapter_model.safetensors"))
-    with pytest.raises(UserInputError, match="model.layers.2.* does not have"):
+    with pytest.raises(UserInputError, match=r"model.layers.2.* does not have"):
         engine.add_lora("extra", tmp_path / "extra")
 
 

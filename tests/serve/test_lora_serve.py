@@ -106,9 +106,7 @@ def test_unknown_adapter_is_404_naming_those_loaded(
         _answer(client, "klingon")
 
 
-def test_bad_loads_say_what_is_wrong(
-    served: Any, loaded: list[str], tmp_path: Path
-) -> None:
+def test_bad_loads_say_what_is_wrong(served: Any, loaded: list[str], tmp_path: Path) -> None:
     url = served.main.url + "/v1/load_lora_adapter"
     big = smollm2_adapter(tmp_path / "big", 7, r=32, target_modules=["q_proj"],
                           layers_to_transform=[0])  # fmt: skip
