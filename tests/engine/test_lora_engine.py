@@ -245,3 +245,36 @@ def test_more_slots_than_sequences_is_refused() -> None:
 
     with pytest.raises(ValueError, match="max_loras 8 is more than max_num_seqs 4"):
         EngineConfig(max_loras=8, max_num_seqs=4)
+
+
+def test_quantized_decode_steps_take_the_adapter(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """SmolLM2 Q4_1 as served by default (int4, bf16): the base's decode steps are one C
+    call, which has no LoRA. A step with an adapter row runs the layers instead: its
+    logprobs are the same to the bit whether or not the C step is planned, and not the
+    base's."""
+    from peft_adapters import smollm2_adapter
+
+    from hearth.engine.llm import LLM
+
+    llm = LLM(smollm2_gguf, kv_cache_gb=0.05, max_model_len=256, num_threads=1, license_use=None)
+    model: Any = llm.engine.runner.model
+    assert model.plans_decode_step  # the C step serves the base's decodes
+    llm.load_lora("a", smollm2_adapter(tmp_path / "a", 0))
+    prompt = list(llm.tokenizer.encode("The capital of France is"))
+
+    def greedy(lora: str | None) -> list[tuple[int, dict[int, float]]]:
+        params = SamplingParams(temperature=0, max_tokens=4, logprobs=3, ignore_eos=True)
+        out = llm.generate([prompt], params, lora=lora)[0].outputs[0]
+        return [
+            (t, {k: v.logprob for k, v in lp.items()})
+            for t, lp in zip(out.token_ids, out.logprobs, strict=True)
+        ]
+
+    planned = greedy("a")
+    model.plans_decode_step = False
+    try:
+        layers = greedy("a")
+    finally:
+        model.plans_decode_step = True
+    assert planned == layers
+    assert greedy(None) != planned
