@@ -33,7 +33,9 @@ class ServeOptions:
         before 429 (key guessing), whatever rate_limit_per_minute says.
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
     loras: LoRA adapters served by name, (name, PEFT folder, base model name) each;
-        max_loras / max_lora_rank: adapters resident per model at once, their largest rank."""
+        max_loras / max_lora_rank: adapters resident per model at once, their largest rank.
+    tensor_parallel / nnodes: each model split over this many processes on this many hosts
+        (hearth.engine.tensor_parallel)."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -58,14 +60,18 @@ class ServeOptions:
     loras: tuple[tuple[str, str, str], ...] = ()
     max_loras: int = 4
     max_lora_rank: int = 16
+    tensor_parallel: int = 1  # ranks each model's weights are split over
+    nnodes: int = 1  # hosts those ranks run on (the others start `hearth tp-worker`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.ollama_port is not None and not 0 <= self.ollama_port < 65536:
             raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
-        for name in ("max_body_bytes", "max_running", "max_auth_failures_per_minute",
-                     "max_loras", "max_lora_rank"):  # fmt: skip
+        for name in (
+            "max_body_bytes", "max_running", "max_auth_failures_per_minute", "tensor_parallel",
+            "nnodes", "max_loras", "max_lora_rank",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
