@@ -17,6 +17,8 @@ DEFAULT_KV_FRACTION = 0.25
 # num_ctx each). Sized from what the model needs, not from the machine: a share of RAM gave
 # a 98 MB model a 5.3 GB pool. Shorter requests fit many more; past it, preemption.
 DEFAULT_KV_CONTEXTS = 4
+# LoRA adapters resident at once by default (their slots take memory only once one loads)
+DEFAULT_MAX_LORAS = 4
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class EngineConfig:
     DEFAULT_KV_CONTEXTS) full contexts need, never more than DEFAULT_KV_FRACTION of free
     RAM. max_model_len: None = the model's context, capped by what the KV pool holds.
     max_loras: LoRA adapters resident at once (slots; more may be registered, they take
-    turns, least recently used out). max_lora_rank: the largest adapter rank they take."""
+    turns, least recently used out); None = min(DEFAULT_MAX_LORAS, max_num_seqs). max_lora_rank: the largest adapter rank they take."""
 
     block_size: int = 16
     kv_cache_gb: float | None = None
@@ -34,7 +36,7 @@ class EngineConfig:
     max_model_len: int | None = None
     enable_prefix_caching: bool = True
     seed: int | None = None  # the shared generator of unseeded requests
-    max_loras: int = 4
+    max_loras: int | None = None
     max_lora_rank: int = 16
 
     def __post_init__(self) -> None:
@@ -48,9 +50,9 @@ class EngineConfig:
             )
         if self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
-        if self.max_loras < 1:
+        if self.max_loras is not None and self.max_loras < 1:
             raise ValueError(f"max_loras must be >= 1, got {self.max_loras}")
-        if self.max_loras > self.max_num_seqs:
+        if self.max_loras is not None and self.max_loras > self.max_num_seqs:
             raise ValueError(
                 f"max_loras {self.max_loras} is more than max_num_seqs {self.max_num_seqs}: "
                 "a slot no sequence could use; give at most max_num_seqs"
@@ -59,6 +61,13 @@ class EngineConfig:
             raise ValueError(f"max_lora_rank must be >= 1, got {self.max_lora_rank}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+
+    @property
+    def num_lora_slots(self) -> int:
+        """max_loras, or its default for this many sequences."""
+        if self.max_loras is not None:
+            return self.max_loras
+        return min(DEFAULT_MAX_LORAS, self.max_num_seqs)
 
 
 def available_memory_bytes() -> int:

@@ -331,7 +331,7 @@ class LLM:
         if location is not None and location.adapter is not None:
             assert store_name is not None
             self.engine.base_name, self.engine.base_digest = _base_of(store_name, settings)
-            self.engine.add_lora(self.model_name, location.adapter)
+            self.load_lora(self.model_name, location.adapter)
             self.default_lora = self.model_name
         for lora_name, lora_path in (loras or {}).items():
             self.load_lora(lora_name, lora_path)
@@ -446,6 +446,11 @@ class LLM:
     def load_lora(self, name: str, path: str | Path) -> None:
         """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
         self.require_generation()
+        if self.tensor_parallel > 1:
+            raise UserInputError(
+                "LoRA adapters do not run with --tensor-parallel yet (the other ranks hold "
+                "shards the adapter's update does not reach); serve without it"
+            )
         self.engine.add_lora(name, path)
 
     def unload_lora(self, name: str) -> None:

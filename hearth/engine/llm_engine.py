@@ -63,7 +63,9 @@ class LLMEngine:
             num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs, config.max_loras),
+            SchedulerConfig(
+                config.max_num_batched_tokens, config.max_num_seqs, config.num_lora_slots
+            ),
             self.block_manager,
         )
         self.runner = ModelRunner(model, kv_caches, config.block_size)
@@ -87,7 +89,7 @@ class LLMEngine:
         UserInputError when it does not fit this model."""
         if self.adapters is None:
             adapters = LoraAdapters(
-                self.runner.model, self.config.max_loras, self.config.max_lora_rank,
+                self.runner.model, self.config.num_lora_slots, self.config.max_lora_rank,
                 self.base_name, self.base_digest,
             )  # fmt: skip
             adapter = adapters.add(name, path)
