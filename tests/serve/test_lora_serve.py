@@ -115,3 +115,12 @@ def test_unload_then_reload(client: openai.OpenAI, served: Any, loaded: list[str
     assert _answer(client, "pirate") == before
     bm = model.llm.engine.block_manager
     assert bm.num_used_blocks == 0  # nothing leaked by the unload
+
+
+def test_serve_lora_option_registers_adapters_on_the_first_model(served: Any) -> None:
+    from hearth.serve.app import create_app
+    from hearth.serve.options import ServeOptions
+
+    options = ServeOptions(port=0, loras=(("sql", "/srv/sql", MODEL),))
+    app = create_app(served.settings, options)  # not started: the pool's registry only
+    assert app.state.hearth.pool.adapters.of_base(MODEL) == {"sql": Path("/srv/sql")}
