@@ -65,9 +65,12 @@ class ChatState:
     system: str | None = None
     history: list[dict[str, str]] = field(default_factory=list)
     conversations_dir: Path | None = None  # where /save and /load keep conversations
+    lora: str | None = None  # the LoRA adapter every answer uses (run --lora)
 
     def params(self) -> SamplingParams:
-        return self.defaults.sampling_params(seed=self.seed, structured=self.structured)
+        return self.defaults.sampling_params(
+            seed=self.seed, structured=self.structured, lora=self.lora
+        )
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,15 @@ def run(
     accept_license: bool = typer.Option(
         False, "--accept-license", help="Record your acceptance of the model's license terms."
     ),
+    lora: str | None = typer.Option(
+        None,
+        "--lora",
+        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + "
+        "adapter_model.safetensors) on the model, unmerged.",
+    ),
+    max_lora_rank: int = typer.Option(
+        16, "--max-lora-rank", help="The largest adapter rank taken."
+    ),
     tensor_parallel: int = typer.Option(
         1,
         "--tensor-parallel",
@@ -100,8 +109,13 @@ def run(
         prompt = sys.stdin.read()
     settings = load_settings()
     mode = check_speculative(speculative)
-    llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel, mode)
+    llm = _load(
+        LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
+        speculative=mode, max_lora_rank=max_lora_rank,
+    )  # fmt: skip
     llm.require_generation()
+    if lora is not None:
+        llm.load_lora(_lora_name(lora), lora)
     for warning in llm.license_warnings:
         Output.warning(warning)
     defaults = llm.defaults.with_values(**given) if given else llm.defaults
@@ -111,6 +125,7 @@ def run(
         seed=seed,
         structured=structured,
         conversations_dir=settings.home / "conversations",
+        lora=_lora_name(lora) if lora is not None else llm.default_lora,
     )
     if prompt is not None:
         try:
@@ -185,6 +200,7 @@ def _load(
     accept_license: bool = False,
     tensor_parallel: int = 1,
     speculative: str = "off",
+    max_lora_rank: int = 16,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -194,6 +210,8 @@ def _load(
         model,
         max_model_len=ctx,
         max_num_seqs=1,
+        max_loras=1,
+        max_lora_rank=max_lora_rank,
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         accept_license=accept_license,
@@ -203,6 +221,13 @@ def _load(
         speculative=speculative,
     )
     return llm
+
+
+def _lora_name(path: str) -> str:
+    """What `--lora PATH` is called in the engine (and in its error messages)."""
+    from pathlib import Path
+
+    return Path(path).expanduser().resolve().name or "adapter"
 
 
 def register(app: typer.Typer) -> None:

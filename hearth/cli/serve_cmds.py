@@ -69,6 +69,18 @@ def serve(
         help="Allow browser pages from this "
         "origin (repeat for several; CORS is closed by default).",
     ),
+    lora: list[str] = typer.Option(
+        None,
+        "--lora",
+        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder); "
+        "repeat for several. Requests select it with model=NAME.",
+    ),
+    max_loras: int = typer.Option(
+        None, "--max-loras", help="LoRA adapters resident per model at once (default 4)."
+    ),
+    max_lora_rank: int = typer.Option(
+        None, "--max-lora-rank", help="The largest LoRA rank served (default 16)."
+    ),
     tensor_parallel: int = typer.Option(
         None,
         "--tensor-parallel",
@@ -118,6 +130,7 @@ def serve(
     from hearth.serve.server import serve as run
 
     settings = load_settings()
+    loras = _lora_options(lora or [], models or [])
     options = ServeOptions.from_settings(
         settings,
         host=host,
@@ -134,6 +147,9 @@ def serve(
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,
         cors_origins=tuple(cors) if cors else None,
         ollama_port=settings.ollama_port if ollama_port else None,
+        loras=loras,
+        max_loras=max_loras,
+        max_lora_rank=max_lora_rank,
         tensor_parallel=tensor_parallel,
         nnodes=nnodes,
     )
@@ -189,6 +205,16 @@ _FLAGS = {
     "threads_per_replica": "--replica-threads",
     "routing": "--routing",
 }
+
+
+def _lora_options(given: list[str], models: list[str]) -> tuple[tuple[str, str, str], ...]:
+    """--lora NAME=PATH ... as (name, path, base): they run on the first MODEL."""
+    from hearth.errors import UserInputError
+    from hearth.serve.served_adapters import parse_lora_option
+
+    if given and not models:
+        raise UserInputError("--lora needs the base model: hearth serve MODEL --lora NAME=PATH")
+    return tuple((*parse_lora_option(text), models[0]) for text in given)
 
 
 @keys_app.command("create")

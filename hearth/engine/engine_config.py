@@ -34,13 +34,17 @@ def check_speculative(mode: str) -> str:
             "(self-speculation and draft models are not built yet)"
         )
     return mode
+# LoRA adapters resident at once by default (their slots take memory only once one loads)
+DEFAULT_MAX_LORAS = 4
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     """block_size: tokens per KV block. kv_cache_gb: None = what min(max_num_seqs,
     DEFAULT_KV_CONTEXTS) full contexts need, never more than DEFAULT_KV_FRACTION of free
-    RAM. max_model_len: None = the model's context, capped by what the KV pool holds."""
+    RAM. max_model_len: None = the model's context, capped by what the KV pool holds.
+    max_loras: LoRA adapters resident at once (slots; more may be registered, they take
+    turns, least recently used out); None = min(DEFAULT_MAX_LORAS, max_num_seqs). max_lora_rank: the largest adapter rank they take."""
 
     block_size: int = 16
     kv_cache_gb: float | None = None
@@ -54,6 +58,8 @@ class EngineConfig:
     # num_speculative_tokens drafted tokens per sequence and step
     speculative: str = "off"
     num_speculative_tokens: int = 5
+    max_loras: int | None = None
+    max_lora_rank: int = 16
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -76,8 +82,24 @@ class EngineConfig:
                 f"num_speculative_tokens must be in 1..{MAX_SPECULATIVE_TOKENS}, "
                 f"got {self.num_speculative_tokens}"
             )
+        if self.max_loras is not None and self.max_loras < 1:
+            raise ValueError(f"max_loras must be >= 1, got {self.max_loras}")
+        if self.max_loras is not None and self.max_loras > self.max_num_seqs:
+            raise ValueError(
+                f"max_loras {self.max_loras} is more than max_num_seqs {self.max_num_seqs}: "
+                "a slot no sequence could use; give at most max_num_seqs"
+            )
+        if self.max_lora_rank < 1:
+            raise ValueError(f"max_lora_rank must be >= 1, got {self.max_lora_rank}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+
+    @property
+    def num_lora_slots(self) -> int:
+        """max_loras, or its default for this many sequences."""
+        if self.max_loras is not None:
+            return self.max_loras
+        return min(DEFAULT_MAX_LORAS, self.max_num_seqs)
 
 
 def available_memory_bytes() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ import torch
 from hearth.engine.block_manager import BlockManager
 from hearth.engine.embeddings import MEAN_NORMALIZED
 from hearth.engine.engine_config import EngineConfig
+from hearth.engine.lora_adapters import Adapter, LoraAdapters
 from hearth.engine.metrics import EngineMetrics, ThroughputMeter
 from hearth.engine.model_runner import DecoderLike, ModelRunner, RunnerOutput
 from hearth.engine.output_processor import RequestState
@@ -27,7 +29,7 @@ from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
 from hearth.engine.spec.speculator import Speculator
 from hearth.engine.spec.verify import verify_drafts
-from hearth.errors import ContextLengthError, UserInputError
+from hearth.errors import ContextLengthError, NotFoundError, UserInputError
 
 # prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
 # conversation so far (a whole 8k context of SmolLM2 would be 370 MB kept resident)
@@ -65,7 +67,9 @@ class LLMEngine:
             num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs),
+            SchedulerConfig(
+                config.max_num_batched_tokens, config.max_num_seqs, config.num_lora_slots
+            ),
             self.block_manager,
         )
         self.runner = ModelRunner(model, kv_caches, config.block_size)
@@ -84,6 +88,39 @@ class LLMEngine:
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
         self.last_failed: list[str] = []  # request ids the last failed step took down
+        # LoRA adapters (lora_adapters.py), made at the first add_lora; base_name and
+        # base_digest are the model's store facts, which an adapter naming its base must match
+        self.adapters: LoraAdapters | None = None
+        self.base_name: str | None = None
+        self.base_digest: str | None = None
+
+    # -- LoRA adapters ---------------------------------------------------------------
+    def add_lora(self, name: str, path: str | Path) -> Adapter:
+        """Register the PEFT adapter in `path` as `name` (hot: between steps). Raises
+        UserInputError when it does not fit this model."""
+        if self.adapters is None:
+            adapters = LoraAdapters(
+                self.runner.model, self.config.num_lora_slots, self.config.max_lora_rank,
+                self.base_name, self.base_digest,
+            )  # fmt: skip
+            adapter = adapters.add(name, path)
+            self.adapters = self.runner.adapters = adapters
+            return adapter
+        return self.adapters.add(name, path)
+
+    def remove_lora(self, name: str) -> None:
+        """Unregister `name`: new requests for it are refused now; it goes when the
+        requests already using it finish. Raises NotFoundError for an unknown name."""
+        if self.adapters is None:
+            raise NotFoundError(f"no LoRA adapter named {name!r} is loaded; none is loaded")
+        self.adapters.remove(name, in_use=name in self._loras_in_use())
+
+    def list_loras(self) -> list[Adapter]:
+        adapters = self.adapters
+        return [] if adapters is None else [adapters.adapters[n] for n in adapters.names()]
+
+    def _loras_in_use(self) -> set[str]:
+        return {s.lora for st in self.requests.values() for s in st.seqs if s.lora is not None}
 
     # -- requests -------------------------------------------------------------------
     def tokenize(self, prompt: str | list[int]) -> list[int]:
@@ -124,6 +161,14 @@ class LLMEngine:
                 f"prompt_logprobs_start {start} is past the prompt's last token "
                 f"(the prompt has {len(ids)} tokens); use a position below {len(ids)}"
             )
+        adapter = None
+        if params.lora is not None:
+            if self.adapters is None:
+                raise NotFoundError(
+                    f"no LoRA adapter named {params.lora!r} is loaded; none is loaded "
+                    "(serve --lora NAME=PATH, or LLM.load_lora)"
+                )
+            adapter = self.adapters.get(params.lora)
         seqs: list[Sequence] = []
         for i in range(params.n):
             gen = None
@@ -137,7 +182,12 @@ class LLMEngine:
                 # positions before the start come back None and are never computed for
                 # logits; the model runner starts at len(prompt_logprobs) - 1
                 seq.prompt_logprobs = [None] * (params.prompt_logprobs_start or 1)
+            if adapter is not None:
+                seq.lora, seq.prefix_key = adapter.name, adapter.key
             seqs.append(seq)
+        if adapter is not None and self.adapters is not None:
+            counts = self.adapters.requests_total
+            counts[adapter.name] = counts.get(adapter.name, 0) + 1
         if params.structured is not None:
             self._start_compile(seqs, params)
         self.requests[request_id] = RequestState(
@@ -188,6 +238,8 @@ class LLMEngine:
             return
         self._finish_request(state, "abort")
         del self.requests[request_id]
+        if self.adapters is not None and self.adapters.removing:
+            self.adapters.collect(self._loras_in_use())
 
     def _finish_request(self, state: RequestState, reason: str) -> None:
         for seq in state.seqs:
@@ -489,6 +541,8 @@ class LLMEngine:
         for out in outputs:
             if out.finished:
                 self.requests.pop(out.request_id, None)
+        if self.adapters is not None and self.adapters.removing:
+            self.adapters.collect(self._loras_in_use())
 
     # -- memory ---------------------------------------------------------------------
     @property
@@ -542,6 +596,8 @@ class LLMEngine:
             grammar_mask_seconds=grammar.get("mask_seconds", 0.0),
             spec_draft_tokens_total=self._draft_tokens_total,
             spec_accepted_tokens_total=self._accepted_tokens_total,
+            lora_adapters_loaded=len(self.list_loras()),
+            lora_requests_total=dict(self.adapters.requests_total) if self.adapters else {},
         )
 
     def shutdown(self) -> None:

@@ -35,6 +35,9 @@ class EngineMetrics:
     # speculative decoding (lifetime): tokens drafted, and those the model accepted
     spec_draft_tokens_total: int = 0
     spec_accepted_tokens_total: int = 0
+    # LoRA: adapters registered, and requests each adapter got (lifetime)
+    lora_adapters_loaded: int = 0
+    lora_requests_total: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
+from hearth.engine.lora_adapters import LoraAdapters
 from hearth.engine.scheduler import SchedulerOutput
 from hearth.engine.sequence import Sequence
 from hearth.engine.threads import (
@@ -60,15 +61,19 @@ class RunnerOutput:
     draft_logits: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
+def prepare_inputs(
+    batch: SchedulerOutput, block_size: int, lora_slots: dict[str, int] | None = None
+) -> StepInputs:
     """Flat layout of a step: each sequence contributes tokens
-    [num_computed_tokens, num_computed_tokens + n)."""
+    [num_computed_tokens, num_computed_tokens + n). lora_slots: adapter name -> slot of the
+    step's adapters (every token carries its sequence's slot, -1 for the base)."""
     ids: list[int] = []
     pos: list[int] = []
     slots: list[int] = []
     context_lens: list[int] = []
     sample_seqs: list[Sequence] = []
     sample_rows: list[int] = []
+    token_slots: list[int] = []
     prompt_rows: dict[int, tuple[list[int], list[int]]] = {}
     draft_rows: dict[int, list[int]] = {}
     max_blocks = max(len(s.block_table) for s in batch.seqs)
@@ -82,6 +87,8 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
         assert end <= len(tokens) and seq.num_blocks_for(end) <= len(seq.block_table)
         offset = len(ids)
         ids.extend(tokens[start:end])
+        if lora_slots:
+            token_slots.extend([-1 if seq.lora is None else lora_slots[seq.lora]] * n)
         pos.extend(range(start, end))
         table = seq.block_table
         slots.extend(
@@ -120,6 +127,7 @@ def prepare_inputs(batch: SchedulerOutput, block_size: int) -> StepInputs:
         slot_mapping=torch.tensor(slots, dtype=torch.int64),
         block_tables=tables,
         block_size=block_size,
+        lora_slots=torch.tensor(token_slots, dtype=torch.int64) if lora_slots else None,
     )
     return StepInputs(
         input_ids=torch.tensor(ids, dtype=torch.int64),
@@ -151,6 +159,7 @@ class ModelRunner:
             rule = 0 if dedicated_cpu() else DEFAULT_MIN_TOKENS_PER_THREAD
             threads = StepThreads(torch.get_num_threads(), rule)
         self.threads = threads
+        self.adapters: LoraAdapters | None = None  # the engine's, once an adapter is added
         # the backend's kernels share the cores through their own pool unless the cores
         # are hearth's alone, or OpenMP's workers spin anyway (CpuBackend.set_threads); a
         # model without a backend (a test's stand-in) has no kernels to tell
@@ -162,7 +171,10 @@ class ModelRunner:
 
     @torch.inference_mode()
     def run(self, batch: SchedulerOutput) -> RunnerOutput:
-        step = prepare_inputs(batch, self.block_size)
+        slots = None
+        if self.adapters is not None:
+            slots = self.adapters.activate({s.lora for s in batch.seqs if s.lora is not None})
+        step = prepare_inputs(batch, self.block_size, slots)
         wanted = self.threads.for_step(len(step.input_ids))
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)

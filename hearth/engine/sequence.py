@@ -67,6 +67,10 @@ class Sequence:
         # chained content hashes of this sequence's full blocks (computed lazily, kept
         # across preemption since tokens only ever get appended)
         self.block_hashes: list[int] = []
+        # its LoRA adapter's name (None: the base) and the root of its block-hash chain,
+        # the adapter's key: sequences of different adapters never share KV blocks
+        self.lora: str | None = None
+        self.prefix_key: int | None = None
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0  # prompt tokens served from the prefix cache (last admission)
         self.num_preemptions = 0

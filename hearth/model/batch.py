@@ -27,6 +27,8 @@ class AttentionMetadata:
     slot_mapping: (T,) int64, cache slot of each token = block_id * block_size + offset.
     block_tables: (S, max_blocks_per_seq) int32, each sequence's block ids, padded with -1.
     block_size:   tokens per KV block.
+    lora_slots:   (T,) int64, the LoRA slot of each token's sequence (-1: the base), or
+                  None when no row of the step has an adapter (model/layers/lora_slots.py).
     """
 
     query_lens: list[int]
@@ -34,6 +36,7 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor
     block_tables: torch.Tensor
     block_size: int
+    lora_slots: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

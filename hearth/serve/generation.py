@@ -76,6 +76,8 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
         if len(stop) > 16:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
+    if model.lora is not None:  # the request named an adapter (model_pool.use)
+        given["lora"] = model.lora
     return model.llm.default_sampling_params(**given)
 
 

@@ -33,6 +33,8 @@ class ServeOptions:
     max_auth_failures_per_minute: requests with a missing or wrong key per client address
         before 429 (key guessing), whatever rate_limit_per_minute says.
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
+    loras: LoRA adapters served by name, (name, PEFT folder, base model name) each;
+        max_loras / max_lora_rank: adapters resident per model at once, their largest rank.
     tensor_parallel / nnodes: each model split over this many processes on this many hosts
         (hearth.engine.tensor_parallel)."""
 
@@ -57,6 +59,9 @@ class ServeOptions:
     max_auth_failures_per_minute: int = 30
     staging_dir: Path | None = None
     access_log: bool = True
+    loras: tuple[tuple[str, str, str], ...] = ()
+    max_loras: int = 4
+    max_lora_rank: int = 16
     tensor_parallel: int = 1  # ranks each model's weights are split over
     nnodes: int = 1  # hosts those ranks run on (the others start `hearth tp-worker`)
 
@@ -67,7 +72,7 @@ class ServeOptions:
             raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
         for name in (
             "max_body_bytes", "max_running", "max_auth_failures_per_minute", "tensor_parallel",
-            "nnodes",
+            "nnodes", "max_loras", "max_lora_rank",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
