@@ -88,11 +88,9 @@ def test_llama_cpp_loads_the_exported_adapter_and_agrees(
     n_new = 12
 
     def llama(**kw: Any) -> Any:
-        # verbose: its quiet mode leaves /dev/null open (a ResourceWarning at exit); pytest
-        # captures the log
         return llama_cpp.Llama(
             model_path=str(smollm2_gguf), n_threads=2, n_threads_batch=2, n_ctx=256,
-            logits_all=True, verbose=True, **kw,
+            logits_all=True, verbose=False, **kw,
         )  # fmt: skip
 
     base_llm = llama()
