@@ -238,7 +238,7 @@ class LLM:
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
-        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+        backend = BackendConfig(settings.kernels, settings.disabled_kernels, settings.cpu_isa)
         built = load_decoder(self.path, quant, dtype, backend)
         loaded, decoder, dtype = built.weights, built.decoder, built.dtype
         self.quant = built.quant  # what "auto" became for this file

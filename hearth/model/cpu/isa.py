@@ -86,9 +86,10 @@ def choose(
             f"HEARTH_CPU_ISA), got {setting!r}",
         )
     if setting not in here:
+        flags = cpu_flags() if flags is None else flags
         machine = platform.machine() if machine is None else machine
-        lacking = [f for f in NEEDS[setting] if f not in (cpu_flags() if flags is None else flags)]
-        why = f"lacks {', '.join(lacking)}" if lacking else f"is {machine}, not x86-64"
+        lacking = ", ".join(f for f in NEEDS[setting] if f not in flags)
+        why = f"lacks {lacking}" if machine in X86 else f"is {machine}, not x86-64"
         raise InvalidParameterError(
             "cpu_isa",
             f"cpu_isa {setting} needs a CPU this one is not (it {why}); this CPU runs "
