@@ -66,20 +66,38 @@ def check_peer(peer: str) -> None:
             ) from exc
 
 
-def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[dict[str, Any]]:
-    import llama_cpp
-
+def llama_cpp_settings(workloads: list[Workload], threads: int) -> dict[str, Any]:
+    """The Llama(...) arguments the bench gives llama.cpp: llama-cpp-python's own defaults
+    (n_batch 512, no flash attention, mmap, no mlock) but the threads, for prefill too, and
+    a context that holds the longest request."""
     longest = max(
         len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True)
     )
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_ctx=max(512, longest + 16),
-        n_batch=512,
-        verbose=False,
-    )
+    return {
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_ctx": max(512, longest + 16),
+        "n_batch": 512,
+    }
+
+
+def llama_cpp_build() -> dict[str, Any]:
+    """llama-cpp-python's version and how its llama.cpp was built (the instruction sets
+    and backends it reports: llama_print_system_info), for the bench JSON."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip(),
+    }
+
+
+def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[dict[str, Any]]:
+    import llama_cpp
+
+    settings = llama_cpp_settings(workloads, threads)
+    llm = llama_cpp.Llama(model_path=str(path), verbose=False, **settings)
     runs = []
     _generate(llm, [workloads[0].prompts[0][:16]], [4], time.perf_counter())  # warm up
     for w in workloads:
@@ -90,6 +108,7 @@ def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[d
         start = time.perf_counter()
         timings = _generate(llm, w.prompts, w.max_tokens, start)
         run = summarize("llama.cpp", w, timings, time.perf_counter() - start)
+        run["settings"] = settings
         runs.append(run)
     return runs
 

@@ -79,7 +79,9 @@ def _ratios(
                     continue
                 if any(r.get(k) != v for k, v in kw.items()):
                     continue
-                return r["output_tokens_per_s"]
+                # one stream: its decode rate (tokens after the first over the time after
+                # the first, as a plain streaming run reads it), else output over duration
+                return r.get("decode_tokens_per_s") or r["output_tokens_per_s"]
         return None
 
     def div(a: float | None, b: float | None) -> float | None:
@@ -148,14 +150,19 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
     )
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}
+    peers: dict[str, Any] = {}
     for peer in config.peers:
         try:
-            runs.extend(_run_worker({**base, "engine": peer})["runs"])
+            result = _run_worker({**base, "engine": peer})
         except HearthError as exc:  # a peer's failure must not lose hearth's numbers
             errors[peer] = str(exc)
+            continue
+        runs.extend(result["runs"])
+        peers[peer] = result.get("build", {})
     machine = machine_info(
         threads, probe=config.probe_bandwidth, size_mb=128 if config.quick else 512
     )
+    machine["peers"] = peers  # each peer's version and build (llama.cpp's system info)
     result: dict[str, Any] = {
         "machine": machine,
         "model": {
