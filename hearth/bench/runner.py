@@ -60,9 +60,7 @@ def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode < 0:  # killed by a signal: a crash inside native code, no traceback
         signal_number = -proc.returncode
         hint = f"; {llama_cpp_rebuild_hint(signal_number)}" if spec["engine"] == "llama.cpp" else ""
-        raise HearthError(
-            f"the {spec['engine']} bench worker died of signal {signal_number}{hint}"
-        )
+        raise HearthError(f"the {spec['engine']} bench worker died of signal {signal_number}{hint}")
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]
         raise HearthError(f"the {spec['engine']} bench worker failed: " + " | ".join(tail))
@@ -145,20 +143,18 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
     )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
-    hearth = _run_worker(
-        {**base, "engine": "hearth", "quant": config.quant}
-    )
+    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant})
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}
     peers: dict[str, Any] = {}
     for peer in config.peers:
         try:
-            result = _run_worker({**base, "engine": peer})
+            peer_result = _run_worker({**base, "engine": peer})
         except HearthError as exc:  # a peer's failure must not lose hearth's numbers
             errors[peer] = str(exc)
             continue
-        runs.extend(result["runs"])
-        peers[peer] = result.get("build", {})
+        runs.extend(peer_result["runs"])
+        peers[peer] = peer_result.get("build", {})
     machine = machine_info(
         threads, probe=config.probe_bandwidth, size_mb=128 if config.quick else 512
     )

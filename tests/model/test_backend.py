@@ -70,7 +70,7 @@ def test_a_cpu_without_a_kernel_level_gets_the_reference(
     )
     generic = select_backend.__wrapped__(BackendConfig(cpu_isa="generic"))  # opted in
     assert isinstance(generic, CpuBackend) and generic.name == "cpu-generic"
-    with pytest.raises(InvalidParameterError, match="cpu_isa avx2.*aarch64"):
+    with pytest.raises(InvalidParameterError, match=r"cpu_isa avx2.*aarch64"):
         select_backend.__wrapped__(BackendConfig(cpu_isa="avx2"))
 
 

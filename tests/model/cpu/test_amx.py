@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from hearth.model.cpu import amx, isa
-from hearth.model.cpu.backend import CpuLowbit, CpuBackend
+from hearth.model.cpu.backend import CpuBackend, CpuLowbit
 from hearth.model.layers.quant import DENSE_MIN_ROWS
 
 AMX_CPU = frozenset({"avx512f", "amx_tile", "amx_int8", "amx_bf16"})

@@ -13,11 +13,26 @@ from hearth.errors import InvalidParameterError, UserInputError
 from hearth.model.cpu import isa
 
 ZEN4 = frozenset(
-    "fpu sse2 avx avx2 fma f16c avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16".split()
+    [
+        "fpu",
+        "sse2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512dq",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+    ]
 )
-HASWELL = frozenset("fpu sse2 avx avx2 fma f16c bmi2".split())
-OLD_X86 = frozenset("fpu sse2 sse4_2 avx".split())
-GRAVITON = frozenset("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics sve".split())
+HASWELL = frozenset(["fpu", "sse2", "avx", "avx2", "fma", "f16c", "bmi2"])
+OLD_X86 = frozenset(["fpu", "sse2", "sse4_2", "avx"])
+GRAVITON = frozenset(
+    ["fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "sve"]
+)
 
 
 @pytest.mark.parametrize(
