@@ -31,8 +31,9 @@ path, threads, prompt, n = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]
 llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, verbose=False)
 llm.create_completion(prompt[:16], max_tokens=4, temperature=0.0)  # warm up
 times = []
-for _ in llm.create_completion(prompt, max_tokens=n, temperature=0.0, stream=True):
-    times.append(time.perf_counter())
+for chunk in llm.create_completion(prompt, max_tokens=n, temperature=0.0, stream=True):
+    if chunk["choices"][0]["finish_reason"] is None:  # the last chunk only says why it ended
+        times.append(time.perf_counter())
 print(json.dumps({"tokens": len(times), "rate": (len(times) - 1) / (times[-1] - times[0])}))
 """
 
