@@ -31,7 +31,7 @@ def run_hearth(
     from hearth.tokenizer.loading import load_tokenizer
 
     settings = load_settings()
-    backend = BackendConfig(settings.kernels, settings.disabled_kernels, settings.cpu_isa)
+    backend = BackendConfig.of(settings)
     loaded = load_decoder(path, quant, backend=backend)
     tokenizer = load_tokenizer(path)
     from hearth.model.kv_cache import kv_cache_bytes_per_block

@@ -43,7 +43,11 @@ _PARAMS: dict[str, tuple[str, type]] = {
     "top_p": ("top_p", float),
     "top_k": ("top_k", int),
     "min_p": ("min_p", float),
+    "typical_p": ("typical_p", float),
     "repeat_penalty": ("repetition_penalty", float),
+    "repeat_last_n": ("repeat_last_n", int),
+    "presence_penalty": ("presence_penalty", float),
+    "frequency_penalty": ("frequency_penalty", float),
     "num_predict": ("max_tokens", int),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -175,8 +179,8 @@ def _set_parameter(state: ChatState, name: str, value: str) -> str:
 def _show(llm: LLM, state: ChatState, what: str) -> str:
     if what == "parameters":
         rows = state.defaults.describe()
-        if state.seed is not None:
-            rows.append(("seed", str(state.seed), "user"))
+        if state.seed is not None:  # /set parameter seed wins over the model's
+            rows = [r for r in rows if r[0] != "seed"] + [("seed", str(state.seed), "user")]
         width = max(len(r[0]) for r in rows) + 2
         lines = [f"    {n:<{width}}{v:<10} ({s})" for n, v, s in rows]
         return "  Parameters (source: ollama, model, catalog, completion, hearth, user)\n" + (

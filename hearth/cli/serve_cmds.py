@@ -58,6 +58,18 @@ def serve(
         help="Allow browser pages from this "
         "origin (repeat for several; CORS is closed by default).",
     ),
+    tensor_parallel: int = typer.Option(
+        None,
+        "--tensor-parallel",
+        help="Split each model's weights over this many processes (torch.distributed, gloo; "
+        "dense weights).",
+    ),
+    nnodes: int = typer.Option(
+        None,
+        "--nnodes",
+        help="Hosts the --tensor-parallel ranks run on; the others run `hearth tp-worker` "
+        "(MASTER_ADDR / MASTER_PORT as torchrun).",
+    ),
     ollama_port: bool = typer.Option(
         False,
         "--ollama-port",
@@ -86,6 +98,8 @@ def serve(
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,
         cors_origins=tuple(cors) if cors else None,
         ollama_port=settings.ollama_port if ollama_port else None,
+        tensor_parallel=tensor_parallel,
+        nnodes=nnodes,
     )
     run(settings, options, models or [], echo=typer.echo)
 
@@ -145,8 +159,27 @@ def keys_revoke(name: str = typer.Argument(..., help="The key's name.")) -> None
     typer.echo(f"revoked key '{key.name}' ({key.prefix}…)")
 
 
+def tp_worker(
+    model: str = typer.Argument(..., help="The model rank 0 serves (a store name or a path)."),
+    tensor_parallel: int = typer.Option(..., "--tensor-parallel", help="Ranks in all."),
+    nnodes: int = typer.Option(..., "--nnodes", help="Hosts the ranks run on."),
+    node_rank: int = typer.Option(..., "--node-rank", help="This host's index (1..nnodes-1)."),
+) -> None:
+    """Run this host's share of a tensor-parallel model served from another host (meets
+    rank 0 at MASTER_ADDR:MASTER_PORT, as torchrun's workers do)."""
+    from hearth.config import load_settings
+    from hearth.engine.llm import resolve_model
+    from hearth.engine.tensor_parallel import TPConfig, run_node
+
+    settings = load_settings()
+    tp = TPConfig(tensor_parallel, nnodes, settings.master_addr, settings.master_port)
+    path, _ = resolve_model(model, settings)
+    run_node(path, tp, node_rank, settings.threads)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("tp-worker")(tp_worker)
     app.add_typer(keys_app, name="keys")
 
 

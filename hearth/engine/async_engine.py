@@ -299,6 +299,8 @@ class AsyncEngine:
                 prompt = prompt[: limit * _CHARS_PER_TOKEN_BOUND]
             if not prompt:
                 raise InvalidParameterError("input", f"input[{i}] is empty; give some text")
+            if isinstance(prompt, str):
+                prompt = self.engine.embedding_prompt + prompt
             one = self.engine.tokenize(prompt)
             if len(one) > limit:
                 if not truncate:

@@ -19,6 +19,7 @@ from hearth.engine.generation_defaults import GenerationDefaults
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
+from hearth.engine.tensor_parallel import TPConfig
 from hearth.errors import ModelNotFoundError, UserInputError
 from hearth.model.quant_modes import DEFAULT_QUANT
 
@@ -147,11 +148,18 @@ def build_engine(
     dtype: torch.dtype,
 ) -> LLMEngine:
     """Size the KV pool from the budget, allocate it and wire the engine."""
+    from hearth.engine.tensor_parallel import TPDriver
     from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
 
-    per_block = kv_cache_bytes_per_block(loaded_config, config.block_size, dtype)
+    # a tensor-parallel rank holds its KV heads only: the budget is per rank, and every
+    # rank allocates the same number of blocks
+    cache_config = model.config if isinstance(model, TPDriver) else loaded_config
+    per_block = kv_cache_bytes_per_block(cache_config, config.block_size, dtype)
     plan = plan_kv_cache(config, per_block, loaded_config.max_position_embeddings)
-    kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
+    if isinstance(model, TPDriver):
+        kv_caches = model.allocate_kv_caches(plan.num_blocks, config.block_size, dtype)
+    else:
+        kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
     eos = set(getattr(tokenizer, "eos_ids", ())) | set(loaded_config.eos_token_ids)
     return LLMEngine(
         model,
@@ -163,6 +171,32 @@ def build_engine(
         vocab_size=loaded_config.vocab_size,
         eos_token_ids=eos,
     )
+
+
+def _tp_config(tensor_parallel: int | TPConfig, settings: Settings) -> TPConfig:
+    """A size alone: ranks on this host, meeting at MASTER_ADDR / MASTER_PORT (settings)."""
+    if isinstance(tensor_parallel, TPConfig):
+        return tensor_parallel
+    return TPConfig(tensor_parallel, host=settings.master_addr, port=settings.master_port)
+
+
+def _load_tensor_parallel(
+    path: Path, tp: TPConfig, quant: str, dtype: torch.dtype, threads: int
+) -> tuple[Any, Any, str]:
+    """(weights, the TPDriver, quant) for `tp` ranks; each rank gets an equal share of the
+    threads. Dense weights only: the low-bit layers are single-process."""
+    from hearth.engine.tensor_parallel import start
+    from hearth.weights.loader import load_weights
+
+    if quant not in ("auto", "none"):
+        raise UserInputError(
+            f"--tensor-parallel runs dense weights; --quant {quant} is single-process: use "
+            "--quant none (or auto)"
+        )
+    per_rank = max(1, threads // tp.local_size)
+    torch.set_num_threads(per_rank)
+    weights = load_weights(path, dtype)
+    return weights, start(path, weights, tp, dtype, per_rank), "none"
 
 
 class LLM:
@@ -178,6 +212,9 @@ class LLM:
       other quant types int8; HF float weights stay dense), "none" (dense weights in `dtype`,
       the reference eval uses), "int8" or "int4" (also quantize HF safetensors at load).
       Quantized modes run bf16 activations (hearth.model.quant_build).
+    tensor_parallel: ranks to split the weights over (an int: processes on this host; a
+      TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
+      reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
 
     `.defaults` holds the model's generation defaults (hearth.engine.generation_defaults:
     its generation_config.json / GGUF sampling keys, the catalog's parameters, a bounded
@@ -198,6 +235,7 @@ class LLM:
         license_use: str | None = "run",
         accept_license: bool = False,
         name: str | None = None,
+        tensor_parallel: int | TPConfig = 1,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
@@ -225,6 +263,7 @@ class LLM:
         self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
         self.embedder: Embedder | None = None
         pooling = None
+        prompt = ""
         if self.kind != "generation":
             from hearth.engine.embedder import Embedder
             from hearth.weights.sentence_transformers import read_embedding_folder
@@ -234,14 +273,23 @@ class LLM:
                 self.embedder = Embedder.load(self.path, dtype)
                 return
             pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
+            prompt = spec.default_prompt
         layers, chat_template = store_layers(record.name if record else name, settings)
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
-        backend = BackendConfig(settings.kernels, settings.disabled_kernels, settings.cpu_isa)
-        built = load_decoder(self.path, quant, dtype, backend)
-        loaded, decoder, dtype = built.weights, built.decoder, built.dtype
-        self.quant = built.quant  # what "auto" became for this file
+        tp = _tp_config(tensor_parallel, settings)
+        self.tensor_parallel = tp.size
+        decoder: Any
+        if tp.size > 1:
+            loaded, decoder, self.quant = _load_tensor_parallel(
+                self.path, tp, quant, dtype, num_threads or settings.threads
+            )
+        else:
+            backend = BackendConfig.of(settings)
+            built = load_decoder(self.path, quant, dtype, backend)
+            loaded, decoder, dtype = built.weights, built.decoder, built.dtype
+            self.quant = built.quant  # what "auto" became for this file
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
@@ -253,7 +301,13 @@ class LLM:
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
         if pooling is not None:
             self.engine.embedding_pooling = pooling
+            self.engine.embedding_prompt = prompt
         self._ids = itertools.count()
+
+    @property
+    def broken(self) -> str | None:
+        """Why this model can no longer run (a tensor-parallel worker died), else None."""
+        return getattr(self.engine.runner.model, "broken", None) if self.embedder is None else None
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
         """The model's generation defaults as SamplingParams; overrides that are not None
@@ -296,9 +350,14 @@ class LLM:
 
         if not texts:
             raise InvalidParameterError("input", "input: give at least one text")
+        if self.tensor_parallel > 1:
+            raise UserInputError(
+                "embeddings run on one process: load the model without --tensor-parallel"
+            )
         limit = self.max_model_len
         ids = []
         for i, text in enumerate(texts):
+            text = self.engine.embedding_prompt + text
             one = list(self.tokenizer.encode(text)) or [*self.tokenizer.eos_ids][:1]
             if len(one) > limit and not truncate:
                 raise ContextLengthError(

@@ -54,6 +54,9 @@ class LLMEngine:
         self.eos_token_ids = frozenset(eos_token_ids)
         # how `embed` pools this model's hidden states (an embedding model's folder says)
         self.embedding_pooling = MEAN_NORMALIZED
+        # an embedding model's default prompt (sentence-transformers' default_prompt_name),
+        # put before each text it embeds
+        self.embedding_prompt = ""
         self.block_manager = BlockManager(
             num_blocks, config.block_size, config.enable_prefix_caching
         )
@@ -493,6 +496,9 @@ class LLMEngine:
         if self._compiler is not None:
             self._compiler.shutdown(wait=False, cancel_futures=True)
             self._compiler = None
+        close = getattr(self.runner.model, "close", None)  # a tensor-parallel model's workers
+        if close is not None:
+            close()
 
 
 def _empty_run(vocab_size: int) -> RunnerOutput:

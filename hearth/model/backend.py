@@ -14,10 +14,11 @@ import logging
 import platform
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
-from hearth.config import CPU_ISA_MODES, KERNEL_MODES
+from hearth.config import CPU_ISA_MODES, KERNEL_MODES, Settings
 from hearth.errors import InvalidParameterError
-from hearth.model.cpu import isa
+from hearth.model.cpu import isa, native_build
 from hearth.model.cpu.backend import KERNEL_NAMES, CpuBackend
 from hearth.model.layers.ops import Ops
 
@@ -27,13 +28,28 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BackendConfig:
     """kernels: "auto" (the C kernels where they run) or "torch" (the reference only);
-    disabled: kernels to leave off under "auto" (KERNEL_NAMES); cpu_isa: the kernels'
-    instruction-set level (CPU_ISA_MODES; a level this CPU cannot run is refused when the
-    backend is selected)."""
+    disabled: kernels to leave off under "auto" (KERNEL_NAMES); compiler and kernel_cache:
+    what builds the C kernels and where they are kept (native_build.Toolchain); cpu_isa:
+    the kernels' instruction-set level (CPU_ISA_MODES; a level this CPU cannot run is
+    refused when the backend is selected)."""
 
     kernels: str = "auto"
     disabled: tuple[str, ...] = ()
+    compiler: str = "cc"
+    kernel_cache: Path | None = None
     cpu_isa: str = "auto"
+
+    @classmethod
+    def of(cls, settings: Settings) -> BackendConfig:
+        """The backend the settings ask for (kernels, disabled_kernels, cc, xdg_cache_home,
+        cpu_isa)."""
+        return cls(
+            settings.kernels,
+            settings.disabled_kernels,
+            settings.cc,
+            settings.xdg_cache_home,
+            settings.cpu_isa,
+        )
 
     def __post_init__(self) -> None:
         if self.kernels not in KERNEL_MODES:
@@ -63,6 +79,7 @@ class BackendConfig:
 @cache  # one backend per setting and process: kernels are built and the choice logged once
 def select_backend(config: BackendConfig = BackendConfig()) -> Ops:
     """The backend for `config` (made, and logged, at the first call)."""
+    native_build.set_toolchain(native_build.Toolchain(config.compiler, config.kernel_cache))
     level = None if config.kernels == "torch" else isa.choose(config.cpu_isa)  # may raise
     backend = Ops() if level is None else CpuBackend(config.disabled, level)
     why = ""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hearth.engine.async_engine import AsyncEngine
     from hearth.engine.llm import LLM
     from hearth.engine.metrics import EngineMetrics
+    from hearth.engine.tensor_parallel import TPConfig
     from hearth.store import ModelRecord, Store
 
 log = logging.getLogger("hearth.serve")
@@ -162,6 +163,12 @@ class ModelPool:
             if model is not None and model.record.digest != record.digest:
                 await self.unload(key)  # re-pulled under the same name: load the new one
                 model = None
+            if model is not None and model.llm.broken:
+                # a tensor-parallel worker died (its requests got 503): load it afresh
+                log.warning("%s: %s; loading it again", key, model.llm.broken)
+                pin = pin or model.pinned
+                await self.unload(key)
+                model = None
             if model is None:
                 model = await self._load(record, keep_alive_s)
                 self.models[key] = model
@@ -230,9 +237,20 @@ class ModelPool:
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
             settings=self.settings,
+            tensor_parallel=self._tensor_parallel(),
         )
         llm.model_name = record.name
         return llm, warnings
+
+    def _tensor_parallel(self) -> TPConfig:
+        from hearth.engine.tensor_parallel import TPConfig
+
+        return TPConfig(
+            self.options.tensor_parallel,
+            self.options.nnodes,
+            self.settings.master_addr,
+            self.settings.master_port,
+        )
 
     def _estimate_bytes(self, record: ModelRecord) -> int:
         weights = record.parameter_count * _DTYPE_BYTES[self.options.dtype]

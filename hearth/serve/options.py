@@ -31,7 +31,9 @@ class ServeOptions:
     ollama_port: also listen here (Ollama's 11434) when it is free; None = don't.
     max_auth_failures_per_minute: requests with a missing or wrong key per client address
         before 429 (key guessing), whatever rate_limit_per_minute says.
-    staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
+    staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
+    tensor_parallel / nnodes: each model split over this many processes on this many hosts
+        (hearth.engine.tensor_parallel)."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -53,13 +55,18 @@ class ServeOptions:
     max_auth_failures_per_minute: int = 30
     staging_dir: Path | None = None
     access_log: bool = True
+    tensor_parallel: int = 1  # ranks each model's weights are split over
+    nnodes: int = 1  # hosts those ranks run on (the others start `hearth tp-worker`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.ollama_port is not None and not 0 <= self.ollama_port < 65536:
             raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
-        for name in ("max_body_bytes", "max_running", "max_auth_failures_per_minute"):
+        for name in (
+            "max_body_bytes", "max_running", "max_auth_failures_per_minute", "tensor_parallel",
+            "nnodes",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):

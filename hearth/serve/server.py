@@ -35,11 +35,13 @@ def check_bind(settings: Settings, options: ServeOptions) -> bool:
     return auth
 
 
-def check_models(settings: Settings, models: Sequence[str]) -> None:
-    """Each model named at start exists and may be served (NotFoundError / PolicyError:
-    one line and the CLI's exit code, before anything listens)."""
+def check_models(settings: Settings, models: Sequence[str], tensor_parallel: int = 1) -> None:
+    """Each model named at start exists, may be served and splits over `tensor_parallel`
+    ranks (NotFoundError / PolicyError / InvalidParameterError: one line and the CLI's
+    exit code, before anything listens)."""
     if not models:
         return
+    from hearth.engine.tensor_parallel import check_model
     from hearth.licenses import detection_from_stored, enforce
     from hearth.store import Store
 
@@ -48,6 +50,8 @@ def check_models(settings: Settings, models: Sequence[str]) -> None:
         record = store.get(name)
         detection = detection_from_stored(record.license_id, record.license_signals)
         enforce(detection, "serve", settings, record.digest)
+        if tensor_parallel > 1:
+            check_model(store.locate(name).path, tensor_parallel)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -140,7 +144,7 @@ def serve(
     from hearth.serve.app import create_app
 
     auth = check_bind(settings, options)
-    check_models(settings, models)
+    check_models(settings, models, options.tensor_parallel)
     sockets = listen(options, echo)
     ports = [s.getsockname()[1] for s in sockets]
     # loaded after start-up (below), not in the app's lifespan: uvicorn would print a
