@@ -26,6 +26,7 @@ RANK = {
     "eval": 5,
     "arena": 5,
     "bench": 5,
+    "sim": 5,
     "serve": 6,
     "ui": 6,
     "cli": 7,

@@ -33,6 +33,8 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     baseline = _rss_mb()  # the interpreter (and torch), before any model is loaded
+    if engine != "hearth":  # peers run the spec scenario's requests once, as they come
+        workloads = [w for w in workloads if w.speculative == "off"]
     if engine == "hearth":
         from hearth.bench.hearth_runner import run_hearth
 

@@ -4,12 +4,14 @@ each --quant mode costs. Parses, calls hearth.bench, prints a table or the JSON 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from hearth.cli.output import Output
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 
 if TYPE_CHECKING:
     from hearth.bench.runner import BenchConfig
@@ -39,6 +41,8 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         scenario = r["scenario"]
         if scenario == "prefix":
             scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
+        if r.get("speculative", "off") != "off":
+            scenario += f" ({r['speculative']})"
         table.add_row(
             r["engine"],
             scenario,
@@ -144,8 +148,9 @@ def bench(
     scenario: list[str] = typer.Option(
         [],
         "--scenario",
-        help="decode, concurrent, prefix (repeatable; default all), or embed (an embedding "
-        "model against --peer sentence-transformers).",
+        help="decode, concurrent, prefix (repeatable; default these three), spec "
+        "(speculative decoding off vs --speculative), or embed (an embedding model "
+        "against --peer sentence-transformers).",
     ),
     concurrency: str = typer.Option(
         "",
@@ -157,6 +162,10 @@ def bench(
     ),
     threads: int = typer.Option(0, "--threads", help="CPU threads for every engine; 0 = cores."),
     quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
+    speculative: str = typer.Option(
+        "auto", "--speculative", help="The mode --scenario spec compares with off. "
+        + SPECULATIVE_HELP,
+    ),
     accuracy: bool = typer.Option(
         False,
         "--accuracy",
@@ -175,6 +184,7 @@ def bench(
     config = _bench_config(
         model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy
     )
+    config = replace(config, speculative=check_speculative(speculative))
     result = _run_bench(config, accept_license)
     if out.json:
         out.emit_json(result)
@@ -194,7 +204,7 @@ def _bench_config(
 ) -> BenchConfig:
     """The checked options (UserInputError names the bad one)."""
     from hearth.bench.runner import BenchConfig
-    from hearth.bench.workloads import SCENARIOS
+    from hearth.bench.workloads import DEFAULT_SCENARIOS, SCENARIOS
     from hearth.errors import UserInputError
     from hearth.model.quant_modes import QUANT_MODES
 
@@ -206,7 +216,7 @@ def _bench_config(
     return BenchConfig(
         model=model,
         quant=quant,
-        scenarios=tuple(scenario) or SCENARIOS,
+        scenarios=tuple(scenario) or DEFAULT_SCENARIOS,
         peers=tuple(dict.fromkeys(peer)),
         threads=threads,
         quick=quick,

@@ -65,9 +65,12 @@ class ChatState:
     system: str | None = None
     history: list[dict[str, str]] = field(default_factory=list)
     conversations_dir: Path | None = None  # where /save and /load keep conversations
+    lora: str | None = None  # the LoRA adapter every answer uses (run --lora)
 
     def params(self) -> SamplingParams:
-        return self.defaults.sampling_params(seed=self.seed, structured=self.structured)
+        return self.defaults.sampling_params(
+            seed=self.seed, structured=self.structured, lora=self.lora
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def stream_answer(
     num_prompt = len(engine.requests[rid].prompt_token_ids)
     first: float | None = None
     text, num_tokens, reason = "", 0, None
+    drafted = accepted = 0
     try:
         while rid in engine.requests:
             for out in engine.step():
@@ -102,6 +106,7 @@ def stream_answer(
                     sys.stdout.write(c.delta_text)
                     sys.stdout.flush()
                 text, num_tokens, reason = c.text, len(c.token_ids), c.finish_reason
+                drafted, accepted = c.draft_n, c.draft_n_accepted
     finally:
         engine.abort(rid)  # no-op when finished; frees the blocks on Ctrl-C or an error
     sys.stdout.write("\n")
@@ -118,6 +123,11 @@ def stream_answer(
             f"prompt tokens: {num_prompt}\ntime to first token: {ttft:.3f}s\n"
             f"output tokens: {num_tokens}\neval rate: {rate:.2f} tokens/s\n"
         )
+        if drafted:
+            sys.stderr.write(
+                f"speculation: {accepted} of {drafted} drafted tokens accepted "
+                f"({accepted / drafted:.0%})\n"
+            )
     return Answer(text, reason)
 
 

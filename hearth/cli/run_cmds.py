@@ -12,6 +12,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.cli.repl import ChatState, prompt_for, repl, stream_answer
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 from hearth.engine.generation_defaults import (
     CHAT_MAX_TOKENS,
     COMPLETION_MAX_TOKENS,
@@ -73,12 +74,22 @@ def run(
     accept_license: bool = typer.Option(
         False, "--accept-license", help="Record your acceptance of the model's license terms."
     ),
+    lora: str | None = typer.Option(
+        None,
+        "--lora",
+        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + "
+        "adapter_model.safetensors) on the model, unmerged.",
+    ),
+    max_lora_rank: int = typer.Option(
+        16, "--max-lora-rank", help="The largest adapter rank taken."
+    ),
     tensor_parallel: int = typer.Option(
         1,
         "--tensor-parallel",
         help="Split the weights over this many processes (torch.distributed; dense "
         "weights, the reference layers).",
     ),
+    speculative: str = typer.Option("auto", "--speculative", help=SPECULATIVE_HELP),
     output_format: str | None = typer.Option(
         None,
         "--format",
@@ -97,8 +108,14 @@ def run(
     if prompt == "-":
         prompt = sys.stdin.read()
     settings = load_settings()
-    llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel)
+    mode = check_speculative(speculative)
+    llm = _load(
+        LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
+        speculative=mode, max_lora_rank=max_lora_rank,
+    )  # fmt: skip
     llm.require_generation()
+    if lora is not None:
+        llm.load_lora(_lora_name(lora), lora)
     for warning in llm.license_warnings:
         Output.warning(warning)
     defaults = llm.defaults.with_values(**given) if given else llm.defaults
@@ -108,6 +125,7 @@ def run(
         seed=seed,
         structured=structured,
         conversations_dir=settings.home / "conversations",
+        lora=_lora_name(lora) if lora is not None else llm.default_lora,
     )
     if prompt is not None:
         try:
@@ -181,6 +199,8 @@ def _load(
     quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
     tensor_parallel: int = 1,
+    speculative: str = "off",
+    max_lora_rank: int = 16,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -190,14 +210,24 @@ def _load(
         model,
         max_model_len=ctx,
         max_num_seqs=1,
+        max_loras=1,
+        max_lora_rank=max_lora_rank,
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         accept_license=accept_license,
         settings=settings,
         progress=_progress,
         tensor_parallel=tensor_parallel,
+        speculative=speculative,
     )
     return llm
+
+
+def _lora_name(path: str) -> str:
+    """What `--lora PATH` is called in the engine (and in its error messages)."""
+    from pathlib import Path
+
+    return Path(path).expanduser().resolve().name or "adapter"
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ completion. Knows nothing of HTTP or the CLI."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +102,7 @@ def model_defaults(
 
 def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], str | None]:
     """The Modelfile layers of a created store model and the chat template they make
-    (({}, None) otherwise); an ADAPTER layer is refused until the engine applies adapters."""
+    (({}, None) otherwise). An ADAPTER layer runs as the model's default LoRA adapter."""
     if name is None:
         return {}, None
     from hearth.store import Store
@@ -114,12 +114,29 @@ def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], 
         return {}, None
     if not layers:
         return {}, None
-    if layers.get("adapters"):
-        raise UserInputError(
-            f"{name} carries an ADAPTER ({layers['adapters'][0]}); hearth stores it but cannot "
-            "run adapters yet: merge the adapter into the base and create from that"
-        )
     return layers, store.get(name).chat_template
+
+
+def store_location(name: str | None, settings: Settings) -> Any:
+    """The store's ModelLocation of `name` (its record, its adapter folder if it is a base +
+    adapter model), or None for a name not stored."""
+    if name is None:
+        return None
+    from hearth.store import Store
+
+    try:
+        return Store(settings).locate(name)
+    except (ModelNotFoundError, UserInputError):
+        return None
+
+
+def _base_of(name: str, settings: Settings) -> tuple[str | None, str | None]:
+    """(name, digest) of the base a tuned model was made from: what its adapter names."""
+    from hearth.store import Store
+
+    extra = Store(settings).manifest(name).extra
+    base, digest = extra.get("base"), extra.get("base_digest")
+    return (str(base) if base else None, str(digest) if digest else None)
 
 
 def _engine_config(
@@ -235,13 +252,15 @@ class LLM:
         license_use: str | None = "run",
         accept_license: bool = False,
         name: str | None = None,
+        loras: Mapping[str, str | Path] | None = None,
         tensor_parallel: int | TPConfig = 1,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
-        model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        model goes by when `model` is its file (the catalog's defaults are found by name).
+        `loras`: LoRA adapters to register, name -> PEFT folder (see load_lora)."""
         from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
@@ -303,6 +322,19 @@ class LLM:
             self.engine.embedding_pooling = pooling
             self.engine.embedding_prompt = prompt
         self._ids = itertools.count()
+        # a store model that is base + adapter runs on its base with the adapter by default
+        self.default_lora: str | None = None
+        store_name = record.name if record else name
+        location = store_location(store_name, settings)
+        if location is not None:
+            self.engine.base_name, self.engine.base_digest = store_name, location.record.digest
+        if location is not None and location.adapter is not None:
+            assert store_name is not None
+            self.engine.base_name, self.engine.base_digest = _base_of(store_name, settings)
+            self.load_lora(self.model_name, location.adapter)
+            self.default_lora = self.model_name
+        for lora_name, lora_path in (loras or {}).items():
+            self.load_lora(lora_name, lora_path)
 
     @property
     def broken(self) -> str | None:
@@ -311,7 +343,10 @@ class LLM:
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
         """The model's generation defaults as SamplingParams; overrides that are not None
-        win (vLLM's `get_default_sampling_params`)."""
+        win (vLLM's `get_default_sampling_params`). A base + adapter model's requests get
+        its adapter unless they name another (`lora`)."""
+        if overrides.get("lora") is None and getattr(self, "default_lora", None) is not None:
+            overrides["lora"] = self.default_lora
         return self.defaults.sampling_params(**overrides)
 
     @property
@@ -407,13 +442,34 @@ class LLM:
                 f"use it for {uses.get(self.kind, self.kind)}, or load a generation model"
             )
 
+    # -- LoRA adapters ---------------------------------------------------------------
+    def load_lora(self, name: str, path: str | Path) -> None:
+        """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
+        self.require_generation()
+        if self.tensor_parallel > 1:
+            raise UserInputError(
+                "LoRA adapters do not run with --tensor-parallel yet (the other ranks hold "
+                "shards the adapter's update does not reach); serve without it"
+            )
+        self.engine.add_lora(name, path)
+
+    def unload_lora(self, name: str) -> None:
+        self.engine.remove_lora(name)
+
+    def list_loras(self) -> list[str]:
+        return [a.name for a in self.engine.list_loras()]
+
     def generate(
         self,
         prompts: str | Sequence[str] | Sequence[Sequence[int]],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
-        outputs come back in the prompts' order."""
+        outputs come back in the prompts' order. lora: an adapter's name (see load_lora)
+        for every prompt, or one per prompt (None: the base); without it, SamplingParams'
+        own `lora`, else the model's default adapter (a store model made with one)."""
         self.require_generation()
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -425,7 +481,24 @@ class LLM:
             raise UserInputError(
                 f"got {len(items)} prompts but {len(plist)} SamplingParams; give one, or one each"
             )
+        if lora is None or isinstance(lora, str):
+            loras: list[str | None] = [lora] * len(items)
+        else:
+            loras = list(lora)
+        if len(loras) != len(items):
+            raise UserInputError(
+                f"got {len(items)} prompts but {len(loras)} lora names; give one, or one each"
+            )
+        plist = [
+            replace(p, lora=name) if name is not None else self._with_default_lora(p)
+            for p, name in zip(plist, loras, strict=True)
+        ]
         return self._run(items, plist)
+
+    def _with_default_lora(self, params: SamplingParams) -> SamplingParams:
+        if params.lora is None and self.default_lora is not None:
+            return replace(params, lora=self.default_lora)
+        return params
 
     def chat(
         self,
@@ -434,6 +507,7 @@ class LLM:
         *,
         tools: Sequence[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
@@ -447,7 +521,7 @@ class LLM:
             self.tokenizer.encode_chat(c, add_generation_prompt=add_generation_prompt, tools=tools)
             for c in conversations
         ]
-        return self.generate(prompts, params)
+        return self.generate(prompts, params, lora=lora)
 
     def _run(
         self, prompts: list[str | list[int]], params: list[SamplingParams]

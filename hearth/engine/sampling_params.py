@@ -61,7 +61,8 @@ class SamplingParams:
     so only those positions go through the LM head and the prompt before s - 1 may come
     from the prefix cache (scoring a continuation after a shared few-shot context).
     With `seed`, the same request gives the same text whatever else is in the batch; with
-    n > 1 the i-th completion uses seed + i.
+    n > 1 the i-th completion uses seed + i. `lora`: the name of a LoRA adapter loaded on
+    the engine (None: the base model alone).
     """
 
     n: int = 1
@@ -85,7 +86,9 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     prompt_logprobs_start: int | None = None
     skip_special_tokens: bool = True
+    speculate: bool = True  # False: never draft for this request (the engine's mode aside)
     structured: StructuredSpec | None = field(default=None)
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         # accept a lone string / any iterable for the tuple fields, like vLLM does
@@ -177,6 +180,8 @@ class SamplingParams:
                 raise _bad(name, f"at most {MAX_TOKEN_LIST} token ids, got {len(ids)}")
             if any(not 0 <= i <= MAX_INT for i in ids):
                 raise _bad(name, f"token ids must be in [0, {MAX_INT}]")
+        if self.lora is not None and (not isinstance(self.lora, str) or not self.lora):
+            raise _bad("lora", f"must be an adapter's name, got {self.lora!r}")
         if self.logprob_token_ids and self.logprobs is None:
             raise _bad("logprob_token_ids", "needs logprobs to be set (logprobs=0 will do)")
         if len(self.stop) > MAX_STOP:

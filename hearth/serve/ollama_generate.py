@@ -80,6 +80,7 @@ def _params(
         model,
         **values,
         min_p=o.min_p,
+        speculate=o.speculative,
         seed=o.seed,
         stop=o.stop,
         presence_penalty=o.presence_penalty,

@@ -30,6 +30,7 @@ class Options(_Lenient):
     top_p: float | None = Field(default=None, gt=0, le=1)
     min_p: float | None = Field(default=None, ge=0, le=1)
     typical_p: float | None = Field(default=None, gt=0, le=1)
+    speculative: bool | None = None  # hearth's: false = no speculative decoding for it
     # -1 (or any negative): until the context is full
     num_predict: int | None = Field(default=None, ge=-MAX_COUNT, le=MAX_COUNT)
     num_ctx: int | None = Field(default=None, ge=1, le=MAX_COUNT)
