@@ -27,6 +27,8 @@ from hearth.errors import UserInputError
 
 DEFAULT_PORT = 11435
 KERNEL_MODES = ("auto", "torch")  # Settings.kernels (hearth.model.cpu backend)
+# Settings.cpu_isa: the C kernels' instruction-set level, best first (hearth.model.cpu.isa)
+CPU_ISA_MODES = ("auto", "avx512", "avx2", "generic")
 CONFIG_FILE = "config.toml"
 # set by hearth beside OMP_WAIT_POLICY when hearth (not the user) chose PASSIVE, so that
 # processes that are not hearth (the bench's peers) can be given their own default back
@@ -126,6 +128,14 @@ class Settings:
             "the model's fast operations: auto (C kernels where they run) or torch (the "
             "reference layers); chosen once at load",
             choices=KERNEL_MODES,
+        ),
+    )
+    cpu_isa: str = field(
+        default="auto",
+        metadata=about(
+            "instruction-set level the C kernels are built for: auto (the best this CPU "
+            "runs; none: kernels=torch), avx512, avx2 or generic (docs/cpu-isa.md)",
+            choices=CPU_ISA_MODES,
         ),
     )
     disabled_kernels: tuple[str, ...] = field(

@@ -15,7 +15,7 @@ import torch
 from hearth.config import load_settings
 from hearth.engine.threads import dedicated_cpu
 from hearth.model.backend import BackendConfig, select_backend
-from hearth.model.cpu import native_build
+from hearth.model.cpu import amx, isa
 
 
 def cpu_name() -> str:
@@ -55,9 +55,16 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
     """The `machine` section of the bench JSON."""
     settings = load_settings()
     backend = select_backend(BackendConfig.of(settings))
+    flags = isa.cpu_flags()
     # the C kernels hearth's runs used (the CPU backend's names; none under kernels=torch)
     info: dict[str, Any] = {
         "cpu": cpu_name(),
+        "arch": platform.machine(),
+        # the flags the kernel levels and AMX test, as /proc/cpuinfo spells them
+        "cpu_flags": [f for f in isa.RELEVANT_FLAGS if f in flags],
+        # the instruction-set level the kernels were built for (None: the reference PyTorch)
+        "cpu_isa": getattr(backend, "level", None),
+        "cpu_isa_setting": settings.cpu_isa,
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
@@ -67,8 +74,11 @@ def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[s
         "torch": torch.__version__,
         "backend": backend.name,
         "kernels": backend.enabled(),
-        # AMX bf16 tiles: where present, long prefill inputs take the dense bf16 GEMM
-        "amx": "amx_bf16" in native_build.cpu_flags(),
+        "kernels_line": backend.describe(),
+        # AMX bf16 tiles, where present and granted by Linux: long prefill inputs take the
+        # dense bf16 GEMM (oneDNN on AMX)
+        "amx": amx.usable().usable,
+        "amx_decision": amx.usable().why,
         # the C kernels' threads: hearth's work-sharing pool (shared CPU) or OpenMP
         "kernel_threads": "openmp" if dedicated_cpu() else "pool",
         # how hearth's OpenMP workers waited (peers run under their own defaults)

@@ -9,6 +9,7 @@ Knows nothing of hearth's engine or of printing."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -66,23 +67,50 @@ def check_peer(peer: str) -> None:
             ) from exc
 
 
+def llama_cpp_settings(workload: Workload, threads: int) -> dict[str, Any]:
+    """The Llama(...) arguments the bench gives llama.cpp for `workload`: what a plain
+    llama-cpp-python run has (its defaults: n_ctx and n_batch 512, no flash attention,
+    mmap, no mlock) but the threads, for prefill too, and a context that holds the
+    workload's longest request where 512 does not (so the decode scenario runs exactly the
+    plain run's settings, and a larger context for the prefix scenario does not change it)."""
+    longest = max(len(p) + n for p, n in zip(workload.prompts, workload.max_tokens, strict=True))
+    context = max(512, len(workload.warmup or ()) + 16, longest + 16)
+    return {
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_ctx": 512 if context <= 512 else -(-context // 256) * 256,
+        "n_batch": 512,
+    }
+
+
+def llama_cpp_build() -> dict[str, Any]:
+    """llama-cpp-python's version and how its llama.cpp was built (the instruction sets
+    and backends it reports: llama_print_system_info), for the bench JSON."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip(),
+    }
+
+
 def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[dict[str, Any]]:
     import llama_cpp
 
-    longest = max(
-        len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True)
-    )
-    llm = llama_cpp.Llama(
-        model_path=str(path),
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_ctx=max(512, longest + 16),
-        n_batch=512,
-        verbose=False,
-    )
+    models: dict[str, Any] = {}  # one Llama per distinct setting (the file is mmapped once)
+
+    def model_for(settings: dict[str, Any]) -> Any:
+        key = json.dumps(settings, sort_keys=True)
+        if key not in models:
+            models[key] = llama_cpp.Llama(model_path=str(path), verbose=False, **settings)
+            _generate(models[key], [workloads[0].prompts[0][:16]], [4], time.perf_counter())
+        return models[key]
+
     runs = []
-    _generate(llm, [workloads[0].prompts[0][:16]], [4], time.perf_counter())  # warm up
     for w in workloads:
+        settings = llama_cpp_settings(w, threads)
+        llm = model_for(settings)  # loaded and warmed up before the clock starts
         if w.warmup is not None:
             _generate(llm, [w.warmup], [1], time.perf_counter())
         if w.scenario == "prefix" and not w.prefix_caching:
@@ -90,6 +118,7 @@ def run_llama_cpp(path: Path, workloads: list[Workload], threads: int) -> list[d
         start = time.perf_counter()
         timings = _generate(llm, w.prompts, w.max_tokens, start)
         run = summarize("llama.cpp", w, timings, time.perf_counter() - start)
+        run["settings"] = settings
         runs.append(run)
     return runs
 

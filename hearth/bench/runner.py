@@ -61,9 +61,7 @@ def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode < 0:  # killed by a signal: a crash inside native code, no traceback
         signal_number = -proc.returncode
         hint = f"; {llama_cpp_rebuild_hint(signal_number)}" if spec["engine"] == "llama.cpp" else ""
-        raise HearthError(
-            f"the {spec['engine']} bench worker died of signal {signal_number}{hint}"
-        )
+        raise HearthError(f"the {spec['engine']} bench worker died of signal {signal_number}{hint}")
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]
         raise HearthError(f"the {spec['engine']} bench worker failed: " + " | ".join(tail))
@@ -80,7 +78,9 @@ def _ratios(
                     continue
                 if any(r.get(k) != v for k, v in kw.items()):
                     continue
-                return r["output_tokens_per_s"]
+                # one stream: its decode rate (tokens after the first over the time after
+                # the first, as a plain streaming run reads it), else output over duration
+                return r.get("decode_tokens_per_s") or r["output_tokens_per_s"]
         return None
 
     def div(a: float | None, b: float | None) -> float | None:
@@ -186,19 +186,22 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
         )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
-    hearth = _run_worker(
-        {**base, "engine": "hearth", "quant": config.quant}
-    )
+    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant})
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}
+    peers: dict[str, Any] = {}
     for peer in config.peers:
         try:
-            runs.extend(_run_worker({**base, "engine": peer})["runs"])
+            peer_result = _run_worker({**base, "engine": peer})
         except HearthError as exc:  # a peer's failure must not lose hearth's numbers
             errors[peer] = str(exc)
+            continue
+        runs.extend(peer_result["runs"])
+        peers[peer] = peer_result.get("build", {})
     machine = machine_info(
         threads, probe=config.probe_bandwidth, size_mb=128 if config.quick else 512
     )
+    machine["peers"] = peers  # each peer's version and build (llama.cpp's system info)
     result: dict[str, Any] = {
         "machine": machine,
         "model": {

@@ -21,15 +21,18 @@ def _rss_mb() -> float:
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    baseline = _rss_mb()  # the interpreter and torch, before any model is loaded
-
     threads = int(spec["threads"])
-    torch.set_num_threads(threads)
     path = Path(spec["path"])
     workloads = [Workload.from_json(w) for w in spec["workloads"]]
     engine = spec["engine"]
+    build: dict[str, Any] = {}
+    if engine != "llama.cpp":
+        # llama.cpp's worker never loads torch: its OpenMP runtime (a second libgomp
+        # beside llama.cpp's own) and its threads stay out of the peer's process
+        import torch
+
+        torch.set_num_threads(threads)
+    baseline = _rss_mb()  # the interpreter (and torch), before any model is loaded
     if engine != "hearth":  # peers run the spec scenario's requests once, as they come
         workloads = [w for w in workloads if w.speculative == "off"]
     if engine == "hearth":
@@ -39,9 +42,10 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         for run in runs:
             run["kv_cache_mb"] = round(kv_mb, 1)
     elif engine == "llama.cpp":
-        from hearth.bench.peers import run_llama_cpp
+        from hearth.bench.peers import llama_cpp_build, run_llama_cpp
 
         runs = run_llama_cpp(path, workloads, threads)
+        build = llama_cpp_build()
     elif engine == "transformers":
         from hearth.bench.peers import run_transformers
 
@@ -53,7 +57,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     for run in runs:
         run["peak_rss_mb"] = peak
         run["baseline_rss_mb"] = baseline
-    return {"runs": runs, "peak_rss_mb": peak}
+    return {"runs": runs, "peak_rss_mb": peak, "build": build}
 
 
 def main() -> None:

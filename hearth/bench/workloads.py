@@ -130,6 +130,17 @@ def summarize(
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v, 2)
 
+    # the decode rate as a plain streaming run reads it (issue 32): tokens after the first
+    # over the time after the first, prefill and first token left out; per stream, so only
+    # for one request at a time
+    streamed = [t.token_times for t in timings if len(t.token_times) > 1]
+    after_first = sum(times[-1] - times[0] for times in streamed)
+    decode_rate = (
+        round(sum(len(times) - 1 for times in streamed) / after_first, 2)
+        if workload.concurrency == 1 and after_first > 0
+        else None
+    )
+
     run: dict[str, Any] = {
         "engine": engine,
         "scenario": workload.scenario,
@@ -140,6 +151,7 @@ def summarize(
         "output_tokens": output_tokens,
         "duration_s": round(duration_s, 3),
         "output_tokens_per_s": round(output_tokens / duration_s, 2) if duration_s > 0 else None,
+        "decode_tokens_per_s": decode_rate,
         "ttft_ms_p50": ms(percentile(ttft, 50)),
         "ttft_ms_p99": ms(percentile(ttft, 99)),
         "itl_ms_p50": ms(percentile(itl, 50)),

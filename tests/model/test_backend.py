@@ -6,12 +6,14 @@ CLI maps them to exit code 2)."""
 from __future__ import annotations
 
 import logging
+import platform
 
 import pytest
 
 from hearth.config import load_settings
 from hearth.errors import InvalidParameterError, UserInputError
 from hearth.model.backend import BackendConfig, select_backend
+from hearth.model.cpu import isa
 from hearth.model.cpu.backend import KERNEL_NAMES, CpuBackend
 from hearth.model.layers.ops import Ops
 
@@ -51,3 +53,33 @@ def test_settings_carry_the_choice() -> None:
     with pytest.raises(UserInputError, match=r"HEARTH_KERNELS.*auto, torch.*'gpu'") as err:
         load_settings({"HEARTH_KERNELS": "gpu"})
     assert err.value.exit_code == 2
+
+
+def test_a_cpu_without_a_kernel_level_gets_the_reference(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an ARM server (no level hearth has kernels for): auto is the plain PyTorch road. The
+    # CPU is stood in for (this machine is x86); select_backend uncached, as a fresh process
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(isa, "cpu_flags", lambda: frozenset({"fp", "asimd", "sve"}))
+    with caplog.at_level(logging.INFO, logger="hearth.model.backend"):
+        backend = select_backend.__wrapped__(BackendConfig())
+    assert type(backend) is Ops and backend.enabled() == []
+    assert caplog.records[-1].getMessage() == (
+        "kernels: torch (reference PyTorch) (this aarch64 CPU runs none of the kernels' levels)"
+    )
+    generic = select_backend.__wrapped__(BackendConfig(cpu_isa="generic"))  # opted in
+    assert isinstance(generic, CpuBackend) and generic.name == "cpu-generic"
+    with pytest.raises(InvalidParameterError, match=r"cpu_isa avx2.*aarch64"):
+        select_backend.__wrapped__(BackendConfig(cpu_isa="avx2"))
+
+
+def test_cpu_isa_picks_the_kernels_build() -> None:
+    with pytest.raises(InvalidParameterError, match=r"cpu_isa must be one of auto, avx512"):
+        BackendConfig(cpu_isa="avx1024")
+    for level in isa.levels_here():
+        backend = select_backend(BackendConfig(cpu_isa=level))
+        assert isinstance(backend, CpuBackend) and backend.level == level
+        assert backend.describe().startswith(f"kernels: cpu-{level} (")
+        assert backend.lowbit is not None  # every level has a low-bit road
+    select_backend(BackendConfig())  # the kernels back on the CPU's best build

@@ -17,8 +17,10 @@ from hearth.model.layers.decoder import Decoder
 from hearth.model.layers.ops import Ops
 from hearth.weights.loader import load_weights
 
-# the one environment variable of the model tests (hearth itself reads HEARTH_KERNELS)
+# the environment variables of the model tests (hearth itself reads HEARTH_KERNELS and
+# HEARTH_CPU_ISA): the parity tests under kernels=torch, or the kernels' avx2 build
 TEST_KERNELS = "HEARTH_TEST_KERNELS"
+TEST_CPU_ISA = "HEARTH_TEST_CPU_ISA"
 
 COMMON: dict[str, Any] = dict(
     vocab_size=256,
@@ -32,8 +34,11 @@ COMMON: dict[str, Any] = dict(
 
 
 def config_under_test() -> BackendConfig:
-    """The setting the model tests load with (HEARTH_TEST_KERNELS: auto or torch)."""
-    return BackendConfig(os.environ.get(TEST_KERNELS, "auto"))
+    """The setting the model tests load with (HEARTH_TEST_KERNELS: auto or torch;
+    HEARTH_TEST_CPU_ISA: the kernels' level, auto or one this CPU runs)."""
+    return BackendConfig(
+        os.environ.get(TEST_KERNELS, "auto"), cpu_isa=os.environ.get(TEST_CPU_ISA, "auto")
+    )
 
 
 def backend_under_test() -> Ops:

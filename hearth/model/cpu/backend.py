@@ -4,12 +4,14 @@ run is decided once, when the backend is made (model/backend.py `select_backend`
 switched off in `disabled`, one that fails to build (one warning, naming it and what runs
 instead) or one whose CPU feature is missing is simply not offered, and no layer ever asks.
 
-The kernels (names for `disabled_kernels`):
-  lowbit       int4/int8 matmuls with AVX-512 VNNI (lowbit_matmul.c)
-  dense        float32 matmuls of few rows, weight read in place (dense_matmul.c)
+The kernels are built for one instruction-set level (isa.py: avx512, avx2 or generic;
+the setting cpu_isa, auto: the best this CPU runs); a kernel without a road for that level
+is not offered. The kernels (names for `disabled_kernels`):
+  lowbit       int4/int8 matmuls, AVX-512 VNNI / AVX2 / C roads (lowbit_matmul.c)
+  dense        float32 matmuls of few rows, weight read in place; AVX-512 (dense_matmul.c)
   onednn       other float32 CPU projections on oneDNN's GEMM instead of MKL's SGEMM
   paged        paged decode attention reading the KV cache in place (paged_decode.c)
-  prefill      causal float32 prefill attention (prefill_attention.c)
+  prefill      causal float32 prefill attention; AVX-512 (prefill_attention.c)
   decode-ops   RMSNorm, SiLU gate, rope + KV write in one pass each (decode_ops.c)
   decode-step  a whole decode-only step of a plain Llama-family model (decode_step.c)
 
@@ -24,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hearth.model.cpu import (
+    amx,
     decode_ops,
     decode_step,
     dense_matmul,
+    isa,
     lowbit_matmul,
-    native_build,
     paged_decode,
     prefill_attention,
 )
@@ -58,9 +61,8 @@ class CpuLowbit:
         # 2 threads, the 3072 x 576 gate/up projection: where the CPU has AMX (Xeon, bf16
         # tiles) dense wins from ~384 rows; without it (AMD EPYC, AVX-512 BF16) the kernel
         # wins at every prefill size measured: 512 rows 5.3 ms against 13.2 (the expansion
-        # alone ~10 ms), 2048 rows 23.6 against 24.1.
-        amx = "amx_bf16" in native_build.cpu_flags()
-        self.dense_min_rows = DENSE_MIN_ROWS if amx else 1 << 62
+        # alone ~10 ms), 2048 rows 23.6 against 24.1. AMX only where Linux granted it.
+        self.dense_min_rows = DENSE_MIN_ROWS if amx.usable().usable else 1 << 62
         self.supports = lowbit_matmul.supports
         self.pack_int4 = lowbit_matmul.pack_int4
         self.unpack_int4 = lowbit_matmul.unpack_int4
@@ -81,19 +83,24 @@ class CpuLowbit:
 
 
 class CpuBackend(Ops):
-    """Ops on the C kernels this process could build, minus those in `disabled`."""
+    """Ops on the C kernels this process could build for instruction-set `level` (None: the
+    best this CPU runs, isa.choose), minus those in `disabled`. One level per process: the
+    kernels' wrappers call the level loaded last (the kernel tests make one per level)."""
 
-    def __init__(self, disabled: tuple[str, ...] = ()) -> None:
+    def __init__(self, disabled: tuple[str, ...] = (), level: str | None = None) -> None:
+        chosen = level or isa.choose("auto") or "generic"
+
         def wanted(name: str, available: Any) -> bool:
             # a switched-off kernel is never built
-            return name not in disabled and bool(available())
+            return name not in disabled and bool(available(chosen))
 
-        self.name = "cpu-" + torch.backends.cpu.get_cpu_capability().lower()
+        self.level = chosen
+        self.name = f"cpu-{chosen}"
         self.norm_ops = wanted("decode-ops", decode_ops.available)
         self.paged = wanted("paged", paged_decode.available)
         self.prefill = wanted("prefill", prefill_attention.available)
         self.dense = wanted("dense", dense_matmul.available)
-        self.onednn = wanted("onednn", _onednn_available)
+        self.onednn = wanted("onednn", lambda _level: _onednn_available())
         self.lowbit = CpuLowbit(self) if wanted("lowbit", lowbit_matmul.available) else None
         # the step is built from the low-bit and paged kernels' own functions
         self.step = (
@@ -113,7 +120,11 @@ class CpuBackend(Ops):
         return [name for name in KERNEL_NAMES if on[name]]
 
     def describe(self) -> str:
-        return f"kernels: {self.name} ({', '.join(self.enabled()) or 'none'}); threads {self.threads()[0]}"
+        road = f" [lowbit {lowbit_matmul.road()}]" if self.lowbit is not None else ""
+        return (
+            f"kernels: {self.name} ({', '.join(self.enabled()) or 'none'}){road}; "
+            f"threads {self.threads()[0]}"
+        )
 
     def set_threads(self, threads: int | None, pooled: bool = True) -> None:
         """Run the kernels with `threads` threads (the process's budget, whatever torch's count

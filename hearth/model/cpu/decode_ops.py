@@ -41,9 +41,10 @@ def _setup(lib: ctypes.CDLL) -> None:
 KERNEL = native_build.Kernel("decode_ops", log, "norms, gates and rope use plain torch", _setup)
 
 
-def available() -> bool:
-    """Whether the kernels are built and loaded (tries once per process)."""
-    return KERNEL.load() is not None
+def available(level: str | None = None) -> bool:
+    """Whether the kernels are built and loaded for instruction-set `level` (isa.py;
+    None: the level loaded last; tries once per level)."""
+    return KERNEL.load(level) is not None
 
 
 def applies(*tensors: torch.Tensor) -> bool:

@@ -93,10 +93,11 @@ def _setup(lib: ctypes.CDLL) -> None:
 KERNEL = native_build.Kernel("decode_step", log, "decode layers run one op at a time", _setup)
 
 
-def available() -> bool:
-    """Whether the kernel is built and loaded (the backend also needs the low-bit and paged
-    kernels, whose functions it is built from)."""
-    return KERNEL.load() is not None
+def available(level: str | None = None) -> bool:
+    """Whether the kernel is built and loaded for `level` (isa.py; None: the level loaded
+    last). The backend also needs the low-bit and paged kernels, whose functions it is
+    built from."""
+    return KERNEL.load(level) is not None
 
 
 def fits(config: ModelConfig) -> bool:

@@ -26,6 +26,19 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
 typedef void (*item_fn)(void *ctx, int64_t item);
 typedef void (*pool_fn)(item_fn fn, void *ctx, int64_t n, int nthreads);
 
+/* IEEE half -> float32, exactly (what vcvtph2ps does), for the portable roads */
+static inline float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0) { /* zero or subnormal: man * 2^-24, exact in float32 */
+        const float f = (float)man * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    const uint32_t u = sign | (exp == 0x1f ? 0x7f800000u : (exp + 112u) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 /* exp(x) in float32, written so the compiler vectorizes it (libm's expf is a call per

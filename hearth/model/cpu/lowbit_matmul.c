@@ -15,9 +15,19 @@
  *   scales  [N] float32: w = q * scale
  * x: (M, K) bfloat16 or float32, row-major; y: (M, N) bfloat16 or float32.
  *
+ * Three roads, chosen when the library is built for an instruction-set level (isa.py):
+ *   AVX-512 VNNI   vpdpbusd, 16 rows per zmm (the int8 activations go in as x_q + 128,
+ *                  hence corr)
+ *   AVX2 + FMA     vpmaddubsw + vpmaddwd (llama.cpp's AVX2 dot), 8 rows per ymm, two per
+ *                  block; int8 weights take |w| * sign(x, w) so no pair of products
+ *                  saturates int16, and no offset (corr unused)
+ *   portable C     the same sums one lane at a time (the compiler vectorizes what it can)
+ * Every road sums the same integers exactly and applies the same float32 operations per
+ * output row in the same order, so the three give bit-identical results.
+ *
  * Rows of y are split over OpenMP threads (torch's pool: this .so's libgomp resolves to the
- * copy torch loaded). Built at first use by hearth/model/cpu/lowbit_matmul.py. Without AVX-512
- * VNNI `hearth_lowbit_available` returns 0 and hearth keeps PyTorch's kernels. */
+ * copy torch loaded) or the work-sharing pool. Built at first use by
+ * hearth/model/cpu/lowbit_matmul.py. */
 
 #include <math.h>
 #include <stdint.h>
@@ -29,15 +39,22 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define HAVE_VNNI 1
+#define HAVE_AVX2_ROAD 0
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define HAVE_VNNI 0
+#define HAVE_AVX2_ROAD 1
 #else
 #define HAVE_VNNI 0
+#define HAVE_AVX2_ROAD 0
 #endif
 
 #define GROUP 32
 #define ROWS 16 /* output rows per block: one zmm of float32 */
 #define MC 4    /* activation rows per pass over a block's weights */
 
-int hearth_lowbit_available(void) { return HAVE_VNNI; }
+/* which road this build took: 2 AVX-512 VNNI, 1 AVX2, 0 portable C */
+int hearth_lowbit_road(void) { return HAVE_VNNI ? 2 : HAVE_AVX2_ROAD; }
 
 /* One activation row into int8 per group of 32: q = round(x / d), d = max|x| / 127.
  * offset 128 stores q + 128 (the unsigned operand of the int8-weight kernel). */
@@ -210,6 +227,164 @@ static inline __attribute__((always_inline)) void int8_block(
     }
 }
 
+#elif HAVE_AVX2_ROAD
+
+#define PREFETCH_LINES(at, lines)                                                    \
+    for (int line_ = 0; line_ < (lines); line_++)                                     \
+    _mm_prefetch((const char *)(at) + line_ * 64, _MM_HINT_T0)
+
+/* int4_block of the VNNI road on 256-bit registers: rows 0-7 and 8-15 of the block are
+ * one ymm each. vpmaddubsw multiplies the unsigned nibbles by the signed activations and
+ * adds pairs into int16 (|pair| <= 2 * 15 * 127); the eight products of a group (4 chunks,
+ * low and high nibbles) are summed in int16 (<= 30480, no overflow) and widened by
+ * vpmaddwd against ones into the four-byte sums vpdpbusd gives. */
+static inline __attribute__((always_inline)) void int4_block(
+    const acts_t *a, int m0, int mc, int64_t nb, const uint8_t *codes, const uint16_t *scales,
+    const uint16_t *mins) {
+    const int G = a->K / GROUP;
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[MC][2];
+    for (int m = 0; m < mc; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    const uint8_t *wb = codes + nb * (int64_t)G * 256;
+    const uint16_t *sb = scales + nb * (int64_t)G * ROWS, *mb = mins + nb * (int64_t)G * ROWS;
+    const uint8_t *ahead = wb + (int64_t)G * 256;
+    for (int g = 0; g < G; g++) {
+        if (m0 == 0) PREFETCH_LINES(ahead + g * 256, 4);
+        __m256 dv[2], mv[2];
+        for (int h = 0; h < 2; h++) {
+            dv[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + g * ROWS + 8 * h)));
+            mv[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mb + g * ROWS + 8 * h)));
+        }
+        for (int m = 0; m < mc; m++) {
+            const int8_t *xq = a->q + (int64_t)(m0 + m) * a->K + g * GROUP;
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 4; c++) {
+                int32_t lo4, hi4;
+                memcpy(&lo4, xq + c * 8, 4);
+                memcpy(&hi4, xq + c * 8 + 4, 4);
+                const __m256i xl = _mm256_set1_epi32(lo4), xh = _mm256_set1_epi32(hi4);
+                for (int h = 0; h < 2; h++) {
+                    const __m256i v =
+                        _mm256_loadu_si256((const __m256i *)(wb + (g * 4 + c) * 64 + 32 * h));
+                    const __m256i wl = _mm256_and_si256(v, low);
+                    const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    sum[h] = _mm256_add_epi16(sum[h], _mm256_maddubs_epi16(wl, xl));
+                    sum[h] = _mm256_add_epi16(sum[h], _mm256_maddubs_epi16(wh, xh));
+                }
+            }
+            const int64_t ag = (int64_t)(m0 + m) * G + g;
+            for (int h = 0; h < 2; h++) {
+                const __m256i dot = _mm256_madd_epi16(sum[h], ones);
+                const __m256 scale = _mm256_mul_ps(dv[h], _mm256_set1_ps(a->d[ag]));
+                acc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[m][h]);
+                acc[m][h] = _mm256_fmadd_ps(mv[h], _mm256_set1_ps(a->dsum[ag]), acc[m][h]);
+            }
+        }
+    }
+    for (int m = 0; m < mc; m++) {
+        float out[ROWS];
+        _mm256_storeu_ps(out, acc[m][0]);
+        _mm256_storeu_ps(out + 8, acc[m][1]);
+        store_rows(a->y, a->y_bf16, (int64_t)(m0 + m) * a->N + nb * ROWS, out);
+    }
+}
+
+/* int8 weights: vpmaddubsw(|w|, sign(x, w)) is w * x with no pair over 2 * 128 * 127, so
+ * it cannot saturate; each chunk's pairs are widened to int32 at once. No corr: the
+ * activations were quantized without the +128 offset. */
+static inline __attribute__((always_inline)) void int8_block(
+    const acts_t *a, int m0, int mc, int64_t nb, const int8_t *codes, const int32_t *corr,
+    const float *scales) {
+    (void)corr;
+    const int G = a->K / GROUP;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MC][2];
+    for (int m = 0; m < mc; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    const int8_t *wb = codes + nb * (int64_t)G * 512;
+    for (int g = 0; g < G; g++) {
+        if (m0 == 0) PREFETCH_LINES(wb + (int64_t)G * 512 + g * 512, 8);
+        for (int m = 0; m < mc; m++) {
+            const int8_t *xq = a->q + (int64_t)(m0 + m) * a->K + g * GROUP;
+            __m256i dot[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 8; c++) {
+                int32_t four;
+                memcpy(&four, xq + c * 4, 4);
+                const __m256i xb = _mm256_set1_epi32(four);
+                for (int h = 0; h < 2; h++) {
+                    const __m256i w =
+                        _mm256_loadu_si256((const __m256i *)(wb + (g * 8 + c) * 64 + 32 * h));
+                    const __m256i pairs =
+                        _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xb, w));
+                    dot[h] = _mm256_add_epi32(dot[h], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            const int64_t ag = (int64_t)(m0 + m) * G + g;
+            for (int h = 0; h < 2; h++)
+                acc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[h]), _mm256_set1_ps(a->d[ag]),
+                                            acc[m][h]);
+        }
+    }
+    for (int m = 0; m < mc; m++) {
+        float out[ROWS];
+        for (int h = 0; h < 2; h++)
+            _mm256_storeu_ps(out + 8 * h,
+                             _mm256_mul_ps(acc[m][h], _mm256_loadu_ps(scales + nb * ROWS + 8 * h)));
+        store_rows(a->y, a->y_bf16, (int64_t)(m0 + m) * a->N + nb * ROWS, out);
+    }
+}
+
+#else /* portable C: the definition the vector roads implement */
+
+static inline void int4_block(const acts_t *a, int m0, int mc, int64_t nb, const uint8_t *codes,
+                              const uint16_t *scales, const uint16_t *mins) {
+    const int G = a->K / GROUP;
+    const uint8_t *wb = codes + nb * (int64_t)G * 256;
+    const uint16_t *sb = scales + nb * (int64_t)G * ROWS, *mb = mins + nb * (int64_t)G * ROWS;
+    for (int m = 0; m < mc; m++) {
+        float acc[ROWS] = {0};
+        for (int g = 0; g < G; g++) {
+            const int8_t *xq = a->q + (int64_t)(m0 + m) * a->K + g * GROUP;
+            const int64_t ag = (int64_t)(m0 + m) * G + g;
+            for (int r = 0; r < ROWS; r++) {
+                int32_t dot = 0;
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const uint8_t b = wb[(g * 4 + c) * 64 + r * 4 + j];
+                        dot += (b & 0x0F) * xq[c * 8 + j] + (b >> 4) * xq[c * 8 + 4 + j];
+                    }
+                const float scale = f16_to_f32(sb[g * ROWS + r]) * a->d[ag];
+                acc[r] = fmaf((float)dot, scale, acc[r]);
+                acc[r] = fmaf(f16_to_f32(mb[g * ROWS + r]), a->dsum[ag], acc[r]);
+            }
+        }
+        store_rows(a->y, a->y_bf16, (int64_t)(m0 + m) * a->N + nb * ROWS, acc);
+    }
+}
+
+static inline void int8_block(const acts_t *a, int m0, int mc, int64_t nb, const int8_t *codes,
+                              const int32_t *corr, const float *scales) {
+    (void)corr; /* the activations were quantized without the +128 offset */
+    const int G = a->K / GROUP;
+    const int8_t *wb = codes + nb * (int64_t)G * 512;
+    for (int m = 0; m < mc; m++) {
+        float acc[ROWS] = {0};
+        for (int g = 0; g < G; g++) {
+            const int8_t *xq = a->q + (int64_t)(m0 + m) * a->K + g * GROUP;
+            const float d = a->d[(int64_t)(m0 + m) * G + g];
+            for (int r = 0; r < ROWS; r++) {
+                int32_t dot = 0;
+                for (int c = 0; c < 8; c++)
+                    for (int j = 0; j < 4; j++) dot += wb[(g * 8 + c) * 64 + r * 4 + j] * xq[c * 4 + j];
+                acc[r] = fmaf((float)dot, d, acc[r]);
+            }
+        }
+        for (int r = 0; r < ROWS; r++) acc[r] *= scales[nb * ROWS + r];
+        store_rows(a->y, a->y_bf16, (int64_t)(m0 + m) * a->N + nb * ROWS, acc);
+    }
+}
+
+#endif /* roads */
+
 /* the block functions with mc a compile-time constant, so the accumulators stay in
  * registers and the m loops unroll */
 #define DISPATCH(fn, a, m0, mc, nb, ...)                    \
@@ -220,7 +395,6 @@ static inline __attribute__((always_inline)) void int8_block(
     default: fn(a, m0, MC, nb, __VA_ARGS__); break;         \
     }
 
-#endif /* HAVE_VNNI */
 
 /* Rows of y in blocks of 16, run by OpenMP or by the work-sharing pool (thread_pool.c,
  * handed over as a function pointer: one pool for the process, not one per kernel). */
@@ -276,7 +450,6 @@ typedef struct {
 } lowbit_job_t;
 
 static void run_blocks(const lowbit_job_t *j, int64_t first, int64_t last) {
-#if HAVE_VNNI
     const acts_t *a = j->a;
     for (int64_t nb = first; nb < last; nb++)
         for (int m0 = 0; m0 < a->M; m0 += MC) {
@@ -289,9 +462,6 @@ static void run_blocks(const lowbit_job_t *j, int64_t first, int64_t last) {
                          (const uint16_t *)j->w1, (const uint16_t *)j->w2)
             }
         }
-#else
-    (void)j, (void)first, (void)last;
-#endif
 }
 
 static void lowbit_item(void *ctx, int64_t i) {
@@ -303,9 +473,10 @@ static void lowbit_item(void *ctx, int64_t i) {
 
 static int lowbit_matmul(const void *x, int x_bf16, int M, int K, int N, const void *w0, const void *w1,
                   const void *w2, void *y, int y_bf16, int nthreads, int pooled, int int8) {
-#if HAVE_VNNI
     acts_t a;
-    const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, int8, nthreads, pooled);
+    /* only vpdpbusd needs the int8 weights' activations offset to unsigned */
+    const int offset = int8 && HAVE_VNNI;
+    const int status = prepare(&a, x, x_bf16, M, K, N, y, y_bf16, offset, nthreads, pooled);
     if (status) return status;
     lowbit_job_t job = {&a, w0, w1, w2, N / ROWS, 1, int8};
     if (pooled && lowbit_pool && nthreads > 1) {
@@ -319,15 +490,10 @@ static int lowbit_matmul(const void *x, int x_bf16, int M, int K, int N, const v
     }
     free((void *)a.q);
     return 0;
-#else
-    (void)x, (void)x_bf16, (void)M, (void)K, (void)N, (void)w0, (void)w1, (void)w2, (void)y;
-    (void)y_bf16, (void)nthreads, (void)pooled, (void)int8;
-    return 3;
-#endif
 }
 
 /* y (M, N) = x (M, K) @ w.T for int4 w; returns 0, or non-zero for shapes it does not take
- * (K not a multiple of 32, N not of 16) or no VNNI. pooled: the work-sharing pool runs it
+ * (K not a multiple of 32, N not of 16). pooled: the work-sharing pool runs it
  * (when one was set), else OpenMP. */
 int hearth_int4_matmul(const void *x, int x_bf16, int M, int K, int N, const uint8_t *codes,
                        const uint16_t *scales, const uint16_t *mins, void *y, int y_bf16,

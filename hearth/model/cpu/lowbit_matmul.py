@@ -1,6 +1,7 @@
 """The C low-bit matmul kernels (lowbit_matmul.c): int4 and int8 weights multiplied
-with AVX-512 VNNI after quantizing the activations to int8 per 32 columns, as llama.cpp
-does. Measured on 2 cores (SmolLM2-135M shapes, Xeon with AVX-512 VNNI): one decode row
+with AVX-512 VNNI (or AVX2, or portable C: the build's instruction-set level picks the
+road, all bit-identical) after quantizing the activations to int8 per 32 columns, as
+llama.cpp does. Measured on 2 cores (SmolLM2-135M shapes, Xeon with AVX-512 VNNI): one decode row
 through the 3072 x 576 gate/up projection takes 43 us on one thread where PyTorch's
 `_weight_int4pack_mm_for_cpu` takes 113 us; the 49152 x 576 int8 LM head 1.16 ms where
 `_weight_int8pack_mm` takes 1.73 ms; 16 rows 3-4x faster than either. The cost is the
@@ -9,8 +10,8 @@ activations), which `hearth bench --accuracy` reports per quant mode.
 
 Weights are re-laid out once at load (`pack_int4`, `pack_int8`) so each 64-byte load feeds
 16 output rows; the layout is the only copy a layer keeps. Built at first use like the
-paged-decode kernel (native_build.py); no compiler or no AVX-512 VNNI: `available()` is
-False, the backend offers no low-bit kernel and layers/quant.py keeps PyTorch's kernels.
+paged-decode kernel (native_build.py); no compiler: `available()` is False, the backend
+offers no low-bit kernel and layers/quant.py keeps PyTorch's kernels.
 Knows nothing of layers or models."""
 
 from __future__ import annotations
@@ -40,14 +41,23 @@ def _setup(lib: ctypes.CDLL) -> None:
 
 
 KERNEL = native_build.Kernel(
-    "lowbit_matmul", log, "int4/int8 matmuls use PyTorch's kernels", _setup,
-    probe="hearth_lowbit_available", needs="AVX-512 VNNI",
-)  # fmt: skip
+    "lowbit_matmul", log, "int4/int8 matmuls use PyTorch's kernels", _setup
+)
+ROADS = {2: "avx512-vnni", 1: "avx2", 0: "c"}  # hearth_lowbit_road's answers
 
 
-def available() -> bool:
-    """Whether the kernel is built, loaded and has AVX-512 VNNI here (tries once)."""
-    return KERNEL.load() is not None
+def road() -> str:
+    """Which of the C file's roads the loaded library took (ROADS)."""
+    lib = KERNEL.lib
+    assert lib is not None, "call available() first"
+    lib.hearth_lowbit_road.restype = ctypes.c_int
+    return ROADS[lib.hearth_lowbit_road()]
+
+
+def available(level: str | None = None) -> bool:
+    """Whether the kernel is built and loaded for instruction-set `level` (isa.py;
+    None: the level loaded last; tries once per level)."""
+    return KERNEL.load(level) is not None
 
 
 def supports(out_features: int, in_features: int, group_size: int = GROUP) -> bool:

@@ -1,9 +1,10 @@
 """Build one of hearth's C kernels (hearth/model/cpu/*.c) with the system C compiler at
-first use and load it: `-march=native`, so the .so is cached per source, flags and CPU under
-hearth/kernels of the toolchain's cache root, built beside its final name and renamed in
-place so processes building at once never load half a file. `-fopenmp`: the kernels'
-parallel loops run on the libgomp torch already loaded (one thread pool, not two fighting
-for the cores). The compiler and cache root arrive as values (`set_toolchain`, from the
+first use and load it, for an instruction-set level (isa.py: avx512 is `-march=native`,
+avx2 `-march=x86-64-v3`, generic the baseline), so the .so is cached per source, flags,
+level and CPU under hearth/kernels of the toolchain's cache root, built beside its final
+name and renamed in place so processes building at once never load half a file.
+`-fopenmp`: the kernels' parallel loops run on the libgomp torch already loaded (one
+thread pool, not two fighting for the cores). The compiler and cache root arrive as values (`set_toolchain`, from the
 settings CC and XDG_CACHE_HOME). Knows nothing of what the kernels compute."""
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hearth.model.cpu import isa
+
 KERNELS = Path(__file__).parent  # the C sources sit beside their Python wrappers
-FLAGS = [
+FLAGS = [  # the target flags come from the level (isa.compile_flags)
     "-O3",
-    "-march=native",
     "-fopenmp",
     "-ffp-contract=fast",
     "-fno-math-errno",
@@ -32,14 +34,8 @@ FLAGS = [
 
 
 def cpu_flags() -> str:
-    """The CPU's feature line (the .so is built for this CPU with -march=native)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
+    """The CPU's feature line (part of each .so's cache key: -march=native builds for it)."""
+    return isa.cpu_flags_line()
 
 
 @dataclass(frozen=True)
@@ -67,9 +63,11 @@ def set_toolchain(toolchain: Toolchain) -> None:
     _toolchain = toolchain
 
 
-def build(name: str) -> ctypes.CDLL:
-    """NAME.c (beside this file) built (or found built) and loaded. Raises OSError or
-    subprocess.SubprocessError when it cannot be (no compiler, a failed build)."""
+def build(name: str, level: str) -> ctypes.CDLL:
+    """NAME.c (beside this file) built (or found built) for instruction-set `level` and
+    loaded. Raises OSError or subprocess.SubprocessError when it cannot be (no compiler, a
+    failed build)."""
+    flags = [*FLAGS, *isa.compile_flags(level)]
     source_path = KERNELS / f"{name}.c"
     # a kernel may include the shared header and the other kernels (decode_step.c is
     # built from them), so every kernel source is part of each cache key
@@ -77,17 +75,17 @@ def build(name: str) -> ctypes.CDLL:
         p.read_bytes() for p in sorted(KERNELS.iterdir()) if p.suffix in (".c", ".h")
     )
     key = hashlib.sha256(
-        source + " ".join(FLAGS).encode() + cpu_flags().encode() + platform.machine().encode()
+        source + " ".join(flags).encode() + cpu_flags().encode() + platform.machine().encode()
     ).hexdigest()[:16]
     tools = _toolchain
-    target = tools.cache_dir / f"{name}-{key}.so"
+    target = tools.cache_dir / f"{name}-{level}-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
             subprocess.run(
-                [tools.compiler, *FLAGS, str(source_path), "-o", tmp, "-lm"],
+                [tools.compiler, *flags, str(source_path), "-o", tmp, "-lm"],
                 check=True,
                 capture_output=True,
                 timeout=120,
@@ -119,12 +117,14 @@ def try_load(
 
 @dataclass
 class Kernel:
-    """One kernel library of this process: SOURCE.c built and loaded at the first
-    `load()`, then handed to `setup` (which types its functions and gives it the thread
-    pool). `load()` gives None, with a log line saying what runs instead (`fallback`), when
-    the build fails or the library's `probe` function (if any) returns 0: this CPU lacks
-    `needs`. It tries once per process (tests set `tried` back to False to try again).
-    Whether a kernel is wanted at all is the backend's choice (cpu/backend.py)."""
+    """One kernel library of this process: SOURCE.c built for an instruction-set level and
+    loaded at the first `load(level)`, then handed to `setup` (which types its functions
+    and gives it the thread pool). `load()` gives None, with a log line saying what runs
+    instead (`fallback`), when the build fails or the library's `probe` function (if any)
+    returns 0: this build lacks `needs`. It tries once per process and level (tests clear
+    `libs` to try again). `lib` is the library of the level loaded last, the one the
+    wrappers call: hearth loads one level per process (the backend's); the kernel tests
+    load each in turn. Whether a kernel is wanted at all is the backend's choice."""
 
     source: str
     log: logging.Logger
@@ -133,22 +133,28 @@ class Kernel:
     probe: str | None = None
     needs: str = ""
     lib: ctypes.CDLL | None = field(default=None, init=False)
-    tried: bool = field(default=False, init=False)
+    level: str | None = field(default=None, init=False)  # lib's level
+    libs: dict[str, ctypes.CDLL | None] = field(default_factory=dict, init=False)
 
-    def _open(self) -> ctypes.CDLL:
-        lib = build(self.source)
+    def _open(self, level: str) -> ctypes.CDLL:
+        lib = build(self.source, level)
         self.setup(lib)
         return lib
 
-    def load(self) -> ctypes.CDLL | None:
-        if not self.tried:
-            self.tried = True
-            lib = try_load(self._open, self.log, self.fallback)
+    def load(self, level: str | None = None) -> ctypes.CDLL | None:
+        """The library built for `level` (None: the level loaded last, else the CPU's best;
+        where the CPU has none, no library)."""
+        level = level or self.level or isa.choose("auto")
+        if level is None:
+            return None
+        if level not in self.libs:
+            lib = try_load(lambda: self._open(level), self.log, self.fallback)
             if lib is not None and self.probe is not None:
                 probe = getattr(lib, self.probe)
                 probe.restype = ctypes.c_int
                 if not probe():
-                    self.log.info("no %s on this CPU: %s", self.needs, self.fallback)
+                    self.log.info("no %s in the %s build: %s", self.needs, level, self.fallback)
                     lib = None
-            self.lib = lib
+            self.libs[level] = lib
+        self.level, self.lib = level, self.libs[level]
         return self.lib

@@ -36,9 +36,10 @@ def _setup(lib: ctypes.CDLL) -> None:
 KERNEL = native_build.Kernel("paged_decode", log, "paged attention uses plain torch", _setup)
 
 
-def available() -> bool:
-    """Whether the kernel is built and loaded (tries once per process)."""
-    return KERNEL.load() is not None
+def available(level: str | None = None) -> bool:
+    """Whether the kernel is built and loaded for instruction-set `level` (isa.py;
+    None: the level loaded last; tries once per level)."""
+    return KERNEL.load(level) is not None
 
 
 def supports(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor) -> bool:

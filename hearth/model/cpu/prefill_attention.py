@@ -34,9 +34,10 @@ KERNEL = native_build.Kernel(
 )  # fmt: skip
 
 
-def available() -> bool:
-    """Whether the kernel is built, loaded and has AVX-512F here (tries once)."""
-    return KERNEL.load() is not None
+def available(level: str | None = None) -> bool:
+    """Whether the kernel is built and loaded for instruction-set `level` (isa.py;
+    None: the level loaded last) with its AVX-512F road (tries once per level)."""
+    return KERNEL.load(level) is not None
 
 
 def supports(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:

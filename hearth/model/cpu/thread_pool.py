@@ -13,12 +13,12 @@ from __future__ import annotations
 import ctypes
 from functools import cache
 
-from hearth.model.cpu import native_build
+from hearth.model.cpu import isa, native_build
 
 
-@cache  # one pool per process: every kernel library shares it
+@cache  # one pool per process: every kernel library, at every level, shares it
 def _library() -> ctypes.CDLL:
-    return native_build.build("thread_pool")
+    return native_build.build("thread_pool", isa.choose("auto") or "generic")
 
 
 def pointer() -> ctypes.c_void_p:

@@ -16,9 +16,10 @@ from hearth.model.kv_cache import KVCache
 from hearth.model.layers.norms import RMSNorm
 from hearth.model.layers.rope import apply_rope
 
-pytestmark = pytest.mark.skipif(
-    not decode_ops.available(), reason="kernel unavailable (no C compiler)"
-)
+pytestmark = [
+    pytest.mark.skipif(not decode_ops.available(), reason="kernel unavailable (no C compiler)"),
+    pytest.mark.usefixtures("isa_level"),  # each instruction-set level's build (conftest.py)
+]
 
 
 def _torch_norm(x: torch.Tensor, w: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor:

@@ -25,9 +25,7 @@ from hearth.model.quant_load import load_decoder
 from hearth.weights.loader import load_weights
 
 BACKEND = CpuBackend()
-pytestmark = pytest.mark.skipif(
-    not BACKEND.step, reason="kernel unavailable (no compiler, no AVX-512 VNNI)"
-)
+pytestmark = pytest.mark.skipif(not BACKEND.step, reason="kernel unavailable (no C compiler)")
 
 
 def _run(decoder: torch.nn.Module, prompts: list[list[int]], steps: int) -> list[torch.Tensor]:
@@ -54,8 +52,12 @@ def loaded(request: pytest.FixtureRequest, smollm2_gguf: Path):  # type: ignore[
 
 @pytest.mark.parametrize("lengths", [[23], [5, 40, 17]])
 def test_bit_identical_to_the_layer_road(
-    loaded: torch.nn.Module, lengths: list[int], monkeypatch: pytest.MonkeyPatch
+    loaded: torch.nn.Module, lengths: list[int], monkeypatch: pytest.MonkeyPatch, isa_level: str
 ) -> None:
+    # on each instruction-set level's build (conftest.py); the portable C road multiplies
+    # 135M weights one lane at a time (minutes): the tiny model below checks it
+    if isa_level == "generic":
+        pytest.skip("portable C on real weights: the tiny-model test covers it")
     torch.manual_seed(len(lengths))
     prompts = [torch.randint(100, 20000, (n,)).tolist() for n in lengths]
     assert loaded.plans_decode_step
@@ -110,6 +112,7 @@ def _tiny(tmp_path: Path, config: Any, backend: CpuBackend) -> torch.nn.Module:
 PROMPTS = [[7, 99, 3, 41, 250, 8], [12, 201, 56]]
 
 
+@pytest.mark.usefixtures("isa_level")
 def test_a_plain_tiny_model_takes_the_step(tmp_path: Path) -> None:
     model = _tiny(tmp_path, tf.LlamaConfig(**COMMON), BACKEND)
     assert model.plans_decode_step

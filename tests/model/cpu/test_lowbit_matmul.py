@@ -1,13 +1,15 @@
 """The C low-bit matmul kernels against the arithmetic they claim: activations rounded to
 int8 per 32 columns (scale max|x| / 127), products with the weights the layout holds, in
 float64 here; the kernel's only further loss is float32 accumulation and the bf16 output.
-Also: the layouts round-trip, thread counts agree bit for bit, shapes it cannot take are
+Every test runs on each instruction-set level's road this CPU runs (AVX-512 VNNI, AVX2,
+portable C), and the roads agree bit for bit. Also: the layouts round-trip, thread counts agree bit for bit, shapes it cannot take are
 refused, and the layers fall back to PyTorch's kernels on a backend without it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from isa_levels import use_level
 
 from hearth.model.cpu import lowbit_matmul as lowbit_kernel
 from hearth.model.cpu.backend import CpuBackend
@@ -15,10 +17,10 @@ from hearth.model.layers.ops import REFERENCE
 from hearth.model.layers.quant import Int4Linear, Int8Embedding, Int8Linear
 from hearth.model.quant_pack import quantize_int4, quantize_int8
 
-pytestmark = pytest.mark.skipif(
-    not lowbit_kernel.available(),
-    reason="kernel unavailable (no C compiler, no AVX-512 VNNI)",
-)
+pytestmark = [
+    pytest.mark.skipif(not lowbit_kernel.available(), reason="kernel unavailable (no C compiler)"),
+    pytest.mark.usefixtures("isa_level"),  # each instruction-set level's road (conftest.py)
+]
 BACKEND = CpuBackend()
 ONE = (1, False)  # (threads, on the pool)
 
@@ -181,3 +183,19 @@ def test_int8_packing_in_the_weights_own_memory() -> None:
     assert in_place[0].data_ptr() == q.data_ptr()
     for a, b in zip(copied, in_place, strict=True):
         assert torch.equal(a, b)
+
+
+def test_every_road_gives_the_same_bits(isa_level: str) -> None:
+    # the three roads sum the same integers and round the same way: identical outputs
+    torch.manual_seed(9)
+    w4 = quantize_int4(torch.randn(64, 256) * 0.1)
+    packed4 = lowbit_kernel.pack_int4(w4.q, w4.scales_and_zeros)
+    w8 = quantize_int8(torch.randn(48, 256))
+    packed8 = lowbit_kernel.pack_int8(w8.q, w8.scales)
+    x = torch.randn(9, 256).bfloat16()
+    here = (int4_matmul(x, *packed4, out_f32=True), int8_matmul(x, *packed8, out_f32=True))
+    assert lowbit_kernel.road() == {"avx512": "avx512-vnni", "avx2": "avx2"}.get(isa_level, "c")
+    use_level("generic")  # the portable C: the definition the vector roads implement
+    assert lowbit_kernel.road() == "c"
+    reference = (int4_matmul(x, *packed4, out_f32=True), int8_matmul(x, *packed8, out_f32=True))
+    assert torch.equal(here[0], reference[0]) and torch.equal(here[1], reference[1])

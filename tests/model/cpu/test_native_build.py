@@ -12,12 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from hearth.model.cpu import native_build
+from hearth.model.cpu import isa, native_build
 
 SOURCE = """
 int toy_probe_yes(void) { return 1; }
 int toy_probe_no(void) { return 0; }
 int toy_add(int a, int b) { return a + b; }
+int toy_level(void) {
+#if defined(__AVX512F__)
+    return 2;
+#elif defined(__AVX2__)
+    return 1;
+#else
+    return 0;
+#endif
+}
 """
 
 log = logging.getLogger("hearth.test.native_build")
@@ -65,7 +74,22 @@ def test_probe_decides(
     )
     with caplog.at_level(logging.INFO, logger=log.name):
         assert (kernel.load() is not None) is loads
-    assert ("no a toy unit on this CPU: toy runs in Python" in caplog.text) is not loads
+    level = isa.choose("auto")
+    assert (f"no a toy unit in the {level} build: toy runs in Python" in caplog.text) is not loads
+
+
+@needs_compiler
+def test_each_level_is_its_own_build(kernels: Path, tmp_path: Path) -> None:
+    # one library per instruction-set level, compiled for it; `lib` is the level loaded last
+    kernel = native_build.Kernel("toy", log, "toy runs in Python", lambda lib: None)
+    codes = {"avx512": 2, "avx2": 1, "generic": 0}
+    for level in isa.levels_here():
+        lib = kernel.load(level)
+        assert lib is not None and kernel.lib is lib and kernel.level == level
+        assert lib.toy_level() == codes[level]
+    assert kernel.load() is kernel.lib  # no level: the one loaded last
+    built = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").rglob("toy-*.so"))
+    assert built == sorted(isa.levels_here())
 
 
 def test_failed_build_warns_and_leaves_nothing(

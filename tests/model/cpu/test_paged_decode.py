@@ -19,9 +19,10 @@ from hearth.model.kv_cache import KVCache
 from hearth.model.layers.attention import decode_attention, decode_inputs
 from hearth.model.layers.ops import REFERENCE
 
-pytestmark = pytest.mark.skipif(
-    not paged_kernel.available(), reason="kernel unavailable (no C compiler)"
-)
+pytestmark = [
+    pytest.mark.skipif(not paged_kernel.available(), reason="kernel unavailable (no C compiler)"),
+    pytest.mark.usefixtures("isa_level"),  # each instruction-set level's build (conftest.py)
+]
 BACKEND = CpuBackend()
 
 
@@ -213,7 +214,7 @@ def test_no_compiler_falls_back_with_a_warning(
     # a fresh cache (nothing built) and a compiler that fails: attention still answers
     monkeypatch.setattr(native_build, "_toolchain", native_build.Toolchain("false", tmp_path))
     monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
-    monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
+    monkeypatch.setattr(paged_kernel.KERNEL, "libs", {})
     with caplog.at_level(logging.WARNING, logger=paged_kernel.log.name):
         backend = CpuBackend()  # one warning, naming the kernel and what runs instead
     assert not backend.paged and "paged_decode" in caplog.text and "plain torch" in caplog.text

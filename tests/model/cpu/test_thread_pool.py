@@ -13,9 +13,10 @@ from hearth.model.cpu import lowbit_matmul as lowbit_kernel
 from hearth.model.cpu import paged_decode as paged_kernel
 from hearth.model.quant_pack import quantize_int4
 
-pytestmark = pytest.mark.skipif(
-    not lowbit_kernel.available(), reason="low-bit kernel unavailable (no compiler or VNNI)"
-)
+pytestmark = [
+    pytest.mark.skipif(not lowbit_kernel.available(), reason="low-bit kernel unavailable"),
+    pytest.mark.usefixtures("isa_level"),  # each instruction-set level's build (conftest.py)
+]
 
 
 POOL = (2, True)  # (threads, on the pool)
