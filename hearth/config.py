@@ -399,6 +399,13 @@ def shown(value: Any) -> Any:
 
 
 # -- the process environment ---------------------------------------------------------
+def quiet_ray_usage_stats(env: MutableMapping[str, str] | None = None) -> None:
+    """No usage reports from an offline server: Ray reads RAY_USAGE_STATS_ENABLED when it
+    starts (hearth/serve/replicas/); a value the user set wins."""
+    env = os.environ if env is None else env
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 def set_omp_wait_policy(env: MutableMapping[str, str] | None = None) -> bool:
     """Set OMP_WAIT_POLICY=PASSIVE in `env` (os.environ by default) unless the user chose
     how OpenMP workers wait (OMP_WAIT_POLICY, GOMP_SPINCOUNT) or said the cores are

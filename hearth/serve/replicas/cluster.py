@@ -8,13 +8,12 @@ ingress."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 from dataclasses import dataclass
 from typing import Any
 
-from hearth.config import Settings
+from hearth.config import Settings, quiet_ray_usage_stats
 from hearth.errors import OptionalDependencyError, UserInputError
 from hearth.serve.replicas.deployment import ReplicaModel
 from hearth.serve.replicas.options import ReplicaOptions
@@ -92,8 +91,7 @@ def connect(options: ReplicaOptions) -> RayConnection:
     ray = _import_ray()
     if ray.is_initialized():  # a test (or the caller) already holds one
         return RayConnection(options.ray_address, started=False)
-    # no usage reports from an offline server (Ray reads this when it starts)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet_ray_usage_stats()
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.ray_address is not None:
         check_reachable(options.ray_address, options.connect_timeout_s)
