@@ -122,11 +122,12 @@ class EncoderLayer(nn.Module):
         s = self.attention.self
         t, h = x.shape
         nh = s.num_heads
+        rows = layout.pad(x)  # (T, H), or (S * L, H) in the padded view
         if self.qkv_weight is not None and self.qkv_bias is not None:
-            qkv = ops.linear(x, self.qkv_weight, self.qkv_bias)  # (T, 3H)
+            qkv = ops.linear(rows, self.qkv_weight, self.qkv_bias)  # (rows, 3H)
         else:
-            qkv = torch.cat([s.query(x), s.key(x), s.value(x)], dim=-1)
-        ctx = layout.attend(qkv.view(t, 3, nh, h // nh))  # (T, nh, hd)
+            qkv = torch.cat([s.query(rows), s.key(rows), s.value(rows)], dim=-1)
+        ctx = layout.attend(qkv.view(rows.shape[0], 3, nh, h // nh))  # (T, nh, hd)
         ctx = ctx.reshape(t, h)  # (T, H)
         x = self.attention.output(ctx, x, ops)
         return self.output(self.intermediate(x, ops), x, ops)
@@ -170,18 +171,21 @@ class PackedLayout:
         mask = torch.zeros(num, 1, 1, self.longest, device=device)
         self.mask = mask.masked_fill(~valid[:, None, None, :], float("-inf"))
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer input (T, H) in the rows attention reads: packed as it is, or gathered
+        into the padded view (S * L, H). Gathering the input rather than q, k and v moves a
+        third of the bytes; the q/k/v projection then computes the few pad rows (a sorted
+        pack has few), whose queries are dropped and whose keys are masked."""
+        return x.index_select(0, self.gather) if self.padded else x
+
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """qkv: (T, 3, nh, hd) packed -> (T, nh, hd) bidirectional attention per sequence."""
+        """qkv: (rows, 3, nh, hd) in `pad`'s rows -> (T, nh, hd) packed, bidirectional
+        attention per sequence."""
         if self.padded:
-            return self._attend_padded(qkv)
+            out = _attention(qkv, len(self.lens), self.longest, self.mask.to(qkv.dtype))
+            return out.index_select(0, self.scatter)
         outs = [_attention(qkv[a : a + n * length], n, length, None) for a, n, length in self.runs]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-    def _attend_padded(self, qkv: torch.Tensor) -> torch.Tensor:
-        num = len(self.lens)
-        padded = qkv.index_select(0, self.gather)
-        out = _attention(padded, num, self.longest, self.mask.to(qkv.dtype))
-        return out.index_select(0, self.scatter)
 
 
 def _attention(qkv: torch.Tensor, num: int, length: int, mask: torch.Tensor | None) -> torch.Tensor:
