@@ -51,14 +51,24 @@ class Usage:
     load_s: float = 0.0
     prompt_eval_s: float = 0.0
     eval_s: float = 0.0
+    # speculative decoding: tokens drafted, and those the model accepted
+    draft_n: int = 0
+    draft_n_accepted: int = 0
 
-    def openai(self) -> dict[str, int]:
-        """OpenAI's `usage` object."""
-        return {
+    def openai(self) -> dict[str, Any]:
+        """OpenAI's `usage` object; with speculation, its predicted-output counters say
+        what was drafted."""
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        if self.draft_n:
+            usage["completion_tokens_details"] = {
+                "accepted_prediction_tokens": self.draft_n_accepted,
+                "rejected_prediction_tokens": self.draft_n - self.draft_n_accepted,
+            }
+        return usage
 
     def ollama(self) -> dict[str, Any]:
         """Ollama's counts and durations (nanoseconds) of a final object."""
@@ -69,4 +79,10 @@ class Usage:
             "prompt_eval_duration": int(self.prompt_eval_s * 1e9),
             "eval_count": self.completion_tokens,
             "eval_duration": int(self.eval_s * 1e9),
+            # llama.cpp's names for the speculation counters, when there were drafts
+            **(
+                {"draft_n": self.draft_n, "draft_n_accepted": self.draft_n_accepted}
+                if self.draft_n
+                else {}
+            ),
         }

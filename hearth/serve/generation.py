@@ -40,7 +40,9 @@ _OPENAI_SAMPLING = (
 
 def openai_sampling(req: Any) -> dict[str, Any]:
     """The shared sampling fields of an OpenAI chat or completions request, for build_params."""
-    return {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values = {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values["speculate"] = req.speculative  # hearth's extension: false = no drafts for it
+    return values
 
 
 def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
@@ -74,6 +76,8 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
         if len(stop) > 16:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
+    if model.lora is not None:  # the request named an adapter (model_pool.use)
+        given["lora"] = model.lora
     return model.llm.default_sampling_params(**given)
 
 

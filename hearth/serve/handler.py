@@ -183,6 +183,7 @@ class Run:
         end = max(ends) if len(ends) == len(self.gens) else time.perf_counter()
         first = first_gen.first_token_at or end
         completion = sum(g.num_output_tokens for g in self.gens)
+        outs = [o for g in self.gens if g.final is not None for o in g.final.outputs]
         return Usage(
             prompt_tokens=sum(g.num_prompt_tokens for g in self.gens),
             completion_tokens=0 if self.request.discard_output else completion,
@@ -191,6 +192,8 @@ class Run:
             load_s=self.held.loaded_s,
             prompt_eval_s=first - first_gen.started,
             eval_s=end - first,
+            draft_n=sum(o.draft_n for o in outs),
+            draft_n_accepted=sum(o.draft_n_accepted for o in outs),
         )
 
     def note_usage(self, request: Request) -> None:

@@ -73,12 +73,14 @@ def _params(
     else:
         max_tokens = room if o.num_predict <= 0 else min(o.num_predict, room)
     # what the request leaves None takes the model's defaults (build_params)
-    values = {k: getattr(o, k, None) for k in ("temperature", "top_k", "top_p")}
+    knobs = ("temperature", "top_k", "top_p", "typical_p", "repeat_last_n")
+    values = {k: getattr(o, k, None) for k in knobs}
     values["repetition_penalty"] = o.repeat_penalty
     return build_params(
         model,
         **values,
         min_p=o.min_p,
+        speculate=o.speculative,
         seed=o.seed,
         stop=o.stop,
         presence_penalty=o.presence_penalty,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hearth.serve import openai_chat, openai_completions, openai_models
+from hearth.serve import lora_routes, openai_chat, openai_completions, openai_models
 
 routers: tuple[APIRouter, ...] = (
     openai_models.router,
+    lora_routes.router,
     openai_chat.router,
     openai_completions.router,
 )

@@ -7,7 +7,8 @@ w = scale * (q - zero) with offset = scale * (8 - zero). Knows nothing of models
 Packings (int32 words, eight 4-bit values, lowest bits first):
 - GPTQ: qweight (K / 8, N) packed along the inputs; qzeros (G, N / 8) packed along the
   outputs, holding zero - 1 in the classic ("v1") format gptqmodel still writes to disk;
-  scales (G, N); g_idx (K,) the group of each input (act-order checkpoints permute it).
+  scales (G, N); g_idx (K,) the group of each input (act-order checkpoints permute it;
+  those load dense, see `dequantize_gptq_act_order`).
 - AWQ (GEMM): qweight (K, N / 8) and qzeros (G, N / 8) packed along the outputs in the
   order 0, 2, 4, 6, 1, 3, 5, 7 within each word; zeros stored as they are; scales (G, N).
 """
@@ -77,14 +78,45 @@ def unpack_gptq(
     runs of consecutive inputs."""
     codes = _unpack_last(qweight.t().contiguous()).t()  # (K, N)
     k = codes.shape[0]
-    if g_idx is not None and not torch.equal(g_idx.to(torch.int64), torch.arange(k) // group_size):
+    if is_act_order(g_idx, k, group_size):
         raise UnsupportedModelError(
             "this GPTQ checkpoint uses act-order (desc_act: g_idx permutes the groups); "
-            "hearth runs groups of consecutive inputs: quantize it with desc_act=False"
+            "hearth's int4 kernels run groups of consecutive inputs: use "
+            "dequantize_gptq_act_order (the checkpoint loader does)"
         )
     # v1 packs (zero - 1) & 0xF, so a zero of 0 is stored as 15: the mask undoes the wrap
     zeros = (_unpack_last(qzeros) + zero_offset) & 0xF
     return int4_parts(codes, zeros, scales, group_size)
+
+
+def is_act_order(g_idx: torch.Tensor | None, k: int, group_size: int) -> bool:
+    """g_idx is not the in-order map input -> input // group_size (desc_act checkpoints)."""
+    if g_idx is None:
+        return False
+    return not torch.equal(g_idx.to(torch.int64), torch.arange(k) // group_size)
+
+
+def dequantize_gptq_act_order(
+    qweight: torch.Tensor,
+    qzeros: torch.Tensor,
+    scales: torch.Tensor,
+    g_idx: torch.Tensor,
+    *,
+    zero_offset: int = 1,
+) -> torch.Tensor:
+    """(N, K) float32 w[n, k] = scales[g, n] * (q[k, n] - zero[g, n]) with g = g_idx[k]: an
+    act-order (desc_act) GPTQ linear, whose groups are not runs of consecutive inputs, as the
+    dense weight it stands for (hearth's int4 kernels cannot take it packed)."""
+    codes = _unpack_last(qweight.t().contiguous()).t()  # (K, N)
+    zeros = (_unpack_last(qzeros) + zero_offset) & 0xF  # (G, N)
+    g = g_idx.to(torch.int64)
+    if g.shape != (codes.shape[0],) or int(g.min()) < 0 or int(g.max()) >= scales.shape[0]:
+        raise UnsupportedModelError(
+            f"g_idx {tuple(g_idx.shape)} does not map {codes.shape[0]} inputs to "
+            f"{scales.shape[0]} groups"
+        )
+    w = scales.float()[g] * (codes.float() - zeros[g].float())  # (K, N)
+    return w.t().contiguous()
 
 
 def unpack_awq(
@@ -174,8 +206,20 @@ class Int4CheckpointTensors(Mapping[str, Any]):
             )
         else:
             g_idx = get(prefix + ".g_idx") if prefix + ".g_idx" in self.inner else None
+            qweight = get(prefix + ".qweight")
+            if is_act_order(g_idx, qweight.shape[0] * 8, self.fmt.group_size):
+                assert g_idx is not None
+                # act-order: served dense (model/ quantizes it again for an int4 mode)
+                dense = dequantize_gptq_act_order(
+                    qweight,
+                    get(prefix + ".qzeros"),
+                    get(prefix + ".scales"),
+                    g_idx,
+                    zero_offset=self.fmt.zero_offset,
+                )
+                return dense.to(self.dense or torch.float32)
             q, sz = unpack_gptq(
-                get(prefix + ".qweight"),
+                qweight,
                 get(prefix + ".qzeros"),
                 get(prefix + ".scales"),
                 self.fmt.group_size,

@@ -26,41 +26,58 @@ def _nearest_int(x: np.ndarray) -> np.ndarray:
     return np.rint(x).astype(np.int32)
 
 
+def _levels(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """nearest_int(x) clamped to [lo, hi], kept float32: the C converts each level back to
+    float where it multiplies, and numpy would widen float32 * int32 to float64."""
+    return np.clip(np.rint(x), lo, hi).astype(_F32)
+
+
+def _sum(a: np.ndarray) -> np.ndarray:
+    """Sum along the last axis left to right in float32, as the C loops `s += ...` do.
+    numpy's `sum` adds pairwise (a different rounding), `cumsum` (add.accumulate) in order;
+    one ulp decides a later comparison, hence a block's bytes."""
+    return np.cumsum(a, axis=-1, dtype=_F32)[..., -1]
+
+
 def _make_qkx2_quants(
     x: np.ndarray, weights: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale and min per row of x (rows, n) minimizing the weighted squared error of
-    x ~ scale * L - min with L in [0, nmax]; returns (scale, the_min >= 0, L)."""
+    x ~ scale * L - min with L in [0, nmax]; returns (scale, the_min >= 0, L).
+    Every product is grouped as the C groups it (`w*l*x` is `(w*l)*x`, the error term is
+    `w*(diff*diff)`) and every sum runs in order, so the float32 roundings are the C's."""
     xmin = np.minimum(x.min(axis=1), 0).astype(_F32)
     xmax = x.max(axis=1)
-    sum_w = weights.sum(axis=1, dtype=_F32)
-    sum_x = (weights * x).sum(axis=1, dtype=_F32)
+    sum_w = _sum(weights)
+    sum_x = _sum(weights * x)
     flat = xmax == xmin
     span = np.where(flat, 1, xmax - xmin).astype(_F32)
     iscale = (_F32(nmax) / span).astype(_F32)
     scale = (_F32(1) / iscale).astype(_F32)
-    L = np.clip(_nearest_int(iscale[:, None] * (x - xmin[:, None])), 0, nmax)
+    L = _levels(iscale[:, None] * (x - xmin[:, None]), 0, nmax)
     diff = scale[:, None] * L + xmin[:, None] - x
-    best = (weights * diff * diff).sum(axis=1, dtype=_F32)
+    best = _sum(weights * (diff * diff))
     for step in range(nstep + 1):
         # as in the C, a better min found in one step moves the range of the next ones
         span = np.where(flat, 1, xmax - xmin).astype(_F32)
-        iscale = ((_F32(rmin) + _F32(rdelta) * step + nmax) / span).astype(_F32)
-        laux = np.clip(_nearest_int(iscale[:, None] * (x - xmin[:, None])), 0, nmax)
+        iscale = ((_F32(rmin) + _F32(rdelta) * step + _F32(nmax)) / span).astype(_F32)
+        laux = _levels(iscale[:, None] * (x - xmin[:, None]), 0, nmax)
         lw = weights * laux
-        sum_l = lw.sum(axis=1, dtype=_F32)
-        sum_l2 = (lw * laux).sum(axis=1, dtype=_F32)
-        sum_xl = (lw * x).sum(axis=1, dtype=_F32)
+        sum_l = _sum(lw)
+        sum_l2 = _sum(lw * laux)
+        sum_xl = _sum(lw * x)
         det = sum_w * sum_l2 - sum_l * sum_l
-        ok = det > 0
-        safe = np.where(ok, det, 1)
+        ok = (det > 0) & ~flat
+        safe = np.where(ok, det, 1).astype(_F32)
         this_scale = (sum_w * sum_xl - sum_x * sum_l) / safe
         this_min = (sum_l2 * sum_x - sum_l * sum_xl) / safe
         positive = this_min > 0
-        this_scale = np.where(positive, sum_xl / np.where(sum_l2 > 0, sum_l2, 1), this_scale)
+        this_scale = np.where(
+            positive, sum_xl / np.where(sum_l2 > 0, sum_l2, 1).astype(_F32), this_scale
+        ).astype(_F32)
         this_min = np.where(positive, 0, this_min).astype(_F32)
         diff = this_scale[:, None] * laux + this_min[:, None] - x
-        err = (weights * diff * diff).sum(axis=1, dtype=_F32)
+        err = _sum(weights * (diff * diff))
         better = ok & (err < best)
         L = np.where(better[:, None], laux, L)
         best = np.where(better, err, best)
@@ -68,21 +85,23 @@ def _make_qkx2_quants(
         xmin = np.where(better, this_min, xmin).astype(_F32)
     scale = np.where(flat, 0, scale).astype(_F32)
     L = np.where(flat[:, None], 0, L)
-    return scale, (-xmin).astype(_F32), L
+    return scale, (-xmin).astype(_F32), L.astype(np.int32)
 
 
 def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric scale per row (rmse_type 1: weights x^2), searched over 19 candidates, and
-    the levels L + nmax it found (kept where the final scale rounds to zero, as the C does)."""
+    the levels L + nmax it found (kept where the final scale rounds to zero, as the C does).
+    Products grouped and sums ordered as in the C (see `_make_qkx2_quants`)."""
     idx = np.abs(x).argmax(axis=1)
     xmax = x[np.arange(len(x)), idx]
     zero = np.abs(xmax) < _F32(1e-15)
     safe = np.where(zero, 1, xmax).astype(_F32)
     w = x * x
+    wx = w * x
 
     def fit(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lq = np.clip(_nearest_int(iscale[:, None] * x), -nmax, nmax - 1)
-        return lq, (w * x * lq).sum(axis=1, dtype=_F32), (w * lq * lq).sum(axis=1, dtype=_F32)
+        lq = _levels(iscale[:, None] * x, -nmax, nmax - 1)
+        return lq, _sum(wx * lq), _sum(w * lq * lq)
 
     L, sumlx, suml2 = fit((_F32(-nmax) / safe).astype(_F32))
     scale = np.where(suml2 > 0, sumlx / np.where(suml2 > 0, suml2, 1), 0).astype(_F32)
@@ -92,11 +111,11 @@ def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
             continue
         lq, sumlx, suml2 = fit((-(_F32(nmax) + _F32(0.1) * step) / safe).astype(_F32))
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-        new_scale = sumlx / np.where(suml2 > 0, suml2, 1)
+        new_scale = (sumlx / np.where(suml2 > 0, suml2, 1)).astype(_F32)
         L = np.where(better[:, None], lq, L)
         scale = np.where(better, new_scale, scale).astype(_F32)
-        best = np.where(better, scale * sumlx, best)
-    L = np.where(zero[:, None], 0, L + nmax)
+        best = np.where(better, scale * sumlx, best).astype(_F32)
+    L = np.where(zero[:, None], 0, L.astype(np.int32) + nmax)
     return np.where(zero, 0, scale).astype(_F32), L
 
 
@@ -119,7 +138,7 @@ def _quantize_kx(x: np.ndarray, nmax: int, rmin: float, nstep: int) -> tuple[np.
     """The shared part of Q4_K / Q5_K: (d, dmin, packed scales, L (nb, 256))."""
     nb = len(x)
     sub = x.reshape(nb * 8, 32)
-    av_x = np.sqrt((sub * sub).sum(axis=1, dtype=_F32) / _F32(32)).astype(_F32)
+    av_x = np.sqrt(_sum(sub * sub) / _F32(32)).astype(_F32)
     weights = (av_x[:, None] + np.abs(sub)).astype(_F32)
     scales, mins, first = _make_qkx2_quants(sub, weights, nmax, rmin, 0.1, nstep)
     scales, mins = scales.reshape(nb, 8), mins.reshape(nb, 8)
@@ -187,7 +206,9 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
     step = d.astype(_F32)[:, None] * scales  # (nb, 16)
     safe = np.where(step == 0, 1, step)
     L = np.clip(_nearest_int(blocks.reshape(nb, 16, 16) / safe[..., None]), -32, 31) + 32
-    L = np.where((step == 0)[..., None], first, L).reshape(nb, 2, 4, 32).astype(np.uint8)
+    L = np.where((step == 0)[..., None], first, L)
+    L = np.where(zero[:, None, None], 0, L)  # the C zeroes an all-zero block's bytes
+    L = L.reshape(nb, 2, 4, 32).astype(np.uint8)
     # per 128 values: ql holds the low nibbles of quarters 0|2 and 1|3, qh the top 2 bits
     ql = np.concatenate(
         [

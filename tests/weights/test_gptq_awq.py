@@ -10,7 +10,14 @@ import torch
 from hearth.errors import UnsupportedModelError
 from hearth.model.backend import select_backend
 from hearth.model.layers.quant import Int4Linear, Int4Weight
-from hearth.weights.gptq_awq import AWQ_ORDER, unpack_awq, unpack_gptq
+from hearth.weights.gptq_awq import (
+    AWQ_ORDER,
+    Int4CheckpointTensors,
+    Int4Format,
+    dequantize_gptq_act_order,
+    unpack_awq,
+    unpack_gptq,
+)
 
 N, K, GROUP = 64, 128, 32
 
@@ -71,6 +78,37 @@ def test_gptq(quantized: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Non
     _check(q, sz, _reference(codes, zeros, scales))
     with pytest.raises(UnsupportedModelError, match="act-order"):
         unpack_gptq(qweight, qzeros, scales, GROUP, g_idx.flip(0))
+
+
+def test_gptq_act_order_loads_dense() -> None:
+    """desc_act: GPTQ quantizes the inputs in a permuted order (perm), groups of GROUP runs
+    of that order; qweight keeps the original input order and g_idx[k] names input k's
+    group. The loader serves the dense weight it stands for."""
+    torch.manual_seed(1)
+    w = torch.randn(N, K) * 0.05
+    perm = torch.randperm(K)
+    codes_p, zeros, scales = _rtn(w[:, perm])  # codes in quantization order
+    codes = torch.empty_like(codes_p)
+    codes[perm] = codes_p
+    g_idx = torch.empty(K, dtype=torch.int32)
+    g_idx[perm] = torch.arange(K, dtype=torch.int32) // GROUP
+    want = torch.empty(N, K)
+    want[:, perm] = _reference(codes_p, zeros, scales)
+    qweight = _pack(codes.t()).t().contiguous()
+    qzeros = _pack(zeros - 1)
+    with pytest.raises(UnsupportedModelError, match="act-order"):
+        unpack_gptq(qweight, qzeros, scales, GROUP, g_idx)
+    dense = dequantize_gptq_act_order(qweight, qzeros, scales, g_idx)
+    torch.testing.assert_close(dense, want, atol=1e-6, rtol=1e-5)
+    assert (dense - w).abs().max() < scales.float().max()  # within a step of the weight
+    inner = {"l.qweight": qweight, "l.qzeros": qzeros, "l.scales": scales, "l.g_idx": g_idx}
+    tensors = Int4CheckpointTensors(inner, Int4Format("gptq", GROUP, 1), None)
+    assert list(tensors) == ["l.weight"]
+    got = tensors["l.weight"]
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(UnsupportedModelError, match="g_idx"):
+        dequantize_gptq_act_order(qweight, qzeros, scales, g_idx + K)
 
 
 def test_awq(quantized: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:

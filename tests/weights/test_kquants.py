@@ -34,7 +34,7 @@ def make_qkx2(x, w, nmax, rmin, rdelta, nstep):  # type: ignore[no-untyped-def]
     best = f32(0)
     for i in range(n):
         d = f32(scale * L[i] + mn - x[i])
-        best = f32(best + w[i] * d * d)
+        best = f32(best + w[i] * f32(d * d))  # the C squares diff first
     for step in range(nstep + 1):
         iscale = f32(f32(rmin + rdelta * step + nmax) / f32(mx - mn))
         sum_l = sum_l2 = sum_xl = f32(0)
@@ -54,7 +54,7 @@ def make_qkx2(x, w, nmax, rmin, rdelta, nstep):  # type: ignore[no-untyped-def]
             err = f32(0)
             for i in range(n):
                 d = f32(this_scale * aux[i] + this_min - x[i])
-                err = f32(err + w[i] * d * d)
+                err = f32(err + w[i] * f32(d * d))
             if err < best:
                 L, best, scale, mn = aux, err, this_scale, this_min
     return scale, f32(-mn), L
