@@ -130,7 +130,9 @@ def _embed_bench(
     for r in result["runs"]:
         out.console.print(f"{r['engine']}: {r['sentences_per_s']} sentences/s {r['seconds']} s")
     if result["ratio"] is not None:
-        for key in ("", "_bf16"):
+        for key in ("", "_float32"):
+            if result["ratio" + key] is None:
+                continue
             out.console.print(
                 f"hearth{key.replace('_', '-')} / sentence-transformers: {result['ratio' + key]}x, "
                 f"min cosine {result['min_cosine' + key]}"

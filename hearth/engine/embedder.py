@@ -5,7 +5,9 @@ texts. Knows nothing of HTTP.
 
 Batches are padding-free: inputs are sorted by length and packed end to end into forwards
 of at most `max_batch_tokens` tokens, so a 10-token sentence next to a 500-token one costs
-10 tokens, not 500. Not thread-safe: callers serialize (the async wrapper runs one call at a
+10 tokens, not 500. The dtype is chosen once, at load (`load`, dtype None = auto: bfloat16
+where the CPU multiplies it natively and the model's vectors stay within the bar of its
+float32 ones; see docs/decisions/embed-speed.md). Not thread-safe: callers serialize (the async wrapper runs one call at a
 time on its worker thread)."""
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from tokenizers import Encoding
 from tokenizers import Tokenizer as Backend
 
 from hearth.errors import ContextLengthError, InvalidParameterError, UnsupportedModelError
-from hearth.model.layers.encoder import Encoder
+from hearth.model.cpu.encoder_ops import encoder_ops
+from hearth.model.cpu.native_build import cpu_flags
+from hearth.model.layers.encoder import Encoder, EncoderOps
 from hearth.model.layers.pooling import pool, truncate_dimensions
 from hearth.weights.hf import SafetensorsTensors
 from hearth.weights.sentence_transformers import EmbeddingModelSpec, read_embedding_folder
@@ -29,6 +33,23 @@ from hearth.weights.sentence_transformers import EmbeddingModelSpec, read_embedd
 MAX_BATCH_TOKENS = 4096
 # bounds of one call (as the generation engine's embed has)
 MAX_INPUTS = 2048
+# auto dtype: bfloat16 only where its vectors keep this cosine to the float32 ones (the
+# issue's bar for equality with the reference), checked at load on PROBE_TEXTS
+MIN_COSINE = 0.9999
+# CPU features with native bfloat16 products (AVX512-BF16 dot products, AMX tiles)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_PROBE = (
+    "the quick brown fox jumps over the lazy dog while a river runs north past the old "
+    "house where the family kept music books and maps of the world since the war years"
+)
+_PROBE_WORDS = _PROBE.split()
+# 12 texts of 10 to ~350 words (truncated to the model's limit), an empty one, emoji, CJK
+PROBE_TEXTS = (
+    *(" ".join(_PROBE_WORDS[(7 * i) % 11 :] * (1 + i)) for i in range(12)),
+    "",
+    "Hello, world! 🌍",
+    "数据 and 123 numbers",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,25 @@ def _backend(folder: Path, max_len: int | None) -> Backend:
     return tok
 
 
+def auto_dtype(kind: str) -> torch.dtype:
+    """The dtype auto tries: bfloat16 for embedding models where the CPU has native bfloat16
+    products (about twice float32's rate), else float32. Rerank scores stay float32: their
+    bar (1e-4 of the cross-encoder's score) is below bfloat16's precision."""
+    flags = cpu_flags().split()
+    if kind == "embedding" and any(f in flags for f in BF16_FLAGS):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _network(
+    spec: EmbeddingModelSpec, folder: Path, dtype: torch.dtype, ops: EncoderOps
+) -> Encoder:
+    assert spec.encoder is not None
+    network = Encoder(spec.encoder, ops).to(dtype)  # before loading: fuse() copies weights
+    network.load_hf(SafetensorsTensors(folder, dtype), spec.tensor_prefix)
+    return network.eval()
+
+
 class Embedder:
     """spec: what the folder says; network: the encoder; `max_len`: the longest input."""
 
@@ -79,16 +119,30 @@ class Embedder:
         self._suffix = probe.ids[content[-1] + 1 :] if content else []
 
     @classmethod
-    def load(cls, folder: Path, dtype: torch.dtype = torch.float32) -> Embedder:
+    def load(cls, folder: Path, dtype: torch.dtype | None = None) -> Embedder:
+        """dtype None: auto (see `auto_dtype`); torch.float32 is the reference."""
         spec = read_embedding_folder(folder)
         if spec.encoder is None:
             raise UnsupportedModelError(
                 f"{folder.name}: decoder-based embedding models load through the engine"
             )
-        network = Encoder(spec.encoder).to(dtype)  # before loading: fuse() copies weights
-        network.load_hf(SafetensorsTensors(folder, dtype), spec.tensor_prefix)
-        network.eval()
-        return cls(spec, network, folder)
+        ops = encoder_ops()
+        reference = cls(spec, _network(spec, folder, dtype or torch.float32, ops), folder)
+        if dtype is not None or auto_dtype(spec.kind) == torch.float32:
+            return reference
+        fast = cls(spec, _network(spec, folder, torch.bfloat16, ops), folder)
+        return fast if fast.agrees_with(reference) else reference
+
+    def agrees_with(self, reference: Embedder) -> bool:
+        """Whether this embedder's vectors of PROBE_TEXTS keep MIN_COSINE to reference's."""
+        ours = self.embed(PROBE_TEXTS, truncate=True)[0]
+        theirs = reference.embed(PROBE_TEXTS, truncate=True)[0]
+        cos = torch.nn.functional.cosine_similarity(ours, theirs)
+        return bool(cos.min() >= MIN_COSINE)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.network.embeddings.word_embeddings.weight.dtype
 
     @property
     def kind(self) -> str:

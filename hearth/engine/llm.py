@@ -229,6 +229,8 @@ class LLM:
       other quant types int8; HF float weights stay dense), "none" (dense weights in `dtype`,
       the reference eval uses), "int8" or "int4" (also quantize HF safetensors at load).
       Quantized modes run bf16 activations (hearth.model.quant_build).
+    dtype: None = float32 for generation models and auto for embedding models (bfloat16
+      where it keeps their vectors' bar, hearth.engine.embedder.auto_dtype).
     tensor_parallel: ranks to split the weights over (an int: processes on this host; a
       TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
       reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
@@ -244,7 +246,7 @@ class LLM:
         model: str | Path,
         config: EngineConfig | None = None,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         num_threads: int | None = None,
         settings: Settings | None = None,
         progress: Progress | None = None,
@@ -293,6 +295,7 @@ class LLM:
                 return
             pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
             prompt = spec.default_prompt
+        dtype = torch.float32 if dtype is None else dtype
         layers, chat_template = store_layers(record.name if record else name, settings)
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:

@@ -4,8 +4,10 @@ attention, and the optional sequence-classification head of a cross-encoder rera
 
 Batches are packed: the tokens of all sequences lie in one (T, H) tensor with `lens` giving
 each sequence's length, so projections, norms and the MLP never compute a pad token
-(attention gathers each sequence's rows; see PackedLayout). Parameter names are those of transformers' BertModel /
-RobertaModel so a checkpoint loads 1:1. Knows nothing of files, tokenizers or requests."""
+(attention runs per run of equal lengths; see PackedLayout). The projections go through
+`EncoderOps` (bias, GELU and the residual add fused into the matmul where a backend can;
+plain PyTorch here). Parameter names are those of transformers' BertModel / RobertaModel
+so a checkpoint loads 1:1. Knows nothing of files, tokenizers, CPU features or requests."""
 
 from __future__ import annotations
 
@@ -16,6 +18,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from hearth.weights.encoder_config import EncoderConfig
+
+# A pack of more runs of equal length than this takes one padded, masked attention call
+# instead of one call per run: on the 2-core machine one call per run (all-MiniLM, 100
+# sorted sentences of 10-200 tokens, ~1 run per sequence) ran at 3.9 sentences/s against
+# 7.2 padded (float32, same process); the kernel's fixed cost per call (a parallel region)
+# outweighs the gather, scatter and pad it saves. So only a pack of one length skips them.
+MAX_ATTENTION_RUNS = 1
+
+
+class EncoderOps:
+    """The encoder's projections in plain PyTorch, the reference every faster backend
+    (cpu/encoder_ops.py) must equal. x (T, K), weight (N, K), bias (N,) -> (T, N)."""
+
+    name = "torch"
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight, bias)
+
+    def linear_gelu(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, approximate: str
+    ) -> torch.Tensor:
+        return F.gelu(F.linear(x, weight, bias), approximate=approximate)
+
+    def linear_add(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """x @ weight.T + bias + residual (T, N)."""
+        return F.linear(x, weight, bias) + residual
 
 
 class EncoderEmbeddings(nn.Module):
@@ -51,8 +81,9 @@ class AttentionOutput(nn.Module):
         self.dense = nn.Linear(d_in, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)  # post-norm
+    def forward(self, x: torch.Tensor, residual: torch.Tensor, ops: EncoderOps) -> torch.Tensor:
+        d = self.dense
+        return self.LayerNorm(ops.linear_add(x, d.weight, d.bias, residual))  # post-norm
 
 
 class Attention(nn.Module):
@@ -68,8 +99,8 @@ class Intermediate(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.approximate = "tanh" if config.hidden_act == "gelu_tanh" else "none"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.dense(x), approximate=self.approximate)
+    def forward(self, x: torch.Tensor, ops: EncoderOps) -> torch.Tensor:
+        return ops.linear_gelu(x, self.dense.weight, self.dense.bias, self.approximate)
 
 
 class EncoderLayer(nn.Module):
@@ -87,36 +118,49 @@ class EncoderLayer(nn.Module):
         self.qkv_weight = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach()
         self.qkv_bias = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach()
 
-    def forward(self, x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layout: PackedLayout, ops: EncoderOps) -> torch.Tensor:
         s = self.attention.self
         t, h = x.shape
         nh = s.num_heads
+        rows = layout.pad(x)  # (T, H), or (S * L, H) in the padded view
         if self.qkv_weight is not None and self.qkv_bias is not None:
-            qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (T, 3H)
+            qkv = ops.linear(rows, self.qkv_weight, self.qkv_bias)  # (rows, 3H)
         else:
-            qkv = torch.cat([s.query(x), s.key(x), s.value(x)], dim=-1)
-        ctx = layout.attend(qkv.view(t, 3, nh, h // nh))  # (T, nh, hd)
+            qkv = torch.cat([s.query(rows), s.key(rows), s.value(rows)], dim=-1)
+        ctx = layout.attend(qkv.view(rows.shape[0], 3, nh, h // nh))  # (T, nh, hd)
         ctx = ctx.reshape(t, h)  # (T, H)
-        x = self.attention.output(ctx, x)
-        return self.output(self.intermediate(x), x)
+        x = self.attention.output(ctx, x, ops)
+        return self.output(self.intermediate(x, ops), x, ops)
 
 
 class PackedLayout:
     """Where each sequence of a pack lies, for attention. Projections, norms and the MLP run
-    on the packed (T, H) tensor; attention gathers the sequences into a (S, L, ...) view
-    (L = the longest) with the missing keys masked, runs one fused attention call, and
-    scatters the real rows back. One call for the batch is an order of magnitude faster on
-    CPU than one call per sequence (the kernel's fixed cost per call dominates at these
-    sizes); a caller that packs sequences of similar length (sorted) keeps the padded view
-    small. Built once per forward, shared by the layers."""
+    on the packed (T, H) tensor. A run of consecutive sequences of equal length is already a
+    (n, L, ...) view of the packed tensor: attention on it needs no gather, no mask and
+    computes no pad. A pack of more runs than MAX_ATTENTION_RUNS gathers its sequences into
+    one padded (S, L, ...) view (L = the longest) with the missing keys masked, runs one
+    fused call and scatters the real rows back: one call beats many small ones (the
+    kernel's fixed cost per call dominates at these sizes); a caller that packs sequences of
+    similar length (sorted) keeps the padded view small. Built once per forward, shared by
+    the layers."""
 
     def __init__(self, lens: Sequence[int], device: torch.device) -> None:
         self.lens = [int(n) for n in lens]
         self.longest = max(self.lens)
-        num = len(self.lens)
-        self.uniform = all(n == self.longest for n in self.lens)
-        if self.uniform:
+        # (first packed row, number of sequences, their length) of each run
+        self.runs: list[tuple[int, int, int]] = []
+        row = 0
+        for n in self.lens:
+            if self.runs and self.runs[-1][2] == n:
+                start, count, _ = self.runs[-1]
+                self.runs[-1] = (start, count + 1, n)
+            else:
+                self.runs.append((row, 1, n))
+            row += n
+        self.padded = len(self.runs) > MAX_ATTENTION_RUNS
+        if not self.padded:
             return
+        num = len(self.lens)
         pos = torch.arange(self.longest, device=device)
         counts = torch.tensor(self.lens, device=device)
         valid = pos[None, :] < counts[:, None]  # (S, L)
@@ -127,19 +171,30 @@ class PackedLayout:
         mask = torch.zeros(num, 1, 1, self.longest, device=device)
         self.mask = mask.masked_fill(~valid[:, None, None, :], float("-inf"))
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer input (T, H) in the rows attention reads: packed as it is, or gathered
+        into the padded view (S * L, H). Gathering the input rather than q, k and v moves a
+        third of the bytes; the q/k/v projection then computes the few pad rows (a sorted
+        pack has few), whose queries are dropped and whose keys are masked."""
+        return x.index_select(0, self.gather) if self.padded else x
+
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """qkv: (T, 3, nh, hd) packed -> (T, nh, hd) bidirectional attention per sequence."""
-        _, _, nh, hd = qkv.shape
-        num = len(self.lens)
-        if self.uniform:
-            padded = qkv.view(num, self.longest, 3, nh, hd)
-        else:
-            padded = qkv.index_select(0, self.gather).view(num, self.longest, 3, nh, hd)
-        q, k, v = padded.permute(2, 0, 3, 1, 4)  # 3 x (S, nh, L, hd)
-        mask = None if self.uniform else self.mask.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, L, hd)
-        out = out.transpose(1, 2).reshape(num * self.longest, nh, hd)
-        return out if self.uniform else out.index_select(0, self.scatter)
+        """qkv: (rows, 3, nh, hd) in `pad`'s rows -> (T, nh, hd) packed, bidirectional
+        attention per sequence."""
+        if self.padded:
+            out = _attention(qkv, len(self.lens), self.longest, self.mask.to(qkv.dtype))
+            return out.index_select(0, self.scatter)
+        outs = [_attention(qkv[a : a + n * length], n, length, None) for a, n, length in self.runs]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _attention(qkv: torch.Tensor, num: int, length: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """qkv (num * length, 3, nh, hd) of `num` sequences of `length` rows each -> their
+    attention output (num * length, nh, hd)."""
+    _, _, nh, hd = qkv.shape
+    q, k, v = qkv.view(num, length, 3, nh, hd).permute(2, 0, 3, 1, 4)  # 3 x (S, nh, L, hd)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, L, hd)
+    return out.transpose(1, 2).reshape(num * length, nh, hd)
 
 
 class EncoderBody(nn.Module):
@@ -165,9 +220,11 @@ class Encoder(nn.Module):
     """`forward(ids, type_ids, lens)` -> the last layer's hidden states (T, H);
     `classify(hidden, lens)` -> the classification head's logits (S, num_labels)."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, ops: EncoderOps | None = None) -> None:
         super().__init__()
         self.config = config
+        # the projections' backend, chosen once by whoever builds the encoder
+        self.ops = ops or EncoderOps()
         self.embeddings = EncoderEmbeddings(config)
         self.encoder = EncoderBody(config)
         self.pooler: Pooler | None = None
@@ -192,7 +249,7 @@ class Encoder(nn.Module):
         x = self.embeddings(ids, self.positions(lens, ids.device), type_ids)
         layout = PackedLayout(lens, ids.device)
         for layer in self.encoder.layer:
-            x = layer(x, layout)
+            x = layer(x, layout, self.ops)
         return x
 
     def classify(self, hidden: torch.Tensor, lens: Sequence[int]) -> torch.Tensor:
