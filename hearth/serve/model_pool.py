@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hearth.serve")
 GIB = 1024**3
-_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+_DTYPE_BYTES = {"auto": 4, "float32": 4, "bfloat16": 2, "float16": 2}
 
 
 _USES = {
@@ -255,7 +255,7 @@ class ModelPool:
         # the blob's own path: a name never reaches the filesystem as a path
         llm = LLM(
             self.store.locate(record.name).path,
-            dtype=getattr(torch, self.options.dtype),
+            dtype=None if self.options.dtype == "auto" else getattr(torch, self.options.dtype),
             quant=self.options.quant,
             license_use=None,  # checked above as "serve"
             name=record.name,  # its catalog defaults go by the name, not the blob path

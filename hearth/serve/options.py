@@ -49,7 +49,9 @@ class ServeOptions:
     memory_budget_gb: float = 0.0
     kv_cache_gb: float | None = None
     max_model_len: int | None = None
-    dtype: str = "float32"
+    # "auto": float32 for generation models, bfloat16 for embedding models where it keeps
+    # their vectors' bar (LLM's default; hearth.engine.embedder.auto_dtype)
+    dtype: str = "auto"
     quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
     speculative: str = "off"  # EngineConfig.speculative of every model loaded
     cors_origins: tuple[str, ...] = ()
@@ -83,8 +85,10 @@ class ServeOptions:
             raise ValueError(f"memory_budget_gb must be >= 0, got {self.memory_budget_gb}")
         if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
             raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}"
+            )
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
         if self.speculative not in SPECULATIVE_MODES:

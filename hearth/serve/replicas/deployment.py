@@ -36,7 +36,7 @@ class ReplicaModel:
 
     path: Path
     name: str
-    dtype: str = "float32"
+    dtype: str = "auto"
     quant: str = "auto"
     kv_cache_gb: float | None = None
     max_model_len: int | None = None
@@ -52,7 +52,7 @@ class EngineReplica:
 
         self.llm = LLM(
             model.path,
-            dtype=getattr(torch, model.dtype),
+            dtype=None if model.dtype == "auto" else getattr(torch, model.dtype),
             quant=model.quant,
             num_threads=num_threads,
             license_use=None,  # the ingress ran the license gate ("serve") before starting us
