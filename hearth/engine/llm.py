@@ -263,8 +263,6 @@ class LLM:
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
         model goes by when `model` is its file (the catalog's defaults are found by name).
         `loras`: LoRA adapters to register, name -> PEFT folder (see load_lora)."""
-        from hearth.model.backend import BackendConfig
-        from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
 
         settings = settings or load_settings()
@@ -300,18 +298,9 @@ class LLM:
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
-        tp = _tp_config(tensor_parallel, settings)
-        self.tensor_parallel = tp.size
-        decoder: Any
-        if tp.size > 1:
-            loaded, decoder, self.quant = _load_tensor_parallel(
-                self.path, tp, quant, dtype, num_threads or settings.threads
-            )
-        else:
-            backend = BackendConfig.of(settings)
-            built = load_decoder(self.path, quant, dtype, backend)
-            loaded, decoder, dtype = built.weights, built.decoder, built.dtype
-            self.quant = built.quant  # what "auto" became for this file
+        loaded, decoder, dtype = self._load_decoder(
+            quant, dtype, tensor_parallel, num_threads or settings.threads, settings
+        )
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
@@ -325,9 +314,37 @@ class LLM:
             self.engine.embedding_pooling = pooling
             self.engine.embedding_prompt = prompt
         self._ids = itertools.count()
-        # a store model that is base + adapter runs on its base with the adapter by default
         self.default_lora: str | None = None
-        store_name = record.name if record else name
+        self._attach_adapters(record.name if record else name, settings, loras or {})
+
+    def _load_decoder(
+        self,
+        quant: str,
+        dtype: torch.dtype,
+        tensor_parallel: int | TPConfig,
+        threads: int,
+        settings: Settings,
+    ) -> tuple[Any, Any, torch.dtype]:
+        """(loaded weights, decoder, activation dtype): on this process's backend, or split
+        over tensor-parallel ranks. Sets self.quant (what "auto" became for this file) and
+        self.tensor_parallel."""
+        from hearth.model.backend import BackendConfig
+        from hearth.model.quant_load import load_decoder
+
+        tp = _tp_config(tensor_parallel, settings)
+        self.tensor_parallel = tp.size
+        if tp.size > 1:
+            loaded, decoder, self.quant = _load_tensor_parallel(self.path, tp, quant, dtype, threads)
+            return loaded, decoder, dtype
+        built = load_decoder(self.path, quant, dtype, BackendConfig.of(settings))
+        self.quant = built.quant
+        return built.weights, built.decoder, built.dtype
+
+    def _attach_adapters(
+        self, store_name: str | None, settings: Settings, loras: Mapping[str, str | Path]
+    ) -> None:
+        """Which base the engine's adapters must fit, and the adapters to load: a store model
+        that is base + adapter runs on its base with the adapter by default."""
         location = store_location(store_name, settings)
         if location is not None:
             self.engine.base_name, self.engine.base_digest = store_name, location.record.digest
@@ -336,7 +353,7 @@ class LLM:
             self.engine.base_name, self.engine.base_digest = _base_of(store_name, settings)
             self.load_lora(self.model_name, location.adapter)
             self.default_lora = self.model_name
-        for lora_name, lora_path in (loras or {}).items():
+        for lora_name, lora_path in loras.items():
             self.load_lora(lora_name, lora_path)
 
     @property

@@ -119,17 +119,10 @@ def create_app(
     `pool`: share another app's loaded models (several listeners on one event loop); that
     app starts and closes it. `replicas`: run generation models as Ray Serve replicas
     (hearth.serve.replicas)."""
-    from hearth.store import Store
 
     options = options or ServeOptions.from_settings(settings)
     owns_pool = pool is None
-    if pool is None and replicas is not None:
-        from hearth.serve.replicas.pool import ReplicaPool
-
-        pool = ReplicaPool(
-            settings, options, store or Store(settings, options.staging_dir), replicas
-        )
-    own_pool = pool or ModelPool(settings, options, store or Store(settings, options.staging_dir))
+    own_pool = pool or _new_pool(settings, options, store, replicas)
     metrics = ServerMetrics(own_pool.snapshots)
     state = ServerState(
         settings=settings,
@@ -181,8 +174,37 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE)
 
     _add_docs(app)
-    # added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies,
-    # usage ledger
+    _add_middleware(app, settings, options, metrics)
+    if replicas is not None:
+        from hearth.serve.replicas.pool import ReplicaPool, attach
+
+        assert isinstance(own_pool, ReplicaPool)
+        attach(app, own_pool, metrics)
+    return app
+
+
+def _new_pool(
+    settings: Settings,
+    options: ServeOptions,
+    store: Store | None,
+    replicas: ReplicaOptions | None,
+) -> ModelPool:
+    """The app's own model pool: models loaded in this process, or Ray Serve replicas."""
+    from hearth.store import Store
+
+    store = store or Store(settings, options.staging_dir)
+    if replicas is None:
+        return ModelPool(settings, options, store)
+    from hearth.serve.replicas.pool import ReplicaPool
+
+    return ReplicaPool(settings, options, store, replicas)
+
+
+def _add_middleware(
+    app: FastAPI, settings: Settings, options: ServeOptions, metrics: ServerMetrics
+) -> None:
+    """Added innermost first: access log, Origin/Host guard, CORS, body limit, JSON bodies,
+    usage ledger."""
     app.add_middleware(UsageLedgerMiddleware, settings=settings)
     app.add_middleware(OllamaJsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=options.max_body_bytes)
@@ -191,12 +213,6 @@ def create_app(
     guard = OriginGuard(options.allowed_origins, options.allowed_hosts, options.is_loopback)
     app.add_middleware(OriginGuardMiddleware, guard=guard)
     app.add_middleware(AccessLogMiddleware, metrics=metrics, enabled=options.access_log)
-    if replicas is not None:
-        from hearth.serve.replicas.pool import ReplicaPool, attach
-
-        assert isinstance(own_pool, ReplicaPool)
-        attach(app, own_pool, metrics)
-    return app
 
 
 def _add_docs(app: FastAPI) -> None:
