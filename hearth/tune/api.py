@@ -30,6 +30,7 @@ from hearth.tune.merge import write_merged
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import StepReport, Trainer, TrainResult
+from hearth.tune.training_model import training_model
 from hearth.weights.loader import load_weights
 
 __all__ = ["TuneOutcome", "checkpoint_path", "load_tuned", "merge", "tune"]
@@ -99,15 +100,7 @@ def tune(
         f"{prepared.num_examples} examples, {prepared.num_tokens} tokens: {len(prepared.train)} "
         f"training {'pairs' if config.method == 'dpo' else 'blocks'}, {len(prepared.eval)} held out"
     )
-    weights = load_weights(location.path, torch.float32 if config.method == "full" else dtype)
-    model = build_model(
-        weights.config, weights.tensors, torch.float32 if config.method == "full" else dtype
-    )
-    if config.method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-    else:
-        apply_lora(model, config.lora, seed=config.seed)
+    model = training_model(location.path, config, dtype)
     checkpoint = checkpoint_path(settings, name)
     trainer = Trainer(model, config, prepared.train, prepared.eval, checkpoint)
     if resume:

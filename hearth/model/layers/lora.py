@@ -5,9 +5,9 @@ alpha / sqrt(r) with rsLoRA), so an adapter moves between hearth and PEFT unchan
 `apply_lora` swaps the targeted projections of a built model in place and freezes the rest.
 
 The adapter's weights stay float32 whatever the base's dtype (a bf16 base stays bf16 and
-is never re-cast); its output is added in the base's dtype. It lives with the layers because
-an adapter is a property of a projection (tune/ trains it; the engine will serve it per
-sequence). Knows nothing of data or training loops."""
+is never re-cast); it computes in the activations' dtype and adds to the base's output.
+It lives with the layers because an adapter is a property of a projection (tune/ trains
+it; the engine will serve it per sequence). Knows nothing of data or training loops."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hearth.errors import InvalidParameterError, UserInputError
@@ -89,8 +90,13 @@ class LoraLinear(nn.Module):
         out = self.base_layer(x)
         if not self.enabled:
             return out
-        delta = self.lora_B(self.lora_A(self.dropout(x.to(torch.float32)))) * self.scaling
-        return out + delta.to(out.dtype)
+        # the adapter runs in the activations' dtype (A and B cast, r x in and out x r, not
+        # the (T, in) input: what bf16 autocast does for PEFT), its float32 weights the
+        # master copy autograd's gradients arrive in; scaling on the (T, r) middle, not on
+        # the (T, out) result
+        a = self.lora_A.weight.to(x.dtype)
+        b = self.lora_B.weight.to(x.dtype)
+        return out + F.linear(F.linear(self.dropout(x), a) * self.scaling, b).to(out.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         """scaling * B @ A: (out, in) float32, what merging adds to the base weight."""
