@@ -74,11 +74,6 @@ def tune(
     its license is checked for "train_other" too."""
     config = config or TrainConfig()
     settings = settings or load_settings()
-    if config.method == "qlora":
-        raise UnsupportedModelError(
-            "--method qlora is not available yet (LoRA over the int4/int8 projections); use "
-            "--method lora, which trains over the de-quantized base in bfloat16"
-        )
     ModelName.parse(name)  # a bad name fails before any work
     store = Store(settings)
     record = store.get(base)

@@ -20,6 +20,8 @@ from torch.utils.checkpoint import checkpoint
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.linear import Linear
+from hearth.model.layers.lora import dense_weight
+from hearth.model.layers.quant import Int4Linear, Int8Linear
 from hearth.tune.loss import linear_cross_entropy
 from hearth.tune.packing import Block
 from hearth.tune.tokenize import TokenizedExample
@@ -91,7 +93,7 @@ def hidden_states(model: Decoder, batch: FlatBatch) -> torch.Tensor:
         block_tables=tables,
         block_size=_BLOCK,
     )
-    dtype = model.model.embed_tokens.weight.dtype
+    dtype = model.model.norm.weight.dtype  # the activations' (a quantized model's are bf16)
     heads, dk, dv = config.num_kv_cache_heads, config.k_head_dim, config.v_head_dim
     caches = [
         KVCache(
@@ -104,12 +106,17 @@ def hidden_states(model: Decoder, batch: FlatBatch) -> torch.Tensor:
 
 
 def _frozen_head(model: Decoder) -> torch.Tensor | None:
-    """The LM head's (vocab, hidden) weight when the fused loss can run it: a plain matrix
-    (tied to the embeddings or a bias-free Linear) that does not train."""
-    if model.lm_head is None:
+    """The LM head's (vocab, hidden) weight when the fused loss can run it: a matrix with no
+    bias that does not train (tied to the embeddings, a plain Linear, or a quantized head
+    de-quantized for this step), else None."""
+    head = model.lm_head
+    weight: torch.Tensor
+    if head is None:
         weight = model.model.embed_tokens.weight
-    elif type(model.lm_head) is Linear and model.lm_head.bias is None:
-        weight = model.lm_head.weight
+    elif getattr(head, "bias", None) is None and (
+        type(head) is Linear or isinstance(head, Int4Linear | Int8Linear)
+    ):
+        weight = dense_weight(head)
     else:
         return None
     return None if weight.requires_grad else weight

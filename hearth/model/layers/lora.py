@@ -15,12 +15,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hearth.errors import InvalidParameterError, UserInputError
+from hearth.model.layers.quant import Int4Linear, Int8Linear
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -28,6 +30,7 @@ __all__ = [
     "LoraLinear",
     "adapter_disabled",
     "apply_lora",
+    "dense_weight",
     "lora_layers",
     "lora_state_dict",
     "merge_lora",
@@ -68,6 +71,44 @@ class LoraConfig:
         return self.alpha / (math.sqrt(self.rank) if self.rslora else self.rank)
 
 
+def dense_weight(projection: nn.Module) -> torch.Tensor:
+    """(out, in): the weight a projection multiplies by, de-quantized for a quantized one
+    (Int4Linear, Int8Linear: bf16, made for the call). Any other projection is read back
+    by multiplying the identity."""
+    weight = getattr(projection, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return weight
+    if isinstance(projection, Int4Linear) and (projection.dense_ok or projection.lowbit):
+        return projection.dense_weight()
+    if isinstance(projection, Int8Linear):
+        return projection.int8.rows(torch.arange(projection.out_features))
+    features = _features(projection)
+    assert features is not None, f"{type(projection).__name__} is not a projection"
+    eye = torch.eye(features[0], dtype=torch.bfloat16)
+    bias = getattr(projection, "bias", None)
+    out = projection(eye)  # (in, out) = W.T (+ bias on every row)
+    return (out - bias if isinstance(bias, torch.Tensor) else out).t()
+
+
+class _FrozenProjection(torch.autograd.Function):
+    """y = base(x) through a quantized projection's own kernel (what serving runs), which
+    autograd cannot see through; backward gives the input its gradient, grad_y @ W, with
+    W de-quantized for that call and dropped after: the low-bit weights are never held
+    dense, and the frozen base gets no gradient of its own."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        ctx.base = base
+        ctx.x_dtype = x.dtype
+        return base(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        weight = dense_weight(ctx.base)  # (out, in)
+        grad_x = grad.to(weight.dtype) @ weight
+        return grad_x.to(ctx.x_dtype), None
+
+
 class LoraLinear(nn.Module):
     """base(x) + scaling * lora_B(lora_A(dropout(x))). lora_A.weight: (r, in); lora_B.weight:
     (out, r), float32. Parameter names follow PEFT's (`<module>.lora_A.weight`)."""
@@ -85,9 +126,15 @@ class LoraLinear(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.scaling = config.scaling
         self.enabled = True
+        # a dense base differentiates by itself; a quantized one (QLoRA) through its kernel
+        weight = getattr(base, "weight", None)
+        self.quantized_base = not (isinstance(weight, torch.Tensor) and weight.dim() == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)
+        if self.quantized_base and torch.is_grad_enabled() and x.requires_grad:
+            out = _FrozenProjection.apply(x, self.base_layer)
+        else:
+            out = self.base_layer(x)
         if not self.enabled:
             return out
         # the adapter runs in the activations' dtype (A and B cast, r x in and out x r, not
