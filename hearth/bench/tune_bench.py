@@ -21,7 +21,14 @@ from typing import Any
 
 from hearth.errors import HearthError, OptionalDependencyError
 
-__all__ = ["TUNE_PEERS", "TuneBenchConfig", "bench_rows", "run_tune_bench"]
+__all__ = [
+    "TUNE_METHODS",
+    "TUNE_PEERS",
+    "TuneBenchConfig",
+    "bench_rows",
+    "run_tune_bench",
+    "summary",
+]
 
 TUNE_PEERS = ("peft",)
 TUNE_METHODS = ("lora", "qlora", "full")

@@ -140,7 +140,9 @@ def _tune_bench(
     quick: bool,
     accept_license: bool,
 ) -> None:
-    from hearth.bench.tune_bench import TUNE_PEERS, TuneBenchConfig, run_tune_bench
+    from dataclasses import replace
+
+    from hearth.bench.tune_bench import TUNE_METHODS, TUNE_PEERS, TuneBenchConfig, run_tune_bench
     from hearth.config import load_settings
     from hearth.engine.llm import check_license, resolve_model
     from hearth.errors import UserInputError
@@ -157,11 +159,10 @@ def _tune_bench(
     path, record = resolve_model(model, settings)
     for warning in check_license(path, record, "tune", settings, accept_license):
         Output.warning(warning)
-    config = TuneBenchConfig(threads=threads or 2, steps=steps)
+    # hearth's qlora and full fine-tune measured beside its lora (only lora has a peer)
+    config = TuneBenchConfig(threads=threads or 2, steps=steps, methods=TUNE_METHODS)
     if quick:  # seconds: the pipeline and the JSON, no meaningful rates
-        config = TuneBenchConfig(
-            threads=threads or 2, steps=2, micro_batches=2, seq_len=64, rounds=1
-        )
+        config = replace(config, steps=2, micro_batches=2, seq_len=64, rounds=1)
     tokenizer = load_tokenizer(Path(path))
     result = run_tune_bench(
         Path(path), config, tuple(dict.fromkeys(peer)),

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hearth.config import Settings, load_settings
-from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.errors import UserInputError
 from hearth.licenses import detection_from_stored, enforce
 from hearth.model.build import build_model
 from hearth.model.layers.lora import apply_lora
@@ -26,7 +26,7 @@ from hearth.store.names import ModelName
 from hearth.store.records import ModelRecord
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.adapter_files import load_adapter, load_adapter_weights, save_adapter
-from hearth.tune.merge import write_merged
+from hearth.tune.merge import full_deltas, write_merged, write_with_deltas
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import StepReport, Trainer, TrainResult
@@ -108,10 +108,17 @@ def tune(
     if result.interrupted:
         return TuneOutcome(name, None, result, checkpoint, prepared, trainable, warnings)
     if config.method == "full":
-        raise UnsupportedModelError(
-            "--method full trained, but storing a fully tuned model is not available yet; "
-            "use --method lora"
-        )
+        # the trained weights as a plain model in the base's format, made through the merge
+        # path (base + change), so a GGUF stays a GGUF with its metadata and license
+        deltas = full_deltas(model, location.path)
+        del trainer, model
+        with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+            path = write_with_deltas(location.path, record.format, deltas, Path(tmp), name)
+            stored = store.import_path(
+                path, name, accept_license=accept_license, source=f"tune:{record.name}"
+            )
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
+        return TuneOutcome(name, stored, result, checkpoint, prepared, trainable, warnings)
     with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
         folder = Path(tmp) / "adapter"
         save_adapter(model, config.lora, folder, record.name, record.digest,
@@ -153,4 +160,6 @@ def merge(
         path = write_merged(
             where.base_path, where.base_format, load_adapter(where.adapter_dir), Path(tmp), target
         )
-        return store.import_path(path, target, accept_license=accept_license)
+        return store.import_path(
+            path, target, accept_license=accept_license, source=f"merge:{name}"
+        )
