@@ -227,7 +227,7 @@ def export_command(
     """Export a tuned model's adapter for other runtimes."""
     from hearth.tune.export import export
 
-    written = export(name, fmt, output)
+    written = export(name, fmt, output, warn=Output.warning)
     out = Output.of(ctx)
     if out.json:
         out.emit_json({"name": name, "format": fmt, "files": [str(p) for p in written]})

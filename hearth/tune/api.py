@@ -26,6 +26,7 @@ from hearth.store.names import ModelName
 from hearth.store.records import ModelRecord
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.adapter_files import load_adapter, load_adapter_weights, save_adapter
+from hearth.tune.export import name_problem
 from hearth.tune.merge import full_deltas, write_merged, write_with_deltas
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig
@@ -87,6 +88,9 @@ def tune(
             detection_from_stored(teacher.license_id, teacher.license_signals), "train_other",
             settings, teacher.digest, accept_license,
         )  # fmt: skip
+    problem = name_problem(record.license_id, ModelName.parse(name).name)
+    if problem is not None:  # the license binds what is distributed: said now, checked at export
+        warnings.append(f"--name {name}: {problem}")
     location = store.locate(base)
     info = on_info or (lambda _m: None)
     tokenizer = load_tokenizer(location.path)
