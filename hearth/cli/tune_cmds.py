@@ -32,8 +32,11 @@ def register(app: typer.Typer) -> None:
 def tune_command(
     ctx: typer.Context,
     base: str = typer.Argument(..., help="The stored model to tune (hearth list)."),
-    data: Path = typer.Option(
-        ..., "--data", help="Training data: .jsonl/.json/.csv/.parquet/.txt or a datasets folder."
+    data: str = typer.Option(
+        ...,
+        "--data",
+        help="Training data: .jsonl/.json/.csv/.parquet/.txt, a datasets folder, or "
+        "hf://datasets/ORG/NAME[/FILE].",
     ),
     name: str = typer.Option(..., "--name", help="Name of the tuned model in the store."),
     method: str = typer.Option("lora", "--method", help="lora | dpo | full | qlora."),

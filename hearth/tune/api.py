@@ -94,7 +94,7 @@ def tune(
     location = store.locate(base)
     info = on_info or (lambda _m: None)
     tokenizer = load_tokenizer(location.path)
-    prepared = prepare_data(data, tokenizer, config)
+    prepared = prepare_data(data, tokenizer, config, settings.hf_endpoint)
     info(
         f"{prepared.num_examples} examples, {prepared.num_tokens} tokens: {len(prepared.train)} "
         f"training {'pairs' if config.method == 'dpo' else 'blocks'}, {len(prepared.eval)} held out"
