@@ -147,6 +147,33 @@ class Settings:
             "evaluation data folder (<task>/<split>.jsonl); empty: $HEARTH_HOME/eval-data"
         ),
     )
+    # the C toolchain's own conventions, declared here so that model/ reads no environment
+    cc: str = field(
+        default="cc",
+        metadata=about("C compiler that builds hearth's kernels at first use", env="CC"),
+    )
+    xdg_cache_home: Path = field(
+        default_factory=lambda: Path.home() / ".cache",
+        metadata=about(
+            "cache root: the built C kernels go to hearth/kernels under it", env="XDG_CACHE_HOME"
+        ),
+    )
+    # torchrun's rendezvous pair: where tensor-parallel ranks meet (rank 0 listens)
+    master_addr: str = field(
+        default="127.0.0.1",
+        metadata=about(
+            "address tensor-parallel ranks meet at (rank 0's host)", env="MASTER_ADDR"
+        ),
+    )
+    master_port: int = field(
+        default=0,
+        metadata=about(
+            "port tensor-parallel ranks meet at; 0: a free one (single node only)",
+            env="MASTER_PORT",
+            minimum=0,
+            maximum=65535,
+        ),
+    )
     # read before torch loads (set_omp_wait_policy), hence environment only
     dedicated_cpu: bool = field(
         default=False,

@@ -4,6 +4,7 @@ $HEARTH_TEST_CACHE) so each is downloaded once per machine, not once per test.""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli, run_hearth
 from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,6 +202,17 @@ def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "hearth-home"
     monkeypatch.setenv("HEARTH_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], hearth_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Cli:
+    """`cli("list", "--json")` runs `hearth list --json` in this process against the test's
+    empty HEARTH_HOME and gives (exit code, stdout, stderr with whitespace folded)."""
+    # wide enough that rich wraps none of the lines the tests read
+    monkeypatch.setenv("COLUMNS", "400")
+    return functools.partial(run_hearth, capsys)
 
 
 def _hf_tokenizer(gguf: Path, name: str):  # type: ignore[no-untyped-def]

@@ -51,13 +51,13 @@ def load_questions(
     """MT-Bench questions (JSONL: question_id, category, turns), with reference answers
     (FastChat's `reference_answer/*.jsonl`: choices[0].turns) where given."""
     refs: dict[str, tuple[str, ...]] = {}
-    for number, row in _jsonl(references) if references else []:
+    for number, row in read_jsonl(references) if references else []:
         try:
             refs[str(row["question_id"])] = tuple(row["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError) as exc:
             raise UserInputError(f"{references} line {number}: not a reference answer") from exc
     out = []
-    for number, row in _jsonl(path):
+    for number, row in read_jsonl(path):
         turns = row.get("turns")
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise UserInputError(f"{path} line {number}: `turns` must be a list of strings")
@@ -66,7 +66,9 @@ def load_questions(
     return out[:limit] if limit else out
 
 
-def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; UserInputError names the file and
+    line of one that is not a JSON object."""
     if not path.is_file():
         raise UserInputError(f"no such file: {path}")
     rows = []

@@ -31,7 +31,7 @@ def run_hearth(
     from hearth.tokenizer.loading import load_tokenizer
 
     settings = load_settings()
-    backend = BackendConfig(settings.kernels, settings.disabled_kernels)
+    backend = BackendConfig.of(settings)
     loaded = load_decoder(path, quant, backend=backend)
     tokenizer = load_tokenizer(path)
     from hearth.model.kv_cache import kv_cache_bytes_per_block
@@ -46,10 +46,10 @@ def run_hearth(
         max(len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True))
         + 16
     )
-    engines: dict[bool, Any] = {}  # at most one: each holds a KV pool
+    engines: dict[tuple[bool, str], Any] = {}  # at most one: each holds a KV pool
 
-    def engine_for(caching: bool) -> Any:
-        if caching not in engines:
+    def engine_for(caching: bool, speculative: str = "off") -> Any:
+        if (caching, speculative) not in engines:
             engines.clear()  # one KV pool at a time
             gc.collect()  # (an engine in a reference cycle would keep its pool until then)
             config = EngineConfig(
@@ -58,11 +58,12 @@ def run_hearth(
                 max_model_len=min(longest, loaded.weights.config.max_position_embeddings),
                 enable_prefix_caching=caching,
                 seed=0,
+                speculative=speculative,
             )
-            engines[caching] = build_engine(
+            engines[caching, speculative] = build_engine(
                 loaded.weights.config, loaded.decoder, tokenizer, config, loaded.dtype
             )
-        return engines[caching]
+        return engines[caching, speculative]
 
     def params(n: int) -> Any:
         return SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)
@@ -73,12 +74,19 @@ def run_hearth(
         _drive(engine_for(True), [workloads[0].prompts[0][:16]], [4], params)
         for w in workloads:
             engine = None  # the last pool must go before engine_for allocates another
-            engine = engine_for(w.prefix_caching)
+            engine = engine_for(w.prefix_caching, w.speculative)
             if w.warmup is not None:
                 _drive(engine, [w.warmup], [1], params)
+            before = engine.metrics()
             start = time.perf_counter()
             timings = _drive(engine, w.prompts, w.max_tokens, params, start)
             runs.append(summarize("hearth", w, timings, time.perf_counter() - start))
+            if w.speculative != "off":
+                after = engine.metrics()
+                runs[-1]["draft_n"] = after.spec_draft_tokens_total - before.spec_draft_tokens_total
+                runs[-1]["draft_n_accepted"] = (
+                    after.spec_accepted_tokens_total - before.spec_accepted_tokens_total
+                )
     return runs, kv_cache_gb * 1024
 
 

@@ -54,7 +54,7 @@ def memory_bandwidth_gbps(size_mb: int = 512, repeats: int = 5) -> float:
 def machine_info(threads: int, probe: bool = True, size_mb: int = 512) -> dict[str, Any]:
     """The `machine` section of the bench JSON."""
     settings = load_settings()
-    backend = select_backend(BackendConfig(settings.kernels, settings.disabled_kernels))
+    backend = select_backend(BackendConfig.of(settings))
     # the C kernels hearth's runs used (the CPU backend's names; none under kernels=torch)
     info: dict[str, Any] = {
         "cpu": cpu_name(),

@@ -14,7 +14,7 @@ from typing import Any
 
 from hearth.bench.machine import machine_info
 from hearth.bench.peers import check_peer, llama_cpp_rebuild_hint
-from hearth.bench.workloads import SCENARIOS, make_workloads
+from hearth.bench.workloads import DEFAULT_SCENARIOS, SCENARIOS, make_workloads
 from hearth.config import peer_environment
 from hearth.errors import HearthError
 
@@ -23,7 +23,7 @@ from hearth.errors import HearthError
 class BenchConfig:
     model: str = "smollm2"
     quant: str = "auto"
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     peers: tuple[str, ...] = ()
     threads: int = 0  # 0: the cores available
     quick: bool = False
@@ -31,6 +31,7 @@ class BenchConfig:
     probe_bandwidth: bool = True
     seed: int = 0
     concurrency: tuple[int, ...] | None = None  # levels of `concurrent`; None: all
+    speculative: str = "auto"  # the mode the spec scenario compares with "off"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,6 +107,7 @@ def _ratios(
         ours = rate("hearth", "concurrent", c)
         if ours is not None:
             ratios[f"concurrent_{c}_vs_llama_cpp"] = div(ours, rate("llama.cpp", "concurrent", c))
+    ratios.update(_spec_ratios(runs))
     kv = max((r.get("kv_cache_mb", 0.0) for r in runs if r["engine"] == "hearth"), default=0.0)
     hearth_runs = [r for r in runs if r["engine"] == "hearth"]
     peak = max((r["peak_rss_mb"] for r in hearth_runs), default=None)
@@ -121,6 +123,34 @@ def _ratios(
         limit = bandwidth * 1e9 / (weights_mb * 1e6)
         ratios["decode_bandwidth_limit_tokens_per_s"] = round(limit, 1)
         ratios["decode_fraction_of_bandwidth_limit"] = round(decode / limit, 3)
+    return ratios
+
+
+def _spec_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spec scenario's speed-ups: tokens/s with speculation over without (hearth's
+    own), and over llama.cpp on the same requests."""
+
+    def rate(engine: str, scenario: str, speculating: bool) -> float | None:
+        picked = [
+            r
+            for r in runs
+            if r["engine"] == engine
+            and r["scenario"] == scenario
+            and (r.get("speculative", "off") != "off") == speculating
+        ]
+        seconds = sum(r["duration_s"] for r in picked)
+        return sum(r["output_tokens"] for r in picked) / seconds if seconds else None
+
+    ratios: dict[str, Any] = {}
+    for scenario in ("spec-quote", "spec-chat", "spec-concurrent"):
+        on, off = rate("hearth", scenario, True), rate("hearth", scenario, False)
+        if on is None or off is None:
+            continue
+        key = scenario.replace("-", "_")
+        ratios[f"{key}_speedup"] = round(on / off, 3)
+        peer = rate("llama.cpp", scenario, False)
+        if peer:
+            ratios[f"{key}_vs_llama_cpp"] = round(on / peer, 3)
     return ratios
 
 
@@ -141,6 +171,19 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
     workloads = make_workloads(
         config.scenarios, vocab, config.quick, config.seed, config.concurrency
     )
+    if "spec" in config.scenarios:
+        from hearth.bench.spec_workloads import spec_workloads
+        from hearth.tokenizer.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(path)
+
+        def encode_chat(message: str) -> list[int]:
+            conversation = [{"role": "user", "content": message}]
+            return list(tokenizer.encode_chat(conversation, add_generation_prompt=True))
+
+        workloads += spec_workloads(
+            encode_chat, vocab, config.speculative, config.quick, config.seed
+        )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
     hearth = _run_worker(

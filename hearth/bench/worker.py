@@ -30,6 +30,8 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     path = Path(spec["path"])
     workloads = [Workload.from_json(w) for w in spec["workloads"]]
     engine = spec["engine"]
+    if engine != "hearth":  # peers run the spec scenario's requests once, as they come
+        workloads = [w for w in workloads if w.speculative == "off"]
     if engine == "hearth":
         from hearth.bench.hearth_runner import run_hearth
 

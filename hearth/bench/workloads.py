@@ -6,6 +6,7 @@ statistics every engine's timings reduce to. Knows nothing of engines.
               per level, so any subset of levels can run on its own)
   prefix      32 requests sharing a 1,000-token system prompt (+ a short question each),
               with and without prefix caching; a first request has seen the system prompt
+  spec        speculative decoding off and on (spec_workloads.py; not in the default set)
 `quick` shrinks every size so the whole bench runs in seconds (the test suite uses it)."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-SCENARIOS = ("decode", "concurrent", "prefix")
+DEFAULT_SCENARIOS = ("decode", "concurrent", "prefix")
+SCENARIOS = (*DEFAULT_SCENARIOS, "spec")
 CONCURRENCY = (1, 4, 16, 64)
 QUICK_CONCURRENCY = (1, 4)
 
@@ -31,6 +33,7 @@ class Workload:
     max_tokens: list[int]
     prefix_caching: bool = True
     warmup: list[int] | None = None
+    speculative: str = "off"  # hearth's EngineConfig.speculative for this run
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.max_tokens) or not self.prompts:
@@ -67,15 +70,11 @@ def make_workloads(
         n_in, n_out = (16, 8) if quick else (128, 128)
         out.append(Workload("decode", 1, [_ids(rng, n_in, vocab_size)], [n_out]))
     if "concurrent" in scenarios:
-        (lo_in, hi_in), (lo_out, hi_out) = ((8, 32), (4, 8)) if quick else ((64, 512), (64, 256))
         for c in sorted(set(levels)):
             # a generator per scenario and level: `--concurrency 16` alone runs the very
             # requests the full bench's level 16 runs, so split runs add up to the full one
             level_rng = random.Random(f"{seed}-concurrent-{c}")
-            prompts = [
-                _ids(level_rng, level_rng.randint(lo_in, hi_in), vocab_size) for _ in range(c)
-            ]
-            outs = [level_rng.randint(lo_out, hi_out) for _ in range(c)]
+            prompts, outs = concurrent_prompts(level_rng, c, vocab_size, quick)
             out.append(Workload("concurrent", c, prompts, outs))
     if "prefix" in scenarios:
         rng = random.Random(f"{seed}-prefix")
@@ -86,6 +85,15 @@ def make_workloads(
         for caching in (True, False):
             out.append(Workload("prefix", n_req, prompts, [n_out] * n_req, caching, warmup=warm))
     return out
+
+
+def concurrent_prompts(
+    rng: random.Random, c: int, vocab_size: int, quick: bool
+) -> tuple[list[list[int]], list[int]]:
+    """One level of the concurrent scenario: c prompts and their output lengths."""
+    (lo_in, hi_in), (lo_out, hi_out) = ((8, 32), (4, 8)) if quick else ((64, 512), (64, 256))
+    prompts = [_ids(rng, rng.randint(lo_in, hi_in), vocab_size) for _ in range(c)]
+    return prompts, [rng.randint(lo_out, hi_out) for _ in range(c)]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -139,4 +147,6 @@ def summarize(
     }
     if workload.scenario == "prefix":
         run["prefix_caching"] = workload.prefix_caching
+    if workload.scenario.startswith("spec"):
+        run["speculative"] = workload.speculative
     return run

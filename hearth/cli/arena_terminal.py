@@ -5,7 +5,6 @@ in hearth.arena; this file only talks to the person at the keyboard."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +20,13 @@ CHOICES = {"a": "model_a", "b": "model_b", "t": "tie", "x": "tie (bothbad)"}
 
 def load_prompts(path: Path) -> list[list[str]]:
     """Each line's turns: MT-Bench's `turns`, or one `prompt` / `text`."""
+    from hearth.arena.judge import read_jsonl
+
     if not path.is_file():
         raise UserInputError(f"no such prompt file: {path}")
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"{path} line {number}: not JSON ({exc.msg})") from exc
-        turns = (
-            (row.get("turns") or [row.get("prompt") or row.get("text")])
-            if isinstance(row, dict)
-            else []
-        )
+    for number, row in read_jsonl(path):
+        turns = row.get("turns") or [row.get("prompt") or row.get("text")]
         if (
             not isinstance(turns, list)
             or not turns

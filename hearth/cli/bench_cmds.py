@@ -4,12 +4,17 @@ each --quant mode costs. Parses, calls hearth.bench, prints a table or the JSON 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from hearth.cli.output import Output
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
+
+if TYPE_CHECKING:
+    from hearth.bench.runner import BenchConfig
 
 
 def _table(out: Output, result: dict[str, Any]) -> None:
@@ -36,6 +41,8 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         scenario = r["scenario"]
         if scenario == "prefix":
             scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
+        if r.get("speculative", "off") != "off":
+            scenario += f" ({r['speculative']})"
         table.add_row(
             r["engine"],
             scenario,
@@ -187,97 +194,120 @@ def _tune_bench(
         )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def bench(
-        ctx: typer.Context,
-        model: str = typer.Argument(
-            "",
-            help="A store name, a .gguf file or an HF folder (default smollm2; all-minilm "
-            "for --scenario embed).",
-        ),
-        quant: str = typer.Option("auto", "--quant", help="auto, none, int8 or int4."),
-        scenario: list[str] = typer.Option(
-            [],
-            "--scenario",
-            help="decode, concurrent, prefix (repeatable; default all), embed (an embedding "
-            "model against --peer sentence-transformers) or tune (a LoRA training step "
-            "against --peer peft).",
-        ),
-        concurrency: str = typer.Option(
-            "",
-            "--concurrency",
-            help="Levels of the concurrent scenario, e.g. 16 or 1,4 (default 1,4,16,64).",
-        ),
-        peer: list[str] = typer.Option(
-            [],
-            "--peer",
-            help="llama.cpp and/or transformers (peft for --scenario tune), run in the same command.",
-        ),
-        threads: int = typer.Option(
-            0, "--threads", help="CPU threads for every engine; 0 = cores."
-        ),
-        quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
-        steps: int = typer.Option(
-            30, "--steps", help="Optimizer steps of --scenario tune (each side, each round)."
-        ),
-        accuracy: bool = typer.Option(
-            False,
-            "--accuracy",
-            help="Also measure each quant mode's perplexity and logits vs fp32.",
-        ),
-        json_flag: bool = typer.Option(
-            False, "--json", help="Print the result as one JSON object."
-        ),
-        accept_license: bool = typer.Option(
-            False, "--accept-license", help="Record your acceptance of the model's license terms."
-        ),
-    ) -> None:
-        """Measure hearth against llama.cpp and transformers on the same model file."""
-        from hearth.bench.runner import BenchConfig, run_bench
-        from hearth.bench.workloads import SCENARIOS
-        from hearth.config import load_settings
-        from hearth.engine.llm import check_license, resolve_model
-        from hearth.errors import UserInputError
-        from hearth.model.quant_modes import QUANT_MODES
+def bench(
+    ctx: typer.Context,
+    model: str = typer.Argument(
+        "",
+        help="A store name, a .gguf file or an HF folder (default smollm2; all-minilm "
+        "for --scenario embed).",
+    ),
+    quant: str = typer.Option("auto", "--quant", help="auto, none, int8 or int4."),
+    scenario: list[str] = typer.Option(
+        [],
+        "--scenario",
+        help="decode, concurrent, prefix (repeatable; default these three), spec "
+        "(speculative decoding off vs --speculative), embed (an embedding model "
+        "against --peer sentence-transformers) or tune (a LoRA training step against "
+        "--peer peft).",
+    ),
+    concurrency: str = typer.Option(
+        "",
+        "--concurrency",
+        help="Levels of the concurrent scenario, e.g. 16 or 1,4 (default 1,4,16,64).",
+    ),
+    peer: list[str] = typer.Option(
+        [],
+        "--peer",
+        help="llama.cpp and/or transformers (peft for --scenario tune), run in the same command.",
+    ),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for every engine; 0 = cores."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
+    steps: int = typer.Option(
+        30, "--steps", help="Optimizer steps of --scenario tune (each side, each round)."
+    ),
+    speculative: str = typer.Option(
+        "auto", "--speculative", help="The mode --scenario spec compares with off. "
+        + SPECULATIVE_HELP,
+    ),
+    accuracy: bool = typer.Option(
+        False,
+        "--accuracy",
+        help="Also measure each quant mode's perplexity and logits vs fp32.",
+    ),
+    json_flag: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    accept_license: bool = typer.Option(
+        False, "--accept-license", help="Record your acceptance of the model's license terms."
+    ),
+) -> None:
+    """Measure hearth against llama.cpp and transformers on the same model file."""
+    out = Output.of(ctx, json_flag)
+    if "embed" in scenario:
+        _embed_bench(out, model or "all-minilm", scenario, peer, threads, accept_license)
+        return
+    if "tune" in scenario:
+        _tune_bench(out, model or "smollm2", scenario, peer, threads, steps, quick, accept_license)
+        return
+    config = _bench_config(
+        model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy
+    )
+    config = replace(config, speculative=check_speculative(speculative))
+    result = _run_bench(config, accept_license)
+    if out.json:
+        out.emit_json(result)
+    else:
+        _table(out, result)
 
-        out = Output.of(ctx, json_flag)
-        if "embed" in scenario:
-            _embed_bench(out, model or "all-minilm", scenario, peer, threads, accept_license)
-            return
-        if "tune" in scenario:
-            _tune_bench(out, model or "smollm2", scenario, peer, threads, steps, quick,
-                        accept_license)  # fmt: skip
-            return
-        model = model or "smollm2"
-        if quant not in QUANT_MODES:
-            raise UserInputError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
-        bad = [s for s in scenario if s not in SCENARIOS]
-        if bad:
-            raise UserInputError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
-        levels = _levels(concurrency)
-        settings = load_settings()
-        path, record = resolve_model(model, settings)
-        # benchmarking runs the model (and its peers on the same file): the gate of `run`
-        for warning in check_license(path, record, "run", settings, accept_license):
-            Output.warning(warning)
-        size = (
-            sum(f.stat().st_size for f in path.glob("*.safetensors"))
-            if path.is_dir()
-            else path.stat().st_size
-        )
-        config = BenchConfig(
-            model=model,
-            quant=quant,
-            scenarios=tuple(scenario) or SCENARIOS,
-            peers=tuple(dict.fromkeys(peer)),
-            threads=threads,
-            quick=quick,
-            accuracy=accuracy,
-            concurrency=levels,
-        )
-        result = run_bench(config, Path(path), size / 1e6)
-        if out.json:
-            out.emit_json(result)
-        else:
-            _table(out, result)
+
+def _bench_config(
+    model: str,
+    quant: str,
+    scenario: list[str],
+    concurrency: str,
+    peer: list[str],
+    threads: int,
+    quick: bool,
+    accuracy: bool,
+) -> BenchConfig:
+    """The checked options (UserInputError names the bad one)."""
+    from hearth.bench.runner import BenchConfig
+    from hearth.bench.workloads import DEFAULT_SCENARIOS, SCENARIOS
+    from hearth.errors import UserInputError
+    from hearth.model.quant_modes import QUANT_MODES
+
+    if quant not in QUANT_MODES:
+        raise UserInputError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    bad = [s for s in scenario if s not in SCENARIOS]
+    if bad:
+        raise UserInputError(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)}")
+    return BenchConfig(
+        model=model,
+        quant=quant,
+        scenarios=tuple(scenario) or DEFAULT_SCENARIOS,
+        peers=tuple(dict.fromkeys(peer)),
+        threads=threads,
+        quick=quick,
+        accuracy=accuracy,
+        concurrency=_levels(concurrency),
+    )
+
+
+def _run_bench(config: BenchConfig, accept_license: bool) -> dict[str, Any]:
+    from hearth.bench.runner import run_bench
+    from hearth.config import load_settings
+    from hearth.engine.llm import check_license, resolve_model
+
+    settings = load_settings()
+    path, record = resolve_model(config.model, settings)
+    # benchmarking runs the model (and its peers on the same file): the gate of `run`
+    for warning in check_license(path, record, "run", settings, accept_license):
+        Output.warning(warning)
+    size = (
+        sum(f.stat().st_size for f in path.glob("*.safetensors"))
+        if path.is_dir()
+        else path.stat().st_size
+    )
+    return run_bench(config, Path(path), size / 1e6)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)

@@ -43,7 +43,11 @@ _PARAMS: dict[str, tuple[str, type]] = {
     "top_p": ("top_p", float),
     "top_k": ("top_k", int),
     "min_p": ("min_p", float),
+    "typical_p": ("typical_p", float),
     "repeat_penalty": ("repetition_penalty", float),
+    "repeat_last_n": ("repeat_last_n", int),
+    "presence_penalty": ("presence_penalty", float),
+    "frequency_penalty": ("frequency_penalty", float),
     "num_predict": ("max_tokens", int),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -61,9 +65,12 @@ class ChatState:
     system: str | None = None
     history: list[dict[str, str]] = field(default_factory=list)
     conversations_dir: Path | None = None  # where /save and /load keep conversations
+    lora: str | None = None  # the LoRA adapter every answer uses (run --lora)
 
     def params(self) -> SamplingParams:
-        return self.defaults.sampling_params(seed=self.seed, structured=self.structured)
+        return self.defaults.sampling_params(
+            seed=self.seed, structured=self.structured, lora=self.lora
+        )
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ def stream_answer(
     num_prompt = len(engine.requests[rid].prompt_token_ids)
     first: float | None = None
     text, num_tokens, reason = "", 0, None
+    drafted = accepted = 0
     try:
         while rid in engine.requests:
             for out in engine.step():
@@ -98,6 +106,7 @@ def stream_answer(
                     sys.stdout.write(c.delta_text)
                     sys.stdout.flush()
                 text, num_tokens, reason = c.text, len(c.token_ids), c.finish_reason
+                drafted, accepted = c.draft_n, c.draft_n_accepted
     finally:
         engine.abort(rid)  # no-op when finished; frees the blocks on Ctrl-C or an error
     sys.stdout.write("\n")
@@ -114,6 +123,11 @@ def stream_answer(
             f"prompt tokens: {num_prompt}\ntime to first token: {ttft:.3f}s\n"
             f"output tokens: {num_tokens}\neval rate: {rate:.2f} tokens/s\n"
         )
+        if drafted:
+            sys.stderr.write(
+                f"speculation: {accepted} of {drafted} drafted tokens accepted "
+                f"({accepted / drafted:.0%})\n"
+            )
     return Answer(text, reason)
 
 
@@ -175,8 +189,8 @@ def _set_parameter(state: ChatState, name: str, value: str) -> str:
 def _show(llm: LLM, state: ChatState, what: str) -> str:
     if what == "parameters":
         rows = state.defaults.describe()
-        if state.seed is not None:
-            rows.append(("seed", str(state.seed), "user"))
+        if state.seed is not None:  # /set parameter seed wins over the model's
+            rows = [r for r in rows if r[0] != "seed"] + [("seed", str(state.seed), "user")]
         width = max(len(r[0]) for r in rows) + 2
         lines = [f"    {n:<{width}}{v:<10} ({s})" for n, v, s in rows]
         return "  Parameters (source: ollama, model, catalog, completion, hearth, user)\n" + (

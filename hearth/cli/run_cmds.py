@@ -12,6 +12,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.cli.repl import ChatState, prompt_for, repl, stream_answer
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
 from hearth.engine.generation_defaults import (
     CHAT_MAX_TOKENS,
     COMPLETION_MAX_TOKENS,
@@ -36,101 +37,133 @@ def _progress(label: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-
 def _default_help(knob: str) -> str:
     return f"Default: the model's own (its file, then the catalog), else {OLLAMA_SAMPLING[knob]:g}."
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run(
-        model: str = typer.Argument(
-            ..., help="Model name in the store, or a .gguf / HF folder path."
-        ),
-        prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
-        temperature: float | None = typer.Option(
-            None, "--temperature", help="0 is greedy. " + _default_help("temperature")
-        ),
-        top_p: float | None = typer.Option(None, "--top-p", help=_default_help("top_p")),
-        top_k: int | None = typer.Option(
-            None, "--top-k", help="0 disables it. " + _default_help("top_k")
-        ),
-        repeat_penalty: float | None = typer.Option(
-            None, "--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")
-        ),
-        seed: int | None = typer.Option(None, "--seed"),
-        max_tokens: int | None = typer.Option(
-            None,
-            "--max-tokens",
-            help=f"Most tokens per answer. Default: the model's own, else {CHAT_MAX_TOKENS} "
-            f"(a base model without a chat template: {COMPLETION_MAX_TOKENS}, stopping at a "
-            "blank line). `/show parameters` in the chat shows what applies.",
-        ),
-        ctx: int | None = typer.Option(
-            None, "--ctx", help="Context length in tokens (default: the model's)."
-        ),
-        raw: bool = typer.Option(False, "--raw", help="Plain completion: no chat template."),
-        verbose: bool = typer.Option(
-            False, "--verbose", help="Print prompt tokens, TTFT and tokens/s."
-        ),
-        kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
-        quant: str = typer.Option(
-            DEFAULT_QUANT, "--quant", help=f"Weights in memory: {QUANT_HELP}."
-        ),
-        accept_license: bool = typer.Option(
-            False, "--accept-license", help="Record your acceptance of the model's license terms."
-        ),
-        output_format: str | None = typer.Option(
-            None,
-            "--format",
-            help="Constrain every answer: json, a JSON-schema file, regex:PATTERN, or "
-            "grammar:FILE (Lark or GBNF).",
-        ),
-    ) -> None:
-        """Chat with a model, or answer one prompt (like `ollama run`)."""
-        from hearth.config import load_settings
-        from hearth.engine.llm import LLM
+def run(
+    model: str = typer.Argument(..., help="Model name in the store, or a .gguf / HF folder path."),
+    prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="0 is greedy. " + _default_help("temperature")
+    ),
+    top_p: float | None = typer.Option(None, "--top-p", help=_default_help("top_p")),
+    top_k: int | None = typer.Option(
+        None, "--top-k", help="0 disables it. " + _default_help("top_k")
+    ),
+    repeat_penalty: float | None = typer.Option(
+        None, "--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")
+    ),
+    seed: int | None = typer.Option(None, "--seed"),
+    max_tokens: int | None = typer.Option(
+        None,
+        "--max-tokens",
+        help=f"Most tokens per answer. Default: the model's own, else {CHAT_MAX_TOKENS} "
+        f"(a base model without a chat template: {COMPLETION_MAX_TOKENS}, stopping at a "
+        "blank line). `/show parameters` in the chat shows what applies.",
+    ),
+    ctx: int | None = typer.Option(
+        None, "--ctx", help="Context length in tokens (default: the model's)."
+    ),
+    raw: bool = typer.Option(False, "--raw", help="Plain completion: no chat template."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Print prompt tokens, TTFT and tokens/s."
+    ),
+    kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
+    quant: str = typer.Option(DEFAULT_QUANT, "--quant", help=f"Weights in memory: {QUANT_HELP}."),
+    accept_license: bool = typer.Option(
+        False, "--accept-license", help="Record your acceptance of the model's license terms."
+    ),
+    lora: str | None = typer.Option(
+        None,
+        "--lora",
+        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + "
+        "adapter_model.safetensors) on the model, unmerged.",
+    ),
+    max_lora_rank: int = typer.Option(
+        16, "--max-lora-rank", help="The largest adapter rank taken."
+    ),
+    tensor_parallel: int = typer.Option(
+        1,
+        "--tensor-parallel",
+        help="Split the weights over this many processes (torch.distributed; dense "
+        "weights, the reference layers).",
+    ),
+    speculative: str = typer.Option("auto", "--speculative", help=SPECULATIVE_HELP),
+    output_format: str | None = typer.Option(
+        None,
+        "--format",
+        help="Constrain every answer: json, a JSON-schema file, regex:PATTERN, or "
+        "grammar:FILE (Lark or GBNF).",
+    ),
+) -> None:
+    """Chat with a model, or answer one prompt (like `ollama run`)."""
+    from hearth.config import load_settings
+    from hearth.engine.llm import LLM
 
-        given = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "repetition_penalty": repeat_penalty,
-            "max_tokens": max_tokens,
-        }
-        given = {k: v for k, v in given.items() if v is not None}
-        # bad values fail before the model loads, naming the option
-        GenerationDefaults.resolve().with_values(**given).sampling_params(seed=seed)
-        structured = _format_spec(output_format)
-        if prompt == "-":
-            prompt = sys.stdin.read()
-        settings = load_settings()
-        llm = _load(LLM, model, ctx, kv_cache_gb, quant, accept_license)
-        llm.require_generation()
-        for warning in llm.license_warnings:
-            Output.warning(warning)
-        defaults = llm.defaults.with_values(**given) if given else llm.defaults
-        if not raw and not llm.tokenizer.has_chat_template:
-            stops = ", stopping at a blank line" if "\n\n" in defaults.stop else ""
-            sys.stderr.write(
-                "note: this model has no chat template; running as plain completion "
-                f"(up to {defaults.max_tokens} tokens{stops})\n"
-            )
-            raw = True
-        state = ChatState(
-            defaults=defaults,
-            raw=raw,
-            seed=seed,
-            structured=structured,
-            conversations_dir=settings.home / "conversations",
-        )
-        if prompt is not None:
-            try:
-                stream_answer(llm, prompt_for(llm, state, prompt), state.params(), verbose)
-            except KeyboardInterrupt:
-                raise typer.Exit(130) from None
-            return
-        repl(llm, state, verbose, history=settings.home / "history")
+    given = _given_knobs(temperature, top_p, top_k, repeat_penalty, max_tokens)
+    # bad values fail before the model loads, naming the option
+    GenerationDefaults.resolve().with_values(**given).sampling_params(seed=seed)
+    structured = _format_spec(output_format)
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    settings = load_settings()
+    mode = check_speculative(speculative)
+    llm = _load(
+        LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
+        speculative=mode, max_lora_rank=max_lora_rank,
+    )  # fmt: skip
+    llm.require_generation()
+    if lora is not None:
+        llm.load_lora(_lora_name(lora), lora)
+    for warning in llm.license_warnings:
+        Output.warning(warning)
+    defaults = llm.defaults.with_values(**given) if given else llm.defaults
+    state = ChatState(
+        defaults=defaults,
+        raw=_plain_completion(llm, defaults, raw),
+        seed=seed,
+        structured=structured,
+        conversations_dir=settings.home / "conversations",
+        lora=_lora_name(lora) if lora is not None else llm.default_lora,
+    )
+    if prompt is not None:
+        try:
+            stream_answer(llm, prompt_for(llm, state, prompt), state.params(), verbose)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        return
+    repl(llm, state, verbose, history=settings.home / "history")
+
+
+def _given_knobs(
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    repeat_penalty: float | None,
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    """The sampling options the user set, by GenerationDefaults' field names."""
+    given = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "repetition_penalty": repeat_penalty,
+        "max_tokens": max_tokens,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _plain_completion(llm: LLM, defaults: GenerationDefaults, raw: bool) -> bool:
+    """`--raw`, or a model without a chat template (said once on stderr)."""
+    if raw or llm.tokenizer.has_chat_template:
+        return raw
+    stops = ", stopping at a blank line" if "\n\n" in defaults.stop else ""
+    sys.stderr.write(
+        "note: this model has no chat template; running as plain completion "
+        f"(up to {defaults.max_tokens} tokens{stops})\n"
+    )
+    return True
 
 
 def _format_spec(value: str | None) -> StructuredSpec | None:
@@ -165,6 +198,9 @@ def _load(
     kv_cache_gb: float | None,
     quant: str = DEFAULT_QUANT,
     accept_license: bool = False,
+    tensor_parallel: int = 1,
+    speculative: str = "off",
+    max_lora_rank: int = 16,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -174,10 +210,25 @@ def _load(
         model,
         max_model_len=ctx,
         max_num_seqs=1,
+        max_loras=1,
+        max_lora_rank=max_lora_rank,
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         accept_license=accept_license,
         settings=settings,
         progress=_progress,
+        tensor_parallel=tensor_parallel,
+        speculative=speculative,
     )
     return llm
+
+
+def _lora_name(path: str) -> str:
+    """What `--lora PATH` is called in the engine (and in its error messages)."""
+    from pathlib import Path
+
+    return Path(path).expanduser().resolve().name or "adapter"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

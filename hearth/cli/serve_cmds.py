@@ -4,12 +4,20 @@ stays fast."""
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from hearth.cli.output import Output
 from hearth.config import DEFAULT_PORT
+from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
+from hearth.errors import UserInputError
 from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_HELP
+
+if TYPE_CHECKING:
+    from hearth.serve.replicas.options import ReplicaOptions
 
 keys_app = typer.Typer(
     help="API keys for `hearth serve` (stored hashed; shown once).", no_args_is_help=True
@@ -45,6 +53,9 @@ def serve(
         "--ctx",
         help="Context length per model (default: the model's, capped by the KV cache).",
     ),
+    speculative: str = typer.Option(
+        None, "--speculative", help=SPECULATIVE_HELP + " Default: off."
+    ),
     max_queue: int = typer.Option(
         None, "--max-queue", help="Requests that may wait beyond the running ones before 503."
     ),
@@ -58,11 +69,59 @@ def serve(
         help="Allow browser pages from this "
         "origin (repeat for several; CORS is closed by default).",
     ),
+    lora: list[str] = typer.Option(
+        None,
+        "--lora",
+        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder); "
+        "repeat for several. Requests select it with model=NAME.",
+    ),
+    max_loras: int = typer.Option(
+        None, "--max-loras", help="LoRA adapters resident per model at once (default 4)."
+    ),
+    max_lora_rank: int = typer.Option(
+        None, "--max-lora-rank", help="The largest LoRA rank served (default 16)."
+    ),
+    tensor_parallel: int = typer.Option(
+        None,
+        "--tensor-parallel",
+        help="Split each model's weights over this many processes (torch.distributed, gloo; "
+        "dense weights).",
+    ),
+    nnodes: int = typer.Option(
+        None,
+        "--nnodes",
+        help="Hosts the --tensor-parallel ranks run on; the others run `hearth tp-worker` "
+        "(MASTER_ADDR / MASTER_PORT as torchrun).",
+    ),
     ollama_port: bool = typer.Option(
         False,
         "--ollama-port",
         help="Also answer on Ollama's port (11434, HEARTH_OLLAMA_PORT) when no other server "
         "holds it, so Ollama clients find hearth unchanged.",
+    ),
+    replicas: int = typer.Option(
+        None,
+        "--replicas",
+        help="Run each chat model as this many engine replicas on Ray Serve, routed by "
+        "prompt prefix (needs hearth[ray]; docs/scale.md).",
+    ),
+    min_replicas: int = typer.Option(
+        None, "--min-replicas", help="Autoscale replicas on queue depth down to this."
+    ),
+    max_replicas: int = typer.Option(
+        None, "--max-replicas", help="Autoscale replicas on queue depth up to this."
+    ),
+    ray_address: str = typer.Option(
+        None,
+        "--ray-address",
+        help="An existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local "
+        "Ray on 127.0.0.1.",
+    ),
+    replica_threads: int = typer.Option(
+        None, "--replica-threads", help="CPU threads per replica (default 1)."
+    ),
+    routing: str = typer.Option(
+        None, "--routing", help="Replica routing: prefix (default) or random."
     ),
 ) -> None:
     """Serve models over an OpenAI-compatible (/v1) and Ollama-compatible (/api) HTTP API."""
@@ -71,6 +130,7 @@ def serve(
     from hearth.serve.server import serve as run
 
     settings = load_settings()
+    loras = _lora_options(lora or [], models or [])
     options = ServeOptions.from_settings(
         settings,
         host=host,
@@ -81,13 +141,80 @@ def serve(
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         max_model_len=ctx_len,
+        speculative=check_speculative(speculative) if speculative else None,
         max_queue=max_queue,
         rate_limit_per_minute=rate_limit,
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,
         cors_origins=tuple(cors) if cors else None,
         ollama_port=settings.ollama_port if ollama_port else None,
+        loras=loras,
+        max_loras=max_loras,
+        max_lora_rank=max_lora_rank,
+        tensor_parallel=tensor_parallel,
+        nnodes=nnodes,
     )
-    run(settings, options, models or [], echo=typer.echo)
+    scale = replica_options(
+        replicas, min_replicas, max_replicas, ray_address, replica_threads, routing
+    )
+    if scale is not None and options.tensor_parallel > 1:
+        raise UserInputError(
+            "--replicas with --tensor-parallel is not supported yet: each replica would need "
+            "its own split model; use one of them"
+        )
+    run(settings, options, models or [], echo=typer.echo, replicas=scale)
+
+
+def replica_options(
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    ray_address: str | None,
+    threads: int | None,
+    routing: str | None,
+) -> ReplicaOptions | None:
+    """ReplicaOptions from the replica flags (None: none given, the engines run here); a bad
+    combination is a usage error (exit 2) that names the flag."""
+    given = (replicas, min_replicas, max_replicas, ray_address, threads, routing)
+    if all(v is None for v in given):
+        return None
+    from hearth.serve.replicas.options import ReplicaOptions
+
+    if replicas is None:
+        replicas = min_replicas or 1
+    values = {
+        "num_replicas": replicas,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "ray_address": ray_address,
+        "threads_per_replica": threads,
+        "routing": routing,
+    }
+    try:
+        return ReplicaOptions(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+    except ValueError as exc:
+        fields = r"\b(min_replicas|max_replicas|threads_per_replica|routing|replicas)\b"
+        message = re.sub(fields, lambda m: _FLAGS[m.group(1)], str(exc))
+        raise UserInputError(f"{message} (see `hearth serve --help`)") from None
+
+
+# ReplicaOptions' fields by the flags that set them (its errors name fields)
+_FLAGS = {
+    "replicas": "--replicas",
+    "min_replicas": "--min-replicas",
+    "max_replicas": "--max-replicas",
+    "threads_per_replica": "--replica-threads",
+    "routing": "--routing",
+}
+
+
+def _lora_options(given: list[str], models: list[str]) -> tuple[tuple[str, str, str], ...]:
+    """--lora NAME=PATH ... as (name, path, base): they run on the first MODEL."""
+    from hearth.errors import UserInputError
+    from hearth.serve.served_adapters import parse_lora_option
+
+    if given and not models:
+        raise UserInputError("--lora needs the base model: hearth serve MODEL --lora NAME=PATH")
+    return tuple((*parse_lora_option(text), models[0]) for text in given)
 
 
 @keys_app.command("create")
@@ -145,8 +272,27 @@ def keys_revoke(name: str = typer.Argument(..., help="The key's name.")) -> None
     typer.echo(f"revoked key '{key.name}' ({key.prefix}…)")
 
 
+def tp_worker(
+    model: str = typer.Argument(..., help="The model rank 0 serves (a store name or a path)."),
+    tensor_parallel: int = typer.Option(..., "--tensor-parallel", help="Ranks in all."),
+    nnodes: int = typer.Option(..., "--nnodes", help="Hosts the ranks run on."),
+    node_rank: int = typer.Option(..., "--node-rank", help="This host's index (1..nnodes-1)."),
+) -> None:
+    """Run this host's share of a tensor-parallel model served from another host (meets
+    rank 0 at MASTER_ADDR:MASTER_PORT, as torchrun's workers do)."""
+    from hearth.config import load_settings
+    from hearth.engine.llm import resolve_model
+    from hearth.engine.tensor_parallel import TPConfig, run_node
+
+    settings = load_settings()
+    tp = TPConfig(tensor_parallel, nnodes, settings.master_addr, settings.master_port)
+    path, _ = resolve_model(model, settings)
+    run_node(path, tp, node_rank, settings.threads)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("tp-worker")(tp_worker)
     app.add_typer(keys_app, name="keys")
 
 

@@ -17,6 +17,8 @@ from hearth.cli.output import Output
 from hearth.errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    import torch
+
     from hearth.tune.api import TuneOutcome
     from hearth.tune.trainer import StepReport
 
@@ -83,19 +85,22 @@ def tune_command(
         False, "--accept-license", help="Record acceptance of the base's license terms."
     ),
     json_flag: bool = typer.Option(False, "--json", help="One JSON line per step."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Train data-parallel over this many local processes (DDP, gloo); the global "
+        "batch is nproc x --batch-size x --grad-accum.",
+    ),
 ) -> None:
     """Fine-tune BASE on your data (LoRA by default) and store the result as NEW."""
-    import torch
-
     from hearth.model.layers.lora import LoraConfig
     from hearth.tune.api import tune
     from hearth.tune.train_config import TrainConfig
 
     out = Output.of(ctx, json_flag)
-    if dtype not in DTYPES:
-        raise InvalidParameterError(
-            "dtype", f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"
-        )
+    if nproc < 1:
+        raise InvalidParameterError("nproc", f"--nproc must be >= 1, got {nproc}")
+    torch_dtype = _torch_dtype(dtype)
     lora = LoraConfig(rank=rank, alpha=alpha, dropout=dropout, rslora=rslora,
                       targets=tuple(t.strip() for t in targets.split(",") if t.strip()))  # fmt: skip
     config = TrainConfig(
@@ -108,21 +113,33 @@ def tune_command(
     try:
         outcome = tune(
             base, data, name, config, resume=resume, data_from=data_from,
-            dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,
+            dtype=torch_dtype,
             accept_license=accept_license, on_step=progress.step, on_info=progress.info,
+            nproc=nproc,
         )  # fmt: skip
     finally:
         progress.close()
+    _finish(out, outcome, sys.argv[1:])
+
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    """--dtype as torch's (InvalidParameterError names the allowed ones)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise InvalidParameterError(
+            "dtype", f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"
+        )
+    return torch.bfloat16 if dtype == "bf16" else torch.float32
+
+
+def _finish(out: Output, outcome: TuneOutcome, argv: list[str]) -> None:
     for message in outcome.warnings:
         Output.warning(message)
     if outcome.record is not None and not out.json:
         from hearth.tune.export import license_obligations
 
         out.console.print(license_obligations(outcome.record.license_id), highlight=False)
-    _finish(out, outcome, sys.argv[1:])
-
-
-def _finish(out: Output, outcome: TuneOutcome, argv: list[str]) -> None:
     result = outcome.result
     if result.interrupted:
         again = " ".join(a for a in ["hearth", *argv] if a != "--resume") + " --resume"

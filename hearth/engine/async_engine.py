@@ -22,11 +22,13 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from hearth.engine.embeddings import EmbeddingJob
 from hearth.engine.llm_engine import LLMEngine
+from hearth.engine.lora_adapters import Adapter
 from hearth.engine.metrics import EngineMetrics
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
@@ -299,6 +301,8 @@ class AsyncEngine:
                 prompt = prompt[: limit * _CHARS_PER_TOKEN_BOUND]
             if not prompt:
                 raise InvalidParameterError("input", f"input[{i}] is empty; give some text")
+            if isinstance(prompt, str):
+                prompt = self.engine.embedding_prompt + prompt
             one = self.engine.tokenize(prompt)
             if len(one) > limit:
                 if not truncate:
@@ -322,6 +326,16 @@ class AsyncEngine:
     def metrics(self) -> EngineMetrics:
         with self._engine_lock() as engine:
             return engine.metrics()
+
+    def add_lora(self, name: str, path: str | Path) -> Adapter:
+        """Register a LoRA adapter between two steps (LLMEngine.add_lora); blocking."""
+        with self._engine_lock() as engine:
+            return engine.add_lora(name, path)
+
+    def remove_lora(self, name: str) -> None:
+        """Unregister it; requests already using it finish first (LLMEngine.remove_lora)."""
+        with self._engine_lock() as engine:
+            engine.remove_lora(name)
 
     def shutdown(self) -> None:
         """Stop the step thread; requests in flight are aborted."""

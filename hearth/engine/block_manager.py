@@ -1,7 +1,8 @@
 """BlockManager: the fixed pool of KV-cache blocks and who holds which, with prefix caching.
 
 A block holds `block_size` tokens' K/V. A full block is keyed by a hash of its tokens and of
-every token before it (the parent block's hash), so two sequences that share a prefix
+every token before it (the parent block's hash; the first block's parent is the sequence's
+LoRA adapter key, so only sequences of the same adapter, or none, share blocks), so two sequences that share a prefix
 share its blocks, counted by references. A block whose last holder is gone keeps its key
 and stays in an LRU list of cached-free blocks: it is reused as-is by a later request with
 the same prefix, or evicted (oldest first) when the pool needs a fresh block.
@@ -74,7 +75,7 @@ class BlockManager:
         bs = self.block_size
         while len(seq.block_hashes) < num_full_blocks:
             i = len(seq.block_hashes)
-            parent = seq.block_hashes[-1] if i else None
+            parent = seq.block_hashes[-1] if i else seq.prefix_key
             seq.block_hashes.append(block_hash(parent, tuple(seq.token_ids[i * bs : (i + 1) * bs])))
 
     def _lookup(self, seq: Sequence, i: int) -> int | None:
@@ -83,7 +84,7 @@ class BlockManager:
         if block_id is None:
             return None
         bs = self.block_size
-        parent = seq.block_hashes[i - 1] if i else None
+        parent = seq.block_hashes[i - 1] if i else seq.prefix_key
         if self.blocks[block_id].key != (parent, tuple(seq.token_ids[i * bs : (i + 1) * bs])):
             return None  # hash collision
         return block_id
@@ -199,7 +200,7 @@ class BlockManager:
             h = seq.block_hashes[i]
             if h in self._hash_to_block:
                 continue  # another sequence computed the same block first; keep theirs
-            parent = seq.block_hashes[i - 1] if i else None
+            parent = seq.block_hashes[i - 1] if i else seq.prefix_key
             block.hash = h
             block.key = (parent, tuple(seq.token_ids[i * bs : (i + 1) * bs]))
             self._hash_to_block[h] = block.block_id
@@ -218,6 +219,17 @@ class BlockManager:
                     self._free.append(block_id)
         seq.block_table = []
         seq.num_computed_tokens = 0
+
+    def release_tail(self, seq: Sequence, num_tokens: int) -> None:
+        """Release seq's blocks past those its first `num_tokens` tokens need (the K/V of
+        rejected speculated tokens). They hold no full block of accepted tokens, so none
+        is keyed in the prefix cache."""
+        keep = seq.num_blocks_for(num_tokens)
+        while len(seq.block_table) > keep:
+            block = self.blocks[seq.block_table.pop()]
+            assert block.ref_count == 1 and block.hash is None, "a speculated block is shared"
+            block.ref_count = 0
+            self._free.append(block.block_id)
 
     def trim_prefix_cache(self, keep: int) -> None:
         """Forget all but the `keep` most recently used cached blocks no sequence holds

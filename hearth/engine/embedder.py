@@ -96,8 +96,10 @@ class Embedder:
 
     # -- tokens -------------------------------------------------------------------------
     def tokenize(self, inputs: Sequence[str | Sequence[int]], truncate: bool) -> Tokenized:
-        """Token ids (with the model's special tokens) of texts or of raw token ids."""
-        texts = [(i, t) for i, t in enumerate(inputs) if isinstance(t, str)]
+        """Token ids (with the model's special tokens) of texts or of raw token ids; texts get
+        the model's default prompt first (token ids are taken as they are)."""
+        prompt = self.spec.default_prompt
+        texts = [(i, prompt + t) for i, t in enumerate(inputs) if isinstance(t, str)]
         tok = self._tok_cut if truncate else self._tok
         encoded: dict[int, Encoding] = dict(
             zip((i for i, _ in texts), tok.encode_batch([t for _, t in texts]), strict=True)

@@ -17,13 +17,34 @@ DEFAULT_KV_FRACTION = 0.25
 # num_ctx each). Sized from what the model needs, not from the machine: a share of RAM gave
 # a 98 MB model a 5.3 GB pool. Shorter requests fit many more; past it, preemption.
 DEFAULT_KV_CONTEXTS = 4
+# speculative decoding (engine/spec/); "self" and "draft" drafters are not built yet
+SPECULATIVE_MODES = ("off", "auto", "ngram")
+MAX_SPECULATIVE_TOKENS = 16  # drafts per sequence and step; more never pays on a CPU
+SPECULATIVE_HELP = (
+    "Speculative decoding: auto (prompt lookup, where measured step costs say it pays), "
+    "ngram (prompt lookup whenever the text repeats), off."
+)
+
+
+def check_speculative(mode: str) -> str:
+    """A surface's speculative mode, refused with the modes there are."""
+    if mode not in SPECULATIVE_MODES:
+        raise UserInputError(
+            f"--speculative {mode!r} is not a mode; use one of {', '.join(SPECULATIVE_MODES)} "
+            "(self-speculation and draft models are not built yet)"
+        )
+    return mode
+# LoRA adapters resident at once by default (their slots take memory only once one loads)
+DEFAULT_MAX_LORAS = 4
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     """block_size: tokens per KV block. kv_cache_gb: None = what min(max_num_seqs,
     DEFAULT_KV_CONTEXTS) full contexts need, never more than DEFAULT_KV_FRACTION of free
-    RAM. max_model_len: None = the model's context, capped by what the KV pool holds."""
+    RAM. max_model_len: None = the model's context, capped by what the KV pool holds.
+    max_loras: LoRA adapters resident at once (slots; more may be registered, they take
+    turns, least recently used out); None = min(DEFAULT_MAX_LORAS, max_num_seqs). max_lora_rank: the largest adapter rank they take."""
 
     block_size: int = 16
     kv_cache_gb: float | None = None
@@ -32,6 +53,13 @@ class EngineConfig:
     max_model_len: int | None = None
     enable_prefix_caching: bool = True
     seed: int | None = None  # the shared generator of unseeded requests
+    # speculative decoding (engine/spec/): "off", "ngram" (prompt lookup whenever it
+    # matches) or "auto" (prompt lookup where measured step costs say it pays); up to
+    # num_speculative_tokens drafted tokens per sequence and step
+    speculative: str = "off"
+    num_speculative_tokens: int = 5
+    max_loras: int | None = None
+    max_lora_rank: int = 16
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -44,8 +72,34 @@ class EngineConfig:
             )
         if self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise ValueError(
+                f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, "
+                f"got {self.speculative!r}"
+            )
+        if not 1 <= self.num_speculative_tokens <= MAX_SPECULATIVE_TOKENS:
+            raise ValueError(
+                f"num_speculative_tokens must be in 1..{MAX_SPECULATIVE_TOKENS}, "
+                f"got {self.num_speculative_tokens}"
+            )
+        if self.max_loras is not None and self.max_loras < 1:
+            raise ValueError(f"max_loras must be >= 1, got {self.max_loras}")
+        if self.max_loras is not None and self.max_loras > self.max_num_seqs:
+            raise ValueError(
+                f"max_loras {self.max_loras} is more than max_num_seqs {self.max_num_seqs}: "
+                "a slot no sequence could use; give at most max_num_seqs"
+            )
+        if self.max_lora_rank < 1:
+            raise ValueError(f"max_lora_rank must be >= 1, got {self.max_lora_rank}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+
+    @property
+    def num_lora_slots(self) -> int:
+        """max_loras, or its default for this many sequences."""
+        if self.max_loras is not None:
+            return self.max_loras
+        return min(DEFAULT_MAX_LORAS, self.max_num_seqs)
 
 
 def available_memory_bytes() -> int:

@@ -21,14 +21,20 @@ from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import InvalidParameterError
 
 # Ollama's sampling defaults (its api/types.go DefaultOptions), used where neither the model
-# nor the request says otherwise; all but one: Ollama's repeat_penalty 1.1 covers the last 64
-# tokens, while hearth's repetition_penalty (vLLM's and HF's) covers the whole prompt, where
-# 1.1 would penalise every word the prompt holds (tool names, JSON keys, the text to quote)
+# nor the request says otherwise; all but one: Ollama's repeat_penalty is 1.1, hearth's 1.0
+# (off), so that greedy text stays what the model gives under the reference decoders
+# (transformers) the tests hold it to; nothing measured here says 1.1 answers better. A
+# repeat_penalty that is set looks at Ollama's window, the last 64 tokens (repeat_last_n).
 OLLAMA_SAMPLING: Mapping[str, float] = {
     "temperature": 0.8,
     "top_k": 40,
     "top_p": 0.9,
+    "min_p": 0.0,
+    "typical_p": 1.0,
     "repetition_penalty": 1.0,
+    "repeat_last_n": 64,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
 }
 # no default runs unbounded: an answer stops here unless the request asks for more (a chat
 # answer rarely needs more; Ollama's -1 is "until the context is full", which a base model
@@ -45,9 +51,15 @@ _KEYS = {
     "top_k": "top_k",
     "top_p": "top_p",
     "min_p": "min_p",
+    "typical_p": "typical_p",
     "repetition_penalty": "repetition_penalty",
     "repeat_penalty": "repetition_penalty",
     "penalty_repeat": "repetition_penalty",
+    "repeat_last_n": "repeat_last_n",
+    "penalty_last_n": "repeat_last_n",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "seed": "seed",
     "max_new_tokens": "max_tokens",
     "num_predict": "max_tokens",
     "max_tokens": "max_tokens",
@@ -64,10 +76,15 @@ class GenerationDefaults:
     top_k: int
     top_p: float
     min_p: float
+    typical_p: float
     repetition_penalty: float
+    repeat_last_n: int
+    presence_penalty: float
+    frequency_penalty: float
     max_tokens: int
     stop: tuple[str, ...]
     sources: Mapping[str, str]
+    seed: int | None = None  # None: a fresh draw per request (Ollama's -1)
 
     @classmethod
     def resolve(
@@ -82,7 +99,7 @@ class GenerationDefaults:
         as eos_token_id, are ignored); `catalog`: the catalog's parameters for the name;
         `chat`: whether the model has a chat template (False = completion-style);
         `modelfile`: the PARAMETERs of a created model (Ollama's names)."""
-        values: dict[str, Any] = dict(OLLAMA_SAMPLING) | {"min_p": 0.0}
+        values: dict[str, Any] = dict(OLLAMA_SAMPLING) | {"seed": None}
         sources = dict.fromkeys(values, "ollama")
         values["max_tokens"], values["stop"] = CHAT_MAX_TOKENS, ()
         sources["max_tokens"] = sources["stop"] = "hearth"
@@ -102,6 +119,8 @@ class GenerationDefaults:
                     ) from None
                 if name == "max_tokens" and coerced <= 0:
                     continue  # "unbounded" (Ollama's -1) is what no default may be
+                if name == "seed" and coerced < 0:
+                    coerced = None  # Ollama's -1: a fresh seed for every request
                 values[name] = coerced
                 sources[name] = label
         # checked like a request's values: a broken generation_config.json fails at load
@@ -123,9 +142,11 @@ class GenerationDefaults:
         """(name, value, source) rows in Ollama's vocabulary, for `/show parameters`."""
         names = {"repetition_penalty": "repeat_penalty", "max_tokens": "num_predict"}
         rows = []
-        for field in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"):
+        for field in OLLAMA_SAMPLING:
             rows.append((names.get(field, field), f"{getattr(self, field):g}", self.sources[field]))
         rows.append(("num_predict", str(self.max_tokens), self.sources["max_tokens"]))
+        if self.seed is not None:
+            rows.append(("seed", str(self.seed), self.sources["seed"]))
         rows.extend(("stop", repr(s), self.sources["stop"]) for s in self.stop)
         return rows
 
@@ -133,6 +154,6 @@ class GenerationDefaults:
 def _coerce(name: str, value: Any) -> Any:
     if name == "stop":
         return (value,) if isinstance(value, str) else tuple(str(s) for s in value)
-    if name in ("top_k", "max_tokens"):
+    if name in ("top_k", "max_tokens", "repeat_last_n", "seed"):
         return int(value)
     return float(value)

@@ -6,7 +6,7 @@ completion. Knows nothing of HTTP or the CLI."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from hearth.engine.generation_defaults import GenerationDefaults
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
+from hearth.engine.tensor_parallel import TPConfig
 from hearth.errors import ModelNotFoundError, UserInputError
 from hearth.model.quant_modes import DEFAULT_QUANT
 
@@ -101,7 +102,7 @@ def model_defaults(
 
 def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], str | None]:
     """The Modelfile layers of a created store model and the chat template they make
-    (({}, None) otherwise); an ADAPTER layer is refused until the engine applies adapters."""
+    (({}, None) otherwise). An ADAPTER layer runs as the model's default LoRA adapter."""
     if name is None:
         return {}, None
     from hearth.store import Store
@@ -113,12 +114,29 @@ def store_layers(name: str | None, settings: Settings) -> tuple[dict[str, Any], 
         return {}, None
     if not layers:
         return {}, None
-    if layers.get("adapters"):
-        raise UserInputError(
-            f"{name} carries an ADAPTER ({layers['adapters'][0]}); hearth stores it but cannot "
-            "run adapters yet: merge the adapter into the base and create from that"
-        )
     return layers, store.get(name).chat_template
+
+
+def store_location(name: str | None, settings: Settings) -> Any:
+    """The store's ModelLocation of `name` (its record, its adapter folder if it is a base +
+    adapter model), or None for a name not stored."""
+    if name is None:
+        return None
+    from hearth.store import Store
+
+    try:
+        return Store(settings).locate(name)
+    except (ModelNotFoundError, UserInputError):
+        return None
+
+
+def _base_of(name: str, settings: Settings) -> tuple[str | None, str | None]:
+    """(name, digest) of the base a tuned model was made from: what its adapter names."""
+    from hearth.store import Store
+
+    extra = Store(settings).manifest(name).extra
+    base, digest = extra.get("base"), extra.get("base_digest")
+    return (str(base) if base else None, str(digest) if digest else None)
 
 
 def _engine_config(
@@ -147,11 +165,18 @@ def build_engine(
     dtype: torch.dtype,
 ) -> LLMEngine:
     """Size the KV pool from the budget, allocate it and wire the engine."""
+    from hearth.engine.tensor_parallel import TPDriver
     from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
 
-    per_block = kv_cache_bytes_per_block(loaded_config, config.block_size, dtype)
+    # a tensor-parallel rank holds its KV heads only: the budget is per rank, and every
+    # rank allocates the same number of blocks
+    cache_config = model.config if isinstance(model, TPDriver) else loaded_config
+    per_block = kv_cache_bytes_per_block(cache_config, config.block_size, dtype)
     plan = plan_kv_cache(config, per_block, loaded_config.max_position_embeddings)
-    kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
+    if isinstance(model, TPDriver):
+        kv_caches = model.allocate_kv_caches(plan.num_blocks, config.block_size, dtype)
+    else:
+        kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
     eos = set(getattr(tokenizer, "eos_ids", ())) | set(loaded_config.eos_token_ids)
     return LLMEngine(
         model,
@@ -163,6 +188,32 @@ def build_engine(
         vocab_size=loaded_config.vocab_size,
         eos_token_ids=eos,
     )
+
+
+def _tp_config(tensor_parallel: int | TPConfig, settings: Settings) -> TPConfig:
+    """A size alone: ranks on this host, meeting at MASTER_ADDR / MASTER_PORT (settings)."""
+    if isinstance(tensor_parallel, TPConfig):
+        return tensor_parallel
+    return TPConfig(tensor_parallel, host=settings.master_addr, port=settings.master_port)
+
+
+def _load_tensor_parallel(
+    path: Path, tp: TPConfig, quant: str, dtype: torch.dtype, threads: int
+) -> tuple[Any, Any, str]:
+    """(weights, the TPDriver, quant) for `tp` ranks; each rank gets an equal share of the
+    threads. Dense weights only: the low-bit layers are single-process."""
+    from hearth.engine.tensor_parallel import start
+    from hearth.weights.loader import load_weights
+
+    if quant not in ("auto", "none"):
+        raise UserInputError(
+            f"--tensor-parallel runs dense weights; --quant {quant} is single-process: use "
+            "--quant none (or auto)"
+        )
+    per_rank = max(1, threads // tp.local_size)
+    torch.set_num_threads(per_rank)
+    weights = load_weights(path, dtype)
+    return weights, start(path, weights, tp, dtype, per_rank), "none"
 
 
 class LLM:
@@ -178,6 +229,9 @@ class LLM:
       other quant types int8; HF float weights stay dense), "none" (dense weights in `dtype`,
       the reference eval uses), "int8" or "int4" (also quantize HF safetensors at load).
       Quantized modes run bf16 activations (hearth.model.quant_build).
+    tensor_parallel: ranks to split the weights over (an int: processes on this host; a
+      TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
+      reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
 
     `.defaults` holds the model's generation defaults (hearth.engine.generation_defaults:
     its generation_config.json / GGUF sampling keys, the catalog's parameters, a bounded
@@ -198,12 +252,15 @@ class LLM:
         license_use: str | None = "run",
         accept_license: bool = False,
         name: str | None = None,
+        loras: Mapping[str, str | Path] | None = None,
+        tensor_parallel: int | TPConfig = 1,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
-        model goes by when `model` is its file (the catalog's defaults are found by name)."""
+        model goes by when `model` is its file (the catalog's defaults are found by name).
+        `loras`: LoRA adapters to register, name -> PEFT folder (see load_lora)."""
         from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
         from hearth.tokenizer.loading import load_tokenizer
@@ -225,6 +282,7 @@ class LLM:
         self.kind = model_kind(self.path) if self.path.is_dir() else "generation"
         self.embedder: Embedder | None = None
         pooling = None
+        prompt = ""
         if self.kind != "generation":
             from hearth.engine.embedder import Embedder
             from hearth.weights.sentence_transformers import read_embedding_folder
@@ -234,14 +292,23 @@ class LLM:
                 self.embedder = Embedder.load(self.path, dtype)
                 return
             pooling = spec.pooling  # an embedding model built on a decoder: the engine runs it
+            prompt = spec.default_prompt
         layers, chat_template = store_layers(record.name if record else name, settings)
         params = dict(layers.get("parameters", {}))
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
-        backend = BackendConfig(settings.kernels, settings.disabled_kernels)
-        built = load_decoder(self.path, quant, dtype, backend)
-        loaded, decoder, dtype = built.weights, built.decoder, built.dtype
-        self.quant = built.quant  # what "auto" became for this file
+        tp = _tp_config(tensor_parallel, settings)
+        self.tensor_parallel = tp.size
+        decoder: Any
+        if tp.size > 1:
+            loaded, decoder, self.quant = _load_tensor_parallel(
+                self.path, tp, quant, dtype, num_threads or settings.threads
+            )
+        else:
+            backend = BackendConfig.of(settings)
+            built = load_decoder(self.path, quant, dtype, backend)
+            loaded, decoder, dtype = built.weights, built.decoder, built.dtype
+            self.quant = built.quant  # what "auto" became for this file
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
@@ -253,11 +320,33 @@ class LLM:
         self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
         if pooling is not None:
             self.engine.embedding_pooling = pooling
+            self.engine.embedding_prompt = prompt
         self._ids = itertools.count()
+        # a store model that is base + adapter runs on its base with the adapter by default
+        self.default_lora: str | None = None
+        store_name = record.name if record else name
+        location = store_location(store_name, settings)
+        if location is not None:
+            self.engine.base_name, self.engine.base_digest = store_name, location.record.digest
+        if location is not None and location.adapter is not None:
+            assert store_name is not None
+            self.engine.base_name, self.engine.base_digest = _base_of(store_name, settings)
+            self.load_lora(self.model_name, location.adapter)
+            self.default_lora = self.model_name
+        for lora_name, lora_path in (loras or {}).items():
+            self.load_lora(lora_name, lora_path)
+
+    @property
+    def broken(self) -> str | None:
+        """Why this model can no longer run (a tensor-parallel worker died), else None."""
+        return getattr(self.engine.runner.model, "broken", None) if self.embedder is None else None
 
     def default_sampling_params(self, **overrides: Any) -> SamplingParams:
         """The model's generation defaults as SamplingParams; overrides that are not None
-        win (vLLM's `get_default_sampling_params`)."""
+        win (vLLM's `get_default_sampling_params`). A base + adapter model's requests get
+        its adapter unless they name another (`lora`)."""
+        if overrides.get("lora") is None and getattr(self, "default_lora", None) is not None:
+            overrides["lora"] = self.default_lora
         return self.defaults.sampling_params(**overrides)
 
     @property
@@ -296,9 +385,14 @@ class LLM:
 
         if not texts:
             raise InvalidParameterError("input", "input: give at least one text")
+        if self.tensor_parallel > 1:
+            raise UserInputError(
+                "embeddings run on one process: load the model without --tensor-parallel"
+            )
         limit = self.max_model_len
         ids = []
         for i, text in enumerate(texts):
+            text = self.engine.embedding_prompt + text
             one = list(self.tokenizer.encode(text)) or [*self.tokenizer.eos_ids][:1]
             if len(one) > limit and not truncate:
                 raise ContextLengthError(
@@ -348,13 +442,34 @@ class LLM:
                 f"use it for {uses.get(self.kind, self.kind)}, or load a generation model"
             )
 
+    # -- LoRA adapters ---------------------------------------------------------------
+    def load_lora(self, name: str, path: str | Path) -> None:
+        """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
+        self.require_generation()
+        if self.tensor_parallel > 1:
+            raise UserInputError(
+                "LoRA adapters do not run with --tensor-parallel yet (the other ranks hold "
+                "shards the adapter's update does not reach); serve without it"
+            )
+        self.engine.add_lora(name, path)
+
+    def unload_lora(self, name: str) -> None:
+        self.engine.remove_lora(name)
+
+    def list_loras(self) -> list[str]:
+        return [a.name for a in self.engine.list_loras()]
+
     def generate(
         self,
         prompts: str | Sequence[str] | Sequence[Sequence[int]],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Run every prompt (text, or token ids) to completion in one continuous batch;
-        outputs come back in the prompts' order."""
+        outputs come back in the prompts' order. lora: an adapter's name (see load_lora)
+        for every prompt, or one per prompt (None: the base); without it, SamplingParams'
+        own `lora`, else the model's default adapter (a store model made with one)."""
         self.require_generation()
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -366,7 +481,24 @@ class LLM:
             raise UserInputError(
                 f"got {len(items)} prompts but {len(plist)} SamplingParams; give one, or one each"
             )
+        if lora is None or isinstance(lora, str):
+            loras: list[str | None] = [lora] * len(items)
+        else:
+            loras = list(lora)
+        if len(loras) != len(items):
+            raise UserInputError(
+                f"got {len(items)} prompts but {len(loras)} lora names; give one, or one each"
+            )
+        plist = [
+            replace(p, lora=name) if name is not None else self._with_default_lora(p)
+            for p, name in zip(plist, loras, strict=True)
+        ]
         return self._run(items, plist)
+
+    def _with_default_lora(self, params: SamplingParams) -> SamplingParams:
+        if params.lora is None and self.default_lora is not None:
+            return replace(params, lora=self.default_lora)
+        return params
 
     def chat(
         self,
@@ -375,6 +507,7 @@ class LLM:
         *,
         tools: Sequence[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        lora: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
         """Chat completion of one conversation (a list of {"role", "content"} messages) or
         several, rendered by the model's chat template. A model without a template raises
@@ -388,7 +521,7 @@ class LLM:
             self.tokenizer.encode_chat(c, add_generation_prompt=add_generation_prompt, tools=tools)
             for c in conversations
         ]
-        return self.generate(prompts, params)
+        return self.generate(prompts, params, lora=lora)
 
     def _run(
         self, prompts: list[str | list[int]], params: list[SamplingParams]

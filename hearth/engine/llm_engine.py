@@ -1,6 +1,8 @@
 """LLMEngine: requests in, outputs out, one `step()` at a time (vLLM's LLMEngine). Owns
 the scheduler, the block manager, the model runner and the sampler, and applies the
 stopping rules (EOS, stop token ids, stop strings, max_tokens, context end, grammar end).
+With speculation on (EngineConfig.speculative), a Speculator drafts tokens for decoding
+sequences before each step and verify_drafts accepts them after it (engine/spec/).
 Not thread-safe: AsyncEngine serialises calls. Knows nothing of HTTP or the CLI."""
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +18,7 @@ import torch
 from hearth.engine.block_manager import BlockManager
 from hearth.engine.embeddings import MEAN_NORMALIZED
 from hearth.engine.engine_config import EngineConfig
+from hearth.engine.lora_adapters import Adapter, LoraAdapters
 from hearth.engine.metrics import EngineMetrics, ThroughputMeter
 from hearth.engine.model_runner import DecoderLike, ModelRunner, RunnerOutput
 from hearth.engine.output_processor import RequestState
@@ -23,7 +27,9 @@ from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
 from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
-from hearth.errors import ContextLengthError, UserInputError
+from hearth.engine.spec.speculator import Speculator
+from hearth.engine.spec.verify import verify_drafts
+from hearth.errors import ContextLengthError, NotFoundError, UserInputError
 
 # prefix-cache tokens an idle engine keeps when it gives memory back: a paused chat's
 # conversation so far (a whole 8k context of SmolLM2 would be 370 MB kept resident)
@@ -54,15 +60,27 @@ class LLMEngine:
         self.eos_token_ids = frozenset(eos_token_ids)
         # how `embed` pools this model's hidden states (an embedding model's folder says)
         self.embedding_pooling = MEAN_NORMALIZED
+        # an embedding model's default prompt (sentence-transformers' default_prompt_name),
+        # put before each text it embeds
+        self.embedding_prompt = ""
         self.block_manager = BlockManager(
             num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs),
+            SchedulerConfig(
+                config.max_num_batched_tokens, config.max_num_seqs, config.num_lora_slots
+            ),
             self.block_manager,
         )
         self.runner = ModelRunner(model, kv_caches, config.block_size)
         self.sampler = Sampler(config.seed)
+        self.speculator = (
+            None
+            if config.speculative == "off"
+            else Speculator(config.speculative, config.num_speculative_tokens)
+        )
+        self._draft_tokens_total = 0
+        self._accepted_tokens_total = 0
         self.requests: dict[str, RequestState] = {}
         self._compiling: list[Sequence] = []
         self._compiler: ThreadPoolExecutor | None = None
@@ -70,6 +88,39 @@ class LLMEngine:
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
         self.last_failed: list[str] = []  # request ids the last failed step took down
+        # LoRA adapters (lora_adapters.py), made at the first add_lora; base_name and
+        # base_digest are the model's store facts, which an adapter naming its base must match
+        self.adapters: LoraAdapters | None = None
+        self.base_name: str | None = None
+        self.base_digest: str | None = None
+
+    # -- LoRA adapters ---------------------------------------------------------------
+    def add_lora(self, name: str, path: str | Path) -> Adapter:
+        """Register the PEFT adapter in `path` as `name` (hot: between steps). Raises
+        UserInputError when it does not fit this model."""
+        if self.adapters is None:
+            adapters = LoraAdapters(
+                self.runner.model, self.config.num_lora_slots, self.config.max_lora_rank,
+                self.base_name, self.base_digest,
+            )  # fmt: skip
+            adapter = adapters.add(name, path)
+            self.adapters = self.runner.adapters = adapters
+            return adapter
+        return self.adapters.add(name, path)
+
+    def remove_lora(self, name: str) -> None:
+        """Unregister `name`: new requests for it are refused now; it goes when the
+        requests already using it finish. Raises NotFoundError for an unknown name."""
+        if self.adapters is None:
+            raise NotFoundError(f"no LoRA adapter named {name!r} is loaded; none is loaded")
+        self.adapters.remove(name, in_use=name in self._loras_in_use())
+
+    def list_loras(self) -> list[Adapter]:
+        adapters = self.adapters
+        return [] if adapters is None else [adapters.adapters[n] for n in adapters.names()]
+
+    def _loras_in_use(self) -> set[str]:
+        return {s.lora for st in self.requests.values() for s in st.seqs if s.lora is not None}
 
     # -- requests -------------------------------------------------------------------
     def tokenize(self, prompt: str | list[int]) -> list[int]:
@@ -110,6 +161,14 @@ class LLMEngine:
                 f"prompt_logprobs_start {start} is past the prompt's last token "
                 f"(the prompt has {len(ids)} tokens); use a position below {len(ids)}"
             )
+        adapter = None
+        if params.lora is not None:
+            if self.adapters is None:
+                raise NotFoundError(
+                    f"no LoRA adapter named {params.lora!r} is loaded; none is loaded "
+                    "(serve --lora NAME=PATH, or LLM.load_lora)"
+                )
+            adapter = self.adapters.get(params.lora)
         seqs: list[Sequence] = []
         for i in range(params.n):
             gen = None
@@ -123,7 +182,12 @@ class LLMEngine:
                 # positions before the start come back None and are never computed for
                 # logits; the model runner starts at len(prompt_logprobs) - 1
                 seq.prompt_logprobs = [None] * (params.prompt_logprobs_start or 1)
+            if adapter is not None:
+                seq.lora, seq.prefix_key = adapter.name, adapter.key
             seqs.append(seq)
+        if adapter is not None and self.adapters is not None:
+            counts = self.adapters.requests_total
+            counts[adapter.name] = counts.get(adapter.name, 0) + 1
         if params.structured is not None:
             self._start_compile(seqs, params)
         self.requests[request_id] = RequestState(
@@ -174,6 +238,8 @@ class LLMEngine:
             return
         self._finish_request(state, "abort")
         del self.requests[request_id]
+        if self.adapters is not None and self.adapters.removing:
+            self.adapters.collect(self._loras_in_use())
 
     def _finish_request(self, state: RequestState, reason: str) -> None:
         for seq in state.seqs:
@@ -193,6 +259,12 @@ class LLMEngine:
     # every request of the batch is failed first, so no blocks leak.
     def step(self) -> list[RequestOutput]:
         outputs = self._collect_compiled()
+        if self.speculator is not None:
+            self.speculator.propose(
+                self.scheduler.running,
+                lambda s: self._num_left(s) - 1,
+                self.config.max_num_batched_tokens,
+            )
         batch = self.scheduler.schedule()
         if not batch:
             if self._compiling and not outputs:
@@ -206,6 +278,9 @@ class LLMEngine:
         except BaseException as exc:
             self._fail_all(batch.seqs, exc)
             raise
+        finally:
+            for seq in self.scheduler.running:
+                seq.draft_token_ids.clear()
         self._drop_finished(outputs)
         return outputs
 
@@ -215,6 +290,7 @@ class LLMEngine:
         batch, run = self._run_isolated(batch, failed)
         num_prefill = num_decode = 0
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+            n -= len(seq.draft_token_ids)
             if n == 1 and seq.num_computed_tokens >= seq.num_prompt_tokens:
                 num_decode += 1
             else:
@@ -227,15 +303,43 @@ class LLMEngine:
             except Exception as exc:
                 self._fail(seq, exc, failed)
         touched = self._sample(run.sample_seqs, run.logits, failed)
-        self._meter.record(start, time.perf_counter(), num_prefill, num_decode)
+        num_accepted = 0
+        if run.draft_logits:
+            more, accepted = verify_drafts(
+                run.sample_seqs,
+                run.draft_logits,
+                lambda seqs, logits: self._sample(seqs, logits, failed),
+                self.block_manager,
+            )
+            touched.extend(more)
+            num_accepted = self._count_drafts(run.sample_seqs, accepted)
+        end = time.perf_counter()
+        if self.speculator is not None:
+            self.speculator.observe_step(batch.total_tokens, end - start)
+        self._meter.record(start, end, num_prefill, num_decode + num_accepted)
         self._prompt_tokens_total += num_prefill
-        self._generation_tokens_total += len(run.sample_seqs)
+        self._generation_tokens_total += len(run.sample_seqs) + num_accepted
         outputs = []
         for request_id in {**dict.fromkeys(touched), **failed}:
             out = self._output(self.requests[request_id])
             if out is not None:
                 outputs.append(out)
         return outputs
+
+    def _count_drafts(self, seqs: list[Sequence], accepted: dict[int, int]) -> int:
+        """Book the verified drafts (per sequence, engine-wide, the speculator's alphas);
+        returns the accepted ones."""
+        for seq in seqs:
+            if seq.seq_id not in accepted:
+                continue
+            num_drafted, num_accepted = len(seq.draft_token_ids), accepted[seq.seq_id]
+            seq.num_draft_tokens += num_drafted
+            seq.num_accepted_draft_tokens += num_accepted
+            self._draft_tokens_total += num_drafted
+            self._accepted_tokens_total += num_accepted
+            if self.speculator is not None:
+                self.speculator.observe_verified(seq, num_drafted, num_accepted)
+        return sum(accepted.values())
 
     def _run_isolated(
         self, batch: SchedulerOutput, failed: dict[str, None]
@@ -274,6 +378,7 @@ class LLMEngine:
                 if sampled
                 else torch.empty(0, self.vocab_size),
                 {k: v for r in runs for k, v in r.prompt_logits.items() if k in live},
+                {k: v for r in runs for k, v in r.draft_logits.items() if k in live},
             )
         return kept, merged
 
@@ -436,6 +541,8 @@ class LLMEngine:
         for out in outputs:
             if out.finished:
                 self.requests.pop(out.request_id, None)
+        if self.adapters is not None and self.adapters.removing:
+            self.adapters.collect(self._loras_in_use())
 
     # -- memory ---------------------------------------------------------------------
     @property
@@ -487,12 +594,19 @@ class LLMEngine:
             grammar_compile_seconds=grammar.get("compile_seconds", 0.0),
             grammar_mask_steps=int(grammar.get("mask_steps", 0)),
             grammar_mask_seconds=grammar.get("mask_seconds", 0.0),
+            spec_draft_tokens_total=self._draft_tokens_total,
+            spec_accepted_tokens_total=self._accepted_tokens_total,
+            lora_adapters_loaded=len(self.list_loras()),
+            lora_requests_total=dict(self.adapters.requests_total) if self.adapters else {},
         )
 
     def shutdown(self) -> None:
         if self._compiler is not None:
             self._compiler.shutdown(wait=False, cancel_futures=True)
             self._compiler = None
+        close = getattr(self.runner.model, "close", None)  # a tensor-parallel model's workers
+        if close is not None:
+            close()
 
 
 def _empty_run(vocab_size: int) -> RunnerOutput:

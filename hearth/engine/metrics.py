@@ -32,6 +32,12 @@ class EngineMetrics:
     grammar_compile_seconds: float = 0.0
     grammar_mask_steps: int = 0
     grammar_mask_seconds: float = 0.0
+    # speculative decoding (lifetime): tokens drafted, and those the model accepted
+    spec_draft_tokens_total: int = 0
+    spec_accepted_tokens_total: int = 0
+    # LoRA: adapters registered, and requests each adapter got (lifetime)
+    lora_adapters_loaded: int = 0
+    lora_requests_total: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

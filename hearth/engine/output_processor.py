@@ -115,6 +115,8 @@ class RequestState:
                     structure_incomplete=seq.is_finished
                     and seq.matcher is not None
                     and not seq.matcher.is_accepting(),
+                    draft_n=seq.num_draft_tokens,
+                    draft_n_accepted=seq.num_accepted_draft_tokens,
                 )
             )
         if not changed:

@@ -18,7 +18,8 @@ class CompletionOutput:
     a stop string: `stop_reason` says which) or "length", or "abort".
     `structure_incomplete` is True only for a finished, constrained completion whose output
     does not complete its grammar (its budget was too small to close it: the text is not
-    valid JSON); a constrained output closed early to fit ends "length" but complete."""
+    valid JSON); a constrained output closed early to fit ends "length" but complete.
+    `draft_n` / `draft_n_accepted`: tokens speculated for it so far, and those verified."""
 
     index: int
     text: str
@@ -30,6 +31,9 @@ class CompletionOutput:
     delta_text: str = ""
     delta_token_ids: list[int] = field(default_factory=list)
     structure_incomplete: bool = False
+    # speculative decoding (llama.cpp's timings names): tokens drafted, and accepted
+    draft_n: int = 0
+    draft_n_accepted: int = 0
 
     @property
     def finished(self) -> bool:

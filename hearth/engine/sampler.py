@@ -1,8 +1,9 @@
 """Sampler: one next token per row of logits, each row with its own SamplingParams.
 
-Order, as in vLLM: logit bias, penalties (repetition over prompt+output, presence and
-frequency over output), grammar mask (by the caller, before this), then greedy rows take
-the argmax; the others are divided by temperature, filtered by top-k, top-p and min-p, and
+Order, as in vLLM: logit bias, penalties (repetition over the last `repeat_last_n` tokens
+of prompt+output, all of them by default; presence and frequency over output), grammar mask
+(by the caller, before this), then greedy rows take the argmax; the others are divided by
+temperature, filtered by top-k, top-p, min-p and typical-p (transformers' order), and
 sampled. Sampling uses the "exponential race" (argmax of p / q, q ~ Exp(1)) so a seeded
 row draws its noise from its own generator only: same seed, same tokens, whatever else
 is in the batch. Logprobs are those of the model's distribution (before processing), like
@@ -39,6 +40,18 @@ class SamplerOutput:
     sampled_logprobs: list[float]  # the sampled token's logprob (for cumulative_logprob)
 
 
+def _penalty_window(row: SamplerRow) -> list[int]:
+    """The tokens repetition_penalty looks at: the last `repeat_last_n` of prompt + output
+    (-1: all of them)."""
+    prompt, output = row.prompt_token_ids, row.output_token_ids
+    n = row.params.repeat_last_n
+    if n < 0:
+        return [*prompt, *output]
+    if len(output) >= n:
+        return output[len(output) - n :]
+    return [*prompt[max(0, len(prompt) - (n - len(output))) :], *output]
+
+
 def _apply_penalties(logits: torch.Tensor, rows: list[SamplerRow]) -> None:
     """In place. logits: (N, V) fp32."""
     vocab = logits.shape[1]
@@ -46,14 +59,13 @@ def _apply_penalties(logits: torch.Tensor, rows: list[SamplerRow]) -> None:
         p = row.params
         if not p.uses_penalties:
             continue
-        if p.repetition_penalty != 1.0:
+        if p.uses_repetition_penalty:
             seen = torch.tensor(
-                sorted({t for t in (*row.prompt_token_ids, *row.output_token_ids) if t < vocab}),
-                dtype=torch.long,
+                sorted({t for t in _penalty_window(row) if t < vocab}), dtype=torch.long
             )
             if seen.numel():
                 vals = logits[i, seen]
-                # HF / vLLM convention: shrink positive logits, grow negative ones
+                # HF / vLLM / llama.cpp convention: shrink positive logits, grow negative ones
                 vals = torch.where(
                     vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty
                 )
@@ -99,7 +111,8 @@ def _apply_logit_bias(logits: torch.Tensor, rows: list[SamplerRow], cache: _Bias
 
 
 def _filter(logits: torch.Tensor, rows: list[SamplerRow]) -> torch.Tensor:
-    """Temperature, top-k, top-p, min-p for rows that sample. (N, V) -> probs (N, V)."""
+    """Temperature, top-k, top-p, min-p, typical-p for rows that sample (transformers'
+    order: each filter sees what the ones before it left). (N, V) -> probs (N, V)."""
     temps = torch.tensor([r.params.temperature or 1.0 for r in rows], dtype=logits.dtype)
     logits = logits / temps[:, None]
     need_sort = any(r.params.uses_top_k or r.params.top_p < 1.0 for r in rows)
@@ -121,12 +134,30 @@ def _filter(logits: torch.Tensor, rows: list[SamplerRow]) -> torch.Tensor:
         drop[:, 0] = False
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.empty_like(logits).scatter_(1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    min_ps = torch.tensor([r.params.min_p for r in rows], dtype=probs.dtype)
+    min_ps = torch.tensor([r.params.min_p for r in rows], dtype=logits.dtype)
     if bool((min_ps > 0).any()):
+        probs = logits.softmax(dim=-1)
         threshold = min_ps[:, None] * probs.max(dim=-1, keepdim=True).values
-        probs = probs.masked_fill(probs < threshold, 0.0)
-    return probs
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    typical = [j for j, r in enumerate(rows) if r.params.typical_p < 1.0]
+    if typical:
+        masses = torch.tensor([rows[j].params.typical_p for j in typical], dtype=logits.dtype)
+        logits[typical] = _typical(logits[typical], masses)
+    return logits.softmax(dim=-1)
+
+
+def _typical(logits: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
+    """Locally typical sampling (Meister et al. 2022), as transformers' TypicalLogitsWarper:
+    keep the tokens whose surprisal is closest to the distribution's entropy until they
+    hold `mass` of the probability (the closest always stays). (M, V), (M,) -> (M, V)."""
+    logp = logits.log_softmax(dim=-1)
+    entropy = -(logp * logp.exp()).nansum(dim=-1, keepdim=True)  # -inf * 0 is nan: skipped
+    distance, order = (-logp - entropy).abs().sort(dim=-1)  # (M, V), most typical first
+    cumulative = logits.gather(1, order).softmax(dim=-1).cumsum(dim=-1)
+    last = (cumulative < masses[:, None]).sum(dim=1).clamp_(max=logits.shape[1] - 1)
+    drop = distance > distance.gather(1, last[:, None])
+    drop[:, 0] = False
+    return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
 
 
 class Sampler:

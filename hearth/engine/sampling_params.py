@@ -44,7 +44,12 @@ def _finite(value: object) -> bool:
 class SamplingParams:
     """One request's decoding settings.
 
-    temperature 0 means greedy. top_k 0 (or -1) and top_p 1 disable those filters.
+    temperature 0 means greedy. top_k 0 (or -1), top_p 1 and typical_p 1 disable those
+    filters (typical_p: locally typical sampling, transformers' TypicalLogitsWarper).
+    `repeat_last_n` is the window of repetition_penalty, in tokens of prompt + output:
+    -1 (the default, vLLM's and HF's meaning) all of them, 0 none (the penalty is off),
+    N the last N (Ollama's and llama.cpp's meaning; Ollama's default is 64). presence and
+    frequency penalties count the output only, as OpenAI defines them.
     max_tokens None means "until the context is full". `stop` strings end the text exactly
     before the string (the string itself is not returned). `logprobs=k` returns the sampled
     token's logprob plus the k most likely alternatives for every output token;
@@ -56,7 +61,8 @@ class SamplingParams:
     so only those positions go through the LM head and the prompt before s - 1 may come
     from the prefix cache (scoring a continuation after a shared few-shot context).
     With `seed`, the same request gives the same text whatever else is in the batch; with
-    n > 1 the i-th completion uses seed + i.
+    n > 1 the i-th completion uses seed + i. `lora`: the name of a LoRA adapter loaded on
+    the engine (None: the base model alone).
     """
 
     n: int = 1
@@ -64,7 +70,9 @@ class SamplingParams:
     top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.0
+    typical_p: float = 1.0
     repetition_penalty: float = 1.0
+    repeat_last_n: int = -1
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] | None = None
@@ -78,7 +86,9 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     prompt_logprobs_start: int | None = None
     skip_special_tokens: bool = True
+    speculate: bool = True  # False: never draft for this request (the engine's mode aside)
     structured: StructuredSpec | None = field(default=None)
+    lora: str | None = None
 
     def __post_init__(self) -> None:
         # accept a lone string / any iterable for the tuple fields, like vLLM does
@@ -118,6 +128,14 @@ class SamplingParams:
             raise _bad("top_p", f"must be in (0, 1], got {self.top_p}")
         if not _finite(self.min_p) or not 0 <= self.min_p <= 1:
             raise _bad("min_p", f"must be in [0, 1], got {self.min_p}")
+        if not _finite(self.typical_p) or not 0 < self.typical_p <= 1:
+            raise _bad("typical_p", f"must be in (0, 1] (1 disables it), got {self.typical_p}")
+        if not _is_int(self.repeat_last_n) or not -1 <= self.repeat_last_n <= MAX_INT:
+            raise _bad(
+                "repeat_last_n",
+                f"must be an integer in [-1, {MAX_INT}] (-1: the whole context, 0: no "
+                f"repetition penalty), got {self.repeat_last_n!r}",
+            )
         if not _finite(self.repetition_penalty) or self.repetition_penalty <= 0:
             raise _bad(
                 "repetition_penalty", f"must be > 0 (1 disables it), got {self.repetition_penalty}"
@@ -162,6 +180,8 @@ class SamplingParams:
                 raise _bad(name, f"at most {MAX_TOKEN_LIST} token ids, got {len(ids)}")
             if any(not 0 <= i <= MAX_INT for i in ids):
                 raise _bad(name, f"token ids must be in [0, {MAX_INT}]")
+        if self.lora is not None and (not isinstance(self.lora, str) or not self.lora):
+            raise _bad("lora", f"must be an adapter's name, got {self.lora!r}")
         if self.logprob_token_ids and self.logprobs is None:
             raise _bad("logprob_token_ids", "needs logprobs to be set (logprobs=0 will do)")
         if len(self.stop) > MAX_STOP:
@@ -189,9 +209,13 @@ class SamplingParams:
         return self.top_k > 0
 
     @property
+    def uses_repetition_penalty(self) -> bool:
+        return self.repetition_penalty != 1.0 and self.repeat_last_n != 0
+
+    @property
     def uses_penalties(self) -> bool:
         return (
-            self.repetition_penalty != 1.0
+            self.uses_repetition_penalty
             or self.presence_penalty != 0.0
             or self.frequency_penalty != 0.0
         )

@@ -25,10 +25,12 @@ from hearth.engine.sequence import Sequence, SequenceStatus
 @dataclass(frozen=True)
 class SchedulerConfig:
     """max_num_batched_tokens: tokens computed per step (the chunked-prefill budget).
-    max_num_seqs: sequences running at once."""
+    max_num_seqs: sequences running at once. max_loras: distinct LoRA adapters running at
+    once (the model's adapter slots); a sequence of one more waits, keeping its place."""
 
     max_num_batched_tokens: int = 512
     max_num_seqs: int = 64
+    max_loras: int = 4
 
     def __post_init__(self) -> None:
         if self.max_num_batched_tokens < 1:
@@ -85,6 +87,7 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
+        seq.draft_token_ids.clear()
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
@@ -100,8 +103,15 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            num_new = min(seq.num_uncomputed_tokens, budget)
+            # a decode may carry speculated tokens (engine/spec/): they go only where the
+            # budget and the pool have room, never at the cost of a preemption
+            num_new = min(seq.num_uncomputed_tokens + len(seq.draft_token_ids), budget)
+            del seq.draft_token_ids[max(0, num_new - seq.num_uncomputed_tokens) :]
             while not bm.allocate(seq, num_new):
+                if seq.draft_token_ids:
+                    num_new -= len(seq.draft_token_ids)
+                    seq.draft_token_ids.clear()
+                    continue
                 victim = self.running[-1]
                 self._preempt(victim)
                 out.preempted.append(victim)
@@ -124,9 +134,15 @@ class Scheduler:
         # opens with them waits until they are cached instead of computing them again
         # (many requests over one few-shot prefix, all sent at once)
         in_flight = bm.blocks_in_flight(self.running) if self.waiting else set()
+        loras = {s.lora for s in self.running if s.lora is not None}
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
-            if not seq.is_ready() or bm.waits_for_prefix(seq, in_flight):
+            lora_full = seq.lora not in loras and len(loras) >= self.config.max_loras
+            if (
+                not seq.is_ready()
+                or bm.waits_for_prefix(seq, in_flight)
+                or (seq.lora is not None and lora_full)
+            ):
                 skipped.append(self.waiting.popleft())
                 continue
             bm.allocate_prefix(seq)
@@ -141,6 +157,8 @@ class Scheduler:
             out.num_tokens.append(num_new)
             budget -= num_new
             in_flight |= bm.blocks_in_flight([seq])
+            if seq.lora is not None:
+                loras.add(seq.lora)
         # not-ready sequences keep their place at the front
         self.waiting.extendleft(reversed(skipped))
         return out
@@ -148,5 +166,6 @@ class Scheduler:
     def postprocess(self, out: SchedulerOutput) -> None:
         """After the model ran: the scheduled tokens are now in the cache."""
         for seq, n in zip(out.seqs, out.num_tokens, strict=True):
-            seq.num_computed_tokens += n
+            # speculated tokens count once verified (LLMEngine), not here
+            seq.num_computed_tokens += n - len(seq.draft_token_ids)
             self.block_manager.cache_full_blocks(seq)

@@ -67,6 +67,10 @@ class Sequence:
         # chained content hashes of this sequence's full blocks (computed lazily, kept
         # across preemption since tokens only ever get appended)
         self.block_hashes: list[int] = []
+        # its LoRA adapter's name (None: the base) and the root of its block-hash chain,
+        # the adapter's key: sequences of different adapters never share KV blocks
+        self.lora: str | None = None
+        self.prefix_key: int | None = None
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0  # prompt tokens served from the prefix cache (last admission)
         self.num_preemptions = 0
@@ -80,6 +84,11 @@ class Sequence:
         self.matcher: Any = None  # structured-output matcher, once compiled
         self.matcher_future: Any = None  # concurrent.futures.Future while compiling
         self.closed_by_budget = False  # the grammar was completed early to fit max_tokens
+        # speculation (engine/spec/): tokens proposed after token_ids for this step only,
+        # verified in its forward and then cleared; lifetime counts of drafted / accepted
+        self.draft_token_ids: list[int] = []
+        self.num_draft_tokens = 0
+        self.num_accepted_draft_tokens = 0
 
     # -- token bookkeeping ----------------------------------------------------------
     def __len__(self) -> int:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
-from hearth.config import KERNEL_MODES
+from hearth.config import KERNEL_MODES, Settings
 from hearth.errors import InvalidParameterError
+from hearth.model.cpu import native_build
 from hearth.model.cpu.backend import KERNEL_NAMES, CpuBackend
 from hearth.model.layers.ops import Ops
 
@@ -24,10 +26,20 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BackendConfig:
     """kernels: "auto" (the C kernels where they run) or "torch" (the reference only);
-    disabled: kernels to leave off under "auto" (KERNEL_NAMES)."""
+    disabled: kernels to leave off under "auto" (KERNEL_NAMES); compiler and kernel_cache:
+    what builds the C kernels and where they are kept (native_build.Toolchain)."""
 
     kernels: str = "auto"
     disabled: tuple[str, ...] = ()
+    compiler: str = "cc"
+    kernel_cache: Path | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> BackendConfig:
+        """The backend the settings ask for (kernels, disabled_kernels, cc, xdg_cache_home)."""
+        return cls(
+            settings.kernels, settings.disabled_kernels, settings.cc, settings.xdg_cache_home
+        )
 
     def __post_init__(self) -> None:
         if self.kernels not in KERNEL_MODES:
@@ -51,6 +63,7 @@ class BackendConfig:
 @cache  # one backend per setting and process: kernels are built and the choice logged once
 def select_backend(config: BackendConfig = BackendConfig()) -> Ops:
     """The backend for `config` (made, and logged, at the first call)."""
+    native_build.set_toolchain(native_build.Toolchain(config.compiler, config.kernel_cache))
     backend = Ops() if config.kernels == "torch" else CpuBackend(config.disabled)
     log.info("%s", backend.describe())
     return backend

@@ -47,6 +47,7 @@ from hearth.serve.state import ServerState, get_state, new_request_id
 from hearth.serve.usage_meter import UsageLedgerMiddleware
 
 if TYPE_CHECKING:
+    from hearth.serve.replicas.options import ReplicaOptions
     from hearth.store import Store
 
 access_log = logging.getLogger("hearth.serve.access")
@@ -112,14 +113,22 @@ def create_app(
     store: Store | None = None,
     preload: Sequence[str] = (),
     pool: ModelPool | None = None,
+    replicas: ReplicaOptions | None = None,
 ) -> FastAPI:
     """The server application. `preload`: model names loaded (and pinned) at startup.
     `pool`: share another app's loaded models (several listeners on one event loop); that
-    app starts and closes it."""
+    app starts and closes it. `replicas`: run generation models as Ray Serve replicas
+    (hearth.serve.replicas)."""
     from hearth.store import Store
 
     options = options or ServeOptions.from_settings(settings)
     owns_pool = pool is None
+    if pool is None and replicas is not None:
+        from hearth.serve.replicas.pool import ReplicaPool
+
+        pool = ReplicaPool(
+            settings, options, store or Store(settings, options.staging_dir), replicas
+        )
     own_pool = pool or ModelPool(settings, options, store or Store(settings, options.staging_dir))
     metrics = ServerMetrics(own_pool.snapshots)
     state = ServerState(
@@ -182,6 +191,11 @@ def create_app(
     guard = OriginGuard(options.allowed_origins, options.allowed_hosts, options.is_loopback)
     app.add_middleware(OriginGuardMiddleware, guard=guard)
     app.add_middleware(AccessLogMiddleware, metrics=metrics, enabled=options.access_log)
+    if replicas is not None:
+        from hearth.serve.replicas.pool import ReplicaPool, attach
+
+        assert isinstance(own_pool, ReplicaPool)
+        attach(app, own_pool, metrics)
     return app
 
 

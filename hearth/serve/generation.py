@@ -1,33 +1,17 @@
-"""What both API surfaces share once a request is parsed: SamplingParams from their
-parameters, chat prompts through the model's template, and `Generation`, which admits a
-request into the bounded queue, streams the engine's outputs, records TTFT / inter-token
-latency / token counts, and aborts the sequence when the consumer goes away (closing the
-iterator closes the engine stream, which aborts the request). A non-streaming request is
-awaited through `unless_disconnected`, which aborts it when its client hangs up. Never
-touches tensors."""
+"""Request preparation that both API surfaces share once a body is parsed: SamplingParams
+from their parameters (checked against the model), token budgets, chat prompts through the
+model's template. What runs the prepared request is handler.py. Never touches tensors."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from starlette.exceptions import HTTPException
-
-from hearth.engine.outputs import RequestOutput
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ContextLengthError, InvalidParameterError, UserInputError
-from hearth.serve.limits import Admission
-from hearth.serve.metrics import ServerMetrics
 from hearth.serve.model_pool import LoadedModel
 
 _SEED_MOD = 2**62  # the engine adds the choice index to the seed; keep it in range
-# how often a non-streaming request checks whether its client is still there
-DISCONNECT_POLL_S = 0.25
-T = TypeVar("T")
 
 
 def no_vision(model: LoadedModel) -> UserInputError:
@@ -56,7 +40,9 @@ _OPENAI_SAMPLING = (
 
 def openai_sampling(req: Any) -> dict[str, Any]:
     """The shared sampling fields of an OpenAI chat or completions request, for build_params."""
-    return {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values = {name: getattr(req, name) for name in _OPENAI_SAMPLING}
+    values["speculate"] = req.speculative  # hearth's extension: false = no drafts for it
+    return values
 
 
 def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
@@ -90,6 +76,8 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
         if len(stop) > 16:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
+    if model.lora is not None:  # the request named an adapter (model_pool.use)
+        given["lora"] = model.lora
     return model.llm.default_sampling_params(**given)
 
 
@@ -154,100 +142,3 @@ def chat_prompt(
 
 def encode(model: LoadedModel, text: str) -> list[int]:
     return list(model.tokenizer.encode(text))
-
-
-@dataclass
-class Generation:
-    """One request's run through the engine, with its timing (for usage, Ollama's
-    durations and the access log)."""
-
-    model: LoadedModel
-    prompt: list[int]
-    params: SamplingParams
-    request_id: str
-    admission: Admission
-    metrics: ServerMetrics
-    started: float = field(default_factory=time.perf_counter)
-    first_token_at: float | None = None
-    ended: float | None = None
-    num_prompt_tokens: int = 0
-    num_output_tokens: int = 0
-    final: RequestOutput | None = None
-
-    @property
-    def ttft_s(self) -> float | None:
-        return None if self.first_token_at is None else self.first_token_at - self.started
-
-    async def stream(self) -> AsyncIterator[RequestOutput]:
-        """The engine's outputs. Leaving early (or being cancelled) aborts the request."""
-        name = self.model.name
-        async with self.admission.slot():
-            gen = self.model.engine.generate(self.prompt, self.params, self.request_id)
-            last = None
-            async with contextlib.aclosing(gen):  # type: ignore[type-var]
-                async for out in gen:
-                    now = time.perf_counter()
-                    new = sum(len(o.delta_token_ids) for o in out.outputs)
-                    if new:
-                        if self.first_token_at is None:
-                            self.first_token_at = now
-                            self.metrics.ttft.labels(name).observe(now - self.started)
-                        elif last is not None:
-                            self.metrics.itl.labels(name).observe((now - last) / new)
-                        last = now
-                        self.num_output_tokens += new
-                        self.metrics.generation_tokens.labels(name).inc(new)
-                    if not self.num_prompt_tokens:
-                        self.num_prompt_tokens = len(out.prompt_token_ids)
-                        self.metrics.prompt_tokens.labels(name).inc(self.num_prompt_tokens)
-                    if out.finished:
-                        self.final = out
-                        self.ended = now
-                    yield out
-
-    async def run(self) -> RequestOutput:
-        """Run to the end; the final output."""
-        async for _ in self.stream():
-            pass
-        assert self.final is not None
-        return self.final
-
-
-async def unless_disconnected(aw: Awaitable[T], disconnected: Callable[[], Awaitable[bool]]) -> T:
-    """Await `aw` (a non-streaming request's run) while watching its client: if the client
-    hangs up first, `aw` is cancelled, which aborts its engine requests and frees their
-    blocks at once (an abandoned n=4 request once ran on for minutes), and a 499 ends the
-    handler (nginx's "client closed request"; nobody reads it)."""
-    task = asyncio.ensure_future(aw)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if done:
-                return task.result()
-            if await disconnected():
-                raise HTTPException(499, "the client closed the connection before the answer")
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def first_then_rest(gen: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
-    """Wait for the first output before a streaming response starts, so that bad input, a
-    full queue or a too-long prompt still get a proper status code; then stream the rest."""
-    try:
-        first = await gen.__anext__()
-    except BaseException:
-        await gen.aclose()  # type: ignore[attr-defined]
-        raise
-
-    async def rest() -> AsyncIterator[RequestOutput]:
-        try:
-            yield first
-            async for out in gen:
-                yield out
-        finally:
-            await gen.aclose()  # type: ignore[attr-defined]
-
-    return rest()

@@ -19,6 +19,9 @@ from hearth.errors import CapacityError, UserInputError
 from hearth.serve.body_checks import MAX_JSON_DEPTH, has_lone_surrogate, too_deep
 from hearth.serve.errors import BodyTooLarge, RateLimited, problem_for, response_for
 
+# POST bodies here are model files (ollama_blobs.py): no size cap, never read whole
+BLOBS_PATH = "/api/blobs/"
+
 
 class RateLimiter:
     """At most `per_minute` requests per key in any 60 s window (0 = unlimited)."""
@@ -126,6 +129,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        if path.startswith(BLOBS_PATH) and scope.get("method") == "POST":
+            # a model file, streamed to disk and checked against its digest there
+            await self.app(scope, receive, send)
+            return
         size = self._declared_size(scope)
         if size is not None and not 0 <= size <= self.max_bytes:
             error = self._too_large(size if size >= 0 else None)

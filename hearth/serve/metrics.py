@@ -61,8 +61,27 @@ class _EngineCollector(Collector):
             labels=["model"],
         )
         mask_steps = CounterMetricFamily(
-            "hearth_grammar_mask_steps", "Grammar masks applied (one per sequence per step)",
+            "hearth_grammar_mask_steps",
+            "Grammar masks applied (one per sequence per step)",
             labels=["model"],
+        )
+        drafted = CounterMetricFamily(
+            "hearth_spec_draft_tokens", "Tokens drafted by speculative decoding",
+            labels=["model"],
+        )
+        accepted = CounterMetricFamily(
+            "hearth_spec_accepted_tokens", "Drafted tokens the model accepted (verified)",
+            labels=["model"],
+        )
+        adapters = GaugeMetricFamily(
+            "hearth_lora_adapters_loaded",
+            "LoRA adapters registered on the model",
+            labels=["model"],
+        )
+        adapter_requests = CounterMetricFamily(
+            "hearth_lora_requests",
+            "Requests per LoRA adapter (lifetime)",
+            labels=["model", "adapter"],
         )
         loaded = GaugeMetricFamily("hearth_models_loaded", "Models loaded")
         count = 0
@@ -81,9 +100,15 @@ class _EngineCollector(Collector):
             compile_s.add_metric([name], m.grammar_compile_seconds)
             mask_s.add_metric([name], m.grammar_mask_seconds)
             mask_steps.add_metric([name], m.grammar_mask_steps)
+            drafted.add_metric([name], m.spec_draft_tokens_total)
+            accepted.add_metric([name], m.spec_accepted_tokens_total)
+            adapters.add_metric([name], m.lora_adapters_loaded)
+            for adapter, num in sorted(m.lora_requests_total.items()):
+                adapter_requests.add_metric([name, adapter], num)
         loaded.add_metric([], count)
         yield from (running, waiting, preempted, kv, kv_used, hit, loaded)
-        yield from (constrained, compile_s, mask_s, mask_steps)
+        yield from (constrained, compile_s, mask_s, mask_steps, drafted, accepted)
+        yield from (adapters, adapter_requests)
 
 
 class ServerMetrics:

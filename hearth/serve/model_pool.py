@@ -15,19 +15,28 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.config import Settings
-from hearth.errors import CapacityError, InvalidParameterError
+from hearth.errors import (
+    CapacityError,
+    ConflictError,
+    InvalidNameError,
+    InvalidParameterError,
+    ModelNotFoundError,
+)
 from hearth.licenses.policy import PolicyStamp, policy_stamp
 from hearth.serve.options import ServeOptions
+from hearth.serve.served_adapters import AdapterSpec, ServedAdapters
 
 if TYPE_CHECKING:
     from hearth.engine.async_engine import AsyncEngine
     from hearth.engine.llm import LLM
     from hearth.engine.metrics import EngineMetrics
+    from hearth.engine.tensor_parallel import TPConfig
     from hearth.store import ModelRecord, Store
 
 log = logging.getLogger("hearth.serve")
@@ -70,6 +79,7 @@ class LoadedModel:
     policy_stamp: PolicyStamp = None  # the policy file the license gate last passed under
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    lora: str | None = None  # a LoRA adapter's view of its base: its requests use it
 
     @property
     def tokenizer(self) -> Any:
@@ -99,6 +109,9 @@ class ModelPool:
         self.models: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.adapters = ServedAdapters()  # LoRA adapters by name (served_adapters.py)
+        for name, path, base in options.loras:
+            self.adapters.add(AdapterSpec(name, store.get(base).name, Path(path)))
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -139,8 +152,19 @@ class ModelPool:
         """The loaded model `name` (loading it first), held while the block runs. A given
         keep_alive replaces the model's (as Ollama does), counted from the end of the use.
         A model of another kind than `kinds` (generation, embedding, rerank) is refused
-        before it loads."""
-        check_kind(await self.record(name), kinds)
+        before it loads. An adapter's name gives its base, seen as the adapter."""
+        adapter = self.adapters.get(name)
+        if adapter is not None:
+            async with self.use(adapter.base, keep_alive_s, kinds) as base:
+                yield replace(base, name=name, lora=name)
+            return
+        try:
+            record = await self.record(name)
+        except ModelNotFoundError as exc:
+            if not self.adapters.specs:
+                raise
+            raise ModelNotFoundError(exc.name, f"{exc}; {self.adapters.listing()}") from exc
+        check_kind(record, kinds)
         model = await self.get(name, keep_alive_s)
         model.active += 1
         try:
@@ -161,6 +185,12 @@ class ModelPool:
             model = self.models.get(key)
             if model is not None and model.record.digest != record.digest:
                 await self.unload(key)  # re-pulled under the same name: load the new one
+                model = None
+            if model is not None and model.llm.broken:
+                # a tensor-parallel worker died (its requests got 503): load it afresh
+                log.warning("%s: %s; loading it again", key, model.llm.broken)
+                pin = pin or model.pinned
+                await self.unload(key)
                 model = None
             if model is None:
                 model = await self._load(record, keep_alive_s)
@@ -202,7 +232,9 @@ class ModelPool:
         log.info("loaded %s in %.1f s", record.name, took)
         # an embedding / rerank model answers `embed` (and `rerank`) as the engine does; the
         # routes that generate never reach it (check_kind)
-        engine: Any = AsyncEngine(llm.engine) if llm.embedder is None else AsyncEmbedder(llm.embedder)
+        engine: Any = (
+            AsyncEngine(llm.engine) if llm.embedder is None else AsyncEmbedder(llm.embedder)
+        )
         return LoadedModel(
             name=record.name,
             record=record,
@@ -229,10 +261,25 @@ class ModelPool:
             name=record.name,  # its catalog defaults go by the name, not the blob path
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
+            speculative=self.options.speculative,
             settings=self.settings,
+            loras=self.adapters.of_base(record.name),
+            max_loras=self.options.max_loras,
+            max_lora_rank=self.options.max_lora_rank,
+            tensor_parallel=self._tensor_parallel(),
         )
         llm.model_name = record.name
         return llm, warnings
+
+    def _tensor_parallel(self) -> TPConfig:
+        from hearth.engine.tensor_parallel import TPConfig
+
+        return TPConfig(
+            self.options.tensor_parallel,
+            self.options.nnodes,
+            self.settings.master_addr,
+            self.settings.master_port,
+        )
 
     def _estimate_bytes(self, record: ModelRecord) -> int:
         weights = record.parameter_count * _DTYPE_BYTES[self.options.dtype]
@@ -269,6 +316,46 @@ class ModelPool:
             return False
         await asyncio.to_thread(model.engine.shutdown)
         log.info("unloaded %s", name)
+        return True
+
+    # -- LoRA adapters ------------------------------------------------------------------
+    async def load_adapter(self, name: str, path: str, base: str | None) -> AdapterSpec:
+        """Register adapter `name` (a PEFT folder) on `base` (default: the one generation
+        model loaded), loading the base if needed; checked against it at once."""
+        if base is None:
+            bases = [m.name for m in self.loaded() if m.record.kind == "generation"]
+            if len(bases) != 1:
+                raise InvalidParameterError(
+                    "base_model",
+                    "base_model: name the model the adapter runs on ("
+                    + (f"loaded: {', '.join(bases)}" if bases else "none is loaded")
+                    + ")",
+                )
+            base = bases[0]
+        if self.adapters.get(name) is None and await self._is_stored(name):
+            raise ConflictError(f"{name!r} is a stored model's name; give the adapter another")
+        spec = AdapterSpec(name, (await self.record(base)).name, Path(path))
+        self.adapters.add(spec)  # first: a request for it may come while it loads
+        try:
+            async with self.use(spec.base) as model:
+                await asyncio.to_thread(model.engine.add_lora, name, spec.path)
+        except BaseException:
+            self.adapters.pop(name)
+            raise
+        return spec
+
+    async def unload_adapter(self, name: str) -> None:
+        """Forget adapter `name`; requests already using it finish first."""
+        spec = self.adapters.pop(name)
+        model = self.models.get(spec.base)
+        if model is not None:
+            await asyncio.to_thread(model.engine.remove_lora, name)
+
+    async def _is_stored(self, name: str) -> bool:
+        try:
+            await self.record(name)
+        except (ModelNotFoundError, InvalidNameError):
+            return False
         return True
 
     def loaded(self) -> list[LoadedModel]:

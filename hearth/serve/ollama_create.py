@@ -1,7 +1,7 @@
-"""Ollama's POST /api/create: a new store model from a base name plus a template, system
+"""Ollama's POST /api/create: a new store model from a base name, or from blobs uploaded
+before (`files`, `adapters`: {file name: digest}, ollama_blobs.py), plus a template, system
 prompt, parameters, few-shot messages and licenses (hearth.store.create; the base's blobs are
-shared). Files on the server's disk are never named by a client, and uploaded blobs
-(`files`, `adapters`) are not taken yet: the answer says so. Never touches tensors."""
+shared). Files on the server's disk are never named by a client. Never touches tensors."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from hearth.errors import InvalidParameterError, UserInputError
 from hearth.serve.auth import require_key
 from hearth.serve.schemas_ollama import CreateRequest
 from hearth.serve.state import ServerState, get_state
+from hearth.store.create import create_from_blobs
 from hearth.store.modelfile import ROLES, Modelfile, parse, parse_parameter
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)], tags=["ollama"])
@@ -26,11 +27,6 @@ NDJSON = "application/x-ndjson"
 
 def modelfile_of(req: CreateRequest) -> Modelfile:
     """The Modelfile a request describes (400s name the field)."""
-    if req.files or req.adapters:
-        raise UserInputError(
-            "creating from uploaded files or adapters is not supported over the API yet; "
-            "create FROM a stored model name, or run `hearth create` on the server's machine"
-        )
     if req.quantize:
         raise InvalidParameterError(
             "quantize", "quantize is not done by /api/create; run `hearth quantize` instead"
@@ -38,9 +34,16 @@ def modelfile_of(req: CreateRequest) -> Modelfile:
     mf = parse(req.modelfile) if req.modelfile else Modelfile(from_="")
     if req.from_:
         mf.from_ = req.from_
-    if not mf.from_:
-        raise InvalidParameterError("from", "from is required: the name of a stored model")
-    if mf.from_.startswith(("/", ".", "~")) or mf.from_.endswith(".gguf") or mf.adapters:
+    if req.files and mf.from_:
+        raise InvalidParameterError(
+            "files", "give from (a stored model) or files (uploaded blobs), not both"
+        )
+    if not mf.from_ and not req.files:
+        raise InvalidParameterError(
+            "from", "from is required: the name of a stored model (or files: uploaded blobs)"
+        )
+    local = mf.from_.startswith(("/", ".", "~")) or mf.from_.endswith(".gguf")
+    if local or mf.adapters:
         raise UserInputError(
             "a client names stored models, never files on the server; create FROM a stored "
             "model name, or run `hearth create` on the server's machine"
@@ -70,8 +73,13 @@ def modelfile_of(req: CreateRequest) -> Modelfile:
 @router.post("/create", response_model=None)
 async def create(req: CreateRequest, state: ServerState = Depends(get_state)) -> Any:
     mf = modelfile_of(req)
-    # nothing is read from the server's disk: relative paths were refused above
-    record = await asyncio.to_thread(state.pool.store.create, req.model, mf, Path("/nonexistent"))
+    store = state.pool.store
+    if req.files or req.adapters:  # blobs the client uploaded, by digest
+        record = await asyncio.to_thread(
+            create_from_blobs, store, req.model, mf, req.files, req.adapters
+        )
+    else:  # nothing is read from the server's disk: relative paths were refused above
+        record = await asyncio.to_thread(store.create, req.model, mf, Path("/nonexistent"))
     statuses = [
         {"status": f"using existing layer {record.digest}"},
         {"status": "writing manifest"},

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Request
 
 from hearth.errors import InvalidParameterError
 from hearth.serve.auth import require_key
+from hearth.serve.handler import hold_model
 from hearth.serve.model_pool import LoadedModel
-from hearth.serve.ollama_generate import enter_model
 from hearth.serve.openai_models import shorten
 from hearth.serve.schemas_ollama import (
     EmbeddingsRequest,
     EmbedRequest,
+    parse_keep_alive,
 )
 from hearth.serve.state import ServerState, get_state, note
 
@@ -32,12 +33,13 @@ async def _embed(
 ) -> tuple[LoadedModel, list[list[float]], int, float]:
     # a chat model embeds too (its pooled states); a reranker does not
     kinds = ("embedding", "generation")
-    stack, model, loaded_s = await enter_model(state, request, name, keep_alive, kinds)
-    async with stack, state.admission.slot():
+    held = await hold_model(state, request, name, parse_keep_alive(keep_alive), kinds)
+    model = held.model
+    async with held.stack, state.admission.slot():
         # tokenized off the event loop; truncate (Ollama's default) cuts to the context
         vectors, counts = await model.engine.embed(list(texts), truncate=truncate)
     note(request, prompt_tokens=sum(counts), output_tokens=0)
-    return model, vectors, sum(counts), loaded_s
+    return model, vectors, sum(counts), held.loaded_s
 
 
 @router.post("/embed")

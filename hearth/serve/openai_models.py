@@ -15,6 +15,7 @@ from hearth.serve.auth import require_key
 from hearth.serve.schemas_openai import (
     EmbeddingRequest,
 )
+from hearth.serve.served_adapters import AdapterSpec
 from hearth.serve.state import ServerState, get_state, new_request_id, note
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["openai"])
@@ -22,22 +23,41 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["ope
 
 # -- models -------------------------------------------------------------------------------
 def _model_card(record: Any) -> dict[str, Any]:
-    return {
+    card = {
         "id": record.name,
         "object": "model",
         "created": int(record.created.timestamp()),
         "owned_by": "hearth",
+    }
+    if str(record.source).startswith("tune:"):  # a base + adapter model (hearth tune)
+        card["parent"] = str(record.source).removeprefix("tune:")
+    return card
+
+
+def _adapter_card(spec: AdapterSpec) -> dict[str, Any]:
+    """A served LoRA adapter as vLLM lists one: its base in `parent`, its folder in `root`."""
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": int(spec.created.timestamp()),
+        "owned_by": "hearth",
+        "parent": spec.base,
+        "root": str(spec.path),
     }
 
 
 @router.get("/models")
 async def list_models(state: ServerState = Depends(get_state)) -> dict[str, Any]:
     records = await asyncio.to_thread(state.pool.store.list)
-    return {"object": "list", "data": [_model_card(r) for r in records]}
+    adapters = [_adapter_card(s) for s in state.pool.adapters.specs.values()]
+    return {"object": "list", "data": [_model_card(r) for r in records] + adapters}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    spec = state.pool.adapters.get(model_id)
+    if spec is not None:
+        return _adapter_card(spec)
     return _model_card(await state.pool.record(model_id))
 
 

@@ -1,8 +1,8 @@
 """The OpenAI-compatible API under /v1, behind the API-key check: chat/completions
 (openai_chat.py), completions (openai_completions.py), models and embeddings
-(openai_models.py). Requests parse with schemas_openai, run through
-generation.Generation, answer in OpenAI's shapes (SSE for streams); errors go to
-serve/errors.py. Never touches tensors.
+(openai_models.py). Requests parse with schemas_openai; generation runs through the one
+handler (handler.py) and answers in OpenAI's shapes (render_openai.py; SSE for streams);
+errors go to serve/errors.py. Never touches tensors.
 
 The routers are included into the app one by one, not nested in one router: FastAPI's
 nested inclusion hides the matched route from the access-log middleware (metric labels)."""
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hearth.serve import openai_chat, openai_completions, openai_models
+from hearth.serve import lora_routes, openai_chat, openai_completions, openai_models
 
 routers: tuple[APIRouter, ...] = (
     openai_models.router,
+    lora_routes.router,
     openai_chat.router,
     openai_completions.router,
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.config import DEFAULT_PORT, Settings
+from hearth.engine.engine_config import SPECULATIVE_MODES
 from hearth.model.quant_modes import DEFAULT_QUANT, QUANT_MODES
 
 MIB = 1024 * 1024
@@ -31,7 +32,11 @@ class ServeOptions:
     ollama_port: also listen here (Ollama's 11434) when it is free; None = don't.
     max_auth_failures_per_minute: requests with a missing or wrong key per client address
         before 429 (key guessing), whatever rate_limit_per_minute says.
-    staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME)."""
+    staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
+    loras: LoRA adapters served by name, (name, PEFT folder, base model name) each;
+        max_loras / max_lora_rank: adapters resident per model at once, their largest rank.
+    tensor_parallel / nnodes: each model split over this many processes on this many hosts
+        (hearth.engine.tensor_parallel)."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -46,6 +51,7 @@ class ServeOptions:
     max_model_len: int | None = None
     dtype: str = "float32"
     quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
+    speculative: str = "off"  # EngineConfig.speculative of every model loaded
     cors_origins: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -53,13 +59,21 @@ class ServeOptions:
     max_auth_failures_per_minute: int = 30
     staging_dir: Path | None = None
     access_log: bool = True
+    loras: tuple[tuple[str, str, str], ...] = ()
+    max_loras: int = 4
+    max_lora_rank: int = 16
+    tensor_parallel: int = 1  # ranks each model's weights are split over
+    nnodes: int = 1  # hosts those ranks run on (the others start `hearth tp-worker`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:  # 0: let the OS pick (tests)
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.ollama_port is not None and not 0 <= self.ollama_port < 65536:
             raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
-        for name in ("max_body_bytes", "max_running", "max_auth_failures_per_minute"):
+        for name in (
+            "max_body_bytes", "max_running", "max_auth_failures_per_minute", "tensor_parallel",
+            "nnodes", "max_loras", "max_lora_rank",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
@@ -73,6 +87,11 @@ class ServeOptions:
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {self.quant!r}")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise ValueError(
+                f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, "
+                f"got {self.speculative!r}"
+            )
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise ValueError("cors_origins: '*' must be the only origin when given")
 

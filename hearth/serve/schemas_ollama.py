@@ -29,12 +29,16 @@ class Options(_Lenient):
     top_k: int | None = Field(default=None, ge=-1, le=MAX_COUNT)
     top_p: float | None = Field(default=None, gt=0, le=1)
     min_p: float | None = Field(default=None, ge=0, le=1)
+    typical_p: float | None = Field(default=None, gt=0, le=1)
+    speculative: bool | None = None  # hearth's: false = no speculative decoding for it
     # -1 (or any negative): until the context is full
     num_predict: int | None = Field(default=None, ge=-MAX_COUNT, le=MAX_COUNT)
     num_ctx: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     stop: list[str] | str | None = None
     repeat_penalty: float | None = Field(default=None, gt=0, le=10)
+    # the tokens repeat_penalty looks back over: 0 none, -1 the whole context
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=MAX_COUNT)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     # hearth extensions, here so the official clients can send them (`options={...}`)

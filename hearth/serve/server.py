@@ -20,6 +20,7 @@ from hearth.serve.options import ServeOptions
 
 if TYPE_CHECKING:
     from hearth.serve.model_pool import LoadedModel
+    from hearth.serve.replicas.options import ReplicaOptions
 
 
 def check_bind(settings: Settings, options: ServeOptions) -> bool:
@@ -35,11 +36,13 @@ def check_bind(settings: Settings, options: ServeOptions) -> bool:
     return auth
 
 
-def check_models(settings: Settings, models: Sequence[str]) -> None:
-    """Each model named at start exists and may be served (NotFoundError / PolicyError:
-    one line and the CLI's exit code, before anything listens)."""
+def check_models(settings: Settings, models: Sequence[str], tensor_parallel: int = 1) -> None:
+    """Each model named at start exists, may be served and splits over `tensor_parallel`
+    ranks (NotFoundError / PolicyError / InvalidParameterError: one line and the CLI's
+    exit code, before anything listens)."""
     if not models:
         return
+    from hearth.engine.tensor_parallel import check_model
     from hearth.licenses import detection_from_stored, enforce
     from hearth.store import Store
 
@@ -48,6 +51,8 @@ def check_models(settings: Settings, models: Sequence[str]) -> None:
         record = store.get(name)
         detection = detection_from_stored(record.license_id, record.license_signals)
         enforce(detection, "serve", settings, record.digest)
+        if tensor_parallel > 1:
+            check_model(store.locate(name).path, tensor_parallel)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -129,10 +134,13 @@ def serve(
     options: ServeOptions,
     models: Sequence[str] = (),
     echo: Callable[[str], None] = print,
+    replicas: ReplicaOptions | None = None,
 ) -> None:
     """Check the bind and the models, listen, load `models` (through the license gate),
     print the banner and serve until interrupted. A model that fails to load stops the
-    server with its error (one line at the CLI), not a start-up traceback."""
+    server with its error (one line at the CLI), not a start-up traceback. `replicas`: run
+    generation models on Ray Serve replicas (a Ray address that does not answer stops here,
+    before anything listens)."""
     import logging
 
     import uvicorn
@@ -140,12 +148,16 @@ def serve(
     from hearth.serve.app import create_app
 
     auth = check_bind(settings, options)
-    check_models(settings, models)
+    check_models(settings, models, options.tensor_parallel)
+    if replicas is not None and replicas.ray_address is not None:
+        from hearth.serve.replicas.cluster import check_reachable
+
+        check_reachable(replicas.ray_address, replicas.connect_timeout_s)
     sockets = listen(options, echo)
     ports = [s.getsockname()[1] for s in sockets]
     # loaded after start-up (below), not in the app's lifespan: uvicorn would print a
     # failure there as a traceback
-    app = create_app(settings, options)
+    app = create_app(settings, options, replicas=replicas)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     config = uvicorn.Config(
@@ -174,6 +186,8 @@ def serve(
         loaded = [describe(m) for m in app.state.hearth.pool.loaded()]
         for line in banner(options, loaded or models, auth, ports):
             echo(line)
+        if replicas is not None:
+            echo(replicas.describe())
 
     server.startup = startup  # type: ignore[method-assign]
     try:

@@ -12,17 +12,23 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from filelock import FileLock
 
-from hearth.errors import StoreError
+from hearth.errors import StoreError, UserInputError
 
 CHUNK = 4 << 20  # 4 MiB: large enough to keep hashing at disk speed, small for progress
 PREFIX = "sha256-"
 
 # (bytes done, bytes total) -> None
 ByteProgress = Callable[[int, int], None]
+
+
+class ByteSource(Protocol):
+    """What add_stream reads: a binary file, or an upload's body (b"" at its end)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def digest_to_filename(digest: str) -> str:
@@ -93,8 +99,16 @@ class BlobStore:
             return self.add_stream(src, total, progress)
 
     def add_stream(
-        self, src: BinaryIO, total: int, progress: ByteProgress | None = None
+        self,
+        src: ByteSource,
+        total: int,
+        progress: ByteProgress | None = None,
+        expected: str | None = None,
     ) -> tuple[str, int]:
+        """Store what `src` holds (read to its end). With `expected` (a digest), bytes that
+        hash to anything else are dropped before they get a name: UserInputError."""
+        if expected is not None:
+            digest_to_filename(expected)  # a malformed digest fails before any byte is read
         self.partial.mkdir(parents=True, exist_ok=True)
         tmp = self.partial / f"{os.getpid()}-{uuid.uuid4().hex}"
         h = hashlib.sha256()
@@ -110,6 +124,12 @@ class BlobStore:
                 f.flush()
                 os.fsync(f.fileno())
             digest = "sha256:" + h.hexdigest()
+            if expected is not None and digest != expected:
+                tmp.unlink()
+                raise UserInputError(
+                    f"digest mismatch: the {size} bytes sent hash to {digest}, not {expected}; "
+                    "nothing was stored: send the file that digest names"
+                )
             with self.lock(digest):
                 final = self.path(digest)
                 if final.is_file() and final.stat().st_size == size:

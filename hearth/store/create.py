@@ -7,10 +7,11 @@ tensors, the engine or HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import UserInputError
+from hearth.errors import StoreError, UserInputError
 from hearth.store.go_template import to_jinja
 from hearth.store.manifests import Manifest, ManifestFile
 from hearth.store.modelfile import Modelfile
@@ -75,8 +76,17 @@ def chat_template_with(base_template: str | None, layers: dict[str, Any]) -> str
     return prefix + template
 
 
-def create_model(store: Store, name: str, mf: Modelfile, base_dir: Path) -> Any:
-    """Store `name` from the Modelfile; relative paths are read from `base_dir`."""
+def create_model(
+    store: Store,
+    name: str,
+    mf: Modelfile,
+    base_dir: Path,
+    from_label: str | None = None,
+    adapter_label: str | None = None,
+) -> Any:
+    """Store `name` from the Modelfile; relative paths are read from `base_dir`.
+    `from_label` / `adapter_label`: what `show --modelfile` says the model and its adapter
+    came from, when not their paths (uploaded blobs)."""
     # imported here: the store module imports this one
     from datetime import UTC, datetime
 
@@ -86,7 +96,7 @@ def create_model(store: Store, name: str, mf: Modelfile, base_dir: Path) -> Any:
     source_path = (base_dir / mf.from_).expanduser()
     if _looks_local(mf.from_) and source_path.exists():
         store.import_path(source_path, str(target))
-        base_name, base_label = str(target), str(source_path.resolve())
+        base_name, base_label = str(target), from_label or str(source_path.resolve())
     elif _looks_local(mf.from_):
         raise UserInputError(f"FROM {mf.from_}: {source_path} does not exist")
     else:
@@ -97,7 +107,7 @@ def create_model(store: Store, name: str, mf: Modelfile, base_dir: Path) -> Any:
     files = model_files(base)
     if mf.adapters:
         files += _adapter_files(store, mf.adapters, base_dir)
-        layers["adapters"] = list(mf.adapters)
+        layers["adapters"] = [adapter_label] if adapter_label else list(mf.adapters)
     manifest = Manifest(
         format=base.format,
         files=tuple(files),
@@ -106,6 +116,63 @@ def create_model(store: Store, name: str, mf: Modelfile, base_dir: Path) -> Any:
         extra={k: v for k, v in base.extra.items() if k != LAYERS_KEY} | {LAYERS_KEY: layers},
     )
     return store.commit_manifest(target, manifest)
+
+
+def create_from_blobs(
+    store: Store,
+    name: str,
+    mf: Modelfile,
+    files: Mapping[str, str] | None = None,
+    adapters: Mapping[str, str] | None = None,
+) -> Any:
+    """Ollama's /api/create with `files` / `adapters` ({file name: blob digest}, blobs sent
+    before with POST /api/blobs): the model's files (one GGUF, or an HF folder's files) and
+    the adapter's are the store's blobs, laid out under their names in a staging folder and
+    created from there as `hearth create` does from a path (content already stored is not
+    stored twice)."""
+    from hearth.store.staging import unique_name
+
+    with store.staging.claim(unique_name("create-blobs")) as work:
+        from_label = adapter_label = None
+        if files:
+            mf.from_ = str(_lay_out(store, files, work / "model", "files"))
+            from_label = _blobs_label(files)
+        if adapters:
+            mf.adapters = [str(_lay_out(store, adapters, work / "adapter", "adapters"))]
+            adapter_label = _blobs_label(adapters)
+        return create_model(store, name, mf, work, from_label, adapter_label)
+
+
+def _blobs_label(files: Mapping[str, str]) -> str:
+    return ", ".join(f"{name}@{digest}" for name, digest in sorted(files.items()))
+
+
+def _lay_out(store: Store, files: Mapping[str, str], folder: Path, field: str) -> Path:
+    """Each blob linked into `folder` under its file name; the path to create from (the
+    file when it is one .gguf, else the folder)."""
+    folder.mkdir(parents=True)
+    for file_name, digest in files.items():
+        parts = Path(file_name).parts
+        if not parts or Path(file_name).is_absolute() or ".." in parts:
+            raise UserInputError(
+                f"{field}: {file_name!r} is not a file name; give names like model.gguf or "
+                "config.json"
+            )
+        try:
+            blob = store.blobs.path(digest)
+        except StoreError:
+            raise UserInputError(
+                f"{field}.{file_name}: {digest!r} is not a blob digest ('sha256:<64 hex>')"
+            ) from None
+        if not blob.is_file():
+            raise UserInputError(
+                f"{field}.{file_name}: no blob {digest}; send the file first with "
+                f"POST /api/blobs/{digest}"
+            )
+        (folder / file_name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / file_name).symlink_to(blob)
+    only = next(iter(files)) if len(files) == 1 else ""
+    return folder / only if only.endswith(".gguf") else folder
 
 
 def _looks_local(text: str) -> bool:

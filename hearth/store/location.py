@@ -17,11 +17,13 @@ from hearth.store.records import ModelRecord
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """`path` is what the weights loader opens: a .gguf file or an HF snapshot folder."""
+    """`path` is what the weights loader opens: a .gguf file or an HF snapshot folder.
+    `adapter`: the folder of the LoRA adapter a base + adapter model runs with."""
 
     path: Path
     format: str  # "gguf" | "hf"
     record: ModelRecord
+    adapter: Path | None = None
 
 
 def link_folder(models_root: Path, manifest: Manifest, blobs: BlobStore) -> Path:

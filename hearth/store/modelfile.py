@@ -100,6 +100,11 @@ def parse(text: str) -> Modelfile:
     result = Modelfile(from_="")
     for lineno, directive, rest in _commands(text):
         where = f"Modelfile line {lineno}"
+        if directive == "DRAFT":  # Ollama's draft model for speculative decoding
+            raise UserInputError(
+                f"{where}: DRAFT (a draft model) is not supported yet; hearth speculates "
+                "without one, by prompt lookup (`hearth run --speculative auto`, the default)"
+            )
         if directive not in DIRECTIVES:
             raise UserInputError(
                 f"{where}: unknown directive '{directive}'; allowed: {', '.join(DIRECTIVES)}"

@@ -298,19 +298,20 @@ class Store:
         return self._record_of(ModelName.parse(name), name)
 
     def locate(self, name: str) -> ModelLocation:
-        """Where the weights loader can open `name`: the GGUF blob, or an HF symlink folder."""
+        """Where the weights loader can open `name`: the GGUF blob, or an HF symlink folder.
+        A base + adapter model (`hearth tune`, or `hearth create` with ADAPTER) opens as its
+        base, with `adapter` the folder of its adapter's files."""
         model = ModelName.parse(name)
         record = self._record_of(model, name)
         manifest = self._manifest(model, name)
-        if manifest.extra.get("adapter"):  # a base + adapter (store/adapters.py)
-            raise UnsupportedModelError(
-                f"{name} is a base model plus a LoRA adapter (made by `hearth tune`), which the "
-                f"engine cannot serve yet; run `hearth merge {name}` for a model run and serve "
-                f"can use, or `hearth export {name}` to use it elsewhere"
-            )
+        adapter = None
+        if any(f.path.startswith("adapter/") for f in manifest.files):
+            adapter = link_folder(self.models_dir, manifest, self.blobs) / "adapter"
         if manifest.format == "gguf":
-            return ModelLocation(self.blobs.path(model_files(manifest)[0].digest), "gguf", record)
-        return ModelLocation(link_folder(self.models_dir, manifest, self.blobs), "hf", record)
+            path = self.blobs.path(model_files(manifest)[0].digest)
+            return ModelLocation(path, "gguf", record, adapter)
+        folder = link_folder(self.models_dir, manifest, self.blobs)
+        return ModelLocation(folder, "hf", record, adapter)
 
     def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
         """Re-hash the blobs of one model (or all) and report missing or corrupt ones, and

@@ -69,10 +69,13 @@ def tune(
     on_step: Callable[[StepReport], None] | None = None,
     on_info: Callable[[str], None] | None = None,
     trainer_ready: Callable[[Trainer], None] | None = None,
+    nproc: int = 1,
 ) -> TuneOutcome:
     """Fine-tune the stored model `base` on `data` and store the result as `name`.
     `data_from`: the stored model whose outputs the data are (e.g. exported arena answers):
-    its license is checked for "train_other" too."""
+    its license is checked for "train_other" too. `nproc` > 1: data-parallel over that many
+    local processes, config.batch_size blocks each (global batch nproc x batch_size x
+    grad_accum)."""
     config = config or TrainConfig()
     settings = settings or load_settings()
     ModelName.parse(name)  # a bad name fails before any work
@@ -101,7 +104,14 @@ def tune(
     )
     model = training_model(location.path, config, dtype)
     checkpoint = checkpoint_path(settings, name)
-    trainer = Trainer(model, config, prepared.train, prepared.eval, checkpoint)
+    if nproc > 1:  # DDP over nproc local processes (tune/distributed.py); this is rank 0
+        from hearth.tune.distributed import RankJob, start_rank0
+
+        job = RankJob(str(location.path), str(dtype).removeprefix("torch."), config,
+                      prepared.train, prepared.eval, str(checkpoint), resume)  # fmt: skip
+        trainer: Trainer = start_rank0(model, job, nproc)
+    else:
+        trainer = Trainer(model, config, prepared.train, prepared.eval, checkpoint)
     if resume:
         trainer.resume()
         info(f"resumed from {checkpoint} at step {trainer.step}")

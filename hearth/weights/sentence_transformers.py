@@ -1,7 +1,8 @@
 """Embedding and reranking model folders: a sentence-transformers folder (`modules.json`
 naming a Transformer, a Pooling module whose `config.json` says the pooling mode, and
-optionally a Normalize module; `sentence_bert_config.json` gives the max sequence length)
-or a cross-encoder (a `*ForSequenceClassification` config.json). Reads JSON only: the
+optionally a Normalize module; `sentence_bert_config.json` or, since sentence-transformers 6,
+the tokenizer's `model_max_length` gives the max sequence length;
+`config_sentence_transformers.json` may name a default prompt) or a cross-encoder (a `*ForSequenceClassification` config.json). Reads JSON only: the
 tensors come through `hf.SafetensorsTensors`, the network is `model/layers/encoder.py`.
 
 Whether a folder is a generation, embedding or rerank model is the store's one rule
@@ -32,7 +33,8 @@ _POOLING_KEYS = {
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
     "pooling_mode_lasttoken": "lasttoken",
 }
-_MODULE = "sentence_transformers.models."
+# sentence-transformers 6 writes one `pooling_mode` name; these differ from hearth's
+_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class EmbeddingModelSpec:
     # a reranker's score: "sigmoid" of the one logit (sentence-transformers' CrossEncoder
     # default for one label) or the raw logit ("identity")
     activation: str = "sigmoid"
+    # prepended to every text, as SentenceTransformer.encode does with the folder's
+    # `default_prompt_name` (instruction-tuned embedders); "" when the folder names none
+    default_prompt: str = ""
 
 
 def _json(path: Path) -> Any:
@@ -70,28 +75,64 @@ def _modules(folder: Path) -> list[dict[str, Any]]:
     return modules
 
 
+def _module_kind(module: dict[str, Any]) -> str:
+    """The module's class name: sentence-transformers 2-5 write
+    `sentence_transformers.models.Pooling`, 6 writes
+    `sentence_transformers.sentence_transformer.modules.pooling.Pooling`."""
+    return str(module.get("type", "")).rpartition(".")[2]
+
+
+def _pooling_mode(folder: Path, config: dict[str, Any]) -> str:
+    if "pooling_mode" in config:  # sentence-transformers >= 6
+        value = config["pooling_mode"]
+        modes = [value] if isinstance(value, str) else list(value)
+        modes = [_POOLING_NAMES.get(str(m), str(m)) for m in modes]
+    else:
+        modes = [m for key, m in _POOLING_KEYS.items() if config.get(key)]
+    if len(modes) != 1 or modes[0] not in _POOLING_KEYS.values():
+        raise UnsupportedModelError(
+            f"{folder.name}: pooling {modes or 'none'}; hearth runs exactly one of "
+            f"{sorted(_POOLING_KEYS.values())}"
+        )
+    if config.get("include_prompt") is False:
+        raise UnsupportedModelError(
+            f"{folder.name}: its Pooling leaves the prompt's tokens out (include_prompt: "
+            "false), which hearth does not run"
+        )
+    return modes[0]
+
+
 def _pooling(folder: Path, modules: list[dict[str, Any]], default: str) -> PoolingConfig:
     mode = default
     normalize = False
     for module in modules:
-        kind = str(module.get("type", "")).removeprefix(_MODULE)
+        kind = _module_kind(module)
         if kind == "Pooling":
-            config = _json(folder / str(module.get("path", "")) / "config.json")
-            modes = [m for key, m in _POOLING_KEYS.items() if config.get(key)]
-            if len(modes) != 1:
-                raise UnsupportedModelError(
-                    f"{folder.name}: pooling {modes or 'none'}; hearth runs exactly one of "
-                    f"{sorted(_POOLING_KEYS)}"
-                )
-            mode = modes[0]
+            mode = _pooling_mode(folder, _json(folder / str(module.get("path", "")) / "config.json"))
         elif kind == "Normalize":
             normalize = True
-        elif kind not in ("Transformer", "Pooling"):
+        elif kind != "Transformer":
             raise UnsupportedModelError(
                 f"{folder.name}: the sentence-transformers module {kind!r} is not supported "
                 "(hearth runs Transformer, Pooling and Normalize)"
             )
     return PoolingConfig(mode, normalize)
+
+
+def _default_prompt(folder: Path) -> str:
+    path = folder / "config_sentence_transformers.json"
+    if not path.is_file():
+        return ""
+    config = _json(path)
+    name = config.get("default_prompt_name")
+    if not name:
+        return ""
+    prompts = config.get("prompts") or {}
+    if not isinstance(prompts, dict) or not isinstance(prompts.get(name), str):
+        raise CorruptModelError(
+            f"{path}: default_prompt_name {name!r} is not one of its prompts; re-download the model"
+        )
+    return str(prompts[name])
 
 
 def _max_seq_length(folder: Path, limit: int) -> int:
@@ -150,4 +191,5 @@ def read_embedding_folder(folder: Path) -> EmbeddingModelSpec:
         dimensions=dimensions,
         tensor_prefix=f"{ENCODER_MODEL_TYPES.get(mt, mt)}.",
         activation="sigmoid" if act.endswith("Sigmoid") else "identity",
+        default_prompt=_default_prompt(folder) if kind == "embedding" else "",
     )

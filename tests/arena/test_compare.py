@@ -11,26 +11,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli
 
 from hearth.arena.battles import BattleStore, NewBattle
 from hearth.arena.judge_scores import JudgeScore, ScoreStore
-from hearth.cli import main
 from hearth.config import load_settings
 from hearth.eval.results import ResultStore, RunSpec
 from hearth.eval.tasks import LEADERBOARD, TASKS
 from hearth.eval.tasks.base import MetricResult
 
 MODELS = ("smollm2:135m", "twin:135m")
-
-
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
 
 
 @pytest.fixture
@@ -57,8 +47,8 @@ def stored(hearth_home: Path, smollm2_gguf: Path) -> None:
 
 
 @pytest.mark.usefixtures("stored")
-def test_compare_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = hearth(capsys, "compare", *MODELS, "--format", "json", "--no-measure")
+def test_compare_formats(cli: Cli, tmp_path: Path) -> None:
+    code, out, err = cli("compare", *MODELS, "--format", "json", "--no-measure")
     assert code == 0, err
     doc = json.loads(out)
     first, second = doc["models"]
@@ -71,17 +61,15 @@ def test_compare_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert first["license"]["id"] == "apache-2.0" and first["license"]["commercial_use"] == "yes"
     assert all(p["source"].startswith("https://") and p["as_of"] for p in doc["api_prices"])
 
-    code, table, _ = hearth(capsys, "compare", *MODELS, "--no-measure")
+    code, table, _ = cli("compare", *MODELS, "--no-measure")
     assert code == 0 and "arena (95% CI)" in table and "apache-2.0" in table
     assert "source https://openai.com/api/pricing/" in table
 
-    code, md, _ = hearth(capsys, "compare", *MODELS, "--format", "markdown", "--no-measure")
+    code, md, _ = cli("compare", *MODELS, "--format", "markdown", "--no-measure")
     assert code == 0 and md.startswith("| model |") and f"| {MODELS[1]} |" in md
 
     page = tmp_path / "compare.html"
-    code, _, err = hearth(
-        capsys, "compare", *MODELS, "--format", "html", "--measure", "-o", str(page)
-    )
+    code, _, err = cli("compare", *MODELS, "--format", "html", "--measure", "-o", str(page))
     assert code == 0, err
     text = page.read_text()
     assert "<svg" in text and "Arena rating (95% CI)" in text and "Decode tokens/s" in text
@@ -90,11 +78,9 @@ def test_compare_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("stored")
-def test_compare_html_in_chromium(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_compare_html_in_chromium(cli: Cli, tmp_path: Path) -> None:
     page = tmp_path / "compare.html"
-    code, _, err = hearth(
-        capsys, "compare", *MODELS, "--format", "html", "--no-measure", "-o", str(page)
-    )
+    code, _, err = cli("compare", *MODELS, "--format", "html", "--no-measure", "-o", str(page))
     assert code == 0, err
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -117,14 +103,12 @@ def test_compare_html_in_chromium(capsys: pytest.CaptureFixture[str], tmp_path: 
             browser.close()
 
 
-def test_compare_bad_input(
-    capsys: pytest.CaptureFixture[str], hearth_home: Path, tmp_path: Path
-) -> None:
-    code, _, err = hearth(capsys, "compare", "nope:1b", "--no-measure")
+def test_compare_bad_input(cli: Cli, hearth_home: Path, tmp_path: Path) -> None:
+    code, _, err = cli("compare", "nope:1b", "--no-measure")
     assert code == 1 and "not found" in err
-    code, _, err = hearth(capsys, "compare", "x", "--format", "pdf")
+    code, _, err = cli("compare", "x", "--format", "pdf")
     assert code == 2 and "--format" in err
     bad = tmp_path / "prices.toml"
     bad.write_text('[[price]]\nprovider = "X"\n')
-    code, _, err = hearth(capsys, "compare", "x", "--prices", str(bad), "--no-measure")
+    code, _, err = cli("compare", "x", "--prices", str(bad), "--no-measure")
     assert code == 2 and "needs provider" in err

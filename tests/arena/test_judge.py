@@ -15,22 +15,11 @@ from typing import Any
 
 import pytest
 from arena_server import serve
+from cli_runner import Cli
 from fastapi import FastAPI
-
-from hearth.cli import main
 
 DATA = Path(__file__).parent / "data"
 MODELS = ("smollm2:135m", "twin:135m")
-
-
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
 
 
 def judge_app() -> FastAPI:
@@ -72,11 +61,11 @@ def stored(hearth_home: Path, smollm2_gguf: Path) -> None:
 
 
 @pytest.mark.usefixtures("stored")
-def test_judge_end_to_end(capsys: pytest.CaptureFixture[str], judge_url: str) -> None:
+def test_judge_end_to_end(cli: Cli, judge_url: str) -> None:
     questions = DATA / "mt_bench_questions_sample.jsonl"
     common = ["judge", "--models", MODELS[0], "--models", MODELS[1], "--questions", str(questions),
               "--limit", "2", "--max-tokens", "12", "--judge-url", judge_url, "--json"]  # fmt: skip
-    code, out, err = hearth(capsys, *common, "--judge-model", "scripted")
+    code, out, err = cli(*common, "--judge-model", "scripted")
     assert code == 0, err
     report = json.loads(out)
     # 2 models x 2 questions x 2 turns; every second turn's judgment is malformed
@@ -90,29 +79,28 @@ def test_judge_end_to_end(capsys: pytest.CaptureFixture[str], judge_url: str) ->
         "malformed": 0,
     }
 
-    code, out, err = hearth(capsys, *common, "--judge-model", "biased", "--mode", "pairwise")
+    code, out, err = cli(*common, "--judge-model", "biased", "--mode", "pairwise")
     assert code == 0, err
     pairwise = json.loads(out)["pairwise"]
     assert pairwise == {"judged": 4, "battles": 4, "inconsistent_as_tie": 4, "malformed": 0}
 
-    code, out, err = hearth(capsys, "arena", "leaderboard", "--votes", "judge", "--json")
+    code, out, err = cli("arena", "leaderboard", "--votes", "judge", "--json")
     assert code == 0, err
     board = {r["model"]: r for r in json.loads(out)}
     assert board[MODELS[0]]["wins"] == 4 and board[MODELS[0]]["ties"] == 4
     assert board[MODELS[1]]["losses"] == 4
     assert board[MODELS[0]]["rating"] > board[MODELS[1]]["rating"]
     # people's leaderboard does not count a judge's battles
-    code, out, _ = hearth(capsys, "arena", "leaderboard", "--votes", "people", "--json")
+    code, out, _ = cli("arena", "leaderboard", "--votes", "people", "--json")
     assert json.loads(out) == []
 
 
 @pytest.mark.usefixtures("stored")
-def test_local_store_model_as_judge(capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_store_model_as_judge(cli: Cli) -> None:
     """SmolLM2 judging itself: a weak judge, so what matters is that every judgment is
     either a parsed score or counted as malformed."""
     questions = DATA / "mt_bench_questions_sample.jsonl"
-    code, out, err = hearth(
-        capsys, "judge", "--models", MODELS[0], "--questions", str(questions), "--limit", "1",
+    code, out, err = cli("judge", "--models", MODELS[0], "--questions", str(questions), "--limit", "1",
         "--mode", "single", "--judge", MODELS[0], "--max-tokens", "8",
         "--judge-max-tokens", "24", "--json",
     )  # fmt: skip
@@ -122,15 +110,13 @@ def test_local_store_model_as_judge(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["num_scores"][MODELS[0]] + report["single"]["malformed"] == 2
 
 
-def test_judge_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_judge_bad_input(cli: Cli, tmp_path: Path) -> None:
     q = DATA / "mt_bench_questions_sample.jsonl"
-    code, _, err = hearth(capsys, "judge", "--models", "a", "--questions", str(q))
+    code, _, err = cli("judge", "--models", "a", "--questions", str(q))
     assert code == 2 and "--judge MODEL" in err
-    code, _, err = hearth(
-        capsys, "judge", "--models", "a", "--questions", str(q), "--judge-url", "http://x"
-    )
+    code, _, err = cli("judge", "--models", "a", "--questions", str(q), "--judge-url", "http://x")
     assert code == 2 and "--judge-model" in err
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question_id": 1, "turns": "not a list"}\n')
-    code, _, err = hearth(capsys, "judge", "--models", "a", "--questions", str(bad), "--judge", "j")
+    code, _, err = cli("judge", "--models", "a", "--questions", str(bad), "--judge", "j")
     assert code == 2 and "line 1" in err

@@ -7,28 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli
 
 from hearth.bench.peers import check_peer
-from hearth.cli import main
 from hearth.errors import UserInputError
 
 
-def _hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
-
-
-def test_quick_bench_json(
-    smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = _hearth(
-        capsys, "bench", str(smollm2_gguf), "--quick", "--json", "--threads", "1"
-    )
+def test_quick_bench_json(smollm2_gguf: Path, hearth_home: Path, cli: Cli) -> None:
+    code, out, err = cli("bench", str(smollm2_gguf), "--quick", "--json", "--threads", "1")
     assert code == 0, err
     result = json.loads(out)
     assert {"machine", "model", "runs", "ratios"} <= set(result)
@@ -59,23 +45,19 @@ def test_quick_bench_json(
     assert over == round(peak - runs[0]["baseline_rss_mb"], 1) and 0 < over < peak
 
 
-def test_bad_arguments(
-    smollm2_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--quant", "int3")
+def test_bad_arguments(smollm2_gguf: Path, hearth_home: Path, cli: Cli) -> None:
+    code, _, err = cli("bench", str(smollm2_gguf), "--quant", "int3")
     assert code == 2 and "--quant must be one of" in err
-    code, _, err = _hearth(capsys, "bench", str(smollm2_gguf), "--concurrency", "4,x")
+    code, _, err = cli("bench", str(smollm2_gguf), "--concurrency", "4,x")
     assert code == 2 and "--concurrency takes positive request counts" in err
     with pytest.raises(UserInputError, match="unknown peer"):
         check_peer("vllm")
 
 
-def test_bench_runs_the_license_gate(
-    nc_gguf: Path, hearth_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bench_runs_the_license_gate(nc_gguf: Path, hearth_home: Path, cli: Cli) -> None:
     from hearth.config import load_settings
     from hearth.licenses.policy import set_policy_value
 
     set_policy_value(load_settings(), "commercial", "true")
-    code, out, err = _hearth(capsys, "bench", str(nc_gguf), "--quick", "--json")
+    code, out, err = cli("bench", str(nc_gguf), "--quick", "--json")
     assert code == 3 and "NonCommercial" in err and out == ""  # refused as `run` refuses it

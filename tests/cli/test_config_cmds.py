@@ -11,24 +11,13 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli
 
-from hearth.cli import main
 from hearth.config import Settings
-
-
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
 
 
 @pytest.fixture(autouse=True)
 def wide(monkeypatch: pytest.MonkeyPatch, hearth_home: Path) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
     hearth_home.mkdir()
     for f in fields(Settings):  # the developer's own settings must not leak in
         if f.name != "home":
@@ -36,11 +25,11 @@ def wide(monkeypatch: pytest.MonkeyPatch, hearth_home: Path) -> None:
 
 
 def test_config_json_lists_every_setting_with_its_source(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, hearth_home: Path
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, hearth_home: Path
 ) -> None:
     (hearth_home / "config.toml").write_text("max_queue = 9\n")
     monkeypatch.setenv("HEARTH_PORT", "12000")
-    code, out, err = hearth(capsys, "config", "--json")
+    code, out, err = cli("config", "--json")
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
     assert list(rows) == [f.name for f in fields(Settings)]
@@ -51,8 +40,8 @@ def test_config_json_lists_every_setting_with_its_source(
     assert all(r["meaning"] for r in rows.values())
 
 
-def test_config_table(capsys: pytest.CaptureFixture[str], hearth_home: Path) -> None:
-    code, out, err = hearth(capsys, "config")
+def test_config_table(cli: Cli, hearth_home: Path) -> None:
+    code, out, err = cli("config")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["SETTING", "VALUE", "SOURCE", "VARIABLE", "MEANING"]
@@ -69,7 +58,7 @@ def test_config_table(capsys: pytest.CaptureFixture[str], hearth_home: Path) -> 
     ],
 )
 def test_bad_setting_stops_any_verb_with_exit_2(
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
     hearth_home: Path,
     toml: str,
@@ -81,7 +70,7 @@ def test_bad_setting_stops_any_verb_with_exit_2(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for verb in (["list"], ["config"]):
-        code, _, err = hearth(capsys, *verb)
+        code, _, err = cli(*verb)
         assert code == 2 and want in err
 
 

@@ -11,21 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 from eval_tiny_lm import DATA, MMLU_SUBJECTS, TinyTokenizer, make_completions_app, serve, tiny_model
-
-from hearth.cli import main
-
-
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())  # rich wraps lines at the terminal width
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +26,15 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def wide(monkeypatch: pytest.MonkeyPatch, hearth_home: Path) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.setenv("HEARTH_EVAL_DATA", str(DATA.resolve()))
 
 
-def test_leaderboard_tasks_end_to_end(capsys: pytest.CaptureFixture[str], server_url: str, tmp_path: Path, hearth_home: Path) -> None:
+def test_leaderboard_tasks_end_to_end(
+    cli: Cli, server_url: str, tmp_path: Path, hearth_home: Path
+) -> None:
     out_file = tmp_path / "results.json"
-    code, out, err = hearth(
-        capsys, "eval", "tiny", "--tasks", "leaderboard", "--limit", "5", "--backend", "openai",
+    code, out, err = cli(
+        "eval", "tiny", "--tasks", "leaderboard", "--limit", "5", "--backend", "openai",
         "--base-url", server_url, "--model", "tiny-model", "--max-gen-tokens", "32",
         "--json", "--output", str(out_file), "--log-samples",
     )  # fmt: skip
@@ -63,25 +53,25 @@ def test_leaderboard_tasks_end_to_end(capsys: pytest.CaptureFixture[str], server
         ("exact_match", "strict-match"), ("exact_match", "flexible-extract"),
     }  # fmt: skip
 
-    code, out, err = hearth(capsys, "leaderboard", "--format", "csv")
+    code, out, err = cli("leaderboard", "--format", "csv")
     assert code == 0, err
     header, row = out.splitlines()
     assert header.startswith("model,digest,arc_challenge,hellaswag,mmlu,truthfulqa_mc2,winogrande,gsm8k,average")
     assert row.startswith("tiny *,")  # --limit 5 differs from the leaderboard's settings
     arc = next(m for m in by_task["arc_challenge"]["results"] if m["metric"] == "acc_norm")
     assert f"{100 * arc['value']:.2f}" in row
-    code, out, _ = hearth(capsys, "leaderboard")
+    code, out, _ = cli("leaderboard")
     assert "tiny *" in out and "settings differ" in out
-    code, out, _ = hearth(capsys, "leaderboard", "--format", "markdown")
+    code, out, _ = cli("leaderboard", "--format", "markdown")
     assert out.startswith("| model |")
 
 
-def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture[str], server_url: str) -> None:
+def test_table_output_and_resume_of_a_finished_run(cli: Cli, server_url: str) -> None:
     args = ("eval", "tiny", "--tasks", "winogrande", "--limit", "2", "--backend", "openai", "--base-url", server_url)
-    code, out, err = hearth(capsys, *args)
+    code, out, err = cli(*args)
     assert code == 0, err
     assert "winogrande" in out and "acc" in out
-    code, out, err = hearth(capsys, *args, "--resume", "--json")
+    code, out, err = cli(*args, "--resume", "--json")
     assert code == 0, err
     assert json.loads(out)[0]["num_resumed"] == 0  # complete runs are not resumed: a new run
 
@@ -102,27 +92,27 @@ def test_table_output_and_resume_of_a_finished_run(capsys: pytest.CaptureFixture
         (("--tasks", "winogrande", "--quant", "int4", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"), "the server decides"),
     ],
 )
-def test_bad_input(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
-    code, _, err = hearth(capsys, "eval", "tiny", *args)
+def test_bad_input(cli: Cli, args: tuple[str, ...], message: str) -> None:
+    code, _, err = cli("eval", "tiny", *args)
     assert code in (1, 2), err  # 2: bad argument, 1: missing data / server
     assert message in err
 
 
-def test_leaderboard_empty_and_bad_format(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = hearth(capsys, "leaderboard")
+def test_leaderboard_empty_and_bad_format(cli: Cli) -> None:
+    code, out, _ = cli("leaderboard")
     assert code == 0 and "no evaluation runs yet" in out
-    code, out, _ = hearth(capsys, "leaderboard", "--json")
+    code, out, _ = cli("leaderboard", "--json")
     assert code == 0 and json.loads(out) == []
-    code, _, err = hearth(capsys, "leaderboard", "--format", "xml")
+    code, _, err = cli("leaderboard", "--format", "xml")
     assert code == 2 and "--format must be one of" in err
 
 
-def test_quant_runs_hearths_engine_quantized(capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quant_runs_hearths_engine_quantized(cli: Cli, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARTH_NUM_THREADS", "1")  # the shared 2-core machine: one engine thread
     runs = {}
     for quant in ("none", "int8"):
         args = ("eval", str(smollm2_gguf), "--tasks", "winogrande", "--limit", "3", "--quant", quant)
-        code, out, err = hearth(capsys, *args, "--json", "--log-samples")
+        code, out, err = cli(*args, "--json", "--log-samples")
         assert code == 0, err
         (report,) = json.loads(out)
         assert report["quant"] == quant and report["backend"] == "hearth"
@@ -131,16 +121,15 @@ def test_quant_runs_hearths_engine_quantized(capsys: pytest.CaptureFixture[str],
     # the int8 engine really ran: its log-likelihoods moved, but only by int8's small error
     diffs = [abs(a - b) for x, y in zip(runs["none"], runs["int8"], strict=True) for a, b in zip(x, y, strict=True)]
     assert 0 < max(diffs) < 1.0  # summed over a continuation of several tokens
-    code, out, _ = hearth(capsys, "leaderboard", "--format", "json")
+    code, out, _ = cli("leaderboard", "--format", "json")
     assert sorted(r["quant"] for r in json.loads(out)) == ["int8", "none"]
 
 
-def test_data_pull_from_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_data_pull_from_a_folder(cli: Cli, tmp_path: Path) -> None:
     """`hearth data pull leaderboard --from DIR` copies the tasks' files into the eval data
     folder. A folder that lacks files is a one-line error and nothing is written."""
     dest = tmp_path / "data"
-    code, out, err = hearth(capsys, "data", "pull", "leaderboard", "--from", str(DATA),
-                            "--data-dir", str(dest))
+    code, out, err = cli("data", "pull", "leaderboard", "--from", str(DATA), "--data-dir", str(dest))
     assert code == 0, err
     assert "copied" in out and (dest / "mmlu" / "dev.jsonl").read_bytes() == (
         DATA / "mmlu" / "dev.jsonl").read_bytes()
@@ -148,8 +137,8 @@ def test_data_pull_from_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: P
     broken = tmp_path / "broken"
     (broken / "arc_challenge").mkdir(parents=True)
     (broken / "arc_challenge" / "test.jsonl").write_text("{}\n")
-    code, _, err = hearth(capsys, "data", "pull", "leaderboard", "--from", str(broken),
-                          "--data-dir", str(tmp_path / "d2"))
+    code, _, err = cli("data", "pull", "leaderboard", "--from", str(broken),
+                       "--data-dir", str(tmp_path / "d2"))
     assert code != 0 and "lacks" in err and "Traceback" not in err
     assert not (tmp_path / "d2").exists()
 
@@ -165,7 +154,7 @@ def test_engine_backend_runs_the_license_gate(nc_gguf: Path, hearth_home: Path) 
         _engine_lm(str(nc_gguf), "none")  # what `hearth eval MODEL` runs: refused before loading
 
 
-def test_missing_data_says_how_to_get_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = hearth(capsys, "eval", "tiny", "--tasks", "gsm8k", "--backend", "openai",
-                          "--base-url", "http://127.0.0.1:9/v1", "--data-dir", str(tmp_path))
+def test_missing_data_says_how_to_get_it(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("eval", "tiny", "--tasks", "gsm8k", "--backend", "openai",
+                       "--base-url", "http://127.0.0.1:9/v1", "--data-dir", str(tmp_path))
     assert code != 0 and "hearth data pull leaderboard" in err and "Traceback" not in err

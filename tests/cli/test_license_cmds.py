@@ -11,22 +11,12 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from cli_runner import Cli
 
-from hearth.cli import main
 from hearth.config import load_settings
 from hearth.errors import PolicyError
 from hearth.licenses.detect import LicenseDetection
 from hearth.licenses.gate import enforce
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _tiny(path: Path, license: str) -> Path:
@@ -40,48 +30,42 @@ def _tiny(path: Path, license: str) -> Path:
     return path
 
 
-@pytest.fixture
-def wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "400")  # keep rich from wrapping the lines we assert on
-
-
-def test_license_of_a_license_id(hearth_home: Path, capsys: pytest.CaptureFixture[str],
-                                 wide: None) -> None:
-    code, out, _ = _run(capsys, "license", "gemma")
+def test_license_of_a_license_id(hearth_home: Path, cli: Cli) -> None:
+    code, out, _ = cli("license", "gemma")
     assert code == 0
     assert "gemma — Gemma Terms of Use" in out
     assert "conditional" in out
     assert "https://ai.google.dev/gemma/prohibited_use_policy" in out
     assert "pull: allowed" in out
-    code, out, _ = _run(capsys, "license", "Apache 2.0", "--json")
+    code, out, _ = cli("license", "Apache 2.0", "--json")
     data = json.loads(out)
     assert data["model"] is None and data["license_id"] == "apache-2.0"
     assert data["facts"]["commercial_use"] == "yes"
     assert "fingerprints" not in data["facts"]
 
 
-def test_license_unknown_name(hearth_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "license", "no-such-thing")
+def test_license_unknown_name(hearth_home: Path, cli: Cli) -> None:
+    code, _, err = cli("license", "no-such-thing")
     assert code == 1
     assert "neither a stored model nor a license id" in err
 
 
 def test_license_of_a_stored_model_and_policy_flow(
-    hearth_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None
+    hearth_home: Path, tmp_path: Path, cli: Cli
 ) -> None:
     from hearth.store import Store
 
     settings = load_settings()
     record = Store(settings).import_path(_tiny(tmp_path / "nc.gguf", "cc-by-nc-4.0"), "tiny-nc:1")
-    code, out, _ = _run(capsys, "license", "tiny-nc:1")
+    code, out, _ = cli("license", "tiny-nc:1")
     assert code == 0
     assert "tiny-nc:1: cc-by-nc-4.0" in out
     assert "gguf: cc-by-nc-4.0" in out
     assert "run: allowed" in out
 
-    code, out, _ = _run(capsys, "policy", "set", "commercial", "true")
+    code, out, _ = cli("policy", "set", "commercial", "true")
     assert code == 0 and "commercial = true" in out
-    code, out, _ = _run(capsys, "license", "tiny-nc:1", "--json")
+    code, out, _ = cli("license", "tiny-nc:1", "--json")
     data = json.loads(out)
     assert data["model"]["digest"] == record.digest
     for use in ("pull", "run", "serve"):
@@ -92,38 +76,35 @@ def test_license_of_a_stored_model_and_policy_flow(
         enforce(LicenseDetection.from_dict(data), "serve", settings, record.digest)
     assert info.value.exit_code == 3
 
-    code, out, _ = _run(capsys, "policy", "set", "allow", "cc-by-nc-4.0")
+    code, out, _ = cli("policy", "set", "allow", "cc-by-nc-4.0")
     assert code == 0
-    code, out, _ = _run(capsys, "license", "tiny-nc:1", "--json")
+    code, out, _ = cli("license", "tiny-nc:1", "--json")
     assert json.loads(out)["policy"]["serve"] == {"allowed": True, "basis": "allow list"}
 
-    code, out, _ = _run(capsys, "policy", "show", "--json")
+    code, out, _ = cli("policy", "show", "--json")
     shown = json.loads(out)
     assert shown["exists"] is True
     assert shown["policy"]["commercial"] is True
     assert shown["policy"]["allow"] == ["cc-by-nc-4.0"]
 
 
-def test_policy_show_defaults_and_acceptances(hearth_home: Path,
-                                              capsys: pytest.CaptureFixture[str],
-                                              wide: None) -> None:
-    code, out, _ = _run(capsys, "policy", "show")
+def test_policy_show_defaults_and_acceptances(hearth_home: Path, cli: Cli) -> None:
+    code, out, _ = cli("policy", "show")
     assert code == 0
     assert "not written yet: defaults" in out
     assert "commercial" in out and "false" in out
     settings = load_settings()
-    _run(capsys, "policy", "set", "commercial", "true")
+    cli("policy", "set", "commercial", "true")
     enforce("gemma", "pull", settings, "sha256:" + "12" * 32, accept_license=True)
-    code, out, _ = _run(capsys, "policy", "show")
+    code, out, _ = cli("policy", "show")
     assert "gemma for 121212121212 by" in out
 
 
-def test_policy_set_rejects_bad_values(hearth_home: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "policy", "set", "unknown", "ignore")
+def test_policy_set_rejects_bad_values(hearth_home: Path, cli: Cli) -> None:
+    code, _, err = cli("policy", "set", "unknown", "ignore")
     assert code == 2
     assert "unknown must be" in err
-    code, _, err = _run(capsys, "policy", "set", "colour", "red")
+    code, _, err = cli("policy", "set", "colour", "red")
     assert code == 2 and "known: commercial" in err
 
 

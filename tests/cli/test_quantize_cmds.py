@@ -8,22 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from hearth.cli import main
-
-
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
+from cli_runner import Cli
 
 
 def test_quantize_hf_folder_and_stored_gguf(
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     smollm2_gguf: Path,
     hearth_home: Path,
     tmp_path: Path,
@@ -44,32 +33,30 @@ def test_quantize_hf_folder_and_stored_gguf(
     )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
     (tmp_path / "tiny" / "README.md").write_text("---\nlicense: mit\n---\n")
-    code, out, err = hearth(capsys, "--json", "quantize", str(tmp_path / "tiny"), "--type", "q8_0")
+    code, out, err = cli("--json", "quantize", str(tmp_path / "tiny"), "--type", "q8_0")
     assert code == 0, err
     record = json.loads(out)
     assert record["name"] == "tiny:q8_0" and record["quantization"] == "Q8_0"
     assert record["license_id"] == "mit"
 
-    assert hearth(capsys, "import", str(smollm2_gguf), "--name", "smol")[0] == 0
-    code, _, err = hearth(capsys, "quantize", "smol", "--type", "Q8_0")
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    code, _, err = cli("quantize", "smol", "--type", "Q8_0")
     assert code == 2 and "already quantized (Q4_1/Q8_0)" in err and "--allow-requantize" in err
-    code, _, err = hearth(capsys, "quantize", "nothere", "--type", "Q8_0")
+    code, _, err = cli("quantize", "nothere", "--type", "Q8_0")
     assert code == 2 and "neither a stored model nor a path" in err
-    code, _, err = hearth(capsys, "quantize", "smol", "--type", "Q3_K_S")
+    code, _, err = cli("quantize", "smol", "--type", "Q3_K_S")
     assert code == 2 and "unknown quantization type 'Q3_K_S'" in err
 
 
 @pytest.mark.slow  # de-quantizes and re-quantizes all of SmolLM2, then runs it (~1 min)
-def test_requantized_smollm2_runs(
-    capsys: pytest.CaptureFixture[str], smollm2_gguf: Path, hearth_home: Path
-) -> None:
-    assert hearth(capsys, "import", str(smollm2_gguf), "--name", "smol")[0] == 0
-    code, out, err = hearth(
-        capsys, "quantize", "smol", "--type", "Q8_0", "--name", "smol:q8", "--allow-requantize"
+def test_requantized_smollm2_runs(cli: Cli, smollm2_gguf: Path, hearth_home: Path) -> None:
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    code, out, err = cli(
+        "quantize", "smol", "--type", "Q8_0", "--name", "smol:q8", "--allow-requantize"
     )
     assert code == 0, err
     assert out.startswith("quantized smol to smol:q8 (Q8_0")
-    code, card, _ = hearth(capsys, "show", "smol:q8", "--json")
+    code, card, _ = cli("show", "smol:q8", "--json")
     assert json.loads(card)["license_id"] == "apache-2.0"  # the license travels in the file
 
     from hearth.engine.llm import LLM

@@ -178,3 +178,28 @@ def test_run_help_says_the_defaults() -> None:
     text = " ".join(proc.stdout.split())
     assert "1024" in text and "256" in text  # the output limits, chat and base model
     assert "[default: auto]" in text  # the file's own quantization
+
+
+def test_speculation_is_on_by_default_and_verbose_says_how_it_did(
+    smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    text = "The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat."
+    answers = {}
+    for mode in ("auto", "off"):
+        args = [*_args(smollm2_gguf), "-", "--max-tokens", "30", "--verbose"]
+        proc = subprocess.run(
+            [sys.executable, *args, "--speculative", mode],
+            input="Repeat this text word for word: " + text,
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path / "home"),
+            timeout=TIMEOUT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        answers[mode] = proc.stdout
+        said = re.search(r"speculation: (\d+) of (\d+) drafted tokens accepted", proc.stderr)
+        if mode == "auto":
+            assert said and 0 < int(said.group(1)) <= int(said.group(2)), proc.stderr
+        else:
+            assert said is None
+    assert answers["auto"] == answers["off"]

@@ -1,7 +1,8 @@
 """`hearth tune` end to end on a tiny llama with SmolLM2's tokenizer and chat template, in a
 fresh store: one JSON line per step, the result stored as base + adapter (listed with its
-base, refused by run until merged), exported as a PEFT adapter whose logits on transformers
-equal hearth-with-adapter; bad input exits with one line."""
+base; `hearth run` runs it unmerged, with the merged model's text), exported as a PEFT
+adapter whose logits on transformers equal hearth-with-adapter; bad input exits with one
+line."""
 
 from __future__ import annotations
 
@@ -82,8 +83,9 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     code, out, _ = _run(capsys, "list", "--json")
     listed = {m["name"]: m for m in json.loads(out)}
     assert listed["tiny-ahoy:latest"]["source"] == "tune:tiny:latest"
-    code, _, err = _run(capsys, "run", "tiny-ahoy", "hi")
-    assert code != 0 and "hearth merge tiny-ahoy" in err and "Traceback" not in err
+    greedy = ("--temperature", "0", "--max-tokens", "6", "--raw")
+    code, tuned_text, err = _run(capsys, "run", "tiny-ahoy", "hello there", *greedy)
+    assert code == 0, err  # runs on its base with the adapter, unmerged
 
     output = tmp_path / "peft"
     code, _, err = _run(capsys, "export", "tiny-ahoy", "--format", "peft", "--output", str(output))
@@ -100,6 +102,13 @@ def test_tune_stores_base_plus_adapter_and_exports_peft(
     code, _, err = _run(capsys, "merge", "tiny-ahoy", "--accept-license")
     assert code == 0, err
     _assert_merged_equals_adapter("tiny-ahoy-merged", "tiny-ahoy")
+    code, merged_text, err = _run(capsys, "run", "tiny-ahoy-merged", "hello there", *greedy)
+    assert code == 0 and merged_text == tuned_text, err
+    # the exported PEFT folder on the plain base: `run --lora`, as llama.cpp's --lora
+    code, lora_text, err = _run(
+        capsys, "run", "tiny", "--lora", str(output), "hello there", *greedy
+    )
+    assert code == 0 and lora_text == tuned_text, err
     code, _, err = _run(
         capsys, "export", "tiny-ahoy", "--format", "gguf", "--output", str(tmp_path / "m")
     )

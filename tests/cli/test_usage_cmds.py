@@ -7,37 +7,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli
 
-from hearth.cli import main
 from hearth.config import load_settings
 from hearth.serve.usage import UsageRecord, record_usage
 
 
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
-
-
-def test_usage_by_key(
-    capsys: pytest.CaptureFixture[str], hearth_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_usage_by_key(cli: Cli, hearth_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     settings = load_settings()
     now = datetime.now(UTC)
     for key, when in (("alice", now), ("bob", now), (None, now - timedelta(days=10))):
         record_usage(settings, UsageRecord(when, "r", key, "smol:latest", "/api/chat", 200,
                                            100, 50, 0.2, 1.5, 0.75, 0.01))  # fmt: skip
-    code, out, err = hearth(capsys, "usage", "--since", "7d", "--by", "key", "--json")
+    code, out, err = cli("usage", "--since", "7d", "--by", "key", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert [g["group"] for g in report["groups"]] == ["alice", "bob"]
     assert report["totals"]["prompt_tokens"] == 200
-    code, out, _ = hearth(capsys, "usage", "--by", "day")
+    code, out, _ = cli("usage", "--by", "day")
     assert code == 0 and "total" in out and "as of 2024-" in out and "gpt-4o-mini" in out
-    code, _, err = hearth(capsys, "usage", "--by", "week")
+    code, _, err = cli("usage", "--by", "week")
     assert code == 2 and "use one of model, key, day" in err

@@ -59,3 +59,38 @@ def test_a_broken_model_file_fails_naming_the_knob() -> None:
         GenerationDefaults.resolve({"top_p": 3.0})
     with pytest.raises(InvalidParameterError, match="temperature"):
         GenerationDefaults.resolve({"temperature": "warm"})
+
+
+def test_modelfile_parameters_reach_the_sampling_params() -> None:
+    """Every sampling PARAMETER a Modelfile may carry is applied, not only stored."""
+    modelfile = {
+        "typical_p": 0.7,
+        "repeat_penalty": 1.2,
+        "repeat_last_n": 32,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.25,
+        "seed": 42,
+        "min_p": 0.05,
+        "num_keep": 4,  # no sampling knob: ignored
+    }
+    d = GenerationDefaults.resolve(modelfile=modelfile)
+    p = d.sampling_params()
+    assert (p.typical_p, p.repetition_penalty, p.repeat_last_n) == (0.7, 1.2, 32)
+    assert (p.presence_penalty, p.frequency_penalty, p.seed, p.min_p) == (0.5, -0.25, 42, 0.05)
+    assert d.sources["seed"] == d.sources["repeat_last_n"] == "modelfile"
+    assert d.sampling_params(seed=7).seed == 7  # a request's seed wins
+    rows = {name: (value, source) for name, value, source in d.describe()}
+    assert rows["seed"] == ("42", "modelfile") and rows["repeat_last_n"] == ("32", "modelfile")
+    # Ollama's seed -1: a fresh draw each time; its window -1: the whole context
+    d = GenerationDefaults.resolve(modelfile={"seed": -1, "repeat_last_n": -1})
+    assert d.seed is None and d.sampling_params().repeat_last_n == -1
+    assert "seed" not in {name for name, _, _ in d.describe()}
+
+
+def test_ollama_window_by_default_and_bad_values_fail() -> None:
+    p = GenerationDefaults.resolve().sampling_params(repetition_penalty=1.1)
+    assert p.repeat_last_n == 64 and p.uses_repetition_penalty  # Ollama's window
+    with pytest.raises(InvalidParameterError, match="typical_p"):
+        GenerationDefaults.resolve(modelfile={"typical_p": 0.0})
+    with pytest.raises(InvalidParameterError, match="repeat_last_n"):
+        GenerationDefaults.resolve(modelfile={"repeat_last_n": -5})

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
+from hearth.engine.sampler import Sampler, SamplerRow, _apply_penalties, _filter, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
 
 V = 50
@@ -115,7 +115,9 @@ def test_logprob_token_ids_value_and_rank_whatever_their_place() -> None:
     ref = logits.log_softmax(-1)
     worst = int(ref[0].argmin())
     wanted = [worst, 7, 7, int(ref[0].argmax())]
-    out = Sampler()(logits, [_row(temperature=0, logprobs=0, logprob_token_ids=wanted), _row(temperature=0)])
+    out = Sampler()(
+        logits, [_row(temperature=0, logprobs=0, logprob_token_ids=wanted), _row(temperature=0)]
+    )
     entry = out.logprobs[0]
     assert entry is not None and out.logprobs[1] is None
     assert set(entry) == set(wanted)  # the greedy token is one of them
@@ -134,3 +136,99 @@ def test_prompt_logprobs_rank_and_value() -> None:
         assert math.isclose(res[j][tok].logprob, float(ref[j, tok]), rel_tol=1e-5)
         assert res[j][tok].rank == int((ref[j] > ref[j, tok]).sum()) + 1
         assert len(res[j]) in (2, 3)
+
+
+# -- the knobs transformers' logits processors define: their outputs are the reference ------
+def _hf_processed(processors: list[object], ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+    from transformers import LogitsProcessorList
+
+    input_ids = torch.tensor([ids or [0]], dtype=torch.long).expand(logits.shape[0], -1)
+    return LogitsProcessorList(processors)(input_ids, logits.clone())  # type: ignore[arg-type]
+
+
+def test_repetition_penalty_window_matches_transformers() -> None:
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    logits = _logits(1, seed=5)
+    prompt, output = [3, 7, 7, 11, 40, 2], [9, 3, 21]
+    for last_n, window in [
+        (-1, prompt + output),  # vLLM's and HF's: every token so far
+        (2, output[-2:]),  # inside the output
+        (5, prompt[-2:] + output),  # reaching back into the prompt
+        (64, prompt + output),  # Ollama's default, longer than the text
+    ]:
+        params = SamplingParams(temperature=0, repetition_penalty=1.3, repeat_last_n=last_n)
+        mine = logits.clone()
+        _apply_penalties(mine, [SamplerRow(params, prompt, output)])
+        ref = _hf_processed([RepetitionPenaltyLogitsProcessor(1.3)], window, logits)
+        torch.testing.assert_close(mine, ref, rtol=0, atol=0)
+    # 0: no window, no penalty (Ollama's "disabled")
+    off = SamplingParams(repetition_penalty=1.3, repeat_last_n=0)
+    assert not off.uses_penalties
+    # the window decides greedy: token 5 is penalised only while it is among the last 2
+    logits = torch.zeros(1, V)
+    logits[0, 5], logits[0, 6] = 1.0, 0.9
+    row = SamplerRow(
+        SamplingParams(temperature=0, repetition_penalty=2.0, repeat_last_n=2), [5], [8]
+    )
+    assert Sampler()(logits, [row]).token_ids == [6]
+    row = SamplerRow(
+        SamplingParams(temperature=0, repetition_penalty=2.0, repeat_last_n=2), [5], [8, 8]
+    )
+    assert Sampler()(logits, [row]).token_ids == [5]
+
+
+def _row_params(**kw: object) -> SamplerRow:
+    return SamplerRow(SamplingParams(**kw), [], [])  # type: ignore[arg-type]
+
+
+def test_typical_p_matches_transformers() -> None:
+    from transformers import TypicalLogitsWarper
+
+    logits = _logits(4, seed=6)
+    logits[3, 10:] = float("-inf")  # a row a grammar or top-k already narrowed
+    for mass in (0.2, 0.5, 0.9, 0.99):
+        probs = _filter(logits, [_row_params(typical_p=mass)] * 4)
+        ref = _hf_processed([TypicalLogitsWarper(mass)], [], logits).softmax(-1)
+        torch.testing.assert_close(probs, ref)
+        assert bool((probs > 0).sum(-1).ge(1).all())
+    # 1 disables it: the plain softmax
+    torch.testing.assert_close(_filter(logits, [_row_params()] * 4), logits.softmax(-1))
+
+
+def test_min_p_and_the_whole_chain_match_transformers() -> None:
+    from transformers import (
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+        TypicalLogitsWarper,
+    )
+
+    logits = _logits(3, seed=7)
+    probs = _filter(logits, [_row_params(min_p=0.1)] * 3)
+    ref = _hf_processed([MinPLogitsWarper(0.1)], [], logits).softmax(-1)
+    torch.testing.assert_close(probs, ref)
+    # generate()'s order: temperature, top-k, top-p, min-p, typical-p
+    knobs = {"temperature": 0.7, "top_k": 30, "top_p": 0.95, "min_p": 0.02, "typical_p": 0.8}
+    chain = [
+        TemperatureLogitsWarper(0.7),
+        TopKLogitsWarper(30),
+        TopPLogitsWarper(0.95),
+        MinPLogitsWarper(0.02),
+        TypicalLogitsWarper(0.8),
+    ]
+    probs = _filter(logits, [_row_params(**knobs)] * 3)
+    torch.testing.assert_close(probs, _hf_processed(chain, [], logits).softmax(-1))
+    # rows with and without typical-p in one batch each get their own
+    mixed = _filter(logits, [_row_params(typical_p=0.5), _row_params(), _row_params(top_k=3)])
+    torch.testing.assert_close(mixed[1], logits[1].softmax(-1))
+    assert int((mixed[2] > 0).sum()) == 3
+
+
+def test_typical_p_sampling_stays_in_the_typical_set() -> None:
+    logits = _logits(1, seed=8)
+    allowed = set(_filter(logits, [_row_params(typical_p=0.3)])[0].nonzero()[:, 0].tolist())
+    sampler = Sampler(0)
+    seen = {sampler(logits, [_row(typical_p=0.3)]).token_ids[0] for _ in range(200)}
+    assert seen <= allowed and len(allowed) < V

@@ -71,3 +71,19 @@ def test_normalises_stop_and_ids() -> None:
 def test_edges_of_the_ranges_are_accepted() -> None:
     SamplingParams(top_k=2**31 - 1, seed=2**64 - 1, n=128, logprobs=20, max_tokens=2**31 - 1)
     SamplingParams(top_k=-1, seed=-(2**63), logit_bias={i: 1.0 for i in range(1024)})
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"typical_p": 0.0}, "typical_p"),
+        ({"typical_p": 1.5}, "typical_p"),
+        ({"typical_p": float("nan")}, "typical_p"),
+        ({"repeat_last_n": -2}, "repeat_last_n"),
+        ({"repeat_last_n": 1.5}, "repeat_last_n"),
+        ({"repeat_last_n": True}, "repeat_last_n"),
+    ],
+)
+def test_typical_p_and_window_are_checked(kw: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidParameterError, match=field):
+        SamplingParams(**kw)  # type: ignore[arg-type]

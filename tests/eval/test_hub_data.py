@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runner import Cli
 
-from hearth.cli import main
 from hearth.eval.data import LEADERBOARD_FILES
 from hearth.eval.hub_data import LEADERBOARD_SOURCES
 from hearth.eval.tasks import LEADERBOARD, get_task
@@ -115,20 +115,11 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     thread.join()
 
 
-def hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
-
-
-def test_pull_leaderboard_from_the_hub(fake_hub: FakeHub, tmp_path: Path, hearth_home: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_leaderboard_from_the_hub(
+    fake_hub: FakeHub, tmp_path: Path, hearth_home: Path, cli: Cli
+) -> None:
     dest = tmp_path / "data"
-    code, out, err = hearth(capsys, "data", "pull", "leaderboard", "--data-dir", str(dest))
+    code, out, err = cli("data", "pull", "leaderboard", "--data-dir", str(dest))
     assert code == 0, err
     assert f"to {dest}" in out
     assert sorted(s.target for s in LEADERBOARD_SOURCES) == sorted(LEADERBOARD_FILES)
@@ -147,12 +138,13 @@ def test_pull_leaderboard_from_the_hub(fake_hub: FakeHub, tmp_path: Path, hearth
     assert not (dest / ".hub-download").exists()  # the downloads are gone once converted
 
 
-def test_missing_data_is_one_line(fake_hub: FakeHub, tmp_path: Path, hearth_home: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_data_is_one_line(
+    fake_hub: FakeHub, tmp_path: Path, hearth_home: Path, cli: Cli
+) -> None:
     gone = next(k for k in fake_hub.files if k.endswith("main/test-00000-of-00001.parquet"))
     del fake_hub.files[gone]  # the Hub answers 404 for GSM8K's test split
     dest = tmp_path / "d"
-    code, _, err = hearth(capsys, "data", "pull", "leaderboard", "--data-dir", str(dest))
+    code, _, err = cli("data", "pull", "leaderboard", "--data-dir", str(dest))
     assert code != 0 and "could not download" in err and "openai/gsm8k" in err
     assert "--from DIR" in err and "Traceback" not in err
     assert not (dest / "gsm8k" / "test.jsonl").exists()

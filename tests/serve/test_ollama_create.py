@@ -61,7 +61,9 @@ def test_create_show_chat_delete(client: ollama.Client) -> None:
         ({"from_": "/etc/passwd"}, "never files on the server"),
         ({"from_": MODEL, "template": "{{ .Tools }}"}, "cannot be translated"),
         ({"from_": "nothere:1b"}, "nothere"),
-        ({"from_": MODEL, "files": {"a.gguf": "sha256:" + "0" * 64}}, "uploaded files"),
+        ({"from_": MODEL, "files": {"a.gguf": "sha256:" + "0" * 64}}, "not both"),
+        ({"files": {"a.gguf": "sha256:" + "0" * 64}}, "no blob sha256:000"),
+        ({"files": {"../a.gguf": "sha256:" + "0" * 64}}, "is not a file name"),
     ],
 )
 def test_create_refusals(client: ollama.Client, kwargs: dict[str, object], needle: str) -> None:

@@ -49,6 +49,8 @@ def test_openai_out_of_range_is_400_naming_the_field(served, extra: dict, param:
         ({"top_p": 2}, "top_p"),
         ({"repeat_penalty": 0}, "repeat_penalty"),
         ({"frequency_penalty": 9}, "frequency_penalty"),
+        ({"typical_p": 0}, "typical_p"),
+        ({"repeat_last_n": -2}, "repeat_last_n"),
     ],
 )
 def test_ollama_out_of_range_is_400_naming_the_field(served, options: dict, param: str) -> None:  # type: ignore[no-untyped-def,type-arg]

@@ -29,3 +29,21 @@ def test_ollama_and_openai_routes_sample_alike(served) -> None:  # type: ignore[
             "model": MODEL, "messages": QUESTION, "seed": 7, "max_tokens": 24,
         }).json()["choices"][0]["message"]["content"]
         assert ollama_chat == openai_chat and ollama_chat
+
+
+def test_ollama_repetition_window_and_typical_p_options_apply(served) -> None:  # type: ignore[no-untyped-def]
+    """repeat_last_n 0 switches repeat_penalty off (Ollama's meaning); a window that covers
+    the text makes a strong penalty change the greedy answer; typical_p is accepted."""
+
+    def generate(**options: object) -> str:
+        with httpx.Client(base_url=served.main.url, timeout=300) as http:
+            body = {"model": MODEL, "prompt": "one two one two one two", "raw": True,
+                    "stream": False, "options": {"temperature": 0, "num_predict": 8, **options}}  # fmt: skip
+            r = http.post("/api/generate", json=body)
+            assert r.status_code == 200, r.text
+            return str(r.json()["response"])
+
+    plain = generate()
+    assert generate(repeat_penalty=5.0, repeat_last_n=0) == plain
+    assert generate(repeat_penalty=5.0, repeat_last_n=64) != plain
+    assert generate(typical_p=0.5, seed=1, temperature=1.0)

@@ -1,5 +1,5 @@
 """Base + adapter models: the base's blobs are shared (not copied), the record keeps the
-base's facts with source tune:<base>, `locate` refuses to hand one to the engine, removing
+base's facts with source tune:<base>, `locate` opens it as its base with its adapter, removing
 the base keeps the tuned model whole, and names are checked."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.errors import UserInputError
 from hearth.store import Store
 from hearth.store.adapters import add_adapter_model, locate_adapter_model
 
@@ -30,8 +30,11 @@ def test_adapter_model_shares_the_base(store: Store, tiny_hf: Path, tmp_path: Pa
     assert where.base == "tiny:latest" and where.base_digest == base.digest
     assert (where.adapter_dir / "adapter_model.safetensors").read_bytes() == b"weights"
     assert (where.base_path / "config.json").is_file()
-    with pytest.raises(UnsupportedModelError, match="hearth merge tiny-tuned"):
-        store.locate("tiny-tuned")
+    location = store.locate("tiny-tuned")  # the engine runs the base with the adapter
+    assert (location.path / "config.json").is_file() and location.format == "hf"
+    assert location.adapter is not None
+    assert (location.adapter / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert store.locate("tiny").adapter is None
     store.remove(["tiny"])  # the tuned model keeps the base's blobs alive
     assert (locate_adapter_model(store, "tiny-tuned").base_path / "config.json").is_file()
 

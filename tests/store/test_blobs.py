@@ -72,3 +72,19 @@ def test_partials_of_dead_processes_are_cleaned(bs: BlobStore) -> None:
 def test_bad_digest_is_refused(bs: BlobStore) -> None:
     with pytest.raises(StoreError, match="expected 'sha256:<64 hex digits>'"):
         bs.path("sha256:../../etc/passwd")
+
+
+def test_add_stream_checks_the_expected_digest(tmp_path: Path) -> None:
+    from hearth.errors import UserInputError
+
+    store = BlobStore(tmp_path / "blobs", tmp_path / "locks")
+    data = b"weights" * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert store.add_stream(io.BytesIO(data), len(data), expected=digest) == (digest, len(data))
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(UserInputError, match="digest mismatch"):
+        store.add_stream(io.BytesIO(b"other bytes"), 11, expected=wrong)
+    assert not store.has(wrong) and store.digests() == [digest]
+    assert not any((tmp_path / "blobs" / ".partial").iterdir())
+    with pytest.raises(StoreError, match="invalid blob digest"):
+        store.add_stream(io.BytesIO(data), len(data), expected="sha256:nothex")

@@ -1,9 +1,10 @@
 """Build one of hearth's C kernels (hearth/model/cpu/*.c) with the system C compiler at
 first use and load it: `-march=native`, so the .so is cached per source, flags and CPU under
-~/.cache/hearth/kernels (or $XDG_CACHE_HOME), built beside its final name and renamed in
+hearth/kernels of the toolchain's cache root, built beside its final name and renamed in
 place so processes building at once never load half a file. `-fopenmp`: the kernels'
 parallel loops run on the libgomp torch already loaded (one thread pool, not two fighting
-for the cores). Knows nothing of what the kernels compute."""
+for the cores). The compiler and cache root arrive as values (`set_toolchain`, from the
+settings CC and XDG_CACHE_HOME). Knows nothing of what the kernels compute."""
 
 from __future__ import annotations
 
@@ -41,10 +42,29 @@ def cpu_flags() -> str:
     return platform.processor()
 
 
-def cache_dir() -> Path:
-    # XDG_CACHE_HOME and CC (below) are the toolchain's own conventions, not hearth settings
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "hearth" / "kernels"
+@dataclass(frozen=True)
+class Toolchain:
+    """What builds the kernels: `compiler` (settings.cc) and `cache_root`
+    (settings.xdg_cache_home; None: ~/.cache)."""
+
+    compiler: str = "cc"
+    cache_root: Path | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        root = self.cache_root if self.cache_root is not None else Path.home() / ".cache"
+        return root / "hearth" / "kernels"
+
+
+# process-wide, like the kernels it builds: each kernel library is built at most once per
+# process, at its first use, so the toolchain is set once before that (model/backend.py)
+_toolchain = Toolchain()
+
+
+def set_toolchain(toolchain: Toolchain) -> None:
+    """Build the kernels not built yet with `toolchain` (model/backend.py, from the settings)."""
+    global _toolchain
+    _toolchain = toolchain
 
 
 def build(name: str) -> ctypes.CDLL:
@@ -59,15 +79,15 @@ def build(name: str) -> ctypes.CDLL:
     key = hashlib.sha256(
         source + " ".join(FLAGS).encode() + cpu_flags().encode() + platform.machine().encode()
     ).hexdigest()[:16]
-    target = cache_dir() / f"{name}-{key}.so"
+    tools = _toolchain
+    target = tools.cache_dir / f"{name}-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        compiler = os.environ.get("CC", "cc")
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
             subprocess.run(
-                [compiler, *FLAGS, str(source_path), "-o", tmp, "-lm"],
+                [tools.compiler, *FLAGS, str(source_path), "-o", tmp, "-lm"],
                 check=True,
                 capture_output=True,
                 timeout=120,

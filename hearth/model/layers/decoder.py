@@ -26,6 +26,7 @@ from hearth.model.kv_cache import KVCache
 from hearth.model.layers.attention import DecodeInputs, MaskKey, decode_inputs
 from hearth.model.layers.attention_layer import Attention
 from hearth.model.layers.linear import make_linear
+from hearth.model.layers.lora_slots import LoraSlots
 from hearth.model.layers.mla import MLAttention
 from hearth.model.layers.mlp import GatedMLP
 from hearth.model.layers.moe import SparseMoE
@@ -126,6 +127,8 @@ class Decoder(nn.Module):
             key=repr,
         )
         self.plans_decode_step = False
+        # the LoRA slots once an adapter was loaded (lora_slots.py; the engine makes them)
+        self.adapters: LoraSlots | None = None
         # the whole-step road's plan for one set of KV caches, made at the first decode-only
         # step that brings them (the plan holds their addresses)
         self._step_plan: Any = None
@@ -138,7 +141,22 @@ class Decoder(nn.Module):
         meta: AttentionMetadata,
         kv_caches: list[KVCache],
     ) -> torch.Tensor:
-        """input_ids, positions: (T,) -> hidden states (T, hidden_size) after the final norm."""
+        """input_ids, positions: (T,) -> hidden states (T, hidden_size) after the final norm.
+        A step with adapter rows (meta.lora_slots) runs the layers: the C step has no LoRA."""
+        if meta.lora_slots is not None:
+            assert self.adapters is not None, "a step names LoRA slots but none are loaded"
+            with self.adapters.rows(meta.lora_slots):
+                return self._forward(input_ids, positions, meta, kv_caches, whole_step=False)
+        return self._forward(input_ids, positions, meta, kv_caches, whole_step=True)
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: list[KVCache],
+        whole_step: bool,
+    ) -> torch.Tensor:
         hidden = self.model.embed_tokens(input_ids)
         if self.config.embedding_multiplier is not None:
             # Gemma scales in the activation dtype (sqrt(hidden) rounded like the weights)
@@ -150,7 +168,7 @@ class Decoder(nn.Module):
         step_meta: AttentionMetadata | DecodeInputs = meta
         if meta.is_decode_only:
             step_meta = decode_inputs(meta, positions, set(self.mask_keys))
-            plan = self._plan_step(kv_caches) if self.plans_decode_step else None
+            plan = self._plan_step(kv_caches) if self.plans_decode_step and whole_step else None
             if plan is not None:
                 out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta)
                 if out is not None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import torch
+from cli_runner import Cli
 from eval_tiny_lm import MMLU_SUBJECTS, HFReferenceLM, TinyTokenizer, save_tiny_folder
 
-from hearth.cli import main
 from hearth.eval.backends.engine_backend import EngineLM
 from hearth.eval.tasks import get_task
 from hearth.eval.tasks.base import Settings
@@ -109,7 +109,7 @@ def test_winogrande_options_share_their_opening_through_the_scheduler(
 
 
 def test_hearth_backend_cli_end_to_end(
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
     eval_data: Path,
     tiny_folder: Path,
@@ -119,13 +119,10 @@ def test_hearth_backend_cli_end_to_end(
     monkeypatch.setenv("HEARTH_EVAL_DATA", str(eval_data))
     monkeypatch.setenv("HEARTH_NUM_THREADS", "1")
     monkeypatch.setenv("HEARTH_KV_CACHE_GB", "0.05")
-    try:
-        main(["eval", str(tiny_folder), "--tasks", "leaderboard", "--limit", "3",
-              "--max-gen-tokens", "16", "--json"])  # fmt: skip
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    code, out, err = cli(
+        "eval", str(tiny_folder), "--tasks", "leaderboard", "--limit", "3",
+        "--max-gen-tokens", "16", "--json",
+    )  # fmt: skip
     assert code == 0, err
     reports = json.loads(out)
     assert [r["task"] for r in reports] == [

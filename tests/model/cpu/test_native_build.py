@@ -30,7 +30,9 @@ def kernels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "toy.c").write_text(SOURCE)
     monkeypatch.setattr(native_build, "KERNELS", folder)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        native_build, "_toolchain", native_build.Toolchain("cc", tmp_path / "cache")
+    )
     return folder
 
 
@@ -74,3 +76,15 @@ def test_failed_build_warns_and_leaves_nothing(
         assert _typed([]).load() is None
     assert "C kernel unavailable" in caplog.text and "toy runs in Python" in caplog.text
     assert not list((tmp_path / "cache").rglob("*.so"))
+
+
+def test_backend_config_hands_the_settings_toolchain_to_the_build(tmp_path: Path) -> None:
+    from hearth.config import load_settings
+    from hearth.model.backend import BackendConfig
+
+    env = {"HEARTH_HOME": str(tmp_path), "CC": "clang-99", "XDG_CACHE_HOME": str(tmp_path / "c")}
+    config = BackendConfig.of(load_settings(env))
+    assert (config.compiler, config.kernel_cache) == ("clang-99", tmp_path / "c")
+    default = BackendConfig.of(load_settings({"HEARTH_HOME": str(tmp_path)}))
+    assert (default.compiler, default.kernel_cache) == ("cc", Path.home() / ".cache")
+    assert native_build.Toolchain("cc", tmp_path).cache_dir == tmp_path / "hearth" / "kernels"

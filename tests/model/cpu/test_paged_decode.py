@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hearth.model.batch import AttentionMetadata
+from hearth.model.cpu import native_build
 from hearth.model.cpu import paged_decode as paged_kernel
 from hearth.model.cpu.backend import CpuBackend
 from hearth.model.kv_cache import KVCache
@@ -210,8 +211,7 @@ def test_no_compiler_falls_back_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # a fresh cache (nothing built) and a compiler that fails: attention still answers
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("CC", "false")
+    monkeypatch.setattr(native_build, "_toolchain", native_build.Toolchain("false", tmp_path))
     monkeypatch.setattr(paged_kernel.KERNEL, "lib", None)
     monkeypatch.setattr(paged_kernel.KERNEL, "tried", False)
     with caplog.at_level(logging.WARNING, logger=paged_kernel.log.name):

@@ -1,0 +1,4 @@
+"""Tensor parallelism of the reference decoder over torch.distributed (Megatron-style, as
+vLLM's `distributed/` and `model_executor/layers/{linear,vocab_parallel_embedding}.py`):
+group.py is the process group and its collectives, plan.py which sizes divide and how each
+checkpoint tensor is cut, shard.py the decoder of one rank. See docs/decisions/tensor-parallel.md."""

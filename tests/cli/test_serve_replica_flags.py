@@ -1,0 +1,75 @@
+"""`hearth serve`'s replica flags: bad values and a Ray address that does not answer are
+one-line usage errors (exit 2) before anything listens, and never a hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from hearth.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("--replicas", "0"), "--replicas must be >= 1"),
+        (("--replicas", "3", "--max-replicas", "2"), "must lie between"),
+        (("--replicas", "2", "--routing", "fastest"), "--routing must be one of prefix, random"),
+        (("--replicas", "2", "--ray-address", "nowhere"), "give HOST:PORT"),
+    ],
+)
+def test_bad_replica_flags_exit_2_in_one_line(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], needle: str
+) -> None:
+    code, out, err = _run(capsys, "serve", "--port", "1", *argv)
+    assert code == 2 and needle in err and "serving" not in out
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_ray_address_that_does_not_answer_exits_2_quickly(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on any more
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    code, out, err = _run(
+        capsys, "serve", "--port", "0", "--replicas", "2", "--ray-address", f"127.0.0.1:{port}"
+    )
+    assert code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in err
+    assert "ray start --head" in err and "serving" not in out
+    assert time.monotonic() - start < 30
+
+
+def test_a_port_that_is_not_ray_exits_2_instead_of_hanging(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        argv = ("serve", "--port", "0", "--replicas", "2", "--ray-address", address)
+        code, _, err = _run(capsys, *argv)
+    assert code == 2 and ("timed out" in err or "does not speak gRPC" in err)
+    assert time.monotonic() - start < 30
+
+
+def test_replicas_and_tensor_parallel_together_are_refused(
+    hearth_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "serve", "--port", "1", "--replicas", "2", "--tensor-parallel", "2")
+    assert code == 2 and "--replicas with --tensor-parallel is not supported yet" in err
