@@ -153,8 +153,8 @@ def test_bad_input_is_one_line(
             2,
         ),
         (
-            ["--data", str(tiny_store), "--method", "qlora"],
-            "--method qlora is not available yet",
+            ["--data", "hf://datasets/only-an-org"],
+            "give hf://datasets/ORG/NAME or hf://datasets/ORG/NAME/FILE",
             2,
         ),
         (["--data", str(tmp_path / "none.jsonl")], "no data at", 2),
