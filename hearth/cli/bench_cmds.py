@@ -139,6 +139,63 @@ def _embed_bench(
             )
 
 
+def _tune_bench(
+    out: Output,
+    model: str,
+    scenario: list[str],
+    peer: list[str],
+    threads: int,
+    steps: int,
+    quick: bool,
+    accept_license: bool,
+) -> None:
+    from dataclasses import replace
+
+    from hearth.bench.tune_bench import TUNE_METHODS, TUNE_PEERS, TuneBenchConfig, run_tune_bench
+    from hearth.config import load_settings
+    from hearth.engine.llm import check_license, resolve_model
+    from hearth.errors import UserInputError
+    from hearth.tokenizer import load_tokenizer
+
+    if set(scenario) != {"tune"}:
+        raise UserInputError("--scenario tune runs alone; give it without other scenarios")
+    bad = [p for p in peer if p not in TUNE_PEERS]
+    if bad:
+        raise UserInputError(f"--scenario tune compares with {', '.join(TUNE_PEERS)}, not {bad[0]}")
+    if steps < 1:
+        raise UserInputError(f"--steps must be a positive integer, got {steps}")
+    settings = load_settings()
+    path, record = resolve_model(model, settings)
+    for warning in check_license(path, record, "tune", settings, accept_license):
+        Output.warning(warning)
+    # hearth's qlora and full fine-tune measured beside its lora (only lora has a peer)
+    config = TuneBenchConfig(threads=threads or 2, steps=steps, methods=TUNE_METHODS)
+    if quick:  # seconds: the pipeline and the JSON, no meaningful rates
+        config = replace(config, steps=2, micro_batches=2, seq_len=64, rounds=1)
+    tokenizer = load_tokenizer(Path(path))
+    result = run_tune_bench(
+        Path(path), config, tuple(dict.fromkeys(peer)),
+        lambda text: tokenizer.encode(text, add_special_tokens=False),
+    )  # fmt: skip
+    if out.json:
+        out.emit_json(result)
+        return
+    for r in result["runs"]:
+        out.console.print(
+            f"{r['engine']} (round {r['round'] + 1}): {r['tokens_per_s']} tokens/s, "
+            f"{r['tokens_per_cpu_s']} tokens per CPU second, peak RSS {r['peak_rss_mb']} MB, "
+            f"last loss {r['losses'][-1]}"
+        )
+    summary = result["summary"]
+    if "speedup_vs_peft" in summary:
+        out.console.print(
+            f"hearth / peft: {summary['speedup_vs_peft']}x tokens/s "
+            f"({summary['cpu_speedup_vs_peft']}x per CPU second), peak RSS "
+            f"{summary['peak_rss_vs_peft']}x, largest loss difference "
+            f"{summary['max_loss_rel_diff']:.2%}"
+        )
+
+
 def bench(
     ctx: typer.Context,
     model: str = typer.Argument(
@@ -151,8 +208,9 @@ def bench(
         [],
         "--scenario",
         help="decode, concurrent, prefix (repeatable; default these three), spec "
-        "(speculative decoding off vs --speculative), or embed (an embedding model "
-        "against --peer sentence-transformers).",
+        "(speculative decoding off vs --speculative), embed (an embedding model "
+        "against --peer sentence-transformers) or tune (a LoRA training step against "
+        "--peer peft).",
     ),
     concurrency: str = typer.Option(
         "",
@@ -160,10 +218,15 @@ def bench(
         help="Levels of the concurrent scenario, e.g. 16 or 1,4 (default 1,4,16,64).",
     ),
     peer: list[str] = typer.Option(
-        [], "--peer", help="llama.cpp and/or transformers, run in the same command."
+        [],
+        "--peer",
+        help="llama.cpp and/or transformers (peft for --scenario tune), run in the same command.",
     ),
     threads: int = typer.Option(0, "--threads", help="CPU threads for every engine; 0 = cores."),
     quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
+    steps: int = typer.Option(
+        30, "--steps", help="Optimizer steps of --scenario tune (each side, each round)."
+    ),
     speculative: str = typer.Option(
         "auto", "--speculative", help="The mode --scenario spec compares with off. "
         + SPECULATIVE_HELP,
@@ -182,6 +245,9 @@ def bench(
     out = Output.of(ctx, json_flag)
     if "embed" in scenario:
         _embed_bench(out, model or "all-minilm", scenario, peer, threads, accept_license)
+        return
+    if "tune" in scenario:
+        _tune_bench(out, model or "smollm2", scenario, peer, threads, steps, quick, accept_license)
         return
     config = _bench_config(
         model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy

@@ -34,8 +34,11 @@ def register(app: typer.Typer) -> None:
 def tune_command(
     ctx: typer.Context,
     base: str = typer.Argument(..., help="The stored model to tune (hearth list)."),
-    data: Path = typer.Option(
-        ..., "--data", help="Training data: .jsonl/.json/.csv/.parquet/.txt or a datasets folder."
+    data: str = typer.Option(
+        ...,
+        "--data",
+        help="Training data: .jsonl/.json/.csv/.parquet/.txt, a datasets folder, or "
+        "hf://datasets/ORG/NAME[/FILE].",
     ),
     name: str = typer.Option(..., "--name", help="Name of the tuned model in the store."),
     method: str = typer.Option("lora", "--method", help="lora | dpo | full | qlora."),
@@ -244,7 +247,7 @@ def export_command(
     """Export a tuned model's adapter for other runtimes."""
     from hearth.tune.export import export
 
-    written = export(name, fmt, output)
+    written = export(name, fmt, output, warn=Output.warning)
     out = Output.of(ctx)
     if out.json:
         out.emit_json({"name": name, "format": fmt, "files": [str(p) for p in written]})

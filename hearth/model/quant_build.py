@@ -224,10 +224,12 @@ def build_quantized_model(
     quant: str,
     device: torch.device | str = "cpu",
     backend: Ops | None = None,
+    fuse: bool = True,
 ) -> Decoder:
     """A Decoder in eval mode with quantized projections (see the table above) on `backend`
     (None: select_backend's default); `tensors` may hold GGUFQuantizedTensor values
-    (load_gguf(keep_quantized=True)). Raises the same errors as build_model for missing,
+    (load_gguf(keep_quantized=True)). fuse=False keeps q/k/v and gate/up apart (QLoRA
+    adapts each by its own name). Raises the same errors as build_model for missing,
     mis-shaped or unexpected tensors."""
     mode = check_quant_mode(quant)
     if mode == "none":
@@ -244,7 +246,7 @@ def build_quantized_model(
             names = ("gate_proj", "up_proj")
         else:
             continue
-        projections += _fuse_group(load, model, name, module, names, mode, ops)
+        projections += _fuse_group(load, model, name, module, names, mode, ops, fuse)
         load.release_pages()
     for name, module in list(model.named_modules()):
         if isinstance(module, Linear) and module.weight.is_meta and name != "lm_head":
@@ -303,12 +305,13 @@ def _fuse_group(
     names: tuple[str, ...],
     mode: QuantMode,
     ops: Ops,
+    fuse: bool = True,
 ) -> list[nn.Module]:
     """The group's projections loaded, fused into one layer where the parts got the same
-    kind; returns the layers made, and `module` itself where they stay apart (the C step
-    wants them fused)."""
+    kind (and `fuse`); returns the layers made, and `module` itself where they stay apart
+    (the C step wants them fused)."""
     parts = [load.linear(f"{prefix}.{n}", getattr(module, n), mode) for n in names]
-    fused = _fuse([w for w, _ in parts])
+    fused = _fuse([w for w, _ in parts]) if fuse else None
     biases = [b for _, b in parts]
     if fused is None:  # different kinds: keep separate layers
         for n, (w, b) in zip(names, parts, strict=True):

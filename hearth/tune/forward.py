@@ -3,8 +3,10 @@ Every example is its own sequence in the flat batch layout (model/batch.py): pos
 0, causal attention within the example only, K/V written to a scratch paged cache that lives
 for this step (so packing never attends across examples). The loss is cross-entropy on the
 trained tokens only, over the vocabulary in chunks: at most `chunk` rows of float32 logits
-exist at a time, forward and backward (each chunk's logits are recomputed in backward).
-Knows nothing of optimizers or files."""
+exist at a time, forward and backward. A frozen plain head (LoRA, QLoRA, DPO) takes the
+fused road of loss.py (logits once, the hidden states' gradient in the same pass); a head
+that trains (full fine-tune) or is not a plain matrix recomputes each chunk's logits in
+backward (torch.utils.checkpoint). Knows nothing of optimizers or files."""
 
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ from torch.utils.checkpoint import checkpoint
 
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
+from hearth.model.layers.linear import Linear
+from hearth.model.layers.lora import dense_weight
+from hearth.model.layers.quant import Int4Linear, Int8Linear
+from hearth.tune.loss import linear_cross_entropy
 from hearth.tune.packing import Block
 from hearth.tune.tokenize import TokenizedExample
 
@@ -87,7 +93,7 @@ def hidden_states(model: Decoder, batch: FlatBatch) -> torch.Tensor:
         block_tables=tables,
         block_size=_BLOCK,
     )
-    dtype = model.model.embed_tokens.weight.dtype
+    dtype = model.model.norm.weight.dtype  # the activations' (a quantized model's are bf16)
     heads, dk, dv = config.num_kv_cache_heads, config.k_head_dim, config.v_head_dim
     caches = [
         KVCache(
@@ -99,42 +105,56 @@ def hidden_states(model: Decoder, batch: FlatBatch) -> torch.Tensor:
     return model(batch.input_ids, batch.positions, meta, caches)
 
 
-def token_losses(model: Decoder, batch: FlatBatch, chunk: int = 1024) -> torch.Tensor:
-    """Sum of the trained tokens' cross-entropy (float32 scalar)."""
+def _frozen_head(model: Decoder) -> torch.Tensor | None:
+    """The LM head's (vocab, hidden) weight when the fused loss can run it: a matrix with no
+    bias that does not train (tied to the embeddings, a plain Linear, or a quantized head
+    de-quantized for this step), else None."""
+    head = model.lm_head
+    weight: torch.Tensor
+    if head is None:
+        weight = model.model.embed_tokens.weight
+    elif getattr(head, "bias", None) is None and (
+        type(head) is Linear or isinstance(head, Int4Linear | Int8Linear)
+    ):
+        weight = dense_weight(head)
+    else:
+        return None
+    return None if weight.requires_grad else weight
+
+
+def trained_token_losses(model: Decoder, batch: FlatBatch, chunk: int = 1024) -> torch.Tensor:
+    """(num_trained,) float32: each trained token's cross-entropy, in the batch's order."""
     hidden = hidden_states(model, batch)
     rows = (batch.targets != -100).nonzero().squeeze(1)
-    total = hidden.new_zeros((), dtype=torch.float32)
+    h, t = hidden.index_select(0, rows), batch.targets.index_select(0, rows)
+    weight = _frozen_head(model)
+    if weight is not None:
+        return linear_cross_entropy(h, weight, t, model.config.final_logit_softcapping, chunk)
+    parts = []
     for start in range(0, rows.numel(), chunk):
-        index = rows[start : start + chunk]
-        h, t = hidden.index_select(0, index), batch.targets.index_select(0, index)
+        args = (model, h[start : start + chunk], t[start : start + chunk])
         if torch.is_grad_enabled():
-            total = total + checkpoint(_chunk_loss, model, h, t, use_reentrant=False)
+            parts.append(checkpoint(_token_ce, *args, use_reentrant=False))
         else:
-            total = total + _chunk_loss(model, h, t)
-    return total
+            parts.append(_token_ce(*args))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def _chunk_loss(model: Decoder, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = model.compute_logits(hidden)  # (n, vocab) float32
-    return F.cross_entropy(logits, targets, reduction="sum")
+def token_losses(model: Decoder, batch: FlatBatch, chunk: int = 1024) -> torch.Tensor:
+    """Sum of the trained tokens' cross-entropy (float32 scalar)."""
+    return trained_token_losses(model, batch, chunk).sum()
 
 
 def sequence_logprobs(model: Decoder, batch: FlatBatch, chunk: int = 1024) -> torch.Tensor:
     """(num_examples,) the summed log-probability of each example's trained tokens (DPO)."""
-    hidden = hidden_states(model, batch)
     rows = (batch.targets != -100).nonzero().squeeze(1)
     owner = torch.repeat_interleave(
         torch.arange(len(batch.lengths)), torch.tensor(batch.lengths)
     ).index_select(0, rows)
-    per_token: list[torch.Tensor] = []
-    for start in range(0, rows.numel(), chunk):
-        index = rows[start : start + chunk]
-        h, t = hidden.index_select(0, index), batch.targets.index_select(0, index)
-        per_token.append(-_token_ce(model, h, t))
-    values = torch.cat(per_token) if per_token else hidden.new_zeros(0, dtype=torch.float32)
+    values = -trained_token_losses(model, batch, chunk)
     return torch.zeros(len(batch.lengths), dtype=torch.float32).index_add(0, owner, values)
 
 
 def _token_ce(model: Decoder, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = model.compute_logits(hidden)
+    logits = model.compute_logits(hidden)  # (n, vocab) float32
     return F.cross_entropy(logits, targets, reduction="none")

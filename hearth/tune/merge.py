@@ -17,7 +17,7 @@ from hearth.tune.adapter_files import AdapterFiles
 from hearth.tune.gguf_lora import GGUF_ARCHES, llama_permute
 from hearth.weights.loader import load_weights
 
-__all__ = ["delta_weights", "write_merged"]
+__all__ = ["delta_weights", "full_deltas", "write_merged", "write_with_deltas"]
 
 
 def delta_weights(adapter: AdapterFiles) -> dict[str, torch.Tensor]:
@@ -32,11 +32,34 @@ def delta_weights(adapter: AdapterFiles) -> dict[str, torch.Tensor]:
     return out
 
 
+def full_deltas(model: torch.nn.Module, base_path: Path) -> dict[str, torch.Tensor]:
+    """A fully tuned model's change: `<name>` -> trained - base (float32, HF names and
+    layout), for every weight that moved. Written through the merge path, base + change
+    gives the trained weights in the base's own file format and layout (a GGUF's permuted
+    q/k rows and offset norms included)."""
+    base = load_weights(base_path, torch.float32).tensors
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if key in base and value.is_floating_point():
+                delta = value.float() - base[key].float()
+                if bool(delta.any()):
+                    out[key] = delta
+    return out
+
+
 def write_merged(
     base_path: Path, base_format: str, adapter: AdapterFiles, output: Path, name: str
 ) -> Path:
     """Write the merged model under `output` (a folder); returns the file or folder to import."""
-    deltas = delta_weights(adapter)
+    return write_with_deltas(base_path, base_format, delta_weights(adapter), output, name)
+
+
+def write_with_deltas(
+    base_path: Path, base_format: str, deltas: dict[str, torch.Tensor], output: Path, name: str
+) -> Path:
+    """The base with `deltas` (HF name -> float32 change) added, in the base's format, under
+    `output`; returns the file or folder to import."""
     if base_format == "gguf":
         target = output / "model.gguf"
         _merged_gguf(base_path, deltas, target, name)

@@ -5,19 +5,21 @@ or kept as (chosen, rejected) pairs (DPO). Knows nothing of models or optimizers
 from __future__ import annotations
 
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hearth.errors import UserInputError
 from hearth.tokenizer import Tokenizer
-from hearth.tune.data_files import read_rows
+from hearth.tune.data_files import Row, read_rows
 from hearth.tune.examples import parse_example, parse_preference
+from hearth.tune.hub_data import fetch_hub_data, is_hub_data
 from hearth.tune.packing import make_blocks
 from hearth.tune.tokenize import check_lengths, tokenize_example, tokenize_preference
 from hearth.tune.train_config import TrainConfig
 
-__all__ = ["Prepared", "prepare_data"]
+__all__ = ["Prepared", "prepare_data", "read_source"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,20 @@ class Prepared:
     num_tokens: int
 
 
-def prepare_data(path: str | Path, tokenizer: Tokenizer, config: TrainConfig) -> Prepared:
-    rows = read_rows(path)
+def read_source(source: str | Path, endpoint: str = "") -> list[Row]:
+    """The rows of a local path, or of hf://datasets/... (downloaded for this read only;
+    `endpoint`: the Hub's address, Settings.hf_endpoint)."""
+    if not is_hub_data(source):
+        return read_rows(source)
+    with tempfile.TemporaryDirectory(prefix="hearth-hub-data-") as tmp:
+        paths = fetch_hub_data(str(source), Path(tmp), endpoint)
+        return [row for path in paths for row in read_rows(path)]
+
+
+def prepare_data(
+    path: str | Path, tokenizer: Tokenizer, config: TrainConfig, endpoint: str = ""
+) -> Prepared:
+    rows = read_source(path, endpoint)
     if config.method == "dpo":
         pairs = [tokenize_preference(tokenizer, parse_preference(row)) for row in rows]
         flat = check_lengths([ex for pair in pairs for ex in pair], config.seq_len, config.truncate)

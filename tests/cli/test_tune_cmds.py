@@ -153,8 +153,8 @@ def test_bad_input_is_one_line(
             2,
         ),
         (
-            ["--data", str(tiny_store), "--method", "qlora"],
-            "--method qlora is not available yet",
+            ["--data", "hf://datasets/only-an-org"],
+            "give hf://datasets/ORG/NAME or hf://datasets/ORG/NAME/FILE",
             2,
         ),
         (["--data", str(tmp_path / "none.jsonl")], "no data at", 2),
@@ -251,3 +251,34 @@ def test_dpo_run_reports_margins(
     steps = [x for x in map(json.loads, out.splitlines()) if x["event"] == "step"]
     assert len(steps) == 2 and abs(steps[0]["reward_margin"]) < 1e-5  # policy == reference at start
     assert abs(steps[1]["reward_margin"]) > 1e-4 and 0.0 <= steps[1]["reward_accuracy"] <= 1.0
+
+
+def test_full_fine_tune_is_stored_as_a_model(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--method full: the trained weights become a plain model in the base's format, listed
+    as made from its base; its weights are the trained ones (base + change)."""
+    from hearth.tune import TrainConfig, tune
+    from hearth.tune.trainer import Trainer
+    from hearth.weights.loader import load_weights
+
+    trained: dict[str, torch.Tensor] = {}
+
+    def keep(trainer: Trainer) -> None:
+        trained["model"] = trainer.model  # type: ignore[assignment]
+
+    outcome = tune(
+        "tiny", tiny_store, "tiny-full",
+        TrainConfig(method="full", max_steps=2, batch_size=2, seq_len=64, lr=1e-2),
+        accept_license=True, trainer_ready=keep,
+    )  # fmt: skip
+    assert outcome.record is not None and outcome.record.source == "tune:tiny:latest"
+    stored = load_weights(Store(load_settings()).locate("tiny-full").path).tensors
+    state = trained["model"].state_dict()  # type: ignore[attr-defined]
+    base = load_weights(tmp_path / "tiny").tensors
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(base[name], state[name])  # it trained
+    for key in ("model.layers.0.self_attn.q_proj.weight", name, "model.norm.weight"):
+        torch.testing.assert_close(stored[key].float(), state[key].float(), rtol=0, atol=1e-6)
+    code, out, _ = _run(capsys, "list", "--json")
+    assert code == 0 and "tiny-full:latest" in {m["name"] for m in json.loads(out)}

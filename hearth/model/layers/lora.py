@@ -5,9 +5,9 @@ alpha / sqrt(r) with rsLoRA), so an adapter moves between hearth and PEFT unchan
 `apply_lora` swaps the targeted projections of a built model in place and freezes the rest.
 
 The adapter's weights stay float32 whatever the base's dtype (a bf16 base stays bf16 and
-is never re-cast); its output is added in the base's dtype. It lives with the layers because
-an adapter is a property of a projection (tune/ trains it; the engine will serve it per
-sequence). Knows nothing of data or training loops."""
+is never re-cast); it computes in the activations' dtype and adds to the base's output.
+It lives with the layers because an adapter is a property of a projection (tune/ trains
+it; the engine will serve it per sequence). Knows nothing of data or training loops."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hearth.errors import InvalidParameterError, UserInputError
+from hearth.model.layers.quant import Int4Linear, Int8Linear
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -27,6 +30,7 @@ __all__ = [
     "LoraLinear",
     "adapter_disabled",
     "apply_lora",
+    "dense_weight",
     "lora_layers",
     "lora_state_dict",
     "merge_lora",
@@ -67,6 +71,44 @@ class LoraConfig:
         return self.alpha / (math.sqrt(self.rank) if self.rslora else self.rank)
 
 
+def dense_weight(projection: nn.Module) -> torch.Tensor:
+    """(out, in): the weight a projection multiplies by, de-quantized for a quantized one
+    (Int4Linear, Int8Linear: bf16, made for the call). Any other projection is read back
+    by multiplying the identity."""
+    weight = getattr(projection, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return weight
+    if isinstance(projection, Int4Linear) and (projection.dense_ok or projection.lowbit):
+        return projection.dense_weight()
+    if isinstance(projection, Int8Linear):
+        return projection.int8.rows(torch.arange(projection.out_features))
+    features = _features(projection)
+    assert features is not None, f"{type(projection).__name__} is not a projection"
+    eye = torch.eye(features[0], dtype=torch.bfloat16)
+    bias = getattr(projection, "bias", None)
+    out = projection(eye)  # (in, out) = W.T (+ bias on every row)
+    return (out - bias if isinstance(bias, torch.Tensor) else out).t()
+
+
+class _FrozenProjection(torch.autograd.Function):
+    """y = base(x) through a quantized projection's own kernel (what serving runs), which
+    autograd cannot see through; backward gives the input its gradient, grad_y @ W, with
+    W de-quantized for that call and dropped after: the low-bit weights are never held
+    dense, and the frozen base gets no gradient of its own."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, base: nn.Module) -> torch.Tensor:
+        ctx.base = base
+        ctx.x_dtype = x.dtype
+        return base(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        weight = dense_weight(ctx.base)  # (out, in)
+        grad_x = grad.to(weight.dtype) @ weight
+        return grad_x.to(ctx.x_dtype), None
+
+
 class LoraLinear(nn.Module):
     """base(x) + scaling * lora_B(lora_A(dropout(x))). lora_A.weight: (r, in); lora_B.weight:
     (out, r), float32. Parameter names follow PEFT's (`<module>.lora_A.weight`)."""
@@ -84,13 +126,24 @@ class LoraLinear(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.scaling = config.scaling
         self.enabled = True
+        # a dense base differentiates by itself; a quantized one (QLoRA) through its kernel
+        weight = getattr(base, "weight", None)
+        self.quantized_base = not (isinstance(weight, torch.Tensor) and weight.dim() == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)
+        if self.quantized_base and torch.is_grad_enabled() and x.requires_grad:
+            out = _FrozenProjection.apply(x, self.base_layer)
+        else:
+            out = self.base_layer(x)
         if not self.enabled:
             return out
-        delta = self.lora_B(self.lora_A(self.dropout(x.to(torch.float32)))) * self.scaling
-        return out + delta.to(out.dtype)
+        # the adapter runs in the activations' dtype (A and B cast, r x in and out x r, not
+        # the (T, in) input: what bf16 autocast does for PEFT), its float32 weights the
+        # master copy autograd's gradients arrive in; scaling on the (T, r) middle, not on
+        # the (T, out) result
+        a = self.lora_A.weight.to(x.dtype)
+        b = self.lora_B.weight.to(x.dtype)
+        return out + F.linear(F.linear(self.dropout(x), a) * self.scaling, b).to(out.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         """scaling * B @ A: (out, in) float32, what merging adds to the base weight."""

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers as tf
 from sequence_runner import SequenceRunner
 from tiny_models import COMMON, backend_under_test
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 from hearth.model.batch import AttentionMetadata
@@ -26,6 +28,7 @@ from hearth.model.layers.attention import (
     masked_prefill_attention,
     paged_attention,
     prefill_attention,
+    sdpa_prefill,
 )
 from hearth.model.layers.ops import REFERENCE, Ops
 
@@ -297,3 +300,33 @@ def test_prefill_runs_on_the_flash_kernel(
     ops = {e.name for e in prof.events()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
     assert "aten::_scaled_dot_product_attention_math" not in ops
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_training_road_equals_the_flash_kernel(dtype: torch.dtype) -> None:
+    """A step autograd records (training) attends by matmuls, not the flash kernel, with
+    the flash kernel's output and gradients within the dtype's rounding."""
+    gen = torch.Generator().manual_seed(7)
+    inputs = [torch.randn(40, n, 32, generator=gen).to(dtype) for n in (H, HKV, HKV)]
+    grad = torch.randn(40, H, 32, generator=gen).to(dtype)
+    q, k, v = (t.clone().requires_grad_(True) for t in inputs)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = sdpa_prefill(q, k, v, torch.arange(40), 0.2)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in {
+        e.name for e in prof.events()
+    }
+    out.backward(grad)
+    rq, rk, rv = (t.clone().transpose(0, 1)[None].requires_grad_(True) for t in inputs)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        ref = F.scaled_dot_product_attention(rq, rk, rv, is_causal=True, scale=0.2, enable_gqa=True)
+    ref.backward(grad.transpose(0, 1)[None])
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    pairs = [(out.detach(), ref.detach()[0].transpose(0, 1))] + [
+        (mine.grad, theirs.grad[0].transpose(0, 1))  # type: ignore[index]
+        for mine, theirs in ((q, rq), (k, rk), (v, rv))
+    ]
+    for got, want in pairs:
+        assert got is not None
+        assert float((got.float() - want.float()).abs().max()) <= tol * max(
+            1.0, float(want.abs().max())
+        )
