@@ -32,12 +32,10 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from hearth.errors import UnsupportedModelError, UserInputError
-from hearth.model.build import build_model
-from hearth.model.layers.lora import apply_lora
 from hearth.tune.forward import flatten, token_losses
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import Item, Trainer, TrainResult
-from hearth.weights.loader import load_weights
+from hearth.tune.training_model import training_model
 
 __all__ = ["DistributedTrainer", "RankJob", "start_rank0"]
 
@@ -147,17 +145,8 @@ def _examples(blocks: list[Item]) -> list[Any]:
 
 
 def build_rank_model(job: RankJob) -> Any:
-    """The model api.tune builds for this job (same file, dtype, LoRA seed)."""
-    full = job.config.method == "full"
-    dtype = torch.float32 if full else getattr(torch, job.dtype)
-    weights = load_weights(job.model_path, dtype)
-    model = build_model(weights.config, weights.tensors, dtype)
-    if full:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    else:
-        apply_lora(model, job.config.lora, seed=job.config.seed)
-    return model
+    """The model api.tune builds for this job (same file, method, dtype, LoRA seed)."""
+    return training_model(Path(job.model_path), job.config, getattr(torch, job.dtype))
 
 
 def _join(rank: int, world: int, port: int) -> None:
