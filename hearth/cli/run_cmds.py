@@ -6,7 +6,7 @@ engine, prints; torch and the engine are imported only when the verb runs."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,61 +41,90 @@ def _default_help(knob: str) -> str:
     return f"Default: the model's own (its file, then the catalog), else {OLLAMA_SAMPLING[knob]:g}."
 
 
-def run(
-    model: str = typer.Argument(..., help="Model name in the store, or a .gguf / HF folder path."),
-    prompt: str | None = typer.Argument(None, help="Answer this and exit ('-' reads stdin)."),
-    temperature: float | None = typer.Option(
-        None, "--temperature", help="0 is greedy. " + _default_help("temperature")
-    ),
-    top_p: float | None = typer.Option(None, "--top-p", help=_default_help("top_p")),
-    top_k: int | None = typer.Option(
-        None, "--top-k", help="0 disables it. " + _default_help("top_k")
-    ),
-    repeat_penalty: float | None = typer.Option(
-        None, "--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")
-    ),
-    seed: int | None = typer.Option(None, "--seed"),
-    max_tokens: int | None = typer.Option(
-        None,
+# the options of this command, declared once so its signature stays short
+_ModelArg = Annotated[
+    str, typer.Argument(help="Model name in the store, or a .gguf / HF folder path.")
+]
+_PromptArg = Annotated[str | None, typer.Argument(help="Answer this and exit ('-' reads stdin).")]
+_TemperatureOpt = Annotated[
+    float | None, typer.Option("--temperature", help="0 is greedy. " + _default_help("temperature"))
+]
+_TopPOpt = Annotated[float | None, typer.Option("--top-p", help=_default_help("top_p"))]
+_TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", help="0 disables it. " + _default_help("top_k"))
+]
+_RepeatPenaltyOpt = Annotated[
+    float | None,
+    typer.Option("--repeat-penalty", help="1 disables it. " + _default_help("repetition_penalty")),
+]
+_SeedOpt = Annotated[int | None, typer.Option("--seed")]
+_MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
         "--max-tokens",
-        help=f"Most tokens per answer. Default: the model's own, else {CHAT_MAX_TOKENS} "
-        f"(a base model without a chat template: {COMPLETION_MAX_TOKENS}, stopping at a "
-        "blank line). `/show parameters` in the chat shows what applies.",
+        help=f"Most tokens per answer. Default: the model's own, else {CHAT_MAX_TOKENS} (a base model without a chat template: {COMPLETION_MAX_TOKENS}, stopping at a blank line). `/show parameters` in the chat shows what applies.",
     ),
-    ctx: int | None = typer.Option(
-        None, "--ctx", help="Context length in tokens (default: the model's)."
-    ),
-    raw: bool = typer.Option(False, "--raw", help="Plain completion: no chat template."),
-    verbose: bool = typer.Option(
-        False, "--verbose", help="Print prompt tokens, TTFT and tokens/s."
-    ),
-    kv_cache_gb: float | None = typer.Option(None, "--kv-cache-gb", help="KV-cache budget."),
-    quant: str = typer.Option(DEFAULT_QUANT, "--quant", help=f"Weights in memory: {QUANT_HELP}."),
-    accept_license: bool = typer.Option(
-        False, "--accept-license", help="Record your acceptance of the model's license terms."
-    ),
-    lora: str | None = typer.Option(
-        None,
+]
+_CtxOpt = Annotated[
+    int | None, typer.Option("--ctx", help="Context length in tokens (default: the model's).")
+]
+_RawOpt = Annotated[bool, typer.Option("--raw", help="Plain completion: no chat template.")]
+_VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", help="Print prompt tokens, TTFT and tokens/s.")
+]
+_KvCacheGbOpt = Annotated[float | None, typer.Option("--kv-cache-gb", help="KV-cache budget.")]
+_QuantOpt = Annotated[str, typer.Option("--quant", help=f"Weights in memory: {QUANT_HELP}.")]
+_AcceptLicenseOpt = Annotated[
+    bool,
+    typer.Option("--accept-license", help="Record your acceptance of the model's license terms."),
+]
+_LoraOpt = Annotated[
+    str | None,
+    typer.Option(
         "--lora",
-        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + "
-        "adapter_model.safetensors) on the model, unmerged.",
+        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + adapter_model.safetensors) on the model, unmerged.",
     ),
-    max_lora_rank: int = typer.Option(
-        16, "--max-lora-rank", help="The largest adapter rank taken."
-    ),
-    tensor_parallel: int = typer.Option(
-        1,
+]
+_MaxLoraRankOpt = Annotated[
+    int, typer.Option("--max-lora-rank", help="The largest adapter rank taken.")
+]
+_TensorParallelOpt = Annotated[
+    int,
+    typer.Option(
         "--tensor-parallel",
-        help="Split the weights over this many processes (torch.distributed; dense "
-        "weights, the reference layers).",
+        help="Split the weights over this many processes (torch.distributed; dense weights, the reference layers).",
     ),
-    speculative: str = typer.Option("auto", "--speculative", help=SPECULATIVE_HELP),
-    output_format: str | None = typer.Option(
-        None,
+]
+_SpeculativeOpt = Annotated[str, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+_OutputFormatOpt = Annotated[
+    str | None,
+    typer.Option(
         "--format",
-        help="Constrain every answer: json, a JSON-schema file, regex:PATTERN, or "
-        "grammar:FILE (Lark or GBNF).",
+        help="Constrain every answer: json, a JSON-schema file, regex:PATTERN, or grammar:FILE (Lark or GBNF).",
     ),
+]
+
+
+def run(
+    model: _ModelArg,
+    prompt: _PromptArg = None,
+    temperature: _TemperatureOpt = None,
+    top_p: _TopPOpt = None,
+    top_k: _TopKOpt = None,
+    repeat_penalty: _RepeatPenaltyOpt = None,
+    seed: _SeedOpt = None,
+    max_tokens: _MaxTokensOpt = None,
+    ctx: _CtxOpt = None,
+    raw: _RawOpt = False,
+    verbose: _VerboseOpt = False,
+    kv_cache_gb: _KvCacheGbOpt = None,
+    quant: _QuantOpt = DEFAULT_QUANT,
+    accept_license: _AcceptLicenseOpt = False,
+    lora: _LoraOpt = None,
+    max_lora_rank: _MaxLoraRankOpt = 16,
+    tensor_parallel: _TensorParallelOpt = 1,
+    speculative: _SpeculativeOpt = "auto",
+    output_format: _OutputFormatOpt = None,
 ) -> None:
     """Chat with a model, or answer one prompt (like `ollama run`)."""
     from hearth.config import load_settings

@@ -5,7 +5,7 @@ stays fast."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,105 +24,157 @@ keys_app = typer.Typer(
 )
 
 
-def serve(
-    ctx: typer.Context,
-    models: list[str] = typer.Argument(None, help="Models to load (and keep loaded) at startup."),
-    host: str = typer.Option(
-        None,
-        "--host",
-        help="Address to listen on (default 127.0.0.1; anything else needs an API key).",
+# the options of this command, declared once so its signature stays short
+_ModelsArg = Annotated[
+    list[str] | None, typer.Argument(help="Models to load (and keep loaded) at startup.")
+]
+_HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host", help="Address to listen on (default 127.0.0.1; anything else needs an API key)."
     ),
-    port: int = typer.Option(None, "--port", help=f"Port (default {DEFAULT_PORT})."),
-    keep_alive: float = typer.Option(
-        None, "--keep-alive", help="Seconds an idle model stays loaded (default 300; -1 = forever)."
+]
+_PortOpt = Annotated[int | None, typer.Option("--port", help=f"Port (default {DEFAULT_PORT}).")]
+_KeepAliveOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--keep-alive", help="Seconds an idle model stays loaded (default 300; -1 = forever)."
     ),
-    max_loaded_models: int = typer.Option(
-        None,
+]
+_MaxLoadedModelsOpt = Annotated[
+    int | None,
+    typer.Option(
         "--max-loaded-models",
         help="Most models loaded at once; the least recently used idle one unloads.",
     ),
-    memory_budget_gb: float = typer.Option(
-        None, "--memory-budget-gb", help="Unload idle models to stay under this (0 = no budget)."
+]
+_MemoryBudgetGbOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--memory-budget-gb", help="Unload idle models to stay under this (0 = no budget)."
     ),
-    kv_cache_gb: float = typer.Option(None, "--kv-cache-gb", help="KV cache per model."),
-    quant: str = typer.Option(
-        None, "--quant", help=f"Weights in memory: {QUANT_HELP}. Default: {DEFAULT_QUANT}."
+]
+_KvCacheGbOpt = Annotated[float | None, typer.Option("--kv-cache-gb", help="KV cache per model.")]
+_QuantOpt = Annotated[
+    str | None,
+    typer.Option("--quant", help=f"Weights in memory: {QUANT_HELP}. Default: {DEFAULT_QUANT}."),
+]
+_CtxLenOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ctx", help="Context length per model (default: the model's, capped by the KV cache)."
     ),
-    ctx_len: int = typer.Option(
-        None,
-        "--ctx",
-        help="Context length per model (default: the model's, capped by the KV cache).",
-    ),
-    speculative: str = typer.Option(
-        None, "--speculative", help=SPECULATIVE_HELP + " Default: off."
-    ),
-    max_queue: int = typer.Option(
-        None, "--max-queue", help="Requests that may wait beyond the running ones before 503."
-    ),
-    rate_limit: int = typer.Option(
-        None, "--rate-limit", help="Requests per minute per API key (0 = no limit)."
-    ),
-    max_body_mb: float = typer.Option(None, "--max-body-mb", help="Largest request body."),
-    cors: list[str] = typer.Option(
-        None,
+]
+_SpeculativeOpt = Annotated[
+    str | None, typer.Option("--speculative", help=SPECULATIVE_HELP + " Default: off.")
+]
+_MaxQueueOpt = Annotated[
+    int | None,
+    typer.Option("--max-queue", help="Requests that may wait beyond the running ones before 503."),
+]
+_RateLimitOpt = Annotated[
+    int | None, typer.Option("--rate-limit", help="Requests per minute per API key (0 = no limit).")
+]
+_MaxBodyMbOpt = Annotated[float | None, typer.Option("--max-body-mb", help="Largest request body.")]
+_CorsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
         "--cors-origin",
-        help="Allow browser pages from this "
-        "origin (repeat for several; CORS is closed by default).",
+        help="Allow browser pages from this origin (repeat for several; CORS is closed by default).",
     ),
-    lora: list[str] = typer.Option(
-        None,
+]
+_LoraOpt = Annotated[
+    list[str] | None,
+    typer.Option(
         "--lora",
-        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder); "
-        "repeat for several. Requests select it with model=NAME.",
+        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder); repeat for several. Requests select it with model=NAME.",
     ),
-    max_loras: int = typer.Option(
-        None, "--max-loras", help="LoRA adapters resident per model at once (default 4)."
-    ),
-    max_lora_rank: int = typer.Option(
-        None, "--max-lora-rank", help="The largest LoRA rank served (default 16)."
-    ),
-    tensor_parallel: int = typer.Option(
-        None,
+]
+_MaxLorasOpt = Annotated[
+    int | None,
+    typer.Option("--max-loras", help="LoRA adapters resident per model at once (default 4)."),
+]
+_MaxLoraRankOpt = Annotated[
+    int | None, typer.Option("--max-lora-rank", help="The largest LoRA rank served (default 16).")
+]
+_TensorParallelOpt = Annotated[
+    int | None,
+    typer.Option(
         "--tensor-parallel",
-        help="Split each model's weights over this many processes (torch.distributed, gloo; "
-        "dense weights).",
+        help="Split each model's weights over this many processes (torch.distributed, gloo; dense weights).",
     ),
-    nnodes: int = typer.Option(
-        None,
+]
+_NnodesOpt = Annotated[
+    int | None,
+    typer.Option(
         "--nnodes",
-        help="Hosts the --tensor-parallel ranks run on; the others run `hearth tp-worker` "
-        "(MASTER_ADDR / MASTER_PORT as torchrun).",
+        help="Hosts the --tensor-parallel ranks run on; the others run `hearth tp-worker` (MASTER_ADDR / MASTER_PORT as torchrun).",
     ),
-    ollama_port: bool = typer.Option(
-        False,
+]
+_OllamaPortOpt = Annotated[
+    bool,
+    typer.Option(
         "--ollama-port",
-        help="Also answer on Ollama's port (11434, HEARTH_OLLAMA_PORT) when no other server "
-        "holds it, so Ollama clients find hearth unchanged.",
+        help="Also answer on Ollama's port (11434, HEARTH_OLLAMA_PORT) when no other server holds it, so Ollama clients find hearth unchanged.",
     ),
-    replicas: int = typer.Option(
-        None,
+]
+_ReplicasOpt = Annotated[
+    int | None,
+    typer.Option(
         "--replicas",
-        help="Run each chat model as this many engine replicas on Ray Serve, routed by "
-        "prompt prefix (needs hearth[ray]; docs/scale.md).",
+        help="Run each chat model as this many engine replicas on Ray Serve, routed by prompt prefix (needs hearth[ray]; docs/scale.md).",
     ),
-    min_replicas: int = typer.Option(
-        None, "--min-replicas", help="Autoscale replicas on queue depth down to this."
-    ),
-    max_replicas: int = typer.Option(
-        None, "--max-replicas", help="Autoscale replicas on queue depth up to this."
-    ),
-    ray_address: str = typer.Option(
-        None,
+]
+_MinReplicasOpt = Annotated[
+    int | None,
+    typer.Option("--min-replicas", help="Autoscale replicas on queue depth down to this."),
+]
+_MaxReplicasOpt = Annotated[
+    int | None, typer.Option("--max-replicas", help="Autoscale replicas on queue depth up to this.")
+]
+_RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
         "--ray-address",
-        help="An existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local "
-        "Ray on 127.0.0.1.",
+        help="An existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local Ray on 127.0.0.1.",
     ),
-    replica_threads: int = typer.Option(
-        None, "--replica-threads", help="CPU threads per replica (default 1)."
-    ),
-    routing: str = typer.Option(
-        None, "--routing", help="Replica routing: prefix (default) or random."
-    ),
+]
+_ReplicaThreadsOpt = Annotated[
+    int | None, typer.Option("--replica-threads", help="CPU threads per replica (default 1).")
+]
+_RoutingOpt = Annotated[
+    str | None, typer.Option("--routing", help="Replica routing: prefix (default) or random.")
+]
+
+
+def serve(
+    ctx: typer.Context,
+    models: _ModelsArg = None,
+    host: _HostOpt = None,
+    port: _PortOpt = None,
+    keep_alive: _KeepAliveOpt = None,
+    max_loaded_models: _MaxLoadedModelsOpt = None,
+    memory_budget_gb: _MemoryBudgetGbOpt = None,
+    kv_cache_gb: _KvCacheGbOpt = None,
+    quant: _QuantOpt = None,
+    ctx_len: _CtxLenOpt = None,
+    speculative: _SpeculativeOpt = None,
+    max_queue: _MaxQueueOpt = None,
+    rate_limit: _RateLimitOpt = None,
+    max_body_mb: _MaxBodyMbOpt = None,
+    cors: _CorsOpt = None,
+    lora: _LoraOpt = None,
+    max_loras: _MaxLorasOpt = None,
+    max_lora_rank: _MaxLoraRankOpt = None,
+    tensor_parallel: _TensorParallelOpt = None,
+    nnodes: _NnodesOpt = None,
+    ollama_port: _OllamaPortOpt = False,
+    replicas: _ReplicasOpt = None,
+    min_replicas: _MinReplicasOpt = None,
+    max_replicas: _MaxReplicasOpt = None,
+    ray_address: _RayAddressOpt = None,
+    replica_threads: _ReplicaThreadsOpt = None,
+    routing: _RoutingOpt = None,
 ) -> None:
     """Serve models over an OpenAI-compatible (/v1) and Ollama-compatible (/api) HTTP API."""
     from hearth.config import load_settings

@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,66 +31,107 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
 
 
-def tune_command(
-    ctx: typer.Context,
-    base: str = typer.Argument(..., help="The stored model to tune (hearth list)."),
-    data: str = typer.Option(
-        ...,
+# the options of this command, declared once so its signature stays short
+_BaseArg = Annotated[str, typer.Argument(help="The stored model to tune (hearth list).")]
+_DataOpt = Annotated[
+    str,
+    typer.Option(
         "--data",
-        help="Training data: .jsonl/.json/.csv/.parquet/.txt, a datasets folder, or "
-        "hf://datasets/ORG/NAME[/FILE].",
+        help="Training data: .jsonl/.json/.csv/.parquet/.txt, a datasets folder, or hf://datasets/ORG/NAME[/FILE].",
     ),
-    name: str = typer.Option(..., "--name", help="Name of the tuned model in the store."),
-    method: str = typer.Option("lora", "--method", help="lora | dpo | full | qlora."),
-    rank: int = typer.Option(16, "--rank", help="LoRA rank r."),
-    alpha: float = typer.Option(32.0, "--alpha", help="LoRA alpha (scale alpha / r)."),
-    dropout: float = typer.Option(0.0, "--dropout", help="Dropout on the adapter's input."),
-    rslora: bool = typer.Option(
-        False, "--rslora", help="Scale by alpha / sqrt(r) (rank-stabilised LoRA)."
-    ),
-    targets: str = typer.Option(
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        "--targets",
-        help="Comma-separated projections to adapt.",
-    ),
-    epochs: int = typer.Option(1, "--epochs"),
-    max_steps: int | None = typer.Option(
-        None, "--max-steps", help="Optimizer steps (wins over --epochs)."
-    ),
-    lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate."),
-    warmup: int = typer.Option(0, "--warmup", help="Warm-up steps before the cosine decay."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Blocks per micro-batch."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
-    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per block (longest example)."),
-    no_pack: bool = typer.Option(False, "--no-pack", help="One example per block."),
-    truncate: bool = typer.Option(False, "--truncate", help="Cut examples longer than --seq-len."),
-    eval_split: float = typer.Option(
-        0.0, "--eval-split", help="Share of examples held out for eval loss."
-    ),
-    eval_every: int = typer.Option(50, "--eval-every", help="Steps between eval losses."),
-    patience: int | None = typer.Option(
-        None, "--patience", help="Stop after this many evals without improvement."
-    ),
-    save_every: int = typer.Option(100, "--save-every", help="Steps between checkpoints."),
-    seed: int = typer.Option(0, "--seed"),
-    beta: float = typer.Option(0.1, "--beta", help="DPO temperature."),
-    dtype: str = typer.Option("bf16", "--dtype", help="Base weights: bf16 (kept bf16) or fp32."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of --name."),
-    data_from: str | None = typer.Option(
-        None,
+]
+_NameOpt = Annotated[str, typer.Option("--name", help="Name of the tuned model in the store.")]
+_MethodOpt = Annotated[str, typer.Option("--method", help="lora | dpo | full | qlora.")]
+_RankOpt = Annotated[int, typer.Option("--rank", help="LoRA rank r.")]
+_AlphaOpt = Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale alpha / r).")]
+_DropoutOpt = Annotated[float, typer.Option("--dropout", help="Dropout on the adapter's input.")]
+_RsloraOpt = Annotated[
+    bool, typer.Option("--rslora", help="Scale by alpha / sqrt(r) (rank-stabilised LoRA).")
+]
+_TargetsOpt = Annotated[
+    str, typer.Option("--targets", help="Comma-separated projections to adapt.")
+]
+_EpochsOpt = Annotated[int, typer.Option("--epochs")]
+_MaxStepsOpt = Annotated[
+    int | None, typer.Option("--max-steps", help="Optimizer steps (wins over --epochs).")
+]
+_LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate.")]
+_WarmupOpt = Annotated[int, typer.Option("--warmup", help="Warm-up steps before the cosine decay.")]
+_BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Blocks per micro-batch.")]
+_GradAccumOpt = Annotated[
+    int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
+]
+_SeqLenOpt = Annotated[int, typer.Option("--seq-len", help="Tokens per block (longest example).")]
+_NoPackOpt = Annotated[bool, typer.Option("--no-pack", help="One example per block.")]
+_TruncateOpt = Annotated[
+    bool, typer.Option("--truncate", help="Cut examples longer than --seq-len.")
+]
+_EvalSplitOpt = Annotated[
+    float, typer.Option("--eval-split", help="Share of examples held out for eval loss.")
+]
+_EvalEveryOpt = Annotated[int, typer.Option("--eval-every", help="Steps between eval losses.")]
+_PatienceOpt = Annotated[
+    int | None, typer.Option("--patience", help="Stop after this many evals without improvement.")
+]
+_SaveEveryOpt = Annotated[int, typer.Option("--save-every", help="Steps between checkpoints.")]
+_SeedOpt = Annotated[int, typer.Option("--seed")]
+_BetaOpt = Annotated[float, typer.Option("--beta", help="DPO temperature.")]
+_DtypeOpt = Annotated[str, typer.Option("--dtype", help="Base weights: bf16 (kept bf16) or fp32.")]
+_ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the interrupted run of --name.")
+]
+_DataFromOpt = Annotated[
+    str | None,
+    typer.Option(
         "--data-from",
         help="The stored model whose outputs the data are (its license is checked for training other models).",
     ),
-    accept_license: bool = typer.Option(
-        False, "--accept-license", help="Record acceptance of the base's license terms."
-    ),
-    json_flag: bool = typer.Option(False, "--json", help="One JSON line per step."),
-    nproc: int = typer.Option(
-        1,
+]
+_AcceptLicenseOpt = Annotated[
+    bool, typer.Option("--accept-license", help="Record acceptance of the base's license terms.")
+]
+_JsonFlagOpt = Annotated[bool, typer.Option("--json", help="One JSON line per step.")]
+_NprocOpt = Annotated[
+    int,
+    typer.Option(
         "--nproc",
-        help="Train data-parallel over this many local processes (DDP, gloo); the global "
-        "batch is nproc x --batch-size x --grad-accum.",
+        help="Train data-parallel over this many local processes (DDP, gloo); the global batch is nproc x --batch-size x --grad-accum.",
     ),
+]
+
+
+def tune_command(
+    ctx: typer.Context,
+    base: _BaseArg,
+    data: _DataOpt,
+    name: _NameOpt,
+    method: _MethodOpt = "lora",
+    rank: _RankOpt = 16,
+    alpha: _AlphaOpt = 32.0,
+    dropout: _DropoutOpt = 0.0,
+    rslora: _RsloraOpt = False,
+    targets: _TargetsOpt = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+    epochs: _EpochsOpt = 1,
+    max_steps: _MaxStepsOpt = None,
+    lr: _LrOpt = 0.0002,
+    warmup: _WarmupOpt = 0,
+    batch_size: _BatchSizeOpt = 4,
+    grad_accum: _GradAccumOpt = 1,
+    seq_len: _SeqLenOpt = 512,
+    no_pack: _NoPackOpt = False,
+    truncate: _TruncateOpt = False,
+    eval_split: _EvalSplitOpt = 0.0,
+    eval_every: _EvalEveryOpt = 50,
+    patience: _PatienceOpt = None,
+    save_every: _SaveEveryOpt = 100,
+    seed: _SeedOpt = 0,
+    beta: _BetaOpt = 0.1,
+    dtype: _DtypeOpt = "bf16",
+    resume: _ResumeOpt = False,
+    data_from: _DataFromOpt = None,
+    accept_license: _AcceptLicenseOpt = False,
+    json_flag: _JsonFlagOpt = False,
+    nproc: _NprocOpt = 1,
 ) -> None:
     """Fine-tune BASE on your data (LoRA by default) and store the result as NEW."""
     from hearth.model.layers.lora import LoraConfig
