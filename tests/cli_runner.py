@@ -12,9 +12,8 @@ import pytest
 Cli = Callable[..., tuple[int, str, str]]
 
 
-def run_hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `hearth *args`; stderr's line breaks and runs of spaces become one space (rich
-    wraps an error line at the terminal's width), so tests compare words."""
+def run_hearth_raw(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `hearth *args`: (exit code, stdout, stderr as printed)."""
     from hearth.cli import main
 
     try:
@@ -23,4 +22,11 @@ def run_hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
     except SystemExit as exc:
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `hearth *args`; stderr's line breaks and runs of spaces become one space (rich
+    wraps an error line at the terminal's width), so tests compare words."""
+    code, out, err = run_hearth_raw(capsys, *args)
     return code, out, " ".join(err.split())

@@ -8,18 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from hearth.cli import main
-
-
-def _hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
+from cli_runner import run_hearth as _hearth
 
 
 def test_quick_spec_bench(

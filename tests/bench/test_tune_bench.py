@@ -8,19 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import run_hearth as _hearth
 
 from hearth.bench.tune_bench import TuneBenchConfig, summary
-from hearth.cli import main
-
-
-def _hearth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
 
 
 @pytest.mark.slow

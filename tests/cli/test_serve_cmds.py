@@ -7,20 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import run_hearth_raw as _run
 
-from hearth.cli import main
 from hearth.config import load_settings
 from hearth.serve.keys import verify_key
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_keys_lifecycle(hearth_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

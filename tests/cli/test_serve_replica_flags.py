@@ -8,18 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from hearth.cli import main
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_runner import run_hearth_raw as _run
 
 
 @pytest.mark.parametrize(

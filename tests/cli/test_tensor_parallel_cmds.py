@@ -7,19 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_runner import run_hearth_raw as _run
 
-from hearth.cli import main
 from hearth.config import load_settings
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_serve_refuses_a_split_that_does_not_divide_the_heads(

@@ -11,24 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_hearth_raw as _run
 
-from hearth.cli import main
 from hearth.config import load_settings
 from hearth.store import Store
 from hearth.tokenizer import load_tokenizer
 from hearth.tune.api import load_tuned
 from hearth.tune.forward import flatten, hidden_states
 from hearth.tune.tokenize import TokenizedExample
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from known_drafter import KnownContinuation
 from safetensors.torch import load_file, save_file
 
 from hearth.engine.llm_engine import LLMEngine
@@ -280,24 +281,6 @@ def test_quantized_decode_steps_take_the_adapter(smollm2_gguf: Path, tmp_path: P
     assert greedy(None) != planned
 
 
-class _KnownContinuation:
-    """A drafter that proposes the known greedy continuation, one draft in three wrong, so
-    verification both accepts and rolls back under the adapters."""
-
-    def __init__(self, expected: list[int]) -> None:
-        self.expected = expected
-        self.calls = 0
-
-    def propose(self, tokens: list[int], k: int) -> list[int]:
-        self.calls += 1
-        if tokens != self.expected[: len(tokens)]:
-            return []
-        drafts = self.expected[len(tokens) : len(tokens) + k]
-        if self.calls % 3 == 0 and drafts:
-            drafts[-1] = (drafts[-1] + 1) % 100
-        return drafts
-
-
 def test_speculation_under_adapters_gives_the_same_text(
     make_engine: Callable[..., LLMEngine], adapters: Any
 ) -> None:
@@ -306,10 +289,10 @@ def test_speculation_under_adapters_gives_the_same_text(
     plain = _greedy(_engine(make_engine, adapters), PROMPTS, LORAS)
     engine = _engine(make_engine, adapters, speculative="ngram")
     expected = {(tuple(p), lora): p + o for p, lora, o in zip(PROMPTS, LORAS, plain, strict=True)}
-    drafters: list[_KnownContinuation] = []
+    drafters: list[KnownContinuation] = []
 
-    def drafter(seq: Any) -> _KnownContinuation:
-        drafters.append(_KnownContinuation(expected[(tuple(seq.prompt_token_ids), seq.lora)]))
+    def drafter(seq: Any) -> KnownContinuation:
+        drafters.append(KnownContinuation(expected[(tuple(seq.prompt_token_ids), seq.lora)]))
         return drafters[-1]
 
     engine.speculator = Speculator("ngram", 4, drafter)

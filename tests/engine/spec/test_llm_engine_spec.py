@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from known_drafter import KnownContinuation
 
 from hearth.engine.engine_config import GIB
 from hearth.engine.llm_engine import LLMEngine
@@ -24,29 +25,12 @@ from hearth.model.kv_cache import kv_cache_bytes_per_block
 GREEDY = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
 
 
-class Oracle:
-    """Proposes the known continuation of one sequence, corrupting every third draft."""
-
-    def __init__(self, expected: list[int]) -> None:
-        self.expected = expected
-        self.calls = 0
-
-    def propose(self, tokens: list[int], k: int) -> list[int]:
-        self.calls += 1
-        if tokens != self.expected[: len(tokens)]:
-            return []
-        drafts = self.expected[len(tokens) : len(tokens) + k]
-        if self.calls % 3 == 0 and len(drafts) > 2:
-            drafts[2] = (drafts[2] + 1) % 40000
-        return drafts
-
-
 def _with_oracle(
     engine: LLMEngine, prompts: list[list[int]], outputs: list[list[int]], mode: str = "ngram"
 ) -> LLMEngine:
     expected = {tuple(p): p + o for p, o in zip(prompts, outputs, strict=True)}
     engine.speculator = Speculator(
-        mode, 5, lambda seq: Oracle(expected[tuple(seq.prompt_token_ids)])
+        mode, 5, lambda seq: KnownContinuation(expected[tuple(seq.prompt_token_ids)])
     )
     return engine
 
