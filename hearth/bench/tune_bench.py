@@ -10,7 +10,6 @@ the rate. Knows nothing of printing."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hearth.config import load_settings
 from hearth.errors import HearthError, OptionalDependencyError
 
 __all__ = [
@@ -168,7 +168,7 @@ def run_tune_bench(
             "tokens_per_step": tokens_per_step,
             "dtype": "bfloat16",
             # both sides run under it (hearth's CLI sets PASSIVE unless the user chose)
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "omp_wait_policy": load_settings().omp_wait_policy or None,
         },
         "runs": runs,
         "summary": summary(runs),

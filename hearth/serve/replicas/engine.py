@@ -80,7 +80,12 @@ class ReplicaEngine:
         total = EngineMetrics()
         for snapshot in list(self.replica_metrics.values()):
             for f in dataclasses.fields(EngineMetrics):
-                setattr(total, f.name, getattr(total, f.name) + getattr(snapshot, f.name))
+                mine, theirs = getattr(total, f.name), getattr(snapshot, f.name)
+                if isinstance(mine, dict):  # counts by key (requests per adapter)
+                    theirs = {k: mine.get(k, 0) + v for k, v in theirs.items()}
+                    setattr(total, f.name, {**mine, **theirs})
+                else:
+                    setattr(total, f.name, mine + theirs)
         return total
 
     def shutdown(self) -> None:
