@@ -79,13 +79,7 @@ def add_adapter_model(store: Store, base: str, target: str, adapter_dir: Path) -
         source=manifest.source,
         created=datetime.now(UTC),
     )
-    with store._commit_lock, store.manifests.lock(name):
-        old = store._replaceable(name)
-        store.manifests.write(name, manifest)
-        store._save(record)
-        if old is not None and old.digest != manifest.digest:
-            store._collect(old)
-    return record
+    return store.commit_manifest(name, manifest, record)
 
 
 def locate_adapter_model(store: Store, name: str) -> AdapterLocation:

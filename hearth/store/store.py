@@ -367,15 +367,21 @@ class Store:
     def manifest(self, name: str) -> Manifest:
         return self._manifest(ModelName.parse(name), name)
 
-    def commit_manifest(self, target: ModelName, manifest: Manifest) -> ModelRecord:
-        """Write a manifest whose blobs are all stored already, and its record."""
+    def commit_manifest(
+        self, target: ModelName, manifest: Manifest, record: ModelRecord | None = None
+    ) -> ModelRecord:
+        """Write a manifest whose blobs are all stored already, and its record: `record` as
+        given (facts carried over from another model), else the one read from the manifest."""
         with self._commit_lock, self.manifests.lock(target):
             missing = [f.path for f in manifest.files if not self.blobs.has(f.digest)]
             if missing:
                 raise CorruptModelError(f"blobs of {', '.join(missing)} are gone; pull again")
             old = self._replaceable(target)
             self.manifests.write(target, manifest)
-            record = self._record_of(target, str(target))
+            if record is None:
+                record = self._record_of(target, str(target))
+            else:
+                self._save(record)
             if old is not None and old.digest != manifest.digest:
                 self._collect(old)
         return record
