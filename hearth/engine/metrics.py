@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -38,6 +38,21 @@ class EngineMetrics:
     # LoRA: adapters registered, and requests each adapter got (lifetime)
     lora_adapters_loaded: int = 0
     lora_requests_total: dict[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: EngineMetrics) -> EngineMetrics:
+        """Field by field (several engines counted as one model, e.g. replicas): numbers
+        add, and counts by key add key by key."""
+        out = EngineMetrics()
+        for f in fields(EngineMetrics):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                summed = dict(mine)
+                for key, value in theirs.items():
+                    summed[key] = summed.get(key, 0) + value
+                setattr(out, f.name, summed)
+            else:
+                setattr(out, f.name, mine + theirs)
+        return out
 
 
 @dataclass

@@ -9,7 +9,6 @@ early cancels the replica's request, which aborts it there. Never touches tensor
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -79,13 +78,7 @@ class ReplicaEngine:
         """All replicas' counters summed (the model's row on /metrics)."""
         total = EngineMetrics()
         for snapshot in list(self.replica_metrics.values()):
-            for f in dataclasses.fields(EngineMetrics):
-                mine, theirs = getattr(total, f.name), getattr(snapshot, f.name)
-                if isinstance(mine, dict):  # counts by key (requests per adapter)
-                    theirs = {k: mine.get(k, 0) + v for k, v in theirs.items()}
-                    setattr(total, f.name, {**mine, **theirs})
-                else:
-                    setattr(total, f.name, mine + theirs)
+            total = total + snapshot
         return total
 
     def shutdown(self) -> None:
