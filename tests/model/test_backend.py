@@ -22,24 +22,11 @@ from hearth.model.layers.ops import Ops
 @pytest.fixture(autouse=True)
 def _kernels_back_on_the_best_build() -> Iterator[None]:
     """Selecting a backend for another level switches every kernel library to that level's
-    build (one level per process); put them back so later tests' cached backends call the
-    builds they were chosen with."""
+    build (one level per process); a backend for the CPU's best level switches them back, so
+    later tests' cached backends call the builds they were chosen with."""
     yield
-    from hearth.model.cpu import (
-        decode_ops,
-        decode_step,
-        dense_matmul,
-        lowbit_matmul,
-        paged_decode,
-        prefill_attention,
-    )
-
-    best = isa.choose("auto")
-    if best is not None:
-        for kernel in (
-            decode_ops, decode_step, dense_matmul, lowbit_matmul, paged_decode, prefill_attention
-        ):
-            kernel.available(best)
+    if isa.choose("auto") is not None:
+        CpuBackend()
 
 
 def test_torch_is_the_reference() -> None:
