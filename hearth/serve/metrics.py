@@ -22,93 +22,77 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 Snapshots = Callable[[], Iterable[tuple[str, EngineMetrics]]]
 
 
+def _kv_usage(m: EngineMetrics) -> float:
+    return m.num_blocks_used / m.num_blocks_total if m.num_blocks_total else 0.0
+
+
+def _prefix_hit_rate(m: EngineMetrics) -> float:
+    seen = m.prefix_cache_hit_tokens + m.prompt_tokens_total
+    return m.prefix_cache_hit_tokens / seen if seen else 0.0
+
+
+_Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+# each loaded model's row: (family, name, help, its value in a snapshot); the models-loaded
+# gauge goes after the first SCHEDULER_FAMILIES of them
+_PER_MODEL: tuple[tuple[_Family, str, str, Callable[[EngineMetrics], float]], ...] = (
+    (GaugeMetricFamily, "hearth_num_requests_running", "Sequences running",
+     lambda m: m.num_running),
+    (GaugeMetricFamily, "hearth_num_requests_waiting", "Sequences waiting",
+     lambda m: m.num_waiting),
+    (CounterMetricFamily, "hearth_num_preemptions", "Sequences preempted (lifetime)",
+     lambda m: m.num_preemptions),
+    (GaugeMetricFamily, "hearth_kv_cache_usage_ratio", "Share of KV blocks held by sequences",
+     _kv_usage),
+    (GaugeMetricFamily, "hearth_kv_cache_blocks_used", "KV blocks held",
+     lambda m: m.num_blocks_used),
+    (GaugeMetricFamily, "hearth_prefix_cache_hit_rate",
+     "Prompt tokens served from the prefix cache / all prompt tokens (lifetime)",
+     _prefix_hit_rate),
+    (CounterMetricFamily, "hearth_structured_requests",
+     "Sequences decoded under a grammar (JSON schema, regex, tool call)",
+     lambda m: m.constrained_requests),
+    (CounterMetricFamily, "hearth_grammar_compile_seconds", "Time spent compiling grammars",
+     lambda m: m.grammar_compile_seconds),
+    (CounterMetricFamily, "hearth_grammar_mask_seconds",
+     "Time spent computing and applying grammar masks", lambda m: m.grammar_mask_seconds),
+    (CounterMetricFamily, "hearth_grammar_mask_steps",
+     "Grammar masks applied (one per sequence per step)", lambda m: m.grammar_mask_steps),
+    (CounterMetricFamily, "hearth_spec_draft_tokens", "Tokens drafted by speculative decoding",
+     lambda m: m.spec_draft_tokens_total),
+    (CounterMetricFamily, "hearth_spec_accepted_tokens",
+     "Drafted tokens the model accepted (verified)", lambda m: m.spec_accepted_tokens_total),
+    (GaugeMetricFamily, "hearth_lora_adapters_loaded", "LoRA adapters registered on the model",
+     lambda m: m.lora_adapters_loaded),
+)  # fmt: skip
+SCHEDULER_FAMILIES = 6
+
+
 class _EngineCollector(Collector):
     def __init__(self, snapshots: Snapshots) -> None:
         self.snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
-        running = GaugeMetricFamily(
-            "hearth_num_requests_running", "Sequences running", labels=["model"]
-        )
-        waiting = GaugeMetricFamily(
-            "hearth_num_requests_waiting", "Sequences waiting", labels=["model"]
-        )
-        preempted = CounterMetricFamily(
-            "hearth_num_preemptions", "Sequences preempted (lifetime)", labels=["model"]
-        )
-        kv = GaugeMetricFamily(
-            "hearth_kv_cache_usage_ratio", "Share of KV blocks held by sequences", labels=["model"]
-        )
-        kv_used = GaugeMetricFamily(
-            "hearth_kv_cache_blocks_used", "KV blocks held", labels=["model"]
-        )
-        hit = GaugeMetricFamily(
-            "hearth_prefix_cache_hit_rate",
-            "Prompt tokens served from the prefix cache / all prompt tokens (lifetime)",
-            labels=["model"],
-        )
-        constrained = CounterMetricFamily(
-            "hearth_structured_requests",
-            "Sequences decoded under a grammar (JSON schema, regex, tool call)",
-            labels=["model"],
-        )
-        compile_s = CounterMetricFamily(
-            "hearth_grammar_compile_seconds", "Time spent compiling grammars", labels=["model"]
-        )
-        mask_s = CounterMetricFamily(
-            "hearth_grammar_mask_seconds",
-            "Time spent computing and applying grammar masks",
-            labels=["model"],
-        )
-        mask_steps = CounterMetricFamily(
-            "hearth_grammar_mask_steps",
-            "Grammar masks applied (one per sequence per step)",
-            labels=["model"],
-        )
-        drafted = CounterMetricFamily(
-            "hearth_spec_draft_tokens", "Tokens drafted by speculative decoding",
-            labels=["model"],
-        )
-        accepted = CounterMetricFamily(
-            "hearth_spec_accepted_tokens", "Drafted tokens the model accepted (verified)",
-            labels=["model"],
-        )
-        adapters = GaugeMetricFamily(
-            "hearth_lora_adapters_loaded",
-            "LoRA adapters registered on the model",
-            labels=["model"],
-        )
+        families = [
+            (kind(name, text, labels=["model"]), value) for kind, name, text, value in _PER_MODEL
+        ]
         adapter_requests = CounterMetricFamily(
             "hearth_lora_requests",
             "Requests per LoRA adapter (lifetime)",
             labels=["model", "adapter"],
         )
-        loaded = GaugeMetricFamily("hearth_models_loaded", "Models loaded")
         count = 0
         for name, m in self.snapshots():
             count += 1
-            running.add_metric([name], m.num_running)
-            waiting.add_metric([name], m.num_waiting)
-            preempted.add_metric([name], m.num_preemptions)
-            kv.add_metric(
-                [name], m.num_blocks_used / m.num_blocks_total if m.num_blocks_total else 0
-            )
-            kv_used.add_metric([name], m.num_blocks_used)
-            seen = m.prefix_cache_hit_tokens + m.prompt_tokens_total
-            hit.add_metric([name], m.prefix_cache_hit_tokens / seen if seen else 0.0)
-            constrained.add_metric([name], m.constrained_requests)
-            compile_s.add_metric([name], m.grammar_compile_seconds)
-            mask_s.add_metric([name], m.grammar_mask_seconds)
-            mask_steps.add_metric([name], m.grammar_mask_steps)
-            drafted.add_metric([name], m.spec_draft_tokens_total)
-            accepted.add_metric([name], m.spec_accepted_tokens_total)
-            adapters.add_metric([name], m.lora_adapters_loaded)
+            for family, value in families:
+                family.add_metric([name], value(m))
             for adapter, num in sorted(m.lora_requests_total.items()):
                 adapter_requests.add_metric([name, adapter], num)
+        loaded = GaugeMetricFamily("hearth_models_loaded", "Models loaded")
         loaded.add_metric([], count)
-        yield from (running, waiting, preempted, kv, kv_used, hit, loaded)
-        yield from (constrained, compile_s, mask_s, mask_steps, drafted, accepted)
-        yield from (adapters, adapter_requests)
+        yield from (family for family, _ in families[:SCHEDULER_FAMILIES])
+        yield loaded
+        yield from (family for family, _ in families[SCHEDULER_FAMILIES:])
+        yield adapter_requests
 
 
 class ServerMetrics:
