@@ -55,6 +55,33 @@ def checkpoint_path(settings: Settings, name: str) -> Path:
     return settings.home / "tune" / f"{model.name}-{model.tag}" / "checkpoint.pt"
 
 
+def _license_warnings(
+    store: Store,
+    record: ModelRecord,
+    name: str,
+    data_from: str | None,
+    settings: Settings,
+    accept_license: bool,
+) -> list[str]:
+    """The policy's verdict on tuning `record` (and on training from `data_from`'s outputs):
+    warnings, or PolicyError; plus what the license asks of the new model's name (said now,
+    checked at export: the license binds what is distributed)."""
+    warnings = enforce(
+        detection_from_stored(record.license_id, record.license_signals), "tune", settings,
+        record.digest, accept_license,
+    )  # fmt: skip
+    if data_from is not None:
+        teacher = store.get(data_from)
+        warnings += enforce(
+            detection_from_stored(teacher.license_id, teacher.license_signals), "train_other",
+            settings, teacher.digest, accept_license,
+        )  # fmt: skip
+    problem = name_problem(record.license_id, ModelName.parse(name).name)
+    if problem is not None:
+        warnings.append(f"--name {name}: {problem}")
+    return warnings
+
+
 def tune(
     base: str,
     data: str | Path,
@@ -81,19 +108,7 @@ def tune(
     ModelName.parse(name)  # a bad name fails before any work
     store = Store(settings)
     record = store.get(base)
-    warnings = enforce(
-        detection_from_stored(record.license_id, record.license_signals), "tune", settings,
-        record.digest, accept_license,
-    )  # fmt: skip
-    if data_from is not None:
-        teacher = store.get(data_from)
-        warnings += enforce(
-            detection_from_stored(teacher.license_id, teacher.license_signals), "train_other",
-            settings, teacher.digest, accept_license,
-        )  # fmt: skip
-    problem = name_problem(record.license_id, ModelName.parse(name).name)
-    if problem is not None:  # the license binds what is distributed: said now, checked at export
-        warnings.append(f"--name {name}: {problem}")
+    warnings = _license_warnings(store, record, name, data_from, settings, accept_license)
     location = store.locate(base)
     info = on_info or (lambda _m: None)
     tokenizer = load_tokenizer(location.path)
