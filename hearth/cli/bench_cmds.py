@@ -42,7 +42,11 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         if scenario == "prefix":
             scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
         if r.get("speculative", "off") != "off":
-            scenario += f" ({r['speculative']})"
+            lookup = r.get("prompt_lookup")  # llama.cpp's drafter and its setting
+            detail = (
+                f" n={lookup['max_ngram_size']} k={lookup['num_pred_tokens']}" if lookup else ""
+            )
+            scenario += f" ({r['speculative']}{detail})"
         table.add_row(
             r["engine"],
             scenario,
@@ -222,6 +226,13 @@ def bench(
         "--peer",
         help="llama.cpp and/or transformers (peft for --scenario tune), run in the same command.",
     ),
+    peer_path: str = typer.Option(
+        "",
+        "--peer-path",
+        help="A folder holding another llama-cpp-python build (pip install --target), e.g. "
+        "one built for AVX2 only, that --peer llama.cpp imports (default: the setting "
+        "bench_llama_cpp_path, else the installed one).",
+    ),
     threads: int = typer.Option(0, "--threads", help="CPU threads for every engine; 0 = cores."),
     quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
     steps: int = typer.Option(
@@ -252,7 +263,7 @@ def bench(
     config = _bench_config(
         model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy
     )
-    config = replace(config, speculative=check_speculative(speculative))
+    config = replace(config, speculative=check_speculative(speculative), llama_cpp_path=peer_path)
     result = _run_bench(config, accept_license)
     if out.json:
         out.emit_json(result)
