@@ -191,6 +191,7 @@ def serve(
 
     settings = load_settings()
     loras = _lora_options(lora or [], models or [])
+    _check_split(tensor_parallel, pipeline_parallel)
     options = ServeOptions.from_settings(
         settings,
         host=host,
@@ -224,6 +225,21 @@ def serve(
             "split model; use one of them"
         )
     run(settings, options, models or [], echo=typer.echo, replicas=scale)
+
+
+def _check_split(tensor_parallel: int | None, pipeline_parallel: int | None) -> None:
+    """The split flags' bad values as usage errors (exit 2) naming the flag."""
+    for flag, value in (
+        ("--tensor-parallel", tensor_parallel),
+        ("--pipeline-parallel", pipeline_parallel),
+    ):
+        if value is not None and value < 1:
+            raise UserInputError(f"{flag} must be >= 1, got {value}")
+    if (tensor_parallel or 1) > 1 and (pipeline_parallel or 1) > 1:
+        raise UserInputError(
+            "--tensor-parallel and --pipeline-parallel do not combine yet; split the model "
+            "one way: --tensor-parallel N (heads) or --pipeline-parallel N (layers)"
+        )
 
 
 def replica_options(
