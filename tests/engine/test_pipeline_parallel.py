@@ -176,3 +176,37 @@ def test_bad_splits_are_refused_before_any_process_starts(
 ) -> None:
     with pytest.raises(error, match=message):
         LLM(tiny_folder, license_use=None, kv_cache_gb=0.01, **options)
+
+
+@pytest.mark.slow
+def test_a_stage_on_another_host_joins_through_tp_worker(
+    tiny_folder: Path, weights: LoadedWeights, reference: Decoder, tmp_path: Path
+) -> None:
+    """--nnodes 2: stage 1 comes from `hearth tp-worker --pipeline-parallel` (another
+    host's command, here another process on loopback) meeting rank 0 at MASTER_ADDR /
+    MASTER_PORT."""
+    import os
+    import subprocess
+    import sys
+
+    from hearth.engine.ranks import free_port
+
+    port = free_port("127.0.0.1")
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "HEARTH_HOME": str(tmp_path / "home"), "HEARTH_NUM_THREADS": "1"}  # fmt: skip
+    argv = ["tp-worker", str(tiny_folder), "--pipeline-parallel", "2", "--nnodes", "2",
+            "--node-rank", "1"]  # fmt: skip
+    node = subprocess.Popen([sys.executable, "-m", "hearth", *argv], env=env)
+    try:
+        pp = PPConfig(2, nnodes=2, host="127.0.0.1", port=port)
+        made = start(tiny_folder, weights, pp, torch.float32, threads=1)
+        assert made.workers == []  # none spawned here: stage 1 is the other host's
+        caches = made.allocate_kv_caches(1, 16, torch.float32)
+        got = _step(made, caches, [[3, 1, 4, 1, 5]], [0])
+        want = _step(reference, allocate_kv_caches(weights.config, 1, 16, torch.float32),
+                     [[3, 1, 4, 1, 5]], [0])  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+        made.close()
+        assert node.wait(60) == 0  # told to stop, the other host's stages end
+    finally:
+        node.kill()
