@@ -56,6 +56,7 @@ class StageDecoder(Decoder):
                 # Gemma scales in the activation dtype, as Decoder does
                 multiplier = torch.tensor(config.embedding_multiplier, dtype=hidden.dtype)
                 hidden = hidden * multiplier
+        # the per-token lengths Decoder gives its ropes (dynamic NTK scales by them)
         seq_lens = _sequence_lengths(positions, meta.query_lens)
         ropes = {config.rope_for(i) for i in layers}
         tables = {
