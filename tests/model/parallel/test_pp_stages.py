@@ -65,9 +65,7 @@ def test_stages_in_turn_give_the_whole_models_logits(folder: Path, size: int) ->
     weights = load_weights(folder)
     whole = build_model(weights.config, weights.tensors, backend=Ops())
     stages = [build_stage(StagePlan(weights.config, r, size), weights.tensors) for r in range(size)]
-    held = [
-        {n for n, p in s.named_parameters() if p.device.type != "meta"} for s in stages
-    ]
+    held = [{n for n, p in s.named_parameters() if p.device.type != "meta"} for s in stages]
     assert not set.intersection(*held)  # the untied model: no tensor on two stages
     assert "lm_head.weight" in held[-1] and "model.embed_tokens.weight" in held[0]
     caches = [s.allocate_kv_caches(2, 4, torch.float32) for s in stages]
