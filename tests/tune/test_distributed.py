@@ -1,9 +1,11 @@
-"""DDP tuning over 2 real processes (gloo, 127.0.0.1): the loss curve of 10 steps and the
-trained adapter equal one process's at the same global batch (fp32, within 1e-4), with a
-short last batch that leaves one rank without a block; only rank 0 writes the checkpoint."""
+"""DDP and FSDP tuning over 2 real processes (gloo, 127.0.0.1): the loss curve of 10 steps
+and the trained weights equal one process's at the same global batch (fp32, within 1e-4),
+with a short last batch that leaves one rank without a block; only rank 0 writes the
+checkpoint, in the one-process format."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,25 @@ CONFIG = TrainConfig(
 )  # fmt: skip
 
 
-def test_two_ranks_give_the_one_process_loss_curve(tiny_pair: Any, tmp_path: Path) -> None:
-    tiny_pair("llama")  # saves the folder both runs load
+@pytest.mark.parametrize(
+    ("method", "shard", "tied"),
+    [("lora", "none", False), ("lora", "full", True), ("full", "full", False)],
+    ids=["ddp-lora", "fsdp-lora-tied", "fsdp-full"],
+)
+def test_two_ranks_give_the_one_process_loss_curve(
+    tiny_pair: Any, tmp_path: Path, method: str, shard: str, tied: bool
+) -> None:
+    """DDP, and FSDP (each rank 1/2 of every weight; a tied head read outside forward; a
+    full fine-tune whose head trains), equal one process at the same global batch."""
+    from torch.distributed.tensor import DTensor
+
+    tiny_pair("llama", tie_word_embeddings=tied)  # saves the folder both runs load
     folder = next(p for p in tmp_path.iterdir() if p.name.startswith("llama"))
     # 45 blocks: each epoch's last global micro-batch holds one block, none for rank 1
     blocks = make_blocks(pattern_examples(45), CONFIG.seq_len, pack=False)
     checkpoint = tmp_path / "run" / "checkpoint.pt"
-    job = RankJob(str(folder), "float32", CONFIG, blocks, [], str(checkpoint))
+    config = replace(CONFIG, method=method, lr=CONFIG.lr if method == "lora" else 2e-3)
+    job = RankJob(str(folder), "float32", config, blocks, [], str(checkpoint), shard=shard)
 
     threads = torch.get_num_threads()
     try:
@@ -42,7 +56,7 @@ def test_two_ranks_give_the_one_process_loss_curve(tiny_pair: Any, tmp_path: Pat
     assert result.steps == 10 and checkpoint.is_file()
 
     one = build_rank_model(job)
-    single = Trainer(one, TrainConfig(**{**CONFIG.__dict__, "batch_size": 4}), blocks, [])
+    single = Trainer(one, replace(config, batch_size=4), blocks, [])
     expected = single.run()
     assert [h["tokens"] for h in result.history] == [h["tokens"] for h in expected.history]
     torch.testing.assert_close(
@@ -51,8 +65,16 @@ def test_two_ranks_give_the_one_process_loss_curve(tiny_pair: Any, tmp_path: Pat
         atol=1e-4, rtol=0,
     )  # fmt: skip
     assert expected.history[-1]["loss"] < expected.history[0]["loss"] * 0.7  # it learned
-    for (name, got), want in zip(trainer.params.items(), single.params.values(), strict=True):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=0, msg=name)
+    # what api.tune saves from rank 0's module: the full trained weights, no shards left
+    got = dict(model.named_parameters())
+    assert not any(isinstance(p, DTensor) for p in got.values())
+    for name, want in single.params.items():
+        torch.testing.assert_close(got[name], want, atol=1e-4, rtol=0, msg=name)
+    # the checkpoint is in the one-process format (full tensors), whatever the sharding
+    saved = torch.load(checkpoint, weights_only=True)
+    assert {n: v.shape for n, v in saved["params"].items()} == {
+        n: p.shape for n, p in single.params.items()
+    }
 
 
 @pytest.mark.slow
