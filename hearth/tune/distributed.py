@@ -37,8 +37,8 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from hearth.errors import UnsupportedModelError, UserInputError
-from hearth.tune.forward import flatten, token_losses
 from hearth.tune.checkpoint import save_checkpoint
+from hearth.tune.forward import flatten, token_losses
 from hearth.tune.sharding import full_state, shard_model, sharded_state, unshard_all
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import Item, Trainer, TrainResult
@@ -166,7 +166,6 @@ class DistributedTrainer(Trainer):
         if totals[2] > 0:
             self._stop.set()
         return float(totals[0]), int(totals[1]), {}
-
 
     def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[None]:
         """Accumulated micro-batches reduce their gradients once, with the last one."""

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "SHARD_CHOICES",
     "AUTO_RAM_SHARE",
+    "SHARD_CHOICES",
     "full_state",
     "resolve_shard",
     "shard_model",

@@ -1,0 +1,51 @@
+"""Distributed tuning on Ray Train (TorchTrainer) over a local Ray started by the run on
+127.0.0.1: two workers give the loss curve of one process at the same global batch (fp32,
+within 1e-4), the driver's model ends with the trained weights, and each step's report
+reaches the driver as the step ends."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_distributed import CONFIG
+from test_trainer import pattern_examples
+
+from hearth.tune.distributed import RankJob, build_rank_model
+from hearth.tune.packing import make_blocks
+from hearth.tune.trainer import StepReport, Trainer
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("shard", ["none", pytest.param("full", marks=pytest.mark.slow)])
+def test_ray_train_workers_give_the_one_process_loss_curve(
+    tiny_pair: Any, tmp_path: Path, shard: str
+) -> None:
+    pytest.importorskip("ray.train.torch")
+    from hearth.tune.ray_train import LOCAL, RayTrainer
+
+    tiny_pair("llama")
+    folder = next(p for p in tmp_path.iterdir() if p.name.startswith("llama"))
+    blocks = make_blocks(pattern_examples(45), CONFIG.seq_len, pack=False)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    job = RankJob(str(folder), "float32", CONFIG, blocks, [], str(checkpoint), shard=shard)
+
+    model = build_rank_model(job)
+    seen: list[StepReport] = []
+    result = RayTrainer(model, job, 2, LOCAL).run(seen.append)
+    assert result.steps == 10 and [r.step for r in seen] == list(range(1, 11))
+    assert checkpoint.is_file()  # rank 0 wrote it (the same machine here)
+
+    single = Trainer(build_rank_model(job), replace(CONFIG, batch_size=4), blocks, [])
+    expected = single.run()
+    torch.testing.assert_close(
+        torch.tensor([r.loss for r in seen]),
+        torch.tensor([h["loss"] for h in expected.history]),
+        atol=1e-4, rtol=0,
+    )  # fmt: skip
+    got = dict(model.named_parameters())
+    for name, want in single.params.items():
+        torch.testing.assert_close(got[name], want, atol=1e-4, rtol=0, msg=name)
