@@ -77,6 +77,34 @@ def test_two_ranks_give_the_one_process_loss_curve(
     }
 
 
+def test_fsdp_resumes_a_one_process_checkpoint(tiny_pair: Any, tmp_path: Path) -> None:
+    """Checkpoints hold full tensors whatever wrote them: two FSDP ranks resume one
+    process's step-8 checkpoint (weights and AdamW moments sharded on load) and continue
+    its loss curve."""
+    tiny_pair("llama")
+    folder = next(p for p in tmp_path.iterdir() if p.name.startswith("llama"))
+    blocks = make_blocks(pattern_examples(45), CONFIG.seq_len, pack=False)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    job = RankJob(str(folder), "float32", CONFIG, blocks, [], str(checkpoint), shard="full")
+    single = Trainer(build_rank_model(job), replace(CONFIG, batch_size=4), blocks, [], checkpoint)
+    expected = single.run()  # saves at steps 4 and 8
+    assert torch.load(checkpoint, weights_only=True)["step"] == 8
+
+    threads = torch.get_num_threads()
+    try:
+        trainer = start_rank0(build_rank_model(job), replace(job, resume=True), nproc=2)
+        trainer.resume()
+        assert trainer.step == 8
+        result = trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(
+        torch.tensor([h["loss"] for h in result.history[8:]]),
+        torch.tensor([h["loss"] for h in expected.history[8:]]),
+        atol=1e-4, rtol=0,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_hearth_tune_nproc_stores_the_adapter_once(smollm2_gguf: Path, tmp_path: Path) -> None:
