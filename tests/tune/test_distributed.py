@@ -28,8 +28,11 @@ CONFIG = TrainConfig(
 
 @pytest.mark.parametrize(
     ("method", "shard", "tied"),
-    [("lora", "none", False), ("lora", "full", True), ("full", "full", False)],
-    ids=["ddp-lora", "fsdp-lora-tied", "fsdp-full"],
+    [
+        pytest.param("lora", "none", False, id="ddp-lora"),
+        pytest.param("lora", "full", True, id="fsdp-lora-tied"),
+        pytest.param("full", "full", False, id="fsdp-full", marks=pytest.mark.slow),
+    ],
 )
 def test_two_ranks_give_the_one_process_loss_curve(
     tiny_pair: Any, tmp_path: Path, method: str, shard: str, tied: bool
