@@ -45,9 +45,12 @@ def test_two_ranks_give_the_one_process_loss_curve(
     folder = next(p for p in tmp_path.iterdir() if p.name.startswith("llama"))
     # 45 blocks: each epoch's last global micro-batch holds one block, none for rank 1
     blocks = make_blocks(pattern_examples(45), CONFIG.seq_len, pack=False)
+    # eval forwards between steps (no backward): FSDP's gathered root must stay current
+    held_out = make_blocks(pattern_examples(4, seed=1), CONFIG.seq_len, pack=False)
     checkpoint = tmp_path / "run" / "checkpoint.pt"
-    config = replace(CONFIG, method=method, lr=CONFIG.lr if method == "lora" else 2e-3)
-    job = RankJob(str(folder), "float32", config, blocks, [], str(checkpoint), shard=shard)
+    lr = CONFIG.lr if method == "lora" else 2e-3
+    config = replace(CONFIG, method=method, lr=lr, eval_every=3)
+    job = RankJob(str(folder), "float32", config, blocks, held_out, str(checkpoint), shard=shard)
 
     threads = torch.get_num_threads()
     try:
@@ -59,14 +62,16 @@ def test_two_ranks_give_the_one_process_loss_curve(
     assert result.steps == 10 and checkpoint.is_file()
 
     one = build_rank_model(job)
-    single = Trainer(one, replace(config, batch_size=4), blocks, [])
+    single = Trainer(one, replace(config, batch_size=4), blocks, held_out)
     expected = single.run()
     assert [h["tokens"] for h in result.history] == [h["tokens"] for h in expected.history]
-    torch.testing.assert_close(
-        torch.tensor([h["loss"] for h in result.history]),
-        torch.tensor([h["loss"] for h in expected.history]),
-        atol=1e-4, rtol=0,
-    )  # fmt: skip
+    for key in ("loss", "eval_loss"):
+        torch.testing.assert_close(
+            torch.tensor([h[key] or 0.0 for h in result.history]),
+            torch.tensor([h[key] or 0.0 for h in expected.history]),
+            atol=1e-4, rtol=0, msg=key,
+        )  # fmt: skip
+    assert sum(h["eval_loss"] is not None for h in result.history) == 4  # steps 3, 6, 9, 10
     assert expected.history[-1]["loss"] < expected.history[0]["loss"] * 0.7  # it learned
     # what api.tune saves from rank 0's module: the full trained weights, no shards left
     got = dict(model.named_parameters())
@@ -110,9 +115,12 @@ def test_fsdp_resumes_a_one_process_checkpoint(tiny_pair: Any, tmp_path: Path) -
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_hearth_tune_nproc_stores_the_adapter_once(smollm2_gguf: Path, tmp_path: Path) -> None:
-    """The CLI end to end on SmolLM2: two ranks train, one JSON line per step (rank 0's),
-    the tuned model stored once."""
+@pytest.mark.parametrize("shard", ["none", "full"])
+def test_hearth_tune_nproc_stores_the_adapter_once(
+    smollm2_gguf: Path, tmp_path: Path, shard: str
+) -> None:
+    """The CLI end to end on SmolLM2 (bf16 base, tied head): two ranks train (DDP or FSDP),
+    one JSON line per step (rank 0's), the tuned model stored once."""
     import json
     import os
     import subprocess
@@ -131,7 +139,7 @@ def test_hearth_tune_nproc_stores_the_adapter_once(smollm2_gguf: Path, tmp_path:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     argv = ["--json", "tune", "smollm2:135m", "--data", str(data), "--name", "smollm2-ddp",
             "--nproc", "2", "--batch-size", "1", "--max-steps", "2", "--seq-len", "64",
-            "--rank", "4", "--no-pack"]  # fmt: skip
+            "--rank", "4", "--no-pack", "--shard", shard]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "hearth", *argv], env=env, capture_output=True, text=True,
         timeout=3000,
