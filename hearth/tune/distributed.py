@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -104,6 +105,9 @@ class DistributedTrainer(Trainer):
             self.model = self.ddp  # type: ignore[assignment]  # the loop goes through DDP
         self.workers = workers or []
         self.owns_group = owns_group
+        # a stop asked from another thread (Ray Train's driver): agreed by every rank in the
+        # next step's all-reduce, never acted on by this rank alone
+        self.stop_requested = threading.Event()
 
     def state(self) -> dict[str, Any]:
         state = super().state()
@@ -160,7 +164,7 @@ class DistributedTrainer(Trainer):
                 mine_tokens += len(flat.input_ids)
         # with a Ctrl-C seen by any rank (a terminal sends it to all), so that every rank
         # stops after this same step
-        stop = float(self._stop.is_set())
+        stop = float(self._stop.is_set() or self.stop_requested.is_set())
         totals = torch.tensor([mine_loss, float(mine_tokens), stop], dtype=torch.float64)
         dist.all_reduce(totals)
         if totals[2] > 0:

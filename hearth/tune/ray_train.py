@@ -8,8 +8,9 @@ storage is needed), and the driver's model takes them before api.tune stores it.
 
 On a cluster of several hosts, hearth (same version) must be installed on every node, and
 --resume needs the checkpoint folder ($HEARTH_HOME/tune/NAME) on storage rank 0's node and
-the driver share. Ctrl-C on the driver stops the workers without a new checkpoint: resume
-from the last one (every --save-every steps). Knows nothing of the store or the terminal."""
+the driver share. The first Ctrl-C on the driver asks rank 0 to stop: every rank stops
+after the next step and rank 0 saves a checkpoint, as a local run does; a second one
+interrupts at once. Knows nothing of the store or the terminal."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from hearth.config import quiet_ray_usage_stats
 from hearth.errors import OptionalDependencyError, UserInputError
 from hearth.ray_address import check_reachable
 from hearth.tune.distributed import DistributedTrainer, RankJob, build_rank_model
-from hearth.tune.trainer import StepReport, Trainer, TrainResult
+from hearth.tune.trainer import StepReport, Trainer, TrainResult, _ctrl_c_requests_stop
 
 __all__ = ["LOCAL", "RayTrainer", "check_address"]
 
@@ -76,7 +77,8 @@ class RayTrainer(Trainer):
         ray = _import_ray()
         started = self._connect(ray)
         try:
-            params, result = self._fit(on_step)
+            with _ctrl_c_requests_stop(self._stop):
+                params, result = self._fit(on_step)
         finally:
             if started:
                 ray.shutdown()
@@ -115,13 +117,15 @@ class RayTrainer(Trainer):
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Empty, Queue
 
-        queue = Queue()
+        queue, control = Queue(), Queue()  # rank 0 -> here; here -> rank 0 (a stop)
         local = self.address == LOCAL
         threads = max(1, torch.get_num_threads() // self.nproc) if local else None
         storage = (self.checkpoint.parent if self.checkpoint else Path.cwd()) / "ray"
         trainer = TorchTrainer(
             _worker_loop,
-            train_loop_config={"job": self.job, "queue": queue, "threads": threads},
+            train_loop_config={
+                "job": self.job, "queue": queue, "control": control, "threads": threads
+            },
             scaling_config=ScalingConfig(num_workers=self.nproc, use_gpu=False),
             torch_config=TorchConfig(backend="gloo"),
             run_config=RunConfig(name="hearth-tune", storage_path=str(storage.resolve())),
@@ -137,7 +141,11 @@ class RayTrainer(Trainer):
         runner = threading.Thread(target=fit, name="hearth-ray-train", daemon=True)
         runner.start()
         done: tuple[dict[str, torch.Tensor], TrainResult] | None = None
+        asked = False
         while done is None and (runner.is_alive() or not queue.empty()):
+            if self._stop.is_set() and not asked:  # Ctrl-C here: rank 0 passes it on
+                control.put("stop")
+                asked = True
             try:
                 kind, payload = queue.get(timeout=0.5)
             except Empty:
@@ -157,18 +165,23 @@ def _worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker: Ray has joined it to the gloo group; train as a local rank
     does; rank 0 relays its reports and its trained parameters to the driver."""
     job: RankJob = config["job"]
-    queue = config["queue"]
+    queue, control = config["queue"], config["control"]
     if config["threads"] is not None:
         torch.set_num_threads(config["threads"])
     trainer = DistributedTrainer(build_rank_model(job), job, owns_group=False)
     if job.resume:
         trainer.resume()
-    on_step = (lambda report: queue.put(("step", asdict(report)))) if trainer.rank == 0 else None
-    result = trainer.run(on_step)
-    if trainer.rank == 0:
+
+    def on_step(report: StepReport) -> None:  # rank 0's
+        queue.put(("step", asdict(report)))
+        if not control.empty():  # the driver's Ctrl-C: every rank stops after the next step
+            trainer.stop_requested.set()
+
+    result = trainer.run(on_step if trainer.rank == 0 else None)
+    if trainer.rank == 0:  # the weights (full tensors under FSDP too) of a finished run
         trained = {
             name: p.detach().clone()
             for name, p in trainer.base_model.named_parameters()
-            if name in trainer.params
-        }  # after run: full tensors under FSDP too
+            if name in trainer.params and not result.interrupted
+        }
         queue.put(("done", {"params": trained, "result": asdict(result)}))
