@@ -50,7 +50,9 @@ def peft_adapter(base: Any, folder: Path, seed: int, r: int, targets: list[str],
     return model
 
 
-def gguf_lora_of(folder: Path, path: Path, num_layers: int, num_heads: int, num_kv_heads: int) -> Path:
+def gguf_lora_of(
+    folder: Path, path: Path, num_layers: int, num_heads: int, num_kv_heads: int
+) -> Path:
     """The PEFT llama adapter in `folder` written by hearth's exporter as a GGUF LoRA."""
     from hearth.tune.adapter_files import load_adapter
     from hearth.tune.gguf_lora import write_gguf_lora

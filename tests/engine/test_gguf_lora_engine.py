@@ -154,9 +154,12 @@ def test_files_that_are_not_a_lora_for_this_base_are_refused(
     with pytest.raises(UserInputError, match=r"targets model.embed_tokens, which this model"):
         engine.add_lora("embed", embed)
     # hearth's own files name their base's digest: a mismatch names both
-    named = _write(tmp_path / "named.gguf", "llama", {"blk.0.attn_v.weight.lora_a": a,
-                                                     "blk.0.attn_v.weight.lora_b": v_b},
-                   **{"hearth.base": "gemma3:270m", "hearth.base_digest": "sha256:" + "1" * 64})
+    named = _write(
+        tmp_path / "named.gguf",
+        "llama",
+        {"blk.0.attn_v.weight.lora_a": a, "blk.0.attn_v.weight.lora_b": v_b},
+        **{"hearth.base": "gemma3:270m", "hearth.base_digest": "sha256:" + "1" * 64},
+    )
     engine.base_name, engine.base_digest = "smollm2:135m", "sha256:" + "2" * 64
     with pytest.raises(UserInputError, match=r"made for gemma3:270m .*not for smollm2:135m"):
         engine.add_lora("named", named)
