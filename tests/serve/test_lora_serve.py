@@ -3,7 +3,8 @@
 /v1/load_lora_adapter, listed in /v1/models with its parent, selected by `model`, batched
 with the base and a second adapter (each request's text equals its text alone), counted in
 /metrics, then unloaded; the same adapter as a GGUF LoRA file (hearth's gguf-lora export)
-answers as its PEFT folder does; bad loads answer 400 / 404 with what is wrong."""
+answers as its PEFT folder does, also as the ADAPTER of a model the `ollama` client creates
+from the uploaded file; bad loads answer 400 / 404 with what is wrong."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ollama
 import openai
 import pytest
 from peft_adapters import gguf_lora_of, smollm2_adapter
@@ -131,6 +133,16 @@ def test_a_gguf_lora_answers_as_its_peft_folder(
         assert _answer(client, "french-gguf") == _answer(client, "french")
     finally:
         httpx.post(served.main.url + "/v1/unload_lora_adapter", json={"lora_name": "french-gguf"})
+    # Ollama's way: the client uploads the .gguf and creates a model with it as ADAPTER
+    ollama_client = ollama.Client(host=served.main.url, timeout=300)
+    try:
+        digest = ollama_client.create_blob(gguf_file)
+        done = ollama_client.create(model="french-made", from_=MODEL, adapters={"f.gguf": digest})
+        assert done.status == "success"
+        assert _answer(client, "french-made:latest") == _answer(client, "french")
+        ollama_client.delete("french-made")
+    finally:
+        ollama_client._client.close()
     # the base model's own GGUF is not an adapter
     r = httpx.post(url, json={"lora_name": "m", "lora_path": str(served.model_path)}, timeout=60)
     assert r.status_code == 400 and "a model, not an adapter" in r.json()["error"]["message"]
