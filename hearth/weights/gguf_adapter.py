@@ -60,8 +60,8 @@ def gguf_adapter_file(path: Path) -> Path | None:
     without PEFT files (a store model made by `hearth create` with a GGUF ADAPTER). None for
     anything else (read as a PEFT folder)."""
     path = Path(path).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return path
+    if path.suffix == ".gguf" and not path.is_dir():
+        return path  # a missing one too: the GGUF reader says there is no file
     if not path.is_dir() or any((path / n).is_file() for n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)):
         return None
     found = sorted(path.glob("*.gguf"))

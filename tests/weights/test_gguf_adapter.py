@@ -83,6 +83,8 @@ def test_inconsistent_files_are_refused(tmp_path: Path) -> None:
 
 def test_a_folder_with_one_gguf_is_that_file(tmp_path: Path) -> None:
     assert gguf_adapter_file(tmp_path) is None  # read as a (missing) PEFT folder
+    with pytest.raises(UserInputError, match=r"no GGUF file at .*gone\.gguf; check the path"):
+        read_gguf_adapter(gguf_adapter_file(tmp_path / "gone.gguf") or tmp_path, LLAMA)
     (tmp_path / "a.gguf").write_bytes(b"")
     assert gguf_adapter_file(tmp_path) == tmp_path / "a.gguf"
     assert gguf_adapter_file(tmp_path / "a.gguf") == tmp_path / "a.gguf"
