@@ -95,6 +95,7 @@ def test_sampling_parameters_of_a_modelfile_apply(
     assert others != {first}  # other seeds draw other text
 
 
+@pytest.mark.slow  # loads SmolLM2 three times (minutes); GGUF adapters in CI: test_lora_serve
 def test_a_gguf_adapter_runs_as_its_peft_folder(
     cli: Cli, smollm2_gguf: Path, hearth_home: Path, tmp_path: Path
 ) -> None:
