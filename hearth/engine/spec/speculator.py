@@ -10,10 +10,15 @@ same for 1 or 6 tokens, and drafts pay; in a large batch every extra token costs
 and none are added. A sequence whose alpha falls low drafts nothing, and tries again,
 with one token, every PROBE_EVERY steps.
 
+A drafter that runs a model (self-speculation, a draft model: model_drafter.py) costs
+time of its own before the step: its seconds per drafted token are measured too, and a
+sequence asks it for no more tokens than pay for themselves and their drafting.
+
 Knows nothing of the model or tensors: the drafter proposes from token ids."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
@@ -67,7 +72,8 @@ class _SeqState:
 
 class Speculator:
     """mode: "ngram" drafts whenever a sequence has a match (up to num_speculative_tokens
-    tokens); "auto" does so only where the measured costs say it pays; "off" never."""
+    tokens); "auto" does so only where the measured costs say it pays, and so do "self"
+    and "draft" (their drafter is given as new_drafter); "off" never."""
 
     def __init__(
         self,
@@ -86,6 +92,10 @@ class Speculator:
         self.max_k = num_speculative_tokens
         self.costs = StepCosts()
         self.new_drafter = new_drafter
+        # "ngram" drafts whatever matches; every other mode pays or stops
+        self.always = mode == "ngram"
+        # measured seconds per token the drafter proposed (EMA; None until it proposed)
+        self.draft_seconds: float | None = None
         # what finished requests answered: drafts where a sequence's own text has no match
         self.shared = SharedNgrams()
         self._states: dict[int, _SeqState] = {}
@@ -110,27 +120,54 @@ class Speculator:
             if gone.finish_reason in ("stop", "length"):
                 self.shared.add(gone.output_token_ids)
         decoding = [s for s in running if s.num_uncomputed_tokens == 1 and s.params.speculate]
+        base = min(budget, sum(s.num_uncomputed_tokens for s in running))
         candidates: list[tuple[float, Sequence, list[int]]] = []
         for seq in decoding:
             state = self._state(seq)
             k = min(self.max_k, limit(seq))
-            if self.mode == "auto" and state.alpha < OFF_BELOW:
+            if not self.always and state.alpha < OFF_BELOW:
                 state.idle_steps += 1
                 if state.idle_steps < PROBE_EVERY:
                     continue
                 state.idle_steps = 0
                 k = min(k, 1)
-            drafts = state.drafter.propose(seq.token_ids, k) if k > 0 else []
+            if not self.always and k > 1:
+                k = self._worth_drafting(state.alpha, base, k)
+            drafts = self._draft(state.drafter, seq.token_ids, k) if k > 0 else []
             if not drafts and k > 0:
                 drafts = self.shared.propose(seq.token_ids, k)
             if drafts:
                 candidates.append((state.alpha, seq, drafts))
-        if self.mode == "ngram":
+        if self.always:
             for _, seq, drafts in candidates:
                 seq.draft_token_ids = drafts
             return
-        base = min(budget, sum(s.num_uncomputed_tokens for s in running))
         self._choose(candidates, base)
+
+    def _draft(self, drafter: Drafter, tokens: list[int], k: int) -> list[int]:
+        """The drafter's proposal, its cost per token measured."""
+        start = time.perf_counter()
+        drafts = drafter.propose(tokens, k)
+        per_token = (time.perf_counter() - start) / k
+        old = self.draft_seconds
+        self.draft_seconds = per_token if old is None else 0.8 * old + 0.2 * per_token
+        return drafts
+
+    def _worth_drafting(self, alpha: float, base: int, k: int) -> int:
+        """How many tokens (1..k) to ask the drafter for: the count whose expected tokens
+        per second, drafting included, are the highest (at least one: the step's costs are
+        then measured with it). A cheap drafter (n-gram lookup) keeps k."""
+        now, per_token = self.costs.estimate(base), self.draft_seconds
+        if now is None or per_token is None:
+            return k
+        best, best_rate, gain = 1, 0.0, 0.0
+        for j in range(1, k + 1):
+            gain += alpha**j
+            then = self.costs.estimate(base + j) or now
+            rate = (base + gain) / (then + j * per_token)
+            if rate > best_rate:
+                best, best_rate = j, rate
+        return best
 
     def _choose(self, candidates: list[tuple[float, Sequence, list[int]]], base: int) -> None:
         """Add drafted tokens, likeliest first (the i-th token of a sequence is accepted

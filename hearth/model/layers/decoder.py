@@ -149,6 +149,23 @@ class Decoder(nn.Module):
                 return self._forward(input_ids, positions, meta, kv_caches, whole_step=False)
         return self._forward(input_ids, positions, meta, kv_caches, whole_step=True)
 
+    def forward_first_layers(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: list[KVCache],
+        num_layers: int,
+    ) -> torch.Tensor:
+        """The first `num_layers` layers, then the final norm: an early exit (the draft of
+        self-speculation, engine/spec/). kv_caches: those layers' caches only. Runs the
+        layers one by one: the whole-step road is planned for every layer."""
+        if not 1 <= num_layers <= len(self.model.layers):
+            raise ValueError(
+                f"num_layers must be in 1..{len(self.model.layers)}, got {num_layers}"
+            )
+        return self._forward(input_ids, positions, meta, kv_caches, False, num_layers)
+
     def _forward(
         self,
         input_ids: torch.Tensor,
@@ -156,6 +173,7 @@ class Decoder(nn.Module):
         meta: AttentionMetadata,
         kv_caches: list[KVCache],
         whole_step: bool,
+        num_layers: int | None = None,
     ) -> torch.Tensor:
         hidden = self.model.embed_tokens(input_ids)
         if self.config.embedding_multiplier is not None:
@@ -173,7 +191,8 @@ class Decoder(nn.Module):
                 out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta)
                 if out is not None:
                     return out
-        for i, layer in enumerate(self.model.layers):
+        layers = self.model.layers if num_layers is None else self.model.layers[:num_layers]
+        for i, layer in enumerate(layers):
             cos_sin = tables[self.config.rope_for(i)]
             hidden = layer(hidden, positions, cos_sin, step_meta, kv_caches[i])
         return self.model.norm(hidden)
