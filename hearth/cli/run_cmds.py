@@ -96,6 +96,14 @@ _TensorParallelOpt = Annotated[
     ),
 ]
 _SpeculativeOpt = Annotated[str, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+_DraftOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--draft",
+        help="The draft model of --speculative draft (a store name or a path; it must share "
+        "the model's tokenizer). Given alone, it drafts under auto.",
+    ),
+]
 _OutputFormatOpt = Annotated[
     str | None,
     typer.Option(
@@ -124,6 +132,7 @@ def run(
     max_lora_rank: _MaxLoraRankOpt = 16,
     tensor_parallel: _TensorParallelOpt = 1,
     speculative: _SpeculativeOpt = "auto",
+    draft: _DraftOpt = None,
     output_format: _OutputFormatOpt = None,
 ) -> None:
     """Chat with a model, or answer one prompt (like `ollama run`)."""
@@ -140,7 +149,7 @@ def run(
     mode = check_speculative(speculative)
     llm = _load(
         LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
-        speculative=mode, max_lora_rank=max_lora_rank,
+        speculative=mode, max_lora_rank=max_lora_rank, draft_model=draft,
     )  # fmt: skip
     llm.require_generation()
     if lora is not None:
@@ -230,6 +239,7 @@ def _load(
     tensor_parallel: int = 1,
     speculative: str = "off",
     max_lora_rank: int = 16,
+    draft_model: str | None = None,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -248,6 +258,7 @@ def _load(
         progress=_progress,
         tensor_parallel=tensor_parallel,
         speculative=speculative,
+        draft_model=draft_model,
     )
     return llm
 

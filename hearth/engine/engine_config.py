@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hearth.errors import CapacityError, UserInputError
+from hearth.errors import CapacityError, InvalidParameterError, UserInputError
 
 GIB = 1024**3
 # share of available RAM the KV cache takes when no budget is given: the weights, the
@@ -41,6 +41,22 @@ def check_speculative(mode: str) -> str:
             f"--speculative {mode!r} is not a mode; use one of {', '.join(SPECULATIVE_MODES)}"
         )
     return mode
+
+
+def request_speculation(asked: str, engine_mode: str) -> bool:
+    """A request's `speculative` mode as SamplingParams.speculate. "off" turns drafting off
+    for it; "auto" or the mode the model runs with keep it; the drafter is the model's (it
+    holds the draft model or the draft layers' cache), so a request cannot pick another."""
+    if asked == "off":
+        return False
+    if asked in ("auto", engine_mode):
+        return True
+    modes = "off" if engine_mode == "off" else f"off, auto or {engine_mode}"
+    raise InvalidParameterError(
+        "speculative",
+        f"speculative: {asked!r} is not a mode this model runs with (it runs "
+        f"{engine_mode!r}); a request may ask for {modes}, or true / false",
+    )
 
 
 def self_draft_layers(num_hidden_layers: int, wanted: int | None) -> int:

@@ -67,7 +67,6 @@ def test_render_parses_back() -> None:
     ("text", "needle"),
     [
         ("FROM x\nFOO bar", "line 2: unknown directive 'FOO'; allowed: " + ", ".join(DIRECTIVES)),
-        ("FROM x\nDRAFT qwen:0.5b", "line 2: DRAFT (a draft model) is not supported yet"),
         ("FROM x\n\nPARAMETER temperature hot", "line 3: parameter temperature must be a number"),
         ("FROM x\nPARAMETER top_k 1.5", "line 2: parameter top_k must be an integer"),
         (

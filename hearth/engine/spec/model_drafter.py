@@ -80,7 +80,7 @@ class EarlyExit:
         )
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.decoder.compute_logits(hidden)  # type: ignore[no-any-return]
+        return self.decoder.compute_logits(hidden)
 
 
 def _draft_config(target: EngineConfig, max_model_len: int) -> EngineConfig:
