@@ -125,14 +125,17 @@ class Speculator:
         for seq in decoding:
             state = self._state(seq)
             k = min(self.max_k, limit(seq))
-            if not self.always and state.alpha < OFF_BELOW:
-                state.idle_steps += 1
-                if state.idle_steps < PROBE_EVERY:
-                    continue
-                state.idle_steps = 0
-                k = min(k, 1)
-            if not self.always and k > 1:
-                k = self._worth_drafting(state.alpha, base, k)
+            if not self.always:
+                # off while its drafts fail, or while drafting them costs more than they
+                # save; a one-token probe now and then measures both again
+                if state.alpha >= OFF_BELOW and k > 0:
+                    k = self._worth_drafting(state.alpha, base, k)
+                if state.alpha < OFF_BELOW or k == 0:
+                    state.idle_steps += 1
+                    if state.idle_steps < PROBE_EVERY:
+                        continue
+                    state.idle_steps = 0
+                    k = min(self.max_k, limit(seq), 1)
             drafts = self._draft(state.drafter, seq.token_ids, k) if k > 0 else []
             if not drafts and k > 0:
                 drafts = self.shared.propose(seq.token_ids, k)
@@ -154,13 +157,14 @@ class Speculator:
         return drafts
 
     def _worth_drafting(self, alpha: float, base: int, k: int) -> int:
-        """How many tokens (1..k) to ask the drafter for: the count whose expected tokens
-        per second, drafting included, are the highest (at least one: the step's costs are
-        then measured with it). A cheap drafter (n-gram lookup) keeps k."""
+        """How many tokens (0..k) to ask the drafter for: the count whose expected tokens
+        per second, drafting included, are the highest; 0 when none beats not drafting.
+        Before the costs are measured, k (then they are). A cheap drafter (n-gram
+        lookup) keeps k wherever the drafted tokens themselves pay."""
         now, per_token = self.costs.estimate(base), self.draft_seconds
         if now is None or per_token is None:
             return k
-        best, best_rate, gain = 1, 0.0, 0.0
+        best, best_rate, gain = 0, base / now, 0.0
         for j in range(1, k + 1):
             gain += alpha**j
             then = self.costs.estimate(base + j) or now
