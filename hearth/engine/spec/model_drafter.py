@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from hearth.engine.engine_config import DEFAULT_KV_CONTEXTS, EngineConfig, plan_kv_cache
+from hearth.engine.engine_config import EngineConfig, plan_kv_cache
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import HearthError, UserInputError
@@ -34,32 +34,45 @@ from hearth.errors import HearthError, UserInputError
 
 class DraftRunner:
     """Proposes k greedy tokens after a sequence's tokens with its own engine. One runner
-    serves every sequence (Speculator's new_drafter returns it for each)."""
+    serves every sequence (Speculator's new_drafter returns it for each), and drafts for
+    all of a step's sequences in one batch (`propose_many`)."""
 
     def __init__(self, engine: LLMEngine) -> None:
         self.engine = engine
         self._ids = itertools.count()
 
     def propose(self, tokens: list[int], k: int) -> list[int]:
-        if k < 1 or len(tokens) + k > self.engine.max_model_len:
-            return []  # past the draft's context: no drafts (the target decodes on)
-        request_id = f"draft-{next(self._ids)}"
-        params = SamplingParams(
-            temperature=0, max_tokens=k, ignore_eos=True, speculate=False, skip_special_tokens=False
-        )
+        return self.propose_many([(tokens, k)])[0]
+
+    def propose_many(self, asks: list[tuple[list[int], int]]) -> list[list[int]]:
+        """Drafts for several sequences ((tokens, k) each) in one batch of the draft
+        engine: k draft steps in all, not k per sequence."""
+        ids: dict[str, int] = {}
+        for i, (tokens, k) in enumerate(asks):
+            if k < 1 or len(tokens) + k > self.engine.max_model_len:
+                continue  # past the draft's context: no drafts (the target decodes on)
+            request_id = f"draft-{next(self._ids)}"
+            params = SamplingParams(
+                temperature=0, max_tokens=k, ignore_eos=True, speculate=False,
+                skip_special_tokens=False,
+            )  # fmt: skip
+            try:
+                self.engine.add_request(request_id, tokens, params)
+            except HearthError:
+                continue  # a draft that cannot run costs nothing but its drafts
+            ids[request_id] = i
+        drafts: list[list[int]] = [[] for _ in asks]
         try:
-            self.engine.add_request(request_id, tokens, params)
-            drafts: list[int] = []
             while self.engine.has_unfinished_requests():
                 for out in self.engine.step():
-                    if out.finished and out.request_id == request_id:
-                        drafts = list(out.outputs[0].token_ids)
+                    if out.finished and out.request_id in ids:
+                        i = ids[out.request_id]
+                        drafts[i] = list(out.outputs[0].token_ids)[: asks[i][1]]
         except HearthError:
-            # a draft that fails (its pool too small for this context, say) costs nothing
-            # but its drafts: the target decodes without them
-            self.engine.abort(request_id)
-            return []
-        return drafts[:k]
+            for request_id in ids:
+                self.engine.abort(request_id)
+            return [[] for _ in asks]
+        return drafts
 
 
 class EarlyExit:
@@ -84,15 +97,15 @@ class EarlyExit:
 
 
 def _draft_config(target: EngineConfig, max_model_len: int) -> EngineConfig:
-    """The draft engine's knobs: the target's blocks and context, no speculation of its
-    own, a pool for the target's default number of full contexts."""
+    """The draft engine's knobs: the target's blocks, context and batch, no speculation
+    of its own, a pool of the default size (DEFAULT_KV_CONTEXTS full contexts at most;
+    past it the draft engine preempts, as any engine does)."""
     return replace(
         target,
         speculative="off",
         draft_model=None,
         kv_cache_gb=None,
         max_model_len=max_model_len,
-        max_num_seqs=min(target.max_num_seqs, DEFAULT_KV_CONTEXTS),
         max_loras=1,
     )
 

@@ -57,7 +57,9 @@ class StepCosts:
 
 
 class Drafter(Protocol):
-    """One sequence's drafter: up to k tokens to follow `tokens` (which only grow)."""
+    """One sequence's drafter: up to k tokens to follow `tokens` (which only grow). A
+    drafter shared by every sequence may also have `propose_many([(tokens, k), ...])`,
+    which the speculator then calls once per step (model_drafter.DraftRunner)."""
 
     def propose(self, tokens: list[int], k: int) -> list[int]: ...
 
@@ -121,7 +123,7 @@ class Speculator:
                 self.shared.add(gone.output_token_ids)
         decoding = [s for s in running if s.num_uncomputed_tokens == 1 and s.params.speculate]
         base = min(budget, sum(s.num_uncomputed_tokens for s in running))
-        candidates: list[tuple[float, Sequence, list[int]]] = []
+        asks: list[tuple[_SeqState, int]] = []  # (sequence, tokens to draft for it)
         for seq in decoding:
             state = self._state(seq)
             k = min(self.max_k, limit(seq))
@@ -136,25 +138,37 @@ class Speculator:
                         continue
                     state.idle_steps = 0
                     k = min(self.max_k, limit(seq), 1)
-            drafts = self._draft(state.drafter, seq.token_ids, k) if k > 0 else []
-            if not drafts and k > 0:
-                drafts = self.shared.propose(seq.token_ids, k)
+            if k > 0:
+                asks.append((state, k))
+        candidates: list[tuple[float, Sequence, list[int]]] = []
+        for (state, k), drafts in zip(asks, self._draft(asks), strict=True):
+            if not drafts:
+                drafts = self.shared.propose(state.seq.token_ids, k)
             if drafts:
-                candidates.append((state.alpha, seq, drafts))
+                candidates.append((state.alpha, state.seq, drafts))
         if self.always:
             for _, seq, drafts in candidates:
                 seq.draft_token_ids = drafts
             return
         self._choose(candidates, base)
 
-    def _draft(self, drafter: Drafter, tokens: list[int], k: int) -> list[int]:
-        """The drafter's proposal, its cost per token measured."""
+    def _draft(self, asks: list[tuple[_SeqState, int]]) -> list[list[int]]:
+        """Each sequence's drafts, the drafter's cost per token measured. A drafter that
+        runs a model drafts for all of its sequences at once (`propose_many`: one batch
+        per draft step, not one forward per sequence and token)."""
+        if not asks:
+            return []
         start = time.perf_counter()
-        drafts = drafter.propose(tokens, k)
-        per_token = (time.perf_counter() - start) / k
+        drafters = {id(state.drafter): state.drafter for state, _ in asks}
+        many = getattr(next(iter(drafters.values())), "propose_many", None)
+        if len(drafters) == 1 and many is not None:
+            out: list[list[int]] = many([(state.seq.token_ids, k) for state, k in asks])
+        else:
+            out = [state.drafter.propose(state.seq.token_ids, k) for state, k in asks]
+        per_token = (time.perf_counter() - start) / sum(k for _, k in asks)
         old = self.draft_seconds
         self.draft_seconds = per_token if old is None else 0.8 * old + 0.2 * per_token
-        return drafts
+        return out
 
     def _worth_drafting(self, alpha: float, base: int, k: int) -> int:
         """How many tokens (0..k) to ask the drafter for: the count whose expected tokens
