@@ -55,6 +55,11 @@ class StepCosts:
         below = [n for n in self._seconds if n < num_tokens]
         return self._seconds[max(below)] if below else None
 
+    def upper_bound(self, num_tokens: int) -> float | None:
+        """A step of num_tokens costs at most what the nearest larger measured one did."""
+        above = [n for n in self._seconds if n > num_tokens]
+        return self._seconds[min(above)] if above else None
+
 
 class Drafter(Protocol):
     """One sequence's drafter: up to k tokens to follow `tokens` (which only grow). A
@@ -175,7 +180,10 @@ class Speculator:
         per second, drafting included, are the highest; 0 when none beats not drafting.
         Before the costs are measured, k (then they are). A cheap drafter (n-gram
         lookup) keeps k wherever the drafted tokens themselves pay."""
-        now, per_token = self.costs.estimate(base), self.draft_seconds
+        # a sequence that always drafted never ran a step of `base` tokens alone: judge
+        # by a larger step's cost then (what not drafting costs at most)
+        now = self.costs.estimate(base) or self.costs.upper_bound(base)
+        per_token = self.draft_seconds
         if now is None or per_token is None:
             return k
         best, best_rate, gain = 0, base / now, 0.0

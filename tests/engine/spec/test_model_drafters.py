@@ -120,7 +120,8 @@ def test_pays_or_stops_turns_a_useless_self_draft_off(
         engine.speculator.always = always
         tokens.append(_run(engine, prompts, long)[0].token_ids)
         m = engine.metrics()
-        assert m.spec_accepted_tokens_total < m.spec_draft_tokens_total / 4  # a poor draft
+        if always:
+            assert m.spec_accepted_tokens_total < m.spec_draft_tokens_total / 4  # a poor draft
         drafted[always] = m.spec_draft_tokens_total
     assert tokens[0] == tokens[1]
     assert drafted[True] > 300
