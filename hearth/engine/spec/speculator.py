@@ -8,7 +8,9 @@ measured (`StepCosts`), not assumed, so drafts are added only while the expected
 per second of the whole step go up: on one stream a memory-bound step costs about the
 same for 1 or 6 tokens, and drafts pay; in a large batch every extra token costs compute,
 and none are added. A sequence whose alpha falls low drafts nothing, and tries again,
-with one token, every PROBE_EVERY steps.
+with one token, after PROBE_EVERY steps, then after twice as many each time a probe
+finds it still off (up to MAX_PROBE_EVERY): a drafter that never pays (an early exit of
+a model not trained for it) then costs almost nothing.
 
 A drafter that runs a model (self-speculation, a draft model: model_drafter.py) costs
 time of its own before the step: its seconds per drafted token are measured too, and a
@@ -32,6 +34,7 @@ PRIOR_ALPHA = 0.6  # a fresh sequence's guess (n-gram matches in quoting text: ~
 ALPHA_DECAY = 0.7  # weight of the old estimate in each update
 OFF_BELOW = 0.15  # alpha under which a sequence stops drafting
 PROBE_EVERY = 16  # steps between one-token probes of a sequence that stopped
+MAX_PROBE_EVERY = 256  # ... doubling while the probes find it still not paying
 
 
 @dataclass
@@ -75,6 +78,7 @@ class _SeqState:
     drafter: Drafter
     alpha: float = PRIOR_ALPHA
     idle_steps: int = 0  # steps since it last drafted while switched off
+    probe_every: int = PROBE_EVERY  # steps from one probe to the next while off
 
 
 class Speculator:
@@ -139,10 +143,13 @@ class Speculator:
                     k = self._worth_drafting(state.alpha, base, k)
                 if state.alpha < OFF_BELOW or k == 0:
                     state.idle_steps += 1
-                    if state.idle_steps < PROBE_EVERY:
+                    if state.idle_steps < state.probe_every:
                         continue
                     state.idle_steps = 0
+                    state.probe_every = min(2 * state.probe_every, MAX_PROBE_EVERY)
                     k = min(self.max_k, limit(seq), 1)
+                else:
+                    state.probe_every = PROBE_EVERY  # it pays again
             if k > 0:
                 asks.append((state, k))
         candidates: list[tuple[float, Sequence, list[int]]] = []
