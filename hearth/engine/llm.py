@@ -270,6 +270,10 @@ class LLM:
       Quantized modes run bf16 activations (hearth.model.quant_build).
     dtype: None = float32 for generation models and auto for embedding models (bfloat16
       where it keeps their vectors' bar, hearth.engine.embedder.auto_dtype).
+    speculative / draft_model (EngineConfig fields): "self" drafts with the model's own first
+      layers; "draft" with `draft_model` (a store name or a path sharing this model's
+      tokenizer, else UserInputError naming both); a created model's Modelfile DRAFT
+      drafts under "auto" (engine/spec/draft_loading.py).
     tensor_parallel: ranks to split the weights over (an int: processes on this host; a
       TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
       reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
