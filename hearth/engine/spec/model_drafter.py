@@ -125,8 +125,9 @@ def self_drafter(
 
     if not hasattr(decoder, "forward_first_layers"):
         raise UserInputError(
-            "--speculative self needs the model's layers in this process; a tensor-parallel "
-            "model has them split over ranks: use --speculative auto or ngram"
+            "--speculative self needs the model's layers in this process; a model split over "
+            "processes (tensor or pipeline parallel) has them on its ranks: use --speculative "
+            "auto or ngram"
         )
     config = _draft_config(target, max_model_len)
     per_block = kv_cache_bytes_per_block(model_config, config.block_size, dtype, num_layers)
