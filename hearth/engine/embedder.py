@@ -5,10 +5,12 @@ texts. Knows nothing of HTTP.
 
 Batches are padding-free: inputs are sorted by length and packed end to end into forwards
 of at most `max_batch_tokens` tokens, so a 10-token sentence next to a 500-token one costs
-10 tokens, not 500. The dtype is chosen once, at load (`load`, dtype None = auto: bfloat16
-where the CPU multiplies it natively and the model's vectors stay within the bar of its
-float32 ones; see docs/decisions/embed-speed.md). Not thread-safe: callers serialize (the async wrapper runs one call at a
-time on its worker thread)."""
+10 tokens, not 500. The weights load once, in float32; the projections' dtype is chosen
+once, at load (`load`, dtype None = auto: bfloat16 projections, with the residual stream,
+norms, softmax and pooling in float32, where the CPU multiplies bfloat16 natively and the
+model's vectors stay within the bar of its float32 ones; see
+docs/decisions/embed-bf16-accuracy.md). Not thread-safe: callers serialize (the async
+wrapper runs one call at a time on its worker thread)."""
 
 from __future__ import annotations
 
@@ -81,9 +83,9 @@ def _backend(folder: Path, max_len: int | None) -> Backend:
 
 
 def auto_dtype(kind: str) -> torch.dtype:
-    """The dtype auto tries: bfloat16 for embedding models where the CPU has native bfloat16
-    products (about twice float32's rate), else float32. Rerank scores stay float32: their
-    bar (1e-4 of the cross-encoder's score) is below bfloat16's precision."""
+    """The projection dtype auto tries: bfloat16 for embedding models where the CPU has
+    native bfloat16 products (about twice float32's rate), else float32. Rerank scores stay
+    float32: their bar (1e-4 of the cross-encoder's score) is below bfloat16's precision."""
     flags = cpu_flags().split()
     if kind == "embedding" and any(f in flags for f in BF16_FLAGS):
         return torch.bfloat16

@@ -128,7 +128,8 @@ class EncoderLayer(nn.Module):
 
         def cast(*layers: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
             # one layer: its own tensors where the dtype is theirs (no copy in float32)
-            weight, bias = layers[0].weight, layers[0].bias
+            weight: torch.Tensor = layers[0].weight
+            bias: torch.Tensor = layers[0].bias
             if len(layers) > 1:
                 weight = torch.cat([one.weight for one in layers])
                 bias = torch.cat([one.bias for one in layers])
