@@ -157,9 +157,10 @@ def serve(
     auth = check_bind(settings, options)
     check_models(settings, models, options.tensor_parallel, options.pipeline_parallel)
     if replicas is not None and replicas.ray_address is not None:
-        from hearth.serve.replicas.cluster import check_reachable
+        from hearth.ray_address import check_reachable
+        from hearth.serve.replicas.cluster import LOCAL_HINT
 
-        check_reachable(replicas.ray_address, replicas.connect_timeout_s)
+        check_reachable(replicas.ray_address, replicas.connect_timeout_s, LOCAL_HINT)
     sockets = listen(options, echo)
     ports = [s.getsockname()[1] for s in sockets]
     # loaded after start-up (below), not in the app's lifespan: uvicorn would print a
