@@ -95,8 +95,10 @@ class StepCosts:
 
     @classmethod
     def load(cls, name: str = DEFAULT_COSTS, threads: int = 1) -> StepCosts:
-        """The costs fitted for `threads` torch threads in costs/<name>.json."""
-        data = json.loads((COSTS_DIR / f"{name}.json").read_text())
+        """The costs fitted for `threads` torch threads in costs/<name>.json, or in the
+        file `name` where it ends in .json (tools/validate_sim.py's, before it is kept)."""
+        path = Path(name) if name.endswith(".json") else COSTS_DIR / f"{name}.json"
+        data = json.loads(path.read_text())
         try:
             entry = data["threads"][str(threads)]
         except KeyError:

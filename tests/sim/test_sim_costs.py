@@ -58,5 +58,6 @@ def test_every_measured_file_loads_for_its_threads() -> None:
             costs = StepCosts.load(path.stem, threads)
             assert costs.step_s(StepShape(0, 8, 0, 800)) > 0
             assert costs.step_s(StepShape(64, 0, 64 * 65 // 2, 0)) > 0
+    assert StepCosts.load(str(files[0]), 1) == StepCosts.load(files[0].stem, 1)
     with pytest.raises(ValueError, match="no costs measured for 64 threads"):
         StepCosts.load(files[0].stem, 64)
