@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,11 @@ def measure(model: Path, threads: int, engines: int) -> dict[str, Any]:
     }
 
 
+def _compact(text: str) -> str:
+    """Each list of numbers on one line (a step's shape and time), not one per line."""
+    return re.sub(r"\[\s+([-\d.e,\s]+?)\s+\]", lambda m: "[" + " ".join(m[1].split()) + "]", text)
+
+
 def _setup(text: str) -> tuple[int, int]:
     threads, _, engines = text.partition("x")
     try:
@@ -154,7 +160,7 @@ def main() -> None:
         args.out or Path(__file__).resolve().parents[1] / "hearth/sim/costs" / f"{args.name}.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    path.write_text(_compact(json.dumps(out, indent=1)) + "\n")
     for t, entry in out["threads"].items():  # type: ignore[attr-defined]
         brief = {k: v for k, v in entry.items() if k != "steps"}
         print(f"{t} thread(s): {json.dumps(brief)}", flush=True)
