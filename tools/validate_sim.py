@@ -55,7 +55,7 @@ def simulate_setup(
     replicas, threads, routing = SETUPS[setup]
     entry = costs_file["threads"][str(threads)]
     costs = StepCosts(**entry["costs"])
-    kv_tokens = entry["kv_blocks"] * 16
+    kv_tokens = entry.get("kv_blocks", 291) * 16  # 291: SmolLM2's pool at kv_cache_gb=0.1
     trace = []
     for i, ids in enumerate(prompts):
         peer = prompts[(i + 4) % len(prompts)]  # the next chat over the same system prompt
