@@ -170,7 +170,10 @@ class Decoder(nn.Module):
             step_meta = decode_inputs(meta, positions, set(self.mask_keys))
             plan = self._plan_step(kv_caches) if self.plans_decode_step else None
             if plan is not None:
-                lora = None if meta.lora_slots is None else (self.adapters, meta.lora_slots)
+                lora = None
+                if meta.lora_slots is not None:
+                    assert self.adapters is not None
+                    lora = (self.adapters, meta.lora_slots)
                 out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta, lora)
                 if out is not None:
                     return out
