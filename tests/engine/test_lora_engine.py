@@ -289,7 +289,7 @@ def test_quantized_mixed_batch_is_one_c_step_per_token(smollm2_gguf: Path, tmp_p
         return [
             (
                 o.outputs[0].token_ids,
-                [{k: v.logprob for k, v in lp.items()} for lp in o.outputs[0].logprobs],
+                [{k: v.logprob for k, v in lp.items()} for lp in o.outputs[0].logprobs or []],
             )
             for o in outs
         ]
