@@ -142,12 +142,13 @@ class Decoder(nn.Module):
         kv_caches: list[KVCache],
     ) -> torch.Tensor:
         """input_ids, positions: (T,) -> hidden states (T, hidden_size) after the final norm.
-        A step with adapter rows (meta.lora_slots) runs the layers: the C step has no LoRA."""
+        A step with adapter rows (meta.lora_slots) adds each row's update to every
+        projection its adapter targets, on whichever road runs the step."""
         if meta.lora_slots is not None:
             assert self.adapters is not None, "a step names LoRA slots but none are loaded"
             with self.adapters.rows(meta.lora_slots):
-                return self._forward(input_ids, positions, meta, kv_caches, whole_step=False)
-        return self._forward(input_ids, positions, meta, kv_caches, whole_step=True)
+                return self._forward(input_ids, positions, meta, kv_caches)
+        return self._forward(input_ids, positions, meta, kv_caches)
 
     def forward_first_layers(
         self,
@@ -164,7 +165,7 @@ class Decoder(nn.Module):
             raise ValueError(
                 f"num_layers must be in 1..{len(self.model.layers)}, got {num_layers}"
             )
-        return self._forward(input_ids, positions, meta, kv_caches, False, num_layers)
+        return self._forward(input_ids, positions, meta, kv_caches, num_layers)
 
     def _forward(
         self,
@@ -172,7 +173,6 @@ class Decoder(nn.Module):
         positions: torch.Tensor,
         meta: AttentionMetadata,
         kv_caches: list[KVCache],
-        whole_step: bool,
         num_layers: int | None = None,
     ) -> torch.Tensor:
         hidden = self.model.embed_tokens(input_ids)
@@ -186,9 +186,15 @@ class Decoder(nn.Module):
         step_meta: AttentionMetadata | DecodeInputs = meta
         if meta.is_decode_only:
             step_meta = decode_inputs(meta, positions, set(self.mask_keys))
-            plan = self._plan_step(kv_caches) if self.plans_decode_step and whole_step else None
+            # an early exit (num_layers) runs the layers: the plan covers all of them
+            whole = self.plans_decode_step and num_layers is None
+            plan = self._plan_step(kv_caches) if whole else None
             if plan is not None:
-                out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta)
+                lora = None
+                if meta.lora_slots is not None:
+                    assert self.adapters is not None
+                    lora = (self.adapters, meta.lora_slots)
+                out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta, lora)
                 if out is not None:
                     return out
         layers = self.model.layers if num_layers is None else self.model.layers[:num_layers]
