@@ -32,6 +32,7 @@ class BenchConfig:
     seed: int = 0
     concurrency: tuple[int, ...] | None = None  # levels of `concurrent`; None: all
     speculative: str = "auto"  # the mode the spec scenario compares with "off"
+    draft: str | None = None  # the draft model of speculative "draft" (a name or a path)
     # a folder with the llama_cpp package the llama.cpp peer imports (e.g. an AVX2-only
     # build); "": settings.bench_llama_cpp_path, else the installed one
     llama_cpp_path: str = ""
@@ -218,7 +219,7 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
         )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
-    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant})
+    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant, "draft": config.draft})
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}
     peers: dict[str, Any] = {}
@@ -241,6 +242,7 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
             "path": str(path),
             "size_mb": round(weights_mb, 1),
             "quant": config.quant,
+            **({"draft": config.draft} if config.draft else {}),
         },
         "runs": runs,
         "ratios": _ratios(runs, machine["memory_bandwidth_gbps"], weights_mb),
