@@ -225,6 +225,28 @@ static void paged_item_road(const paged_job_t *job, int s, int f32) {
 #define HAVE_BF16_ROAD 0
 #endif
 
+#if !HAVE_BF16_ROAD && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* The scalar road's two inner loops by hand on 256-bit registers (the avx2 build, and
+ * AVX-512 CPUs without AVX512-BF16): the compiler's `omp simd` reduction summed each key's
+ * q.k across lanes on its own (~10 ops per key and head), and the value loop loaded and
+ * stored the accumulator once per key. Measured 2.8x slower than the bf16 road before
+ * (30 layers, 256 keys, SmolLM2's 9/3 heads of 64: 1.33 against 0.48 ms). */
+#define HAVE_AVX2_DOTS 1
+#define DOT_KEYS 8
+
+/* v[j]: key j's 8 partial sums -> lane j: key j's total */
+static inline __m256 sum8(const __m256 *v) {
+    const __m256 ab = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 cd = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    /* ab: keys 0-3 columns 0-3 | keys 0-3 columns 4-7; cd the same for keys 4-7 */
+    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
+                         _mm256_permute2f128_ps(ab, cd, 0x31));
+}
+#else
+#define HAVE_AVX2_DOTS 0
+#endif
+
 /* One sequence, every head: each block's keys (then values) for all KV heads are one
  * contiguous run of memory, read once and widened into `kbuf`. Per-head state on the heap. */
 static void paged_item(const paged_job_t *job, int s) {
@@ -267,7 +289,22 @@ static void paged_item(const paged_job_t *job, int s) {
             const float *qh = qf + (size_t)h * Dk;
             const int kvh = h / g;
             float *sc = scores + (size_t)h * MAX_BLOCK;
-            for (int j = 0; j < n; j++) {
+            int j0 = 0;
+#if HAVE_AVX2_DOTS
+            if (Dk % 8 == 0)
+                for (; j0 + DOT_KEYS <= n; j0 += DOT_KEYS) { /* 8 keys: 8 chains, one sum */
+                    const float *kr = buf + j0 * krow + (int64_t)kvh * Dk;
+                    __m256 part[DOT_KEYS];
+                    for (int t = 0; t < DOT_KEYS; t++) part[t] = _mm256_setzero_ps();
+                    for (int d = 0; d < Dk; d += 8) {
+                        const __m256 qv = _mm256_loadu_ps(qh + d);
+                        for (int t = 0; t < DOT_KEYS; t++)
+                            part[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr + t * krow + d), part[t]);
+                    }
+                    _mm256_storeu_ps(sc + j0, sum8(part));
+                }
+#endif
+            for (int j = j0; j < n; j++) {
                 const float *kr = buf + j * krow + (int64_t)kvh * Dk;
                 float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
@@ -299,11 +336,23 @@ static void paged_item(const paged_job_t *job, int s) {
             float *ah = acc + (size_t)h * Dv;
             const float *sc = scores + (size_t)h * MAX_BLOCK;
             const int kvh = h / g;
+            int d0 = 0;
+#if HAVE_AVX2_DOTS
+            /* 8 columns held in a register over the block's keys: the same sums in the
+             * same order (key by key) as the loop below */
+            for (; d0 + 8 <= Dv; d0 += 8) {
+                __m256 a = _mm256_loadu_ps(ah + d0);
+                for (int j = 0; j < n; j++)
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]),
+                                        _mm256_loadu_ps(buf + j * vrow + (int64_t)kvh * Dv + d0), a);
+                _mm256_storeu_ps(ah + d0, a);
+            }
+#endif
             for (int j = 0; j < n; j++) {
                 const float *vr = buf + j * vrow + (int64_t)kvh * Dv;
                 const float p = sc[j];
 #pragma omp simd
-                for (int d = 0; d < Dv; d++) ah[d] += p * vr[d];
+                for (int d = d0; d < Dv; d++) ah[d] += p * vr[d];
             }
         }
     }
