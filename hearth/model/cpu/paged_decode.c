@@ -243,6 +243,13 @@ static inline __m256 sum8(const __m256 *v) {
     return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
                          _mm256_permute2f128_ps(ab, cd, 0x31));
 }
+
+/* 8 cache values from `index` as float32 (bf16 widened in the register: no copy) */
+static inline __m256 load8(const void *base, int64_t index, int bf16) {
+    if (!bf16) return _mm256_loadu_ps((const float *)base + index);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + index));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
 #else
 #define HAVE_AVX2_DOTS 0
 #endif
@@ -284,22 +291,27 @@ static void paged_item(const paged_job_t *job, int s) {
         const int hi = (b + 1) * bs > end ? (int)(end - b * bs) : bs;
         const int n = hi - lo;
         const int64_t first = table[b] * bs + lo; /* slot of this block's first visible key */
-        load_row(buf, job->kcache, first * krow, (int)(n * krow), job->kv_bf16);
+        /* the AVX2 loops read the cache in place (whole runs of 8 keys, 8 columns); the
+         * others read it widened into buf */
+        const int vec_k = HAVE_AVX2_DOTS && Dk % 8 == 0 && n % 8 == 0;
+        const int vec_v = HAVE_AVX2_DOTS && Dv % 8 == 0;
+        if (!vec_k) load_row(buf, job->kcache, first * krow, (int)(n * krow), job->kv_bf16);
         for (int h = 0; h < H; h++) {
             const float *qh = qf + (size_t)h * Dk;
             const int kvh = h / g;
             float *sc = scores + (size_t)h * MAX_BLOCK;
             int j0 = 0;
 #if HAVE_AVX2_DOTS
-            if (Dk % 8 == 0)
-                for (; j0 + DOT_KEYS <= n; j0 += DOT_KEYS) { /* 8 keys: 8 chains, one sum */
-                    const float *kr = buf + j0 * krow + (int64_t)kvh * Dk;
+            if (vec_k)
+                for (; j0 < n; j0 += DOT_KEYS) { /* 8 keys: 8 chains, one sum */
+                    const int64_t kr = (first + j0) * krow + (int64_t)kvh * Dk;
                     __m256 part[DOT_KEYS];
                     for (int t = 0; t < DOT_KEYS; t++) part[t] = _mm256_setzero_ps();
                     for (int d = 0; d < Dk; d += 8) {
                         const __m256 qv = _mm256_loadu_ps(qh + d);
                         for (int t = 0; t < DOT_KEYS; t++)
-                            part[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr + t * krow + d), part[t]);
+                            part[t] = _mm256_fmadd_ps(
+                                qv, load8(job->kcache, kr + t * krow + d, job->kv_bf16), part[t]);
                     }
                     _mm256_storeu_ps(sc + j0, sum8(part));
                 }
@@ -331,7 +343,7 @@ static void paged_item(const paged_job_t *job, int s) {
                 for (int d = 0; d < Dv; d++) ah[d] *= correction;
             }
         }
-        load_row(buf, job->vcache, first * vrow, (int)(n * vrow), job->kv_bf16);
+        if (!vec_v) load_row(buf, job->vcache, first * vrow, (int)(n * vrow), job->kv_bf16);
         for (int h = 0; h < H; h++) {
             float *ah = acc + (size_t)h * Dv;
             const float *sc = scores + (size_t)h * MAX_BLOCK;
@@ -340,13 +352,15 @@ static void paged_item(const paged_job_t *job, int s) {
 #if HAVE_AVX2_DOTS
             /* 8 columns held in a register over the block's keys: the same sums in the
              * same order (key by key) as the loop below */
-            for (; d0 + 8 <= Dv; d0 += 8) {
-                __m256 a = _mm256_loadu_ps(ah + d0);
-                for (int j = 0; j < n; j++)
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]),
-                                        _mm256_loadu_ps(buf + j * vrow + (int64_t)kvh * Dv + d0), a);
-                _mm256_storeu_ps(ah + d0, a);
-            }
+            if (vec_v)
+                for (; d0 < Dv; d0 += 8) {
+                    const int64_t vr = first * vrow + (int64_t)kvh * Dv + d0;
+                    __m256 a = _mm256_loadu_ps(ah + d0);
+                    for (int j = 0; j < n; j++)
+                        a = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]),
+                                            load8(job->vcache, vr + j * vrow, job->kv_bf16), a);
+                    _mm256_storeu_ps(ah + d0, a);
+                }
 #endif
             for (int j = 0; j < n; j++) {
                 const float *vr = buf + j * vrow + (int64_t)kvh * Dv;
