@@ -38,7 +38,10 @@ _NOTE = (
 def _shapes(config: Any) -> dict[str, tuple[str, int, int]]:
     """target -> (HF module path under a layer, in features, out features)."""
     h, i = config.hidden_size, config.intermediate_size
-    q, kv = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
+    q, kv = (
+        config.num_attention_heads * config.head_dim,
+        config.num_key_value_heads * config.head_dim,
+    )
     return {
         "q_proj": ("self_attn.q_proj", h, q),
         "k_proj": ("self_attn.k_proj", h, kv),
@@ -173,7 +176,10 @@ def run_lora_bench(
                 random.Random(f"{seed}-concurrent-{c}"), c, config.vocab_size, quick
             )
             workloads.append(Workload("lora", c, prompts, outs, prefix_caching=False))
-        longest = max(len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens)) + 16
+        longest = (
+            max(len(p) + n for w in workloads for p, n in zip(w.prompts, w.max_tokens, strict=True))
+            + 16
+        )
         engine = build_engine(
             config,
             loaded.decoder,
@@ -196,10 +202,11 @@ def run_lora_bench(
             warm = workloads[0].prompts[0][:16]
             _drive(engine, [warm] * (len(names) + 1), [4] * (len(names) + 1), [None, *names])
             for w in workloads:
-                spread = [names[i % len(names)] for i in range(len(w.prompts))]
+                spread: list[str | None] = [names[i % len(names)] for i in range(len(w.prompts))]
+                alone: list[str | None] = [None] * len(w.prompts)
                 best: dict[str, tuple[dict[str, Any], list[list[int]]]] = {}
                 for _ in range(max(1, rounds)):
-                    for mode, loras in (("base", [None] * len(w.prompts)), ("lora", spread)):
+                    for mode, loras in (("base", alone), ("lora", spread)):
                         cpu0 = _cpu_seconds()
                         timings, tokens, seconds = _drive(engine, w.prompts, w.max_tokens, loras)
                         cpu = _cpu_seconds() - cpu0
@@ -215,7 +222,7 @@ def run_lora_bench(
                         if mode not in best or run["duration_s"] < best[mode][0]["duration_s"]:
                             best[mode] = (run, tokens)
                 base, lora = best["base"][0], best["lora"][0]
-                differ = sum(a != b for a, b in zip(best["base"][1], best["lora"][1]))
+                differ = sum(a != b for a, b in zip(best["base"][1], best["lora"][1], strict=True))
                 lora["requests_differing_from_base"] = differ
                 runs.extend([base, lora])
     ratios: dict[str, Any] = {}
