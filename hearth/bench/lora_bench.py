@@ -158,9 +158,9 @@ def run_lora_bench(
     from hearth.model.quant_load import load_decoder
     from hearth.tokenizer.loading import load_tokenizer
 
-    if threads > 0:
-        torch.set_num_threads(threads)
     settings = load_settings()
+    threads = threads or settings.threads  # as the other scenarios: 0 is the setting's
+    torch.set_num_threads(threads)
     loaded = load_decoder(path, quant, backend=BackendConfig.of(settings))
     config = loaded.weights.config
     tokenizer = load_tokenizer(path)
@@ -239,8 +239,8 @@ def run_lora_bench(
     return {
         "scenario": "lora",
         "model": {"path": str(path), "quant": quant},
-        "machine": machine_info(torch.get_num_threads(), probe=False),
-        "threads": torch.get_num_threads(),
+        "machine": machine_info(threads, probe=False),
+        "threads": threads,
         "rounds": max(1, rounds),
         "adapters": [
             {
