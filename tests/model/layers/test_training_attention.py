@@ -22,9 +22,7 @@ def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) 
     return (probs @ vv).transpose(0, 1)  # (L, H, Dv)
 
 
-def _grads(
-    fn: object, inputs: list[torch.Tensor], grad: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def _grads(fn: object, inputs: list[torch.Tensor], grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
     leaves = [t.clone().requires_grad_(True) for t in inputs]
     out = fn(*leaves, 0.3)  # type: ignore[operator]
     return (out.detach(), *torch.autograd.grad(out, leaves, grad))
