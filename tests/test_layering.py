@@ -16,6 +16,7 @@ RANK = {
     "errors": 0,
     "config": 0,
     "db": 0,
+    "ray_address": 0,
     "store": 1,
     "licenses": 1,
     "weights": 2,

@@ -95,6 +95,13 @@ _TensorParallelOpt = Annotated[
         help="Split the weights over this many processes (torch.distributed; dense weights, the reference layers).",
     ),
 ]
+_PipelineParallelOpt = Annotated[
+    int,
+    typer.Option(
+        "--pipeline-parallel",
+        help="Split the decoder layers over this many processes, in stages (torch.distributed; dense weights, the reference layers).",
+    ),
+]
 _SpeculativeOpt = Annotated[str, typer.Option("--speculative", help=SPECULATIVE_HELP)]
 _OutputFormatOpt = Annotated[
     str | None,
@@ -123,6 +130,7 @@ def run(
     lora: _LoraOpt = None,
     max_lora_rank: _MaxLoraRankOpt = 16,
     tensor_parallel: _TensorParallelOpt = 1,
+    pipeline_parallel: _PipelineParallelOpt = 1,
     speculative: _SpeculativeOpt = "auto",
     output_format: _OutputFormatOpt = None,
 ) -> None:
@@ -140,7 +148,7 @@ def run(
     mode = check_speculative(speculative)
     llm = _load(
         LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
-        speculative=mode, max_lora_rank=max_lora_rank,
+        speculative=mode, max_lora_rank=max_lora_rank, pipeline_parallel=pipeline_parallel,
     )  # fmt: skip
     llm.require_generation()
     if lora is not None:
@@ -230,6 +238,7 @@ def _load(
     tensor_parallel: int = 1,
     speculative: str = "off",
     max_lora_rank: int = 16,
+    pipeline_parallel: int = 1,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -247,6 +256,7 @@ def _load(
         settings=settings,
         progress=_progress,
         tensor_parallel=tensor_parallel,
+        pipeline_parallel=pipeline_parallel,
         speculative=speculative,
     )
     return llm

@@ -104,11 +104,18 @@ _TensorParallelOpt = Annotated[
         help="Split each model's weights over this many processes (torch.distributed, gloo; dense weights).",
     ),
 ]
+_PipelineParallelOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--pipeline-parallel",
+        help="Split each model's decoder layers over this many processes, in stages (torch.distributed, gloo; dense weights).",
+    ),
+]
 _NnodesOpt = Annotated[
     int | None,
     typer.Option(
         "--nnodes",
-        help="Hosts the --tensor-parallel ranks run on; the others run `hearth tp-worker` (MASTER_ADDR / MASTER_PORT as torchrun).",
+        help="Hosts the --tensor-parallel / --pipeline-parallel ranks run on; the others run `hearth tp-worker` (MASTER_ADDR / MASTER_PORT as torchrun).",
     ),
 ]
 _OllamaPortOpt = Annotated[
@@ -167,6 +174,7 @@ def serve(
     max_loras: _MaxLorasOpt = None,
     max_lora_rank: _MaxLoraRankOpt = None,
     tensor_parallel: _TensorParallelOpt = None,
+    pipeline_parallel: _PipelineParallelOpt = None,
     nnodes: _NnodesOpt = None,
     ollama_port: _OllamaPortOpt = False,
     replicas: _ReplicasOpt = None,
@@ -183,6 +191,7 @@ def serve(
 
     settings = load_settings()
     loras = _lora_options(lora or [], models or [])
+    _check_split(tensor_parallel, pipeline_parallel)
     options = ServeOptions.from_settings(
         settings,
         host=host,
@@ -203,17 +212,34 @@ def serve(
         max_loras=max_loras,
         max_lora_rank=max_lora_rank,
         tensor_parallel=tensor_parallel,
+        pipeline_parallel=pipeline_parallel,
         nnodes=nnodes,
     )
     scale = replica_options(
         replicas, min_replicas, max_replicas, ray_address, replica_threads, routing
     )
-    if scale is not None and options.tensor_parallel > 1:
+    split = "--tensor-parallel" if options.tensor_parallel > 1 else "--pipeline-parallel"
+    if scale is not None and max(options.tensor_parallel, options.pipeline_parallel) > 1:
         raise UserInputError(
-            "--replicas with --tensor-parallel is not supported yet: each replica would need "
-            "its own split model; use one of them"
+            f"--replicas with {split} is not supported yet: each replica would need its own "
+            "split model; use one of them"
         )
     run(settings, options, models or [], echo=typer.echo, replicas=scale)
+
+
+def _check_split(tensor_parallel: int | None, pipeline_parallel: int | None) -> None:
+    """The split flags' bad values as usage errors (exit 2) naming the flag."""
+    for flag, value in (
+        ("--tensor-parallel", tensor_parallel),
+        ("--pipeline-parallel", pipeline_parallel),
+    ):
+        if value is not None and value < 1:
+            raise UserInputError(f"{flag} must be >= 1, got {value}")
+    if (tensor_parallel or 1) > 1 and (pipeline_parallel or 1) > 1:
+        raise UserInputError(
+            "--tensor-parallel and --pipeline-parallel do not combine yet; split the model "
+            "one way: --tensor-parallel N (heads) or --pipeline-parallel N (layers)"
+        )
 
 
 def replica_options(
@@ -326,20 +352,29 @@ def keys_revoke(name: str = typer.Argument(..., help="The key's name.")) -> None
 
 def tp_worker(
     model: str = typer.Argument(..., help="The model rank 0 serves (a store name or a path)."),
-    tensor_parallel: int = typer.Option(..., "--tensor-parallel", help="Ranks in all."),
+    tensor_parallel: int = typer.Option(1, "--tensor-parallel", help="Ranks in all."),
+    pipeline_parallel: int = typer.Option(
+        1, "--pipeline-parallel", help="Stages in all (instead of --tensor-parallel)."
+    ),
     nnodes: int = typer.Option(..., "--nnodes", help="Hosts the ranks run on."),
     node_rank: int = typer.Option(..., "--node-rank", help="This host's index (1..nnodes-1)."),
 ) -> None:
-    """Run this host's share of a tensor-parallel model served from another host (meets
-    rank 0 at MASTER_ADDR:MASTER_PORT, as torchrun's workers do)."""
+    """Run this host's share of a tensor- or pipeline-parallel model served from another
+    host (meets rank 0 at MASTER_ADDR:MASTER_PORT, as torchrun's workers do)."""
     from hearth.config import load_settings
+    from hearth.engine import pipeline_parallel as pp
+    from hearth.engine import tensor_parallel as tp
     from hearth.engine.llm import resolve_model
-    from hearth.engine.tensor_parallel import TPConfig, run_node
 
     settings = load_settings()
-    tp = TPConfig(tensor_parallel, nnodes, settings.master_addr, settings.master_port)
+    at = (settings.master_addr, settings.master_port)
+    if (tensor_parallel > 1) == (pipeline_parallel > 1):
+        raise UserInputError("tp-worker: give one of --tensor-parallel N or --pipeline-parallel N")
     path, _ = resolve_model(model, settings)
-    run_node(path, tp, node_rank, settings.threads)
+    if tensor_parallel > 1:
+        tp.run_node(path, tp.TPConfig(tensor_parallel, nnodes, *at), node_rank, settings.threads)
+    else:
+        pp.run_node(path, pp.PPConfig(pipeline_parallel, nnodes, *at), node_rank, settings.threads)
 
 
 def register(app: typer.Typer) -> None:

@@ -95,7 +95,21 @@ _NprocOpt = Annotated[
     int,
     typer.Option(
         "--nproc",
-        help="Train data-parallel over this many local processes (DDP, gloo); the global batch is nproc x --batch-size x --grad-accum.",
+        help="Train data-parallel over this many processes (torch.distributed, gloo; local, or Ray Train workers with --ray-address); the global batch is nproc x --batch-size x --grad-accum.",
+    ),
+]
+_ShardOpt = Annotated[
+    str,
+    typer.Option(
+        "--shard",
+        help="With --nproc: full = FSDP (each rank holds 1/nproc of the weights, gradients and AdamW state; like accelerate's FULL_SHARD), none = DDP (a full copy per rank), auto = full when one copy's weights + gradients + AdamW state exceed half of RAM / nproc (qlora: none).",
+    ),
+]
+_RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Run the --nproc ranks as Ray Train workers (TorchTrainer) on the Ray cluster at HOST:PORT (or ray://HOST:PORT, auto), or 'local' for a Ray started for this run.",
     ),
 ]
 
@@ -132,6 +146,8 @@ def tune_command(
     accept_license: _AcceptLicenseOpt = False,
     json_flag: _JsonFlagOpt = False,
     nproc: _NprocOpt = 1,
+    shard: _ShardOpt = "auto",
+    ray_address: _RayAddressOpt = None,
 ) -> None:
     """Fine-tune BASE on your data (LoRA by default) and store the result as NEW."""
     from hearth.model.layers.lora import LoraConfig
@@ -139,8 +155,6 @@ def tune_command(
     from hearth.tune.train_config import TrainConfig
 
     out = Output.of(ctx, json_flag)
-    if nproc < 1:
-        raise InvalidParameterError("nproc", f"--nproc must be >= 1, got {nproc}")
     torch_dtype = _torch_dtype(dtype)
     lora = LoraConfig(rank=rank, alpha=alpha, dropout=dropout, rslora=rslora,
                       targets=tuple(t.strip() for t in targets.split(",") if t.strip()))  # fmt: skip
@@ -156,7 +170,7 @@ def tune_command(
             base, data, name, config, resume=resume, data_from=data_from,
             dtype=torch_dtype,
             accept_license=accept_license, on_step=progress.step, on_info=progress.info,
-            nproc=nproc,
+            nproc=nproc, shard=shard, ray_address=ray_address,
         )  # fmt: skip
     finally:
         progress.close()

@@ -18,6 +18,8 @@ from hearth.engine.engine_config import EngineConfig, plan_kv_cache
 from hearth.engine.generation_defaults import GenerationDefaults
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.outputs import RequestOutput
+from hearth.engine.pipeline_parallel import PPConfig
+from hearth.engine.ranks import RankConfig
 from hearth.engine.sampling_params import SamplingParams
 from hearth.engine.tensor_parallel import TPConfig
 from hearth.errors import ModelNotFoundError, UserInputError
@@ -165,15 +167,15 @@ def build_engine(
     dtype: torch.dtype,
 ) -> LLMEngine:
     """Size the KV pool from the budget, allocate it and wire the engine."""
-    from hearth.engine.tensor_parallel import TPDriver
+    from hearth.engine.ranks import RankDriver
     from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
 
-    # a tensor-parallel rank holds its KV heads only: the budget is per rank, and every
-    # rank allocates the same number of blocks
-    cache_config = model.config if isinstance(model, TPDriver) else loaded_config
+    # a tensor-parallel rank holds its KV heads only, a pipeline stage its layers' only:
+    # the budget is per rank, and every rank allocates the same number of blocks
+    cache_config = model.config if isinstance(model, RankDriver) else loaded_config
     per_block = kv_cache_bytes_per_block(cache_config, config.block_size, dtype)
     plan = plan_kv_cache(config, per_block, loaded_config.max_position_embeddings)
-    if isinstance(model, TPDriver):
+    if isinstance(model, RankDriver):
         kv_caches = model.allocate_kv_caches(plan.num_blocks, config.block_size, dtype)
     else:
         kv_caches = allocate_kv_caches(loaded_config, plan.num_blocks, config.block_size, dtype)
@@ -190,30 +192,44 @@ def build_engine(
     )
 
 
-def _tp_config(tensor_parallel: int | TPConfig, settings: Settings) -> TPConfig:
-    """A size alone: ranks on this host, meeting at MASTER_ADDR / MASTER_PORT (settings)."""
-    if isinstance(tensor_parallel, TPConfig):
-        return tensor_parallel
-    return TPConfig(tensor_parallel, host=settings.master_addr, port=settings.master_port)
+def _rank_config(
+    tensor_parallel: int | TPConfig, pipeline_parallel: int | PPConfig, settings: Settings
+) -> RankConfig | None:
+    """How the model is split over processes (None: it is not). A size alone: ranks on
+    this host, meeting at MASTER_ADDR / MASTER_PORT (settings). Tensor and pipeline
+    parallel do not combine (each rank would need both a shard and a stage)."""
+    host, port = settings.master_addr, settings.master_port
+    tp, pp = tensor_parallel, pipeline_parallel
+    tp = tp if isinstance(tp, TPConfig) else TPConfig(tp, host=host, port=port)
+    pp = pp if isinstance(pp, PPConfig) else PPConfig(pp, host=host, port=port)
+    if tp.size > 1 and pp.size > 1:
+        raise UserInputError(
+            "--tensor-parallel and --pipeline-parallel do not combine yet; split the model "
+            "one way: --tensor-parallel N (heads) or --pipeline-parallel N (layers)"
+        )
+    return tp if tp.size > 1 else pp if pp.size > 1 else None
 
 
-def _load_tensor_parallel(
-    path: Path, tp: TPConfig, quant: str, dtype: torch.dtype, threads: int
+def _load_split(
+    path: Path, ranks: RankConfig, quant: str, dtype: torch.dtype, threads: int
 ) -> tuple[Any, Any, str]:
-    """(weights, the TPDriver, quant) for `tp` ranks; each rank gets an equal share of the
-    threads. Dense weights only: the low-bit layers are single-process."""
-    from hearth.engine.tensor_parallel import start
+    """(weights, the TPDriver or PPDriver, quant) for `ranks`; each rank gets an equal
+    share of the threads. Dense weights only: the low-bit layers are single-process."""
+    from hearth.engine import pipeline_parallel, tensor_parallel
     from hearth.weights.loader import load_weights
 
     if quant not in ("auto", "none"):
         raise UserInputError(
-            f"--tensor-parallel runs dense weights; --quant {quant} is single-process: use "
+            f"{ranks.flag} runs dense weights; --quant {quant} is single-process: use "
             "--quant none (or auto)"
         )
-    per_rank = max(1, threads // tp.local_size)
+    per_rank = max(1, threads // ranks.local_size)
     torch.set_num_threads(per_rank)
     weights = load_weights(path, dtype)
-    return weights, start(path, weights, tp, dtype, per_rank), "none"
+    if isinstance(ranks, TPConfig):
+        return weights, tensor_parallel.start(path, weights, ranks, dtype, per_rank), "none"
+    assert isinstance(ranks, PPConfig)
+    return weights, pipeline_parallel.start(path, weights, ranks, dtype, per_rank), "none"
 
 
 class LLM:
@@ -234,6 +250,10 @@ class LLM:
     tensor_parallel: ranks to split the weights over (an int: processes on this host; a
       TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
       reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
+    pipeline_parallel: processes to split the decoder layers over, in contiguous stages (an
+      int: on this host; a PPConfig for several hosts); as tensor_parallel, dense weights on
+      the reference layers, stage 0 in this process (hearth.engine.pipeline_parallel). The
+      two do not combine.
 
     `.defaults` holds the model's generation defaults (hearth.engine.generation_defaults:
     its generation_config.json / GGUF sampling keys, the catalog's parameters, a bounded
@@ -256,6 +276,7 @@ class LLM:
         name: str | None = None,
         loras: Mapping[str, str | Path] | None = None,
         tensor_parallel: int | TPConfig = 1,
+        pipeline_parallel: int | PPConfig = 1,
         **engine_options: Any,
     ) -> None:
         """`license_use`: the use checked against the license policy before loading ("run";
@@ -299,8 +320,9 @@ class LLM:
         if params.get("num_ctx") and engine_config.max_model_len is None:
             engine_config = replace(engine_config, max_model_len=int(params["num_ctx"]))
         loaded, decoder, dtype = self._load_decoder(
-            quant, dtype, tensor_parallel, num_threads or settings.threads, settings
-        )
+            quant, dtype, _rank_config(tensor_parallel, pipeline_parallel, settings),
+            num_threads or settings.threads, settings,
+        )  # fmt: skip
         self.config = loaded.config
         self.generation_defaults = dict(loaded.generation_defaults)
         self.tokenizer = load_tokenizer(self.path)
@@ -321,20 +343,21 @@ class LLM:
         self,
         quant: str,
         dtype: torch.dtype,
-        tensor_parallel: int | TPConfig,
+        ranks: RankConfig | None,
         threads: int,
         settings: Settings,
     ) -> tuple[Any, Any, torch.dtype]:
         """(loaded weights, decoder, activation dtype): on this process's backend, or split
-        over tensor-parallel ranks. Sets self.quant (what "auto" became for this file) and
-        self.tensor_parallel."""
+        over tensor-parallel ranks or pipeline stages. Sets self.quant (what "auto" became
+        for this file), self.tensor_parallel and self.pipeline_parallel."""
         from hearth.model.backend import BackendConfig
         from hearth.model.quant_load import load_decoder
 
-        tp = _tp_config(tensor_parallel, settings)
-        self.tensor_parallel = tp.size
-        if tp.size > 1:
-            loaded, decoder, self.quant = _load_tensor_parallel(self.path, tp, quant, dtype, threads)
+        self.tensor_parallel = ranks.size if isinstance(ranks, TPConfig) else 1
+        self.pipeline_parallel = ranks.size if isinstance(ranks, PPConfig) else 1
+        self.split_flag = ranks.flag if ranks is not None else None
+        if ranks is not None:
+            loaded, decoder, self.quant = _load_split(self.path, ranks, quant, dtype, threads)
             return loaded, decoder, dtype
         built = load_decoder(self.path, quant, dtype, BackendConfig.of(settings))
         self.quant = built.quant
@@ -405,9 +428,9 @@ class LLM:
 
         if not texts:
             raise InvalidParameterError("input", "input: give at least one text")
-        if self.tensor_parallel > 1:
+        if self.split_flag is not None:
             raise UserInputError(
-                "embeddings run on one process: load the model without --tensor-parallel"
+                f"embeddings run on one process: load the model without {self.split_flag}"
             )
         limit = self.max_model_len
         ids = []
@@ -466,10 +489,10 @@ class LLM:
     def load_lora(self, name: str, path: str | Path) -> None:
         """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
         self.require_generation()
-        if self.tensor_parallel > 1:
+        if self.split_flag is not None:
             raise UserInputError(
-                "LoRA adapters do not run with --tensor-parallel yet (the other ranks hold "
-                "shards the adapter's update does not reach); serve without it"
+                f"LoRA adapters do not run with {self.split_flag} yet (the other ranks hold "
+                "parts of the model the adapter's update does not reach); serve without it"
             )
         self.engine.add_lora(name, path)
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from hearth.engine.async_engine import AsyncEngine
     from hearth.engine.llm import LLM
     from hearth.engine.metrics import EngineMetrics
+    from hearth.engine.pipeline_parallel import PPConfig
     from hearth.engine.tensor_parallel import TPConfig
     from hearth.store import ModelRecord, Store
 
@@ -187,7 +188,7 @@ class ModelPool:
                 await self.unload(key)  # re-pulled under the same name: load the new one
                 model = None
             if model is not None and model.llm.broken:
-                # a tensor-parallel worker died (its requests got 503): load it afresh
+                # a tensor- or pipeline-parallel worker died (its requests got 503): load it afresh
                 log.warning("%s: %s; loading it again", key, model.llm.broken)
                 pin = pin or model.pinned
                 await self.unload(key)
@@ -267,6 +268,7 @@ class ModelPool:
             max_loras=self.options.max_loras,
             max_lora_rank=self.options.max_lora_rank,
             tensor_parallel=self._tensor_parallel(),
+            pipeline_parallel=self._pipeline_parallel(),
         )
         llm.model_name = record.name
         return llm, warnings
@@ -276,6 +278,16 @@ class ModelPool:
 
         return TPConfig(
             self.options.tensor_parallel,
+            self.options.nnodes,
+            self.settings.master_addr,
+            self.settings.master_port,
+        )
+
+    def _pipeline_parallel(self) -> PPConfig:
+        from hearth.engine.pipeline_parallel import PPConfig
+
+        return PPConfig(
+            self.options.pipeline_parallel,
             self.options.nnodes,
             self.settings.master_addr,
             self.settings.master_port,

@@ -35,8 +35,9 @@ class ServeOptions:
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
     loras: LoRA adapters served by name, (name, PEFT folder, base model name) each;
         max_loras / max_lora_rank: adapters resident per model at once, their largest rank.
-    tensor_parallel / nnodes: each model split over this many processes on this many hosts
-        (hearth.engine.tensor_parallel)."""
+    tensor_parallel / pipeline_parallel / nnodes: each model split over this many processes
+        (by heads, hearth.engine.tensor_parallel; or by layers, in stages,
+        hearth.engine.pipeline_parallel; not both) on this many hosts."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -65,6 +66,7 @@ class ServeOptions:
     max_loras: int = 4
     max_lora_rank: int = 16
     tensor_parallel: int = 1  # ranks each model's weights are split over
+    pipeline_parallel: int = 1  # stages each model's layers are split over
     nnodes: int = 1  # hosts those ranks run on (the others start `hearth tp-worker`)
 
     def __post_init__(self) -> None:
@@ -74,10 +76,15 @@ class ServeOptions:
             raise ValueError(f"ollama_port must be in 0..65535, got {self.ollama_port}")
         for name in (
             "max_body_bytes", "max_running", "max_auth_failures_per_minute", "tensor_parallel",
-            "nnodes", "max_loras", "max_lora_rank",
+            "pipeline_parallel", "nnodes", "max_loras", "max_lora_rank",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.tensor_parallel > 1 and self.pipeline_parallel > 1:
+            raise ValueError(
+                "tensor_parallel and pipeline_parallel do not combine yet: split each model "
+                "one way (--tensor-parallel N or --pipeline-parallel N)"
+            )
         for name in ("rate_limit_per_minute", "max_queue", "max_loaded_models"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

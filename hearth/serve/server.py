@@ -36,13 +36,16 @@ def check_bind(settings: Settings, options: ServeOptions) -> bool:
     return auth
 
 
-def check_models(settings: Settings, models: Sequence[str], tensor_parallel: int = 1) -> None:
+def check_models(
+    settings: Settings, models: Sequence[str], tensor_parallel: int = 1, pipeline_parallel: int = 1
+) -> None:
     """Each model named at start exists, may be served and splits over `tensor_parallel`
-    ranks (NotFoundError / PolicyError / InvalidParameterError: one line and the CLI's
-    exit code, before anything listens)."""
+    ranks or `pipeline_parallel` stages (NotFoundError / PolicyError /
+    InvalidParameterError: one line and the CLI's exit code, before anything listens)."""
     if not models:
         return
-    from hearth.engine.tensor_parallel import check_model
+    from hearth.engine import pipeline_parallel as pp
+    from hearth.engine import tensor_parallel as tp
     from hearth.licenses import detection_from_stored, enforce
     from hearth.store import Store
 
@@ -52,7 +55,9 @@ def check_models(settings: Settings, models: Sequence[str], tensor_parallel: int
         detection = detection_from_stored(record.license_id, record.license_signals)
         enforce(detection, "serve", settings, record.digest)
         if tensor_parallel > 1:
-            check_model(store.locate(name).path, tensor_parallel)
+            tp.check_model(store.locate(name).path, tensor_parallel)
+        if pipeline_parallel > 1:
+            pp.check_model(store.locate(name).path, pipeline_parallel)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -88,8 +93,10 @@ def listen(options: ServeOptions, echo: Callable[[str], None]) -> list[socket.so
         try:
             sockets.append(bind(options.host, port))
         except OSError as exc:
-            why = "another server (Ollama?) holds it" if exc.errno == errno.EADDRINUSE else (
-                exc.strerror or str(exc)
+            why = (
+                "another server (Ollama?) holds it"
+                if exc.errno == errno.EADDRINUSE
+                else (exc.strerror or str(exc))
             )
             echo(
                 f"note: not answering on Ollama's port {port}: {why}; clients reach hearth "
@@ -148,11 +155,12 @@ def serve(
     from hearth.serve.app import create_app
 
     auth = check_bind(settings, options)
-    check_models(settings, models, options.tensor_parallel)
+    check_models(settings, models, options.tensor_parallel, options.pipeline_parallel)
     if replicas is not None and replicas.ray_address is not None:
-        from hearth.serve.replicas.cluster import check_reachable
+        from hearth.ray_address import check_reachable
+        from hearth.serve.replicas.cluster import LOCAL_HINT
 
-        check_reachable(replicas.ray_address, replicas.connect_timeout_s)
+        check_reachable(replicas.ray_address, replicas.connect_timeout_s, LOCAL_HINT)
     sockets = listen(options, echo)
     ports = [s.getsockname()[1] for s in sockets]
     # loaded after start-up (below), not in the app's lifespan: uvicorn would print a

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hearth.config import Settings, load_settings
-from hearth.errors import UserInputError
+from hearth.errors import InvalidParameterError, UserInputError
 from hearth.licenses import detection_from_stored, enforce
 from hearth.model.build import build_model
 from hearth.model.layers.lora import apply_lora
@@ -82,6 +82,25 @@ def _license_warnings(
     return warnings
 
 
+def _check_ranks(nproc: int, shard: str, ray_address: str | None) -> None:
+    from hearth.tune.sharding import SHARD_CHOICES
+
+    if nproc < 1:
+        raise InvalidParameterError("nproc", f"--nproc must be >= 1, got {nproc}")
+    if shard not in SHARD_CHOICES:
+        raise InvalidParameterError(
+            "shard", f"--shard must be one of {', '.join(SHARD_CHOICES)}, got {shard!r}"
+        )
+    if shard == "full" and nproc < 2 and ray_address is None:
+        raise InvalidParameterError(
+            "shard", "--shard full splits the model over ranks: add --nproc 2 or more"
+        )
+    if ray_address is not None:  # before any work: an address nothing answers at fails now
+        from hearth.tune.ray_train import check_address
+
+        check_address(ray_address)
+
+
 def tune(
     base: str,
     data: str | Path,
@@ -97,15 +116,20 @@ def tune(
     on_info: Callable[[str], None] | None = None,
     trainer_ready: Callable[[Trainer], None] | None = None,
     nproc: int = 1,
+    shard: str = "auto",
+    ray_address: str | None = None,
 ) -> TuneOutcome:
     """Fine-tune the stored model `base` on `data` and store the result as `name`.
     `data_from`: the stored model whose outputs the data are (e.g. exported arena answers):
     its license is checked for "train_other" too. `nproc` > 1: data-parallel over that many
     local processes, config.batch_size blocks each (global batch nproc x batch_size x
-    grad_accum)."""
+    grad_accum); `shard`: full (FSDP), none (DDP) or auto (tune/sharding.py's rule).
+    `ray_address`: the nproc ranks are Ray Train workers on that cluster ("local": a Ray
+    started for the run)."""
     config = config or TrainConfig()
     settings = settings or load_settings()
     ModelName.parse(name)  # a bad name fails before any work
+    _check_ranks(nproc, shard, ray_address)
     store = Store(settings)
     record = store.get(base)
     warnings = _license_warnings(store, record, name, data_from, settings, accept_license)
@@ -119,12 +143,21 @@ def tune(
     )
     model = training_model(location.path, config, dtype)
     checkpoint = checkpoint_path(settings, name)
-    if nproc > 1:  # DDP over nproc local processes (tune/distributed.py); this is rank 0
+    if nproc > 1 or ray_address is not None:  # DDP/FSDP ranks (tune/distributed.py)
         from hearth.tune.distributed import RankJob, start_rank0
+        from hearth.tune.sharding import resolve_shard
 
         job = RankJob(str(location.path), str(dtype).removeprefix("torch."), config,
-                      prepared.train, prepared.eval, str(checkpoint), resume)  # fmt: skip
-        trainer: Trainer = start_rank0(model, job, nproc)
+                      prepared.train, prepared.eval, str(checkpoint), resume,
+                      resolve_shard(shard, config.method, model, nproc))  # fmt: skip
+        info(f"{nproc} ranks, {'FSDP (sharded)' if job.shard == 'full' else 'DDP'}"
+             + (f" on Ray Train ({ray_address})" if ray_address else ""))  # fmt: skip
+        if ray_address is not None:
+            from hearth.tune.ray_train import RayTrainer
+
+            trainer: Trainer = RayTrainer(model, job, nproc, ray_address)
+        else:  # this process is rank 0
+            trainer = start_rank0(model, job, nproc)
     else:
         trainer = Trainer(model, config, prepared.train, prepared.eval, checkpoint)
     if resume:

@@ -1,15 +1,20 @@
-"""Data-parallel tuning over N local processes (`hearth tune --nproc N`): PyTorch's
-DistributedDataParallel over gloo, each rank on its share of every optimizer step's blocks,
-with the loss curve of one process at the same global batch (N x micro-batch x accumulation).
+"""Data-parallel tuning over N processes (`hearth tune --nproc N`): PyTorch's
+DistributedDataParallel over gloo (`--shard none`), or FSDP2 (`--shard full`, sharding.py:
+each rank holds 1/N of the weights, gradients and AdamW state), each rank on its share of
+every optimizer step's blocks, with the loss curve of one process at the same global batch
+(N x micro-batch x accumulation). The ranks are local processes spawned here, or Ray Train
+workers (ray_train.py), which join their own process group before building this trainer.
 
 How the data is split: the one-process schedule at batch size N x micro-batch (trainer.py,
 shuffled by seed and epoch) gives each optimizer step's global micro-batches; rank r takes
 blocks r, r + N, ... of each, which is DistributedSampler's interleaving of the same
 shuffled order. Each rank's loss is its tokens' summed cross-entropy over the *global*
 trained-token count, times N (DDP averages gradients over ranks), so the synchronised
-gradient is the one-process gradient and every rank takes the same AdamW step. A rank left
-without a block in a short last batch runs one with weight 0 (DDP's all-reduce needs every
-rank). Only rank 0 writes checkpoints; api.tune stores the adapter from rank 0 alone.
+gradient is the one-process gradient and every rank takes the same AdamW step (FSDP's
+reduce-scatter averages the same way). A rank left without a block in a short last batch
+runs one with weight 0 (DDP's all-reduce and FSDP's gathers need every rank). Only rank 0
+writes checkpoints, in the one-process format (FSDP gathers them first); api.tune stores
+the adapter from rank 0 alone, whose module holds the full trained weights at the end.
 
 Rank 0 is the caller's process (it holds the model api.tune built); ranks 1..N-1 are
 spawned with torch.multiprocessing and rebuild the same model from the same file and seed
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -32,7 +38,9 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.tune.checkpoint import save_checkpoint
 from hearth.tune.forward import flatten, token_losses
+from hearth.tune.sharding import full_state, shard_model, sharded_state, unshard_all
 from hearth.tune.train_config import TrainConfig
 from hearth.tune.trainer import Item, Trainer, TrainResult
 from hearth.tune.training_model import training_model
@@ -53,6 +61,7 @@ class RankJob:
     eval: list[Any]
     checkpoint: str | None = None
     resume: bool = False
+    shard: str = "none"  # "full": FSDP; "none": DDP (sharding.resolve_shard decided)
 
 
 class _DecoderDDP(DistributedDataParallel):
@@ -68,13 +77,15 @@ class _DecoderDDP(DistributedDataParallel):
 
 
 class DistributedTrainer(Trainer):
-    """A Trainer of rank `dist.get_rank()` of the default process group."""
+    """A Trainer of rank `dist.get_rank()` of the default process group. `owns_group`: this
+    trainer leaves the group when done (Ray Train's workers leave their own)."""
 
     def __init__(
         self,
         model: Any,
         job: RankJob,
         workers: list[BaseProcess] | None = None,
+        owns_group: bool = True,
     ) -> None:
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
@@ -83,25 +94,47 @@ class DistributedTrainer(Trainer):
         # the global view: its schedule is the one-process schedule at the global batch
         config = replace(job.config, batch_size=job.config.batch_size * self.world)
         checkpoint = Path(job.checkpoint) if job.checkpoint else None
-        super().__init__(model, config, job.train, job.eval, checkpoint)
+        self.sharded = job.shard == "full"
         self.base_model = model
-        self.ddp = _DecoderDDP(model)
-        self.model = self.ddp  # type: ignore[assignment]  # the loop goes through DDP
+        self.ddp: _DecoderDDP | None = None
+        if self.sharded:  # before the optimizer is built: its parameters become shards
+            shard_model(model)
+        super().__init__(model, config, job.train, job.eval, checkpoint)
+        if not self.sharded:
+            self.ddp = _DecoderDDP(model)
+            self.model = self.ddp  # type: ignore[assignment]  # the loop goes through DDP
         self.workers = workers or []
+        self.owns_group = owns_group
+        # a stop asked from another thread (Ray Train's driver): agreed by every rank in the
+        # next step's all-reduce, never acted on by this rank alone
+        self.stop_requested = threading.Event()
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        return full_state(state) if self.sharded else state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(sharded_state(state, self.params) if self.sharded else state)
 
     def save(self) -> None:
+        if self.checkpoint is None or (self.rank != 0 and not self.sharded):
+            return
+        state = self.state()  # sharded: gathered, so every rank takes part
         if self.rank == 0:
-            super().save()
+            save_checkpoint(self.checkpoint, state)
 
     def run(self, on_step: Any = None) -> TrainResult:
         try:
-            return super().run(on_step if self.rank == 0 else None)
+            result = super().run(on_step if self.rank == 0 else None)
+            if self.sharded and not result.interrupted:
+                unshard_all(self.base_model)  # the caller saves the full trained weights
+            return result
         finally:
             self.close()
 
     def close(self) -> None:
         """Leave the group; rank 0 waits for its spawned ranks."""
-        if dist.is_initialized():
+        if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
         for proc in self.workers:
             proc.join(timeout=60)
@@ -123,8 +156,7 @@ class DistributedTrainer(Trainer):
                 mine, weight = batch[:1], 0.0
             flat = flatten(_examples(mine))
             last = i == len(batches) - 1
-            sync = contextlib.nullcontext() if last else self.ddp.no_sync()
-            with sync:
+            with self._gradient_sync(last):
                 part = token_losses(self.model, flat) / trained
                 (part * weight).backward()
             if weight:
@@ -132,12 +164,19 @@ class DistributedTrainer(Trainer):
                 mine_tokens += len(flat.input_ids)
         # with a Ctrl-C seen by any rank (a terminal sends it to all), so that every rank
         # stops after this same step
-        stop = float(self._stop.is_set())
+        stop = float(self._stop.is_set() or self.stop_requested.is_set())
         totals = torch.tensor([mine_loss, float(mine_tokens), stop], dtype=torch.float64)
         dist.all_reduce(totals)
         if totals[2] > 0:
             self._stop.set()
         return float(totals[0]), int(totals[1]), {}
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[None]:
+        """Accumulated micro-batches reduce their gradients once, with the last one."""
+        if self.ddp is not None:
+            return contextlib.nullcontext() if sync else self.ddp.no_sync()
+        self.model.set_requires_gradient_sync(sync)  # type: ignore[operator]
+        return contextlib.nullcontext()
 
 
 def _examples(blocks: list[Item]) -> list[Any]:

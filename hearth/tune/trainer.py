@@ -137,7 +137,10 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the checkpoint file (same data and settings)."""
         assert self.checkpoint is not None
-        state = load_checkpoint(self.checkpoint)
+        self.load_state(load_checkpoint(self.checkpoint))
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take over a state() (a checkpoint's contents)."""
         if set(state["params"]) != set(self.params):
             raise UserInputError(
                 f"--resume: the checkpoint at {self.checkpoint} was made with other trainable "

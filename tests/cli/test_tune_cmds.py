@@ -272,3 +272,28 @@ def test_full_fine_tune_is_stored_as_a_model(
         torch.testing.assert_close(stored[key].float(), state[key].float(), rtol=0, atol=1e-6)
     code, out, _ = _run(capsys, "list", "--json")
     assert code == 0 and "tiny-full:latest" in {m["name"] for m in json.loads(out)}
+
+
+@pytest.mark.timeout(900)
+def test_fsdp_tuning_stores_what_ddp_stores(tiny_store: Path) -> None:
+    """Two ranks with FSDP (--shard full) store an adapter that loads as the DDP run's does:
+    the full weights are gathered on rank 0, and the store changes only when the run ends."""
+    from hearth.tune import TrainConfig, tune
+
+    config = TrainConfig(max_steps=3, batch_size=1, seq_len=64, lr=1e-2)
+    store = Store(load_settings())
+    loaded = {}
+    for shard in ("none", "full"):
+        before = {r.name for r in store.list()}
+
+        def unchanged(_report: object, before: set[str] = before) -> None:
+            assert {r.name for r in store.list()} == before  # nothing stored mid-run
+
+        outcome = tune("tiny", tiny_store, f"tiny-{shard}", config, accept_license=True,
+                       dtype=torch.float32, nproc=2, shard=shard, on_step=unchanged)  # fmt: skip
+        assert outcome.record is not None and outcome.result.steps == 3
+        loaded[shard] = load_tuned(f"tiny-{shard}")[0].state_dict()
+    assert loaded["none"].keys() == loaded["full"].keys()
+    for key, value in loaded["none"].items():
+        torch.testing.assert_close(loaded["full"][key], value, atol=1e-4, rtol=0, msg=key)
+    assert any("lora" in k for k in loaded["full"])

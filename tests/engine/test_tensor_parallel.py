@@ -175,7 +175,7 @@ def test_ranks_on_another_host_join_through_tp_worker(
     import subprocess
     import sys
 
-    from hearth.engine.tensor_parallel import free_port
+    from hearth.engine.ranks import free_port
 
     port = free_port("127.0.0.1")
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),

@@ -1,6 +1,7 @@
-"""One tensor-parallel group: a gloo process group of `world_size` ranks met at a TCP store,
-and the three collectives the sharded decoder needs (all-reduce, all-gather along the last
-dimension, broadcast of a picklable step from rank 0).
+"""One group of model-parallel ranks: a gloo process group of `world_size` ranks met at a TCP
+store, the three collectives the tensor-parallel shards need (all-reduce, all-gather along
+the last dimension, broadcast of a picklable step from rank 0) and the point-to-point
+send / receive that pipeline stages pass activations with.
 
 The group is made directly (`ProcessGroupGloo` over a `TCPStore`), not through
 `init_process_group`: that sets one process-wide default group, and a server may hold more
@@ -95,3 +96,13 @@ class TPGroup:
         if self.rank == 0:
             return obj
         return pickle.loads(payload.numpy().tobytes())  # from our own rank 0, over the group
+
+    def send(self, tensor: torch.Tensor, dst: int) -> None:
+        """Send `tensor` to rank `dst` (returns once it is on its way; the receiver must
+        know its shape and dtype)."""
+        self.pg.send([tensor.contiguous()], dst, 0).wait()
+
+    def recv(self, tensor: torch.Tensor, src: int) -> torch.Tensor:
+        """Fill `tensor` (its shape and dtype those sent) from rank `src`; returns it."""
+        self.pg.recv([tensor], src, 0).wait()
+        return tensor

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from hearth.config import Settings, quiet_ray_usage_stats
 from hearth.errors import OptionalDependencyError, UserInputError
+from hearth.ray_address import check_reachable
 from hearth.serve.replicas.deployment import ReplicaModel
 from hearth.serve.replicas.options import ReplicaOptions
 
@@ -22,6 +22,8 @@ from hearth.serve.replicas.options import ReplicaOptions
 # RAM) would claim memory the engines need
 _OBJECT_STORE_BYTES = 200 * 1024**2
 NAMESPACE = "hearth"
+# how to run without the cluster, the end of check_reachable's message
+LOCAL_HINT = ", or leave --ray-address out to run the replicas on a local Ray"
 
 
 def _import_ray() -> Any:
@@ -50,41 +52,6 @@ class RayConnection:
             ray.shutdown()
 
 
-# an HTTP/2 client's opening (the connection preface and an empty SETTINGS frame): a gRPC
-# server, which Ray's GCS and Ray Client server are, answers with its own SETTINGS frame
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-_H2_SETTINGS = 4
-
-
-def check_reachable(address: str, timeout_s: float) -> None:
-    """UserInputError (exit 2) unless a gRPC server (Ray's GCS or Ray Client) answers at the
-    address within `timeout_s`. A bare TCP check is not enough: `ray.init` retries for
-    minutes against a port where something else listens."""
-    if address == "auto":
-        return
-    match = re.fullmatch(r"(?:ray://)?\[?([^\]\s]+?)\]?:(\d{1,5})", address)
-    if match is None:
-        raise UserInputError(
-            f"--ray-address {address!r}: give HOST:PORT of the Ray head (the GCS port, 6379 by "
-            "default), ray://HOST:PORT (Ray Client, 10001) or 'auto'"
-        )
-    host, port = match.group(1), int(match.group(2))
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.settimeout(timeout_s)
-            sock.sendall(_H2_PREFACE)
-            frame = sock.recv(9)
-        why = "" if len(frame) == 9 and frame[3] == _H2_SETTINGS else "it does not speak gRPC"
-    except OSError as exc:
-        why = str(exc.strerror or exc)
-    if why:
-        raise UserInputError(
-            f"no Ray cluster answers at {address} ({why}; waited at most {timeout_s:g} s): "
-            f"start one there with `ray start --head --port {port}`, or leave --ray-address "
-            "out to run the replicas on a local Ray"
-        )
-
-
 def connect(options: ReplicaOptions) -> RayConnection:
     """Join the cluster at options.ray_address, or start a local Ray on 127.0.0.1 sized for
     max_replicas replicas (Ray's CPUs are logical: they count replicas, not cores)."""
@@ -94,7 +61,7 @@ def connect(options: ReplicaOptions) -> RayConnection:
     quiet_ray_usage_stats()
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.ray_address is not None:
-        check_reachable(options.ray_address, options.connect_timeout_s)
+        check_reachable(options.ray_address, options.connect_timeout_s, LOCAL_HINT)
         try:
             ray.init(address=options.ray_address, namespace=NAMESPACE, **quiet)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:

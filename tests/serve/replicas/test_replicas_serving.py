@@ -110,6 +110,6 @@ def test_a_killed_replica_fails_its_requests_with_503_and_comes_back(
 def test_the_address_check_knows_a_real_ray(local_ray: None) -> None:
     import ray
 
-    from hearth.serve.replicas.cluster import check_reachable
+    from hearth.ray_address import check_reachable
 
     check_reachable(ray.get_runtime_context().gcs_address, timeout_s=5)  # no error
