@@ -139,21 +139,11 @@ class LoraLinear(nn.Module):
             return out
         # the adapter runs in the activations' dtype (A and B cast, r x in and out x r, not
         # the (T, in) input: what bf16 autocast does for PEFT), its float32 weights the
-        # master copy autograd's gradients arrive in; scaling is the GEMM's alpha, not a
-        # pass over the (T, out) result
+        # master copy autograd's gradients arrive in; scaling on the (T, r) middle, not on
+        # the (T, out) result
         a = self.lora_A.weight.to(x.dtype)
         b = self.lora_B.weight.to(x.dtype)
-        mid = F.linear(self.dropout(x), a)  # (..., r)
-        if out.dtype != x.dtype or not out.is_contiguous():
-            return out + F.linear(mid * self.scaling, b).to(out.dtype)
-        # added in the GEMM itself (no (T, out) delta, no add pass); into the dense base's
-        # fresh output in place (autograd saves no linear's output), not into a custom
-        # Function's (the quantized base's), which may not be written in place
-        rows, mid = out.view(-1, self.out_features), mid.reshape(-1, mid.shape[-1])
-        if self.quantized_base:
-            return torch.addmm(rows, mid, b.t(), alpha=self.scaling).view_as(out)
-        rows.addmm_(mid, b.t(), alpha=self.scaling)
-        return out
+        return out + F.linear(F.linear(self.dropout(x), a) * self.scaling, b).to(out.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         """scaling * B @ A: (out, in) float32, what merging adds to the base weight."""
