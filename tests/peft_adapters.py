@@ -1,9 +1,11 @@
-"""Test helper: a random PEFT LoRA with SmolLM2-135M's shapes, made by PEFT itself (the base
-is built on the meta device: only the adapter's own tensors get memory and values, B
-included, so it changes the model's answers)."""
+"""Test helpers: random PEFT LoRAs made by PEFT itself: one with SmolLM2-135M's shapes (the
+base is built on the meta device: only the adapter's own tensors get memory and values, B
+included, so it changes the model's answers), one on a given (tiny) transformers model; and
+the GGUF LoRA that hearth's exporter makes of a PEFT folder."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +34,28 @@ def smollm2_adapter(folder: Path, seed: int, r: int = 16, std: float = 0.05, **k
     }
     peft.save_pretrained(str(folder), state_dict=state)
     return folder
+
+
+def peft_adapter(base: Any, folder: Path, seed: int, r: int, targets: list[str], **kw: Any) -> Any:
+    """A random PEFT LoRA (init_lora_weights=False: B is not zero) on a copy of `base`,
+    saved to `folder`; returns the PEFT model (the reference)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=r, lora_alpha=2 * r, target_modules=targets, init_lora_weights=False, **kw
+    )
+    model = get_peft_model(copy.deepcopy(base), config).eval()
+    model.save_pretrained(str(folder))
+    return model
+
+
+def gguf_lora_of(
+    folder: Path, path: Path, num_layers: int, num_heads: int, num_kv_heads: int
+) -> Path:
+    """The PEFT llama adapter in `folder` written by hearth's exporter as a GGUF LoRA."""
+    from hearth.tune.adapter_files import load_adapter
+    from hearth.tune.gguf_lora import write_gguf_lora
+
+    write_gguf_lora(load_adapter(folder), "llama", num_layers, num_heads, num_kv_heads, path)
+    return path

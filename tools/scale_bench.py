@@ -45,6 +45,7 @@ QUESTIONS = [
     "How long does it take?",
     "Is there a simpler way?",
 ]
+CHATS = [(SYSTEMS[i % 4], QUESTIONS[i // 4]) for i in range(32)]  # the burst, in sending order
 NO_EOS = {"0": -100, "2": -100}  # every answer runs to max_tokens: equal work in each setup
 
 
@@ -90,9 +91,8 @@ async def _burst(url: str, max_tokens: int) -> dict[str, float]:
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=600)
-    chats = [(SYSTEMS[i % 4], QUESTIONS[i // 4]) for i in range(32)]
     start = time.perf_counter()
-    results = await asyncio.gather(*(_chat(client, s, q, max_tokens) for s, q in chats))
+    results = await asyncio.gather(*(_chat(client, s, q, max_tokens) for s, q in CHATS))
     took = time.perf_counter() - start
     ttfts = [t for t, _ in results]
     tokens = sum(n for _, n in results)
@@ -130,6 +130,13 @@ def run_setup(setup: str, model_file: Path, max_tokens: int) -> dict[str, Any]:
         result["prefix_cache_hit_rate"] = round(hit / (hit + computed), 3)
         tokenizer = next(iter(pool.models.values())).tokenizer
         result["prompt_shape"] = _shape(tokenizer)
+        result["prompt_token_ids"] = [  # the burst's prompts, for the simulator's trace
+            tokenizer.encode_chat(
+                [{"role": "system", "content": s}, {"role": "user", "content": q}],
+                add_generation_prompt=True,
+            )
+            for s, q in CHATS
+        ]
     finally:
         server.should_exit = True
         thread.join(60)

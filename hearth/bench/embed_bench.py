@@ -2,8 +2,9 @@
 model folder, the same sentences and the same torch thread count, in one process and one
 command. 1,000 sentences of mixed length (10-200 tokens); sentences/s of each, their ratio
 and the per-sentence cosine similarity between the two (the check that hearth computes
-the same vectors). "hearth" is the default road (dtype auto: bfloat16 where the CPU and
-the model's vectors allow, see docs/decisions/embed-speed.md), "hearth-float32" the
+the same vectors). "hearth" is the default road (dtype auto: bfloat16 projections with a
+float32 residual stream where the CPU and the model's vectors allow, see
+docs/decisions/embed-bf16-accuracy.md), "hearth-float32" the
 reference road (reported separately when auto chose another dtype). Runs alternate
 (hearth, peer, hearth, peer) and the best of each
 counts, so a burst of load from other programs on a shared machine skews both alike.

@@ -82,7 +82,7 @@ _LoraOpt = Annotated[
     str | None,
     typer.Option(
         "--lora",
-        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + adapter_model.safetensors) on the model, unmerged.",
+        help="Run with this LoRA adapter (a PEFT folder: adapter_config.json + adapter_model.safetensors, or a GGUF LoRA file) on the model, unmerged.",
     ),
 ]
 _MaxLoraRankOpt = Annotated[
@@ -266,7 +266,8 @@ def _lora_name(path: str) -> str:
     """What `--lora PATH` is called in the engine (and in its error messages)."""
     from pathlib import Path
 
-    return Path(path).expanduser().resolve().name or "adapter"
+    file = Path(path).expanduser().resolve()
+    return (file.stem if file.suffix == ".gguf" else file.name) or "adapter"
 
 
 def register(app: typer.Typer) -> None:

@@ -87,7 +87,7 @@ _LoraOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--lora",
-        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder); repeat for several. Requests select it with model=NAME.",
+        help="A LoRA adapter served by name on the first MODEL: NAME=PATH (a PEFT folder or a GGUF LoRA file); repeat for several. Requests select it with model=NAME.",
     ),
 ]
 _MaxLorasOpt = Annotated[

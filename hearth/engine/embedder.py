@@ -5,10 +5,12 @@ texts. Knows nothing of HTTP.
 
 Batches are padding-free: inputs are sorted by length and packed end to end into forwards
 of at most `max_batch_tokens` tokens, so a 10-token sentence next to a 500-token one costs
-10 tokens, not 500. The dtype is chosen once, at load (`load`, dtype None = auto: bfloat16
-where the CPU multiplies it natively and the model's vectors stay within the bar of its
-float32 ones; see docs/decisions/embed-speed.md). Not thread-safe: callers serialize (the async wrapper runs one call at a
-time on its worker thread)."""
+10 tokens, not 500. The weights load once, in float32; the projections' dtype is chosen
+once, at load (`load`, dtype None = auto: bfloat16 projections, with the residual stream,
+norms, softmax and pooling in float32, where the CPU multiplies bfloat16 natively and the
+model's vectors stay within the bar of its float32 ones; see
+docs/decisions/embed-bf16-accuracy.md). Not thread-safe: callers serialize (the async
+wrapper runs one call at a time on its worker thread)."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from hearth.weights.sentence_transformers import EmbeddingModelSpec, read_embedd
 MAX_BATCH_TOKENS = 4096
 # bounds of one call (as the generation engine's embed has)
 MAX_INPUTS = 2048
-# auto dtype: bfloat16 only where its vectors keep this cosine to the float32 ones (the
-# issue's bar for equality with the reference), checked at load on PROBE_TEXTS
+# auto dtype: bfloat16 projections only where the vectors keep this cosine to the float32
+# ones (the issue's bar for equality with the reference), checked at load on PROBE_TEXTS
 MIN_COSINE = 0.9999
 # CPU features with native bfloat16 products (AVX512-BF16 dot products, AMX tiles)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -43,9 +45,12 @@ _PROBE = (
     "house where the family kept music books and maps of the world since the war years"
 )
 _PROBE_WORDS = _PROBE.split()
-# 12 texts of 10 to ~350 words (truncated to the model's limit), an empty one, emoji, CJK
+# ~500 tokens, so the check costs two small forwards: 6 to ~380 words (the last one cut to
+# the model's limit: long inputs are where roundings add up), an empty text, emoji, CJK
 PROBE_TEXTS = (
-    *(" ".join(_PROBE_WORDS[(7 * i) % 11 :] * (1 + i)) for i in range(12)),
+    *(" ".join(_PROBE_WORDS[(7 * i) % 11 :][:n]) for i, n in enumerate((6, 32))),
+    " ".join(_PROBE_WORDS * 3),
+    " ".join(_PROBE_WORDS[5:] * 14),
     "",
     "Hello, world! 🌍",
     "数据 and 123 numbers",
@@ -78,21 +83,20 @@ def _backend(folder: Path, max_len: int | None) -> Backend:
 
 
 def auto_dtype(kind: str) -> torch.dtype:
-    """The dtype auto tries: bfloat16 for embedding models where the CPU has native bfloat16
-    products (about twice float32's rate), else float32. Rerank scores stay float32: their
-    bar (1e-4 of the cross-encoder's score) is below bfloat16's precision."""
+    """The projection dtype auto tries: bfloat16 for embedding models where the CPU has
+    native bfloat16 products (about twice float32's rate), else float32. Rerank scores stay
+    float32: their bar (1e-4 of the cross-encoder's score) is below bfloat16's precision."""
     flags = cpu_flags().split()
     if kind == "embedding" and any(f in flags for f in BF16_FLAGS):
         return torch.bfloat16
     return torch.float32
 
 
-def _network(
-    spec: EmbeddingModelSpec, folder: Path, dtype: torch.dtype, ops: EncoderOps
-) -> Encoder:
+def _network(spec: EmbeddingModelSpec, folder: Path, ops: EncoderOps) -> Encoder:
+    """The encoder with its float32 parameters (the projections float32 too)."""
     assert spec.encoder is not None
-    network = Encoder(spec.encoder, ops).to(dtype)  # before loading: fuse() copies weights
-    network.load_hf(SafetensorsTensors(folder, dtype), spec.tensor_prefix)
+    network = Encoder(spec.encoder, ops)
+    network.load_hf(SafetensorsTensors(folder, torch.float32), spec.tensor_prefix)
     return network.eval()
 
 
@@ -120,29 +124,36 @@ class Embedder:
 
     @classmethod
     def load(cls, folder: Path, dtype: torch.dtype | None = None) -> Embedder:
-        """dtype None: auto (see `auto_dtype`); torch.float32 is the reference."""
+        """dtype: the projections' dtype (the rest stays float32); None: auto (see
+        `auto_dtype`: bfloat16 where it keeps MIN_COSINE to the float32 vectors of
+        PROBE_TEXTS, checked here on the one loaded weight set); torch.float32 is the
+        reference."""
         spec = read_embedding_folder(folder)
         if spec.encoder is None:
             raise UnsupportedModelError(
                 f"{folder.name}: decoder-based embedding models load through the engine"
             )
-        ops = encoder_ops()
-        reference = cls(spec, _network(spec, folder, dtype or torch.float32, ops), folder)
-        if dtype is not None or auto_dtype(spec.kind) == torch.float32:
-            return reference
-        fast = cls(spec, _network(spec, folder, torch.bfloat16, ops), folder)
-        return fast if fast.agrees_with(reference) else reference
+        embedder = cls(spec, _network(spec, folder, encoder_ops()), folder)
+        want = dtype or auto_dtype(spec.kind)
+        if want == torch.float32:
+            return embedder
+        reference = embedder.embed(PROBE_TEXTS, truncate=True)[0] if dtype is None else None
+        embedder.network.set_projection_dtype(want)
+        if reference is not None and not embedder.agrees_with(reference):
+            embedder.network.set_projection_dtype(torch.float32)
+        return embedder
 
-    def agrees_with(self, reference: Embedder) -> bool:
-        """Whether this embedder's vectors of PROBE_TEXTS keep MIN_COSINE to reference's."""
+    def agrees_with(self, reference: torch.Tensor) -> bool:
+        """Whether this embedder's vectors of PROBE_TEXTS keep MIN_COSINE to `reference`
+        (the float32 vectors of PROBE_TEXTS)."""
         ours = self.embed(PROBE_TEXTS, truncate=True)[0]
-        theirs = reference.embed(PROBE_TEXTS, truncate=True)[0]
-        cos = torch.nn.functional.cosine_similarity(ours, theirs)
+        cos = torch.nn.functional.cosine_similarity(ours, reference)
         return bool(cos.min() >= MIN_COSINE)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.network.embeddings.word_embeddings.weight.dtype
+        """The projections' dtype (the residual stream, norms and pooling are float32)."""
+        return self.network.projection_dtype
 
     @property
     def kind(self) -> str:

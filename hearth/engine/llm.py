@@ -283,7 +283,7 @@ class LLM:
         the server checks "serve" itself and passes None). Its warnings end up in
         `self.license_warnings`; a refusal raises PolicyError. `name`: the store name the
         model goes by when `model` is its file (the catalog's defaults are found by name).
-        `loras`: LoRA adapters to register, name -> PEFT folder (see load_lora)."""
+        `loras`: LoRA adapters to register, name -> PEFT folder or GGUF LoRA file (see load_lora)."""
         from hearth.tokenizer.loading import load_tokenizer
 
         settings = settings or load_settings()
@@ -487,7 +487,8 @@ class LLM:
 
     # -- LoRA adapters ---------------------------------------------------------------
     def load_lora(self, name: str, path: str | Path) -> None:
-        """Register the PEFT adapter folder `path` as `name` (generate(..., lora=name))."""
+        """Register the LoRA adapter at `path` (a PEFT folder or a GGUF LoRA file) as `name`
+        (generate(..., lora=name))."""
         self.require_generation()
         if self.split_flag is not None:
             raise UserInputError(

@@ -96,8 +96,8 @@ class LLMEngine:
 
     # -- LoRA adapters ---------------------------------------------------------------
     def add_lora(self, name: str, path: str | Path) -> Adapter:
-        """Register the PEFT adapter in `path` as `name` (hot: between steps). Raises
-        UserInputError when it does not fit this model."""
+        """Register the LoRA adapter at `path` (a PEFT folder or a GGUF LoRA file) as `name`
+        (hot: between steps). Raises UserInputError when it does not fit this model."""
         if self.adapters is None:
             adapters = LoraAdapters(
                 self.runner.model, self.config.num_lora_slots, self.config.max_lora_rank,

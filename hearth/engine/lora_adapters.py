@@ -1,6 +1,6 @@
 """LoraAdapters: the engine's named LoRA adapters and which of them sit in the model's fixed
-slots (vLLM's LoRA manager). An adapter is registered by name and folder (read and checked
-against the base at once, so a bad one fails at load, not at its first request); a step's
+slots (vLLM's LoRA manager). An adapter is registered by name and path (a PEFT folder or a GGUF
+LoRA file, read and checked against the base at once, so a bad one fails at load, not at its first request); a step's
 adapters are put into slots just before it runs, the least recently used slot that this step
 does not need giving way when all are taken (the scheduler never runs more distinct adapters
 at once than there are slots). Removing an adapter that requests still use waits for them:
@@ -18,6 +18,7 @@ from typing import Any
 
 from hearth.errors import NotFoundError, UserInputError
 from hearth.model.layers.lora_slots import LoraSlots
+from hearth.weights.gguf_adapter import gguf_adapter_file, read_gguf_adapter
 from hearth.weights.peft_adapter import PeftAdapter, read_peft_adapter
 
 __all__ = ["Adapter", "LoraAdapters"]
@@ -60,13 +61,19 @@ class LoraAdapters:
 
     # -- registry -------------------------------------------------------------------
     def add(self, name: str, path: Path | str) -> Adapter:
-        """Read, check and register the adapter in `path` as `name` (replacing an idle
-        adapter of that name). Raises UserInputError naming what does not fit."""
+        """Read, check and register the adapter in `path` (a PEFT folder, a GGUF LoRA file
+        or a folder holding one) as `name` (replacing an idle adapter of that name). Raises
+        UserInputError naming what does not fit."""
         if not name or any(c.isspace() for c in name):
             raise UserInputError(f"adapter name {name!r}: give a name without spaces")
         if name in self.removing:
             raise UserInputError(f"adapter {name} is being unloaded; load it again once it is")
-        peft = read_peft_adapter(Path(path))
+        gguf_file = gguf_adapter_file(Path(path))
+        peft = (
+            read_gguf_adapter(gguf_file, self.model.config)
+            if gguf_file is not None
+            else read_peft_adapter(Path(path))
+        )
         self._check_base(name, peft)
         self.slots.check(peft.modules)
         adapter = Adapter(

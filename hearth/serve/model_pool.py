@@ -332,8 +332,9 @@ class ModelPool:
 
     # -- LoRA adapters ------------------------------------------------------------------
     async def load_adapter(self, name: str, path: str, base: str | None) -> AdapterSpec:
-        """Register adapter `name` (a PEFT folder) on `base` (default: the one generation
-        model loaded), loading the base if needed; checked against it at once."""
+        """Register adapter `name` (a PEFT folder or a GGUF LoRA file) on `base` (default:
+        the one generation model loaded), loading the base if needed; checked against it at
+        once."""
         if base is None:
             bases = [m.name for m in self.loaded() if m.record.kind == "generation"]
             if len(bases) != 1:

@@ -33,7 +33,8 @@ class ServeOptions:
     max_auth_failures_per_minute: requests with a missing or wrong key per client address
         before 429 (key guessing), whatever rate_limit_per_minute says.
     staging_dir: where the store stages pip installs for pulls (None: under HEARTH_HOME).
-    loras: LoRA adapters served by name, (name, PEFT folder, base model name) each;
+    loras: LoRA adapters served by name, (name, PEFT folder or GGUF LoRA file, base model
+        name) each;
         max_loras / max_lora_rank: adapters resident per model at once, their largest rank.
     tensor_parallel / pipeline_parallel / nnodes: each model split over this many processes
         (by heads, hearth.engine.tensor_parallel; or by layers, in stages,

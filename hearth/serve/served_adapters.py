@@ -25,12 +25,13 @@ class AdapterSpec:
 
 def parse_lora_option(text: str) -> tuple[str, str]:
     """`NAME=PATH` (as vLLM's --lora-modules) -> (name, path); a bare PATH is named after
-    its folder."""
+    its folder (or .gguf file)."""
     name, sep, path = text.partition("=")
     if not sep:
-        path, name = text, Path(text).expanduser().resolve().name
+        path, file = text, Path(text).expanduser().resolve()
+        name = file.stem if file.suffix == ".gguf" else file.name
     if not name or not path:
-        raise UserInputError(f"--lora {text!r}: give NAME=PATH (a PEFT adapter folder)")
+        raise UserInputError(f"--lora {text!r}: give NAME=PATH (a PEFT adapter folder or a GGUF LoRA file)")
     return name, path
 
 

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m hearth.sim", description=__doc__.splitlines()[0])
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 10, 100, 1000])
     p.add_argument("--routing", nargs="+", choices=ROUTINGS, default=["round-robin", "prefix"])
-    p.add_argument("--costs", default=DEFAULT_COSTS, help="a file under hearth/sim/costs/")
+    p.add_argument(
+        "--costs", default=DEFAULT_COSTS, help="a name under hearth/sim/costs/, or a .json file"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     p.add_argument("--rate-per-replica", type=float, default=1.0)
     p.add_argument("--prefixes-per-replica", type=float, default=4.0)

@@ -1,119 +1,121 @@
-"""SimReplica: one engine as the simulator sees it. Each step follows the engine's
-scheduler (hearth.engine.scheduler): running decodes first (one token each), then running
-prefills, then waiting requests in arrival order, chunked to the step's token budget and
-bounded by max_num_seqs; a request whose system prompt another request on this replica is
-still prefilling waits (keeping its place) until it is cached, then shares it. The prefix
-cache holds whole KV blocks of system prompts, least recently used out beyond
-`kv_tokens`. A prefill's last step samples the request's first token."""
+"""SimReplica: one engine as the simulator sees it, scheduled by the engine's own code.
+
+Each step is decided by hearth.engine's Scheduler over its BlockManager, built with the
+engine's declared defaults (EngineConfig: step token budget, max running sequences, block
+size) exactly as LLMEngine builds them: running sequences oldest first (decodes and
+unfinished prompt chunks alike), then waiting ones in arrival order, prompts chunked to
+the budget, the cache-aware wait for a prefix a running prefill is computing, prefix hits
+at block granularity, LRU eviction of cached blocks and preemption when the pool (here
+`kv_tokens`) runs short. The sequences carry synthetic token ids (or a request's real
+ones); only the model is replaced: a step's duration is StepCosts of its StepShape, and a
+sequence whose tokens are all computed after a step samples one (a prompt's last chunk
+gives the request its first token), as LLMEngine does, until `output_tokens`."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from hearth.sim.costs import StepCosts
+from hearth.engine.block_manager import BlockManager
+from hearth.engine.engine_config import EngineConfig
+from hearth.engine.sampling_params import SamplingParams
+from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from hearth.engine.sequence import Sequence
+from hearth.sim.costs import StepCosts, StepShape
 from hearth.sim.trace import SimRequest
+
+ENGINE_DEFAULTS = EngineConfig()
+# a sampled token no prompt holds (prompts' synthetic ids are >= 0 or small negatives)
+_OUTPUT_TOKEN = -(2**40)
+
+
+def step_shape(batch: SchedulerOutput) -> StepShape:
+    """What a scheduled step computes (before Scheduler.postprocess), as LLMEngine counts
+    it: a row of one new token past the prompt is a decode, every other row a prompt token."""
+    prefill = decodes = pairs = keys = 0
+    for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+        start = seq.num_computed_tokens
+        if n == 1 and start >= seq.num_prompt_tokens:
+            decodes += 1
+            keys += start + 1
+        else:
+            prefill += n
+            pairs += n * start + n * (n + 1) // 2
+    return StepShape(prefill, decodes, pairs, keys)
 
 
 @dataclass
 class SimSequence:
     request: SimRequest
-    prefill_left: int = 0
-    generated: int = 0
-    chunk: int = 0  # tokens it computes in the step under way
+    seq: Sequence
     first_token_s: float | None = None
     finished_s: float | None = None
-    fills_prefix: bool = False  # its prefill puts the system prompt into the cache
+
+    @property
+    def generated(self) -> int:
+        return self.seq.num_output_tokens
 
 
 @dataclass
 class SimReplica:
     costs: StepCosts
     kv_tokens: int = 16384
-    max_num_batched_tokens: int = 512
-    max_num_seqs: int = 64
-    block_size: int = 16
-    waiting: list[SimSequence] = field(default_factory=list)
-    running: list[SimSequence] = field(default_factory=list)
-    cache: OrderedDict[int, int] = field(default_factory=OrderedDict)  # prefix -> tokens
-    filling: set[int] = field(default_factory=set)  # prefixes being prefilled
+    config: EngineConfig = ENGINE_DEFAULTS
+    scheduler: Scheduler = field(init=False)
+    in_flight: dict[int, SimSequence] = field(init=False, default_factory=dict)  # by seq_id
     busy: bool = False
-    prompt_tokens: int = 0
-    hit_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens computed (not served from the prefix cache)
+    batch: SchedulerOutput | None = field(init=False, default=None)  # the step under way
+
+    def __post_init__(self) -> None:
+        c = self.config
+        blocks = BlockManager(max(1, self.kv_tokens // c.block_size), c.block_size)
+        self.scheduler = Scheduler(
+            SchedulerConfig(c.max_num_batched_tokens, c.max_num_seqs, c.num_lora_slots), blocks
+        )
 
     @property
     def load(self) -> int:
         """Requests in flight (what Ray Serve's router sees as the replica's queue)."""
-        return len(self.waiting) + len(self.running)
+        return len(self.in_flight)
+
+    @property
+    def hit_tokens(self) -> int:
+        return self.scheduler.block_manager.num_prefix_hit_tokens
 
     def admit(self, request: SimRequest) -> None:
-        self.waiting.append(SimSequence(request))
+        params = SamplingParams(max_tokens=request.output_tokens, ignore_eos=True)
+        seq = Sequence(
+            str(request.id), list(request.token_ids()), params, block_size=self.config.block_size
+        )
+        self.in_flight[seq.seq_id] = SimSequence(request, seq)
+        self.scheduler.add(seq)
 
     def plan_step(self) -> float:
-        """Choose this step's work; its duration (0: nothing to do)."""
-        budget = self.max_num_batched_tokens
-        decodes = [s for s in self.running if not s.prefill_left]
-        for s in decodes:
-            s.chunk = 1
-        budget -= len(decodes)
-        prefill = 0
-        for s in self.running:
-            if s.prefill_left and budget > 0:
-                s.chunk = min(s.prefill_left, budget)
-                budget -= s.chunk
-                prefill += s.chunk
-        for s in list(self.waiting):
-            if budget <= 0 or len(self.running) >= self.max_num_seqs:
-                break
-            if s.request.prefix_id in self.filling:
-                continue  # shares the prefix once it is cached
-            self._start(s)
-            s.chunk = min(s.prefill_left, budget)
-            budget -= s.chunk
-            prefill += s.chunk
-        return self.costs.step_s(prefill, len(decodes))
-
-    def _start(self, s: SimSequence) -> None:
-        r = s.request
-        shared = (r.prefix_tokens // self.block_size) * self.block_size
-        if r.prefix_id in self.cache:
-            self.cache.move_to_end(r.prefix_id)
-            hit = shared
-        else:
-            hit = 0
-            s.fills_prefix = shared > 0
-            if s.fills_prefix:
-                self.filling.add(r.prefix_id)
-        s.prefill_left = r.prompt_tokens - hit
-        self.hit_tokens += hit
-        self.prompt_tokens += s.prefill_left
-        self.waiting.remove(s)
-        self.running.append(s)
+        """Schedule this step's work; its duration (0: nothing to do)."""
+        self.batch = self.scheduler.schedule()
+        if not self.batch:
+            return 0.0
+        shape = step_shape(self.batch)
+        self.prompt_tokens += shape.prefill_tokens
+        return self.costs.step_s(shape)
 
     def finish_step(self, end_s: float) -> list[SimSequence]:
         """Apply the planned step at its end; the sequences that finished."""
+        batch, self.batch = self.batch, None
+        if not batch:
+            return []
+        self.scheduler.postprocess(batch)
         done = []
-        for s in self.running:
-            if not s.chunk:
-                continue
-            if s.prefill_left:
-                s.prefill_left -= s.chunk
-                if not s.prefill_left:
-                    self._prefilled(s, end_s)
-            else:
-                s.generated += 1
-            s.chunk = 0
-            if not s.prefill_left and s.generated >= s.request.output_tokens:
-                s.finished_s = end_s
-                done.append(s)
-        self.running = [s for s in self.running if s.finished_s is None]
+        for seq in batch.seqs:
+            if seq.num_computed_tokens < len(seq):
+                continue  # a prompt chunk that is not the last
+            seq.append_token(_OUTPUT_TOKEN - seq.num_output_tokens)
+            sim = self.in_flight[seq.seq_id]
+            if sim.first_token_s is None:
+                sim.first_token_s = end_s
+            if seq.num_output_tokens >= sim.request.output_tokens:
+                self.scheduler.finish(seq, "length")
+                sim.finished_s = end_s
+                del self.in_flight[seq.seq_id]
+                done.append(sim)
         return done
-
-    def _prefilled(self, s: SimSequence, end_s: float) -> None:
-        s.generated, s.first_token_s = 1, end_s
-        r = s.request
-        if s.fills_prefix:
-            self.filling.discard(r.prefix_id)
-            self.cache[r.prefix_id] = r.prefix_tokens
-            while sum(self.cache.values()) > self.kv_tokens and len(self.cache) > 1:
-                self.cache.popitem(last=False)

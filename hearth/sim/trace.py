@@ -10,7 +10,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SimRequest:
     """One chat turn: arrives at `arrival_s`; its prompt is the shared prefix `prefix_id`
-    (`prefix_tokens` long) then `unique_tokens` of its own; it generates `output_tokens`."""
+    (`prefix_tokens` long) then `unique_tokens` of its own; it generates `output_tokens`.
+    `prompt`: its real token ids, where the trace comes from a real workload (then the
+    lengths are what its prefix shares with other chats' and the rest)."""
 
     id: int
     arrival_s: float
@@ -18,10 +20,20 @@ class SimRequest:
     prefix_tokens: int
     unique_tokens: int
     output_tokens: int
+    prompt: tuple[int, ...] | None = None
 
     @property
     def prompt_tokens(self) -> int:
         return self.prefix_tokens + self.unique_tokens
+
+    def token_ids(self) -> tuple[int, ...]:
+        """The prompt's ids: the real ones, or synthetic ones equal across chats exactly
+        over their shared prefix (prefix ids >= 0, each chat's own ids < 0)."""
+        if self.prompt is not None:
+            return self.prompt
+        shared = tuple(self.prefix_id * 1_000_003 + k for k in range(self.prefix_tokens))
+        own = tuple(-(self.id * 1_000_003 + k + 1) for k in range(self.unique_tokens))
+        return shared + own
 
 
 def shared_prefix_trace(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.errors import StoreError, UserInputError
+from hearth.store.gguf_file import read_header
 from hearth.store.go_template import to_jinja
 from hearth.store.manifests import Manifest, ManifestFile
 from hearth.store.modelfile import Modelfile
@@ -184,6 +185,12 @@ def _adapter_files(store: Store, adapters: list[str], base_dir: Path) -> list[Ma
         raise UserInputError("a model takes one ADAPTER; merge adapters first, or create one each")
     path = (base_dir / adapters[0]).expanduser()
     if path.is_file() and path.suffix == ".gguf":
+        meta = read_header(path)[0]
+        if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+            raise UserInputError(
+                f"ADAPTER {adapters[0]}: a GGUF {meta.get('general.type') or 'model'}, not a "
+                "LoRA adapter (general.type 'adapter', adapter.type 'lora'); a model goes in FROM"
+            )
         sources = [(ADAPTER_DIR + path.name, path)]
     elif path.is_dir():
         missing = [f for f in PEFT_FILES if not (path / f).is_file()]

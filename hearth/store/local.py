@@ -20,7 +20,15 @@ EXPECTED = (
 def inspect_local(path: Path) -> tuple[str, ModelFacts, list[tuple[str, Path]]]:
     """(format, facts, [(relative path, file)]) of a local model, or a clear error."""
     if path.is_file() and is_gguf(path):
-        return "gguf", gguf_facts(path), [("model.gguf", path)]
+        facts = gguf_facts(path)
+        if facts.license_inputs.get("gguf_metadata", {}).get("general.type") == "adapter":
+            # a LoRA runs beside its base: it is not a model of its own
+            raise UnsupportedModelError(
+                f"{path} is a LoRA adapter, not a model; run it on its base: a Modelfile with "
+                f"FROM <base> and ADAPTER {path} (`hearth create`), `hearth run <base> --lora "
+                f"{path}` or `hearth serve <base> --lora NAME={path}`"
+            )
+        return "gguf", facts, [("model.gguf", path)]
     if is_hf_folder(path):
         facts = hf_facts(path)
         return "hf", facts, [(p.relative_to(path).as_posix(), p) for p in model_files(path)]

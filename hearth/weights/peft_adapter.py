@@ -68,21 +68,11 @@ def read_peft_adapter(folder: Path) -> PeftAdapter:
     the missing file), UnsupportedModelError for a LoRA variant the serving road does not
     compute, CorruptModelError for unreadable or inconsistent files."""
     folder = Path(folder).expanduser()
-    if folder.is_file() and folder.suffix == ".gguf":
-        raise UnsupportedModelError(
-            f"{folder}: GGUF LoRA adapters are not served yet; give the PEFT folder "
-            f"({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS}), e.g. from `hearth export --format peft`"
-        )
     missing = [n for n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (folder / n).is_file()]
-    if missing and folder.is_dir() and any(folder.glob("*.gguf")):
-        raise UnsupportedModelError(
-            f"{folder}: GGUF LoRA adapters are not served yet; create the model with the "
-            f"adapter's PEFT folder ({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS}) instead"
-        )
     if missing:
         raise UserInputError(
             f"{folder} is not a PEFT adapter folder ({', '.join(missing)} missing); give the "
-            f"folder that holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}"
+            f"folder that holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}, or a GGUF LoRA file"
         )
     try:
         config = json.loads((folder / ADAPTER_CONFIG).read_text())

@@ -93,3 +93,28 @@ def test_sampling_parameters_of_a_modelfile_apply(
         for s in (11, 12, 13)
     }
     assert others != {first}  # other seeds draw other text
+
+
+@pytest.mark.slow  # loads SmolLM2 three times (minutes); GGUF adapters in CI: test_lora_serve
+def test_a_gguf_adapter_runs_as_its_peft_folder(
+    cli: Cli, smollm2_gguf: Path, hearth_home: Path, tmp_path: Path
+) -> None:
+    """ADAPTER x.gguf (hearth's gguf-lora export of a PEFT adapter) gives the text that
+    `run --lora` of the PEFT folder gives; a GGUF that is not a LoRA is one line, exit 2."""
+    from peft_adapters import gguf_lora_of, smollm2_adapter
+
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    folder = smollm2_adapter(tmp_path / "pirate", 0)
+    gguf_lora_of(folder, tmp_path / "pirate.gguf", 30, 9, 3)
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM smol\nADAPTER ./pirate.gguf\n")
+    code, _, err = cli("create", "pirate", "-f", str(modelfile))
+    assert code == 0, err
+    ask = ("What is the capital of France?", "--temperature", "0", "--max-tokens", "8")
+    code, from_gguf, err = cli("run", "pirate", *ask)
+    assert code == 0, err
+    code, from_peft, err = cli("run", "smol", "--lora", str(folder), *ask)
+    assert code == 0, err
+    assert from_gguf == from_peft  # (that the adapter changes the answer: test_lora_serve)
+    code, _, err = cli("run", "smol", "--lora", str(smollm2_gguf), *ask)
+    assert code == 2 and "is a model, not an adapter" in err and "Traceback" not in err

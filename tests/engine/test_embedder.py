@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from hearth.engine import embedder as embedder_module
 from hearth.engine.embedder import Embedder, auto_dtype
 from hearth.engine.llm import LLM
 from hearth.errors import ContextLengthError, InvalidParameterError, UserInputError
@@ -54,18 +55,30 @@ def test_all_minilm_equals_sentence_transformers(minilm: Embedder, reference: An
     assert minilm.spec.pooling.mode == "mean" and minilm.spec.pooling.normalize
 
 
-def test_auto_dtype_stays_at_the_bar(all_minilm_folder: Path, reference: Any) -> None:
-    # auto: bfloat16 on a CPU with native bfloat16 products (the load-time probe agreed for
-    # all-MiniLM), else float32. bfloat16 keeps 0.9999 on the bench's 1,000 sentences
-    # (0.99991) but these harder inputs reach 0.99990 (docs/decisions/embed-speed.md):
-    # at the bar, within 1e-5 of it, not above it everywhere; float32 is the exact road
+def test_auto_dtype_meets_the_bar(all_minilm_folder: Path, reference: Any) -> None:
+    # the default (auto): bfloat16 projections on a CPU with native bfloat16 products (the
+    # load-time probe agreed for all-MiniLM), else float32; either way every vector of these
+    # hard inputs (empty, emoji, 256-token cuts) keeps 0.9999 to sentence-transformers'.
+    # Where auto is float32 here, the bfloat16 road is checked too (it is CPU-independent)
     auto = Embedder.load(all_minilm_folder)
     assert auto.dtype == auto_dtype("embedding")
-    got, _ = auto.embed(_sentences(250), truncate=True)
-    cosine = torch.nn.functional.cosine_similarity(got, reference)
-    bar = 0.9999 if auto.dtype == torch.float32 else 0.99985
-    assert cosine.min().item() >= bar, cosine.argmin().item()
-    assert cosine.mean().item() >= 0.99995 and got.dtype == torch.float32
+    roads = [auto]
+    if auto.dtype != torch.bfloat16:
+        roads.append(Embedder.load(all_minilm_folder, torch.bfloat16))
+    for road in roads:
+        got, _ = road.embed(_sentences(250), truncate=True)
+        cosine = torch.nn.functional.cosine_similarity(got, reference)
+        assert cosine.min().item() >= 0.9999, (road.dtype, cosine.argmin().item())
+        assert got.dtype == torch.float32
+
+
+def test_auto_falls_back_to_float32_when_the_probe_disagrees(
+    all_minilm_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a bar no rounding can keep: where auto tries bfloat16, the probe (on the one loaded
+    # weight set) turns it down and the embedder stays float32
+    monkeypatch.setattr(embedder_module, "MIN_COSINE", 1.0 + 1e-6)
+    assert Embedder.load(all_minilm_folder).dtype == torch.float32
 
 
 def test_long_input_is_refused_with_both_lengths(minilm: Embedder) -> None:

@@ -6,7 +6,6 @@ refused with what is wrong."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from known_drafter import KnownContinuation
+from peft_adapters import peft_adapter
 from safetensors.torch import load_file, save_file
 
 from hearth.engine.llm_engine import LLMEngine
@@ -23,20 +23,6 @@ from hearth.errors import NotFoundError, UnsupportedModelError, UserInputError
 from hearth.model.build import fuse_projections
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def peft_adapter(base: Any, folder: Path, seed: int, r: int, targets: list[str], **kw: Any) -> Any:
-    """A random PEFT LoRA (init_lora_weights=False: B is not zero) on a copy of `base`,
-    saved to `folder`; returns the PEFT model (the reference)."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=targets, init_lora_weights=False, **kw
-    )
-    model = get_peft_model(copy.deepcopy(base), config).eval()
-    model.save_pretrained(str(folder))
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,9 @@
 (rank 16 on all seven projections, random A and B) hot-loaded with vLLM's
 /v1/load_lora_adapter, listed in /v1/models with its parent, selected by `model`, batched
 with the base and a second adapter (each request's text equals its text alone), counted in
-/metrics, then unloaded; bad loads answer 400 / 404 with what is wrong."""
+/metrics, then unloaded; the same adapter as a GGUF LoRA file (hearth's gguf-lora export)
+answers as its PEFT folder does, also as the ADAPTER of a model the `ollama` client creates
+from the uploaded file; bad loads answer 400 / 404 with what is wrong."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ollama
 import openai
 import pytest
-from peft_adapters import smollm2_adapter
+from peft_adapters import gguf_lora_of, smollm2_adapter
 
 MODEL = "smollm2:135m"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -115,6 +118,34 @@ def test_unload_then_reload(client: openai.OpenAI, served: Any, loaded: list[str
     assert _answer(client, "pirate") == before
     bm = model.llm.engine.block_manager
     assert bm.num_used_blocks == 0  # nothing leaked by the unload
+
+
+def test_a_gguf_lora_answers_as_its_peft_folder(
+    client: openai.OpenAI, served: Any, loaded: list[str], tmp_path: Path
+) -> None:
+    model = served.main.state.pool.models[MODEL]
+    folder = model.llm.engine.adapters.adapters.get("french").path
+    gguf_file = gguf_lora_of(folder, tmp_path / "french.gguf", 30, 9, 3)
+    url = served.main.url + "/v1/load_lora_adapter"
+    r = httpx.post(url, json={"lora_name": "french-gguf", "lora_path": str(gguf_file)}, timeout=60)
+    assert r.status_code == 200, r.text
+    try:
+        assert _answer(client, "french-gguf") == _answer(client, "french")
+    finally:
+        httpx.post(served.main.url + "/v1/unload_lora_adapter", json={"lora_name": "french-gguf"})
+    # Ollama's way: the client uploads the .gguf and creates a model with it as ADAPTER
+    ollama_client = ollama.Client(host=served.main.url, timeout=300)
+    try:
+        digest = ollama_client.create_blob(gguf_file)
+        done = ollama_client.create(model="french-made", from_=MODEL, adapters={"f.gguf": digest})
+        assert done.status == "success"
+        assert _answer(client, "french-made:latest") == _answer(client, "french")
+        ollama_client.delete("french-made")
+    finally:
+        ollama_client._client.close()
+    # the base model's own GGUF is not an adapter
+    r = httpx.post(url, json={"lora_name": "m", "lora_path": str(served.model_path)}, timeout=60)
+    assert r.status_code == 400 and "a model, not an adapter" in r.json()["error"]["message"]
 
 
 def test_serve_lora_option_registers_adapters_on_the_first_model(served: Any) -> None:

@@ -11,7 +11,7 @@ from hearth.sim.routing import Router
 from hearth.sim.simulate import percentile, simulate
 from hearth.sim.trace import SimRequest, shared_prefix_trace
 
-COSTS = StepCosts(0.005, 0.0005, (1, 8, 32), (0.02, 0.03, 0.06))
+COSTS = StepCosts(0.02, 0.0005, 0.0015, 0.0001, 0.00005)
 
 
 def test_a_burst_over_one_prefix_computes_it_once() -> None:
@@ -21,7 +21,7 @@ def test_a_burst_over_one_prefix_computes_it_once() -> None:
             SimRequest(i, 0.0, prefix_id=0, prefix_tokens=100, unique_tokens=20, output_tokens=4)
         )
     now, done = 0.0, []
-    while replica.waiting or replica.running:
+    while replica.in_flight:
         now += replica.plan_step()
         done += replica.finish_step(now)
     assert len(done) == 8 and all(s.generated == 4 for s in done)

@@ -97,4 +97,26 @@ def test_create_from_a_path_and_bad_inputs(store: Store, tiny_hf: Path, tmp_path
         store.create("x", parse("FROM frompath\nADAPTER ./half"), tmp_path)
     with pytest.raises(UserInputError, match="cannot be translated"):
         store.create("x", parse('FROM frompath\nTEMPLATE "{{ .Tools }}"'), tmp_path)
+    # a GGUF model as ADAPTER: refused at create, not at the first run
+    _gguf(tmp_path / "model.gguf", adapter=False)
+    with pytest.raises(UserInputError, match=r"a GGUF model, not a LoRA adapter.*FROM"):
+        store.create("x", parse("FROM frompath\nADAPTER ./model.gguf"), tmp_path)
     assert "x:latest" not in {r.name for r in store.list()}
+    _gguf(tmp_path / "lora.gguf", adapter=True)
+    store.create("x", parse("FROM frompath\nADAPTER ./lora.gguf"), tmp_path)
+    assert store.locate("x").adapter is not None
+
+
+def _gguf(path: Path, adapter: bool) -> None:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    if adapter:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_tensor("blk.0.attn_v.weight.lora_a", np.ones((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()

@@ -26,3 +26,20 @@ def test_anything_else_names_what_was_expected(tmp_path: Path) -> None:
             UnsupportedModelError, match=r"expected a GGUF file .* or a Hugging Face"
         ):
             inspect_local(path)
+
+
+def test_a_gguf_lora_is_not_a_model_and_says_how_to_run_it(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "lora.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_tensor("blk.0.attn_v.weight.lora_a", np.ones((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UnsupportedModelError, match=r"is a LoRA adapter, not a model.*--lora"):
+        inspect_local(path)

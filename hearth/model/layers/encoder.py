@@ -12,6 +12,7 @@ so a checkpoint loads 1:1. Knows nothing of files, tokenizers, CPU features or r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,22 @@ class EncoderOps:
     def linear_add(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor
     ) -> torch.Tensor:
-        """x @ weight.T + bias + residual (T, N)."""
+        """x @ weight.T + bias + residual (T, N), in residual's dtype where it is wider."""
         return F.linear(x, weight, bias) + residual
+
+    def linear_add_norm(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        residual: torch.Tensor,
+        norm: nn.LayerNorm,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A post-norm residual step: out = norm(x @ weight.T + bias + residual) (T, N) in
+        residual's dtype, and out in x's dtype (the next projection's input). May reuse
+        residual's memory: callers drop residual."""
+        out = norm(self.linear_add(x, weight, bias, residual))
+        return out, out.to(x.dtype)
 
 
 class EncoderEmbeddings(nn.Module):
@@ -81,10 +96,6 @@ class AttentionOutput(nn.Module):
         self.dense = nn.Linear(d_in, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor, ops: EncoderOps) -> torch.Tensor:
-        d = self.dense
-        return self.LayerNorm(ops.linear_add(x, d.weight, d.bias, residual))  # post-norm
-
 
 class Attention(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
@@ -99,9 +110,6 @@ class Intermediate(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.approximate = "tanh" if config.hidden_act == "gelu_tanh" else "none"
 
-    def forward(self, x: torch.Tensor, ops: EncoderOps) -> torch.Tensor:
-        return ops.linear_gelu(x, self.dense.weight, self.dense.bias, self.approximate)
-
 
 class EncoderLayer(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
@@ -109,28 +117,62 @@ class EncoderLayer(nn.Module):
         self.attention = Attention(config)
         self.intermediate = Intermediate(config)
         self.output = AttentionOutput(config, config.intermediate_size)
-        # q, k and v as one matmul; filled from query/key/value by `fuse()` after loading
-        self.qkv_weight: torch.Tensor | None = None
-        self.qkv_bias: torch.Tensor | None = None
+        # the four projections' (weight, bias) in the projection dtype (q, k and v as one
+        # matmul), derived from the modules' parameters by `fuse()` after loading
+        self.proj: LayerProjections | None = None
 
-    def fuse(self) -> None:
-        s = self.attention.self
-        self.qkv_weight = torch.cat([s.query.weight, s.key.weight, s.value.weight]).detach()
-        self.qkv_bias = torch.cat([s.query.bias, s.key.bias, s.value.bias]).detach()
+    def fuse(self, dtype: torch.dtype) -> None:
+        """Build the projections' weights in `dtype` from the parameters (which stay in their
+        own dtype: the residual stream, the norms and the softmax keep it)."""
+        s, out = self.attention.self, self.attention.output
 
-    def forward(self, x: torch.Tensor, layout: PackedLayout, ops: EncoderOps) -> torch.Tensor:
-        s = self.attention.self
+        def cast(*layers: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+            # one layer: its own tensors where the dtype is theirs (no copy in float32)
+            weight: torch.Tensor = layers[0].weight
+            bias: torch.Tensor = layers[0].bias
+            if len(layers) > 1:
+                weight = torch.cat([one.weight for one in layers])
+                bias = torch.cat([one.bias for one in layers])
+            return weight.detach().to(dtype), bias.detach().to(dtype)
+
+        self.proj = LayerProjections(
+            qkv=cast(s.query, s.key, s.value),
+            attn_out=cast(out.dense),
+            ffn_in=cast(self.intermediate.dense),
+            ffn_out=cast(self.output.dense),
+        )
+
+    def forward(
+        self, x: torch.Tensor, x_low: torch.Tensor, layout: PackedLayout, ops: EncoderOps
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (T, H) in the parameters' dtype and x_low, the same in the projection dtype ->
+        the layer's output as such a pair. Only the projections' inputs take the projection
+        dtype (bfloat16 products, float32 sums inside the GEMM); their outputs are added to
+        the residual stream in its own dtype and the norms run in it, so no bfloat16
+        rounding accumulates across layers (docs/decisions/embed-bf16-accuracy.md)."""
+        if self.proj is None:
+            self.fuse(x.dtype)
+        assert self.proj is not None
+        p = self.proj
         t, h = x.shape
-        nh = s.num_heads
-        rows = layout.pad(x)  # (T, H), or (S * L, H) in the padded view
-        if self.qkv_weight is not None and self.qkv_bias is not None:
-            qkv = ops.linear(rows, self.qkv_weight, self.qkv_bias)  # (rows, 3H)
-        else:
-            qkv = torch.cat([s.query(rows), s.key(rows), s.value(rows)], dim=-1)
+        nh = self.attention.self.num_heads
+        rows = layout.pad(x_low)  # (T, H), or (S * L, H) in the padded view
+        qkv = ops.linear(rows, *p.qkv)  # (rows, 3H)
         ctx = layout.attend(qkv.view(rows.shape[0], 3, nh, h // nh))  # (T, nh, hd)
-        ctx = ctx.reshape(t, h)  # (T, H)
-        x = self.attention.output(ctx, x, ops)
-        return self.output(self.intermediate(x, ops), x, ops)
+        norm = self.attention.output.LayerNorm
+        x, x_low = ops.linear_add_norm(ctx.reshape(t, h), *p.attn_out, x, norm)  # post-norm
+        mid = ops.linear_gelu(x_low, *p.ffn_in, self.intermediate.approximate)  # (T, I)
+        return ops.linear_add_norm(mid, *p.ffn_out, x, self.output.LayerNorm)
+
+
+@dataclass(frozen=True)
+class LayerProjections:
+    """One layer's projections as (weight (N, K), bias (N,)) in the projection dtype."""
+
+    qkv: tuple[torch.Tensor, torch.Tensor]
+    attn_out: tuple[torch.Tensor, torch.Tensor]
+    ffn_in: tuple[torch.Tensor, torch.Tensor]
+    ffn_out: tuple[torch.Tensor, torch.Tensor]
 
 
 class PackedLayout:
@@ -248,8 +290,9 @@ class Encoder(nn.Module):
         lens = [int(n) for n in lens]
         x = self.embeddings(ids, self.positions(lens, ids.device), type_ids)
         layout = PackedLayout(lens, ids.device)
+        x_low = x.to(self.projection_dtype)
         for layer in self.encoder.layer:
-            x = layer(x, layout, self.ops)
+            x, x_low = layer(x, x_low, layout, self.ops)
         return x
 
     def classify(self, hidden: torch.Tensor, lens: Sequence[int]) -> torch.Tensor:
@@ -275,10 +318,24 @@ class Encoder(nn.Module):
                 if candidate in tensors:
                     found[name] = tensors[candidate]
                     break
-        missing = sorted(set(own) - set(found) - {"qkv_weight", "qkv_bias"})
+        missing = sorted(set(own) - set(found))
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:3]}")
         self.load_state_dict(found, strict=False)
+        self.set_projection_dtype(self.embeddings.word_embeddings.weight.dtype)
+
+    def set_projection_dtype(self, dtype: torch.dtype) -> None:
+        """Run the projections (q/k/v, attention output, the MLP: nearly all the FLOPs) with
+        inputs and weights in `dtype`, everything else in the parameters' dtype. The
+        weights are derived from the parameters, so one load serves every dtype."""
         for layer in self.encoder.layer:
             assert isinstance(layer, EncoderLayer)
-            layer.fuse()
+            layer.fuse(dtype)
+
+    @property
+    def projection_dtype(self) -> torch.dtype:
+        first = self.encoder.layer[0]
+        assert isinstance(first, EncoderLayer)
+        if first.proj is None:
+            return self.embeddings.word_embeddings.weight.dtype
+        return first.proj.qkv[0].dtype

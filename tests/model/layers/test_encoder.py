@@ -122,6 +122,26 @@ def test_cross_encoder_logit_matches_transformers(family: str, tmp_path: Path) -
     torch.testing.assert_close(got, ref, atol=2e-5, rtol=1e-4)
 
 
+def test_bfloat16_projections_keep_a_float32_stream(tmp_path: Path) -> None:
+    # one weight set, two projection dtypes: bfloat16 products with the residual stream,
+    # norms and outputs in float32, close to the float32 road; switching back is exact
+    import transformers
+
+    model = transformers.BertModel(transformers.BertConfig(**COMMON), add_pooling_layer=False)
+    net = _load(_save(model.eval(), tmp_path / "bert"))
+    ids, types = _batch(COMMON["vocab_size"], 2)
+    exact = _packed(net, ids, types)
+    net.set_projection_dtype(torch.bfloat16)
+    assert net.projection_dtype == torch.bfloat16
+    assert net.embeddings.word_embeddings.weight.dtype == torch.float32
+    low = _packed(net, ids, types)
+    assert low.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(low, exact)
+    assert cosine.min() > 0.999 and not torch.equal(low, exact)
+    net.set_projection_dtype(torch.float32)
+    torch.testing.assert_close(_packed(net, ids, types), exact, atol=0, rtol=0)
+
+
 def test_one_sequence_and_equal_lengths_take_the_unmasked_road(tmp_path: Path) -> None:
     import transformers
 
