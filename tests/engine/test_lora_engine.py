@@ -235,8 +235,8 @@ def test_more_slots_than_sequences_is_refused() -> None:
 
 
 def test_quantized_decode_steps_take_the_adapter(smollm2_gguf: Path, tmp_path: Path) -> None:
-    """SmolLM2 Q4_1 as served by default (int4, bf16): the base's decode steps are one C
-    call, which has no LoRA. A step with an adapter row runs the layers instead: its
+    """SmolLM2 Q4_1 as served by default (int4, bf16): decode steps are one C call, which
+    adds the adapter's update after each projection with the layers' own kernel: its
     logprobs are the same to the bit whether or not the C step is planned, and not the
     base's."""
     from peft_adapters import smollm2_adapter
@@ -265,6 +265,44 @@ def test_quantized_decode_steps_take_the_adapter(smollm2_gguf: Path, tmp_path: P
         model.plans_decode_step = True
     assert planned == layers
     assert greedy(None) != planned
+
+
+def test_quantized_mixed_batch_is_one_c_step_per_token(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """Rows of adapters of different ranks and targets, and base rows, decoded together on
+    the C step: each row's logprobs are those of the layer road to the bit."""
+    from peft_adapters import smollm2_adapter
+
+    from hearth.engine.llm import LLM
+
+    llm = LLM(smollm2_gguf, kv_cache_gb=0.05, max_model_len=256, num_threads=2, license_use=None)
+    model: Any = llm.engine.runner.model
+    llm.load_lora("a", smollm2_adapter(tmp_path / "a", 0))
+    llm.load_lora(
+        "b", smollm2_adapter(tmp_path / "b", 1, r=4, target_modules=["v_proj", "up_proj"])
+    )
+    prompts = [list(llm.tokenizer.encode(t)) for t in ("The capital of France is", "Once upon")]
+    rows = [(p, lora) for p in prompts for lora in ("a", "b", None)]
+
+    def greedy() -> list[Any]:
+        params = SamplingParams(temperature=0, max_tokens=3, logprobs=2, ignore_eos=True)
+        outs = llm.generate([p for p, _ in rows], params, lora=[lora for _, lora in rows])
+        return [
+            (
+                o.outputs[0].token_ids,
+                [{k: v.logprob for k, v in lp.items()} for lp in o.outputs[0].logprobs or []],
+            )
+            for o in outs
+        ]
+
+    planned = greedy()
+    assert model._step_plan is not None and model._step_plan.lora_key is not None
+    model.plans_decode_step = False
+    try:
+        layers = greedy()
+    finally:
+        model.plans_decode_step = True
+    assert planned == layers
+    assert len({str(o) for o in planned[:3]}) == 3  # a, b and the base answer differently
 
 
 def test_speculation_under_adapters_gives_the_same_text(

@@ -14,6 +14,7 @@ is not offered. The kernels (names for `disabled_kernels`):
   prefill      causal float32 prefill attention; AVX-512 (prefill_attention.c)
   decode-ops   RMSNorm, SiLU gate, rope + KV write in one pass each (decode_ops.c)
   decode-step  a whole decode-only step of a plain Llama-family model (decode_step.c)
+  lora         serving LoRA's per-row updates, rows grouped by adapter (lora_delta.c)
 
 Threads: the kernels run on `threads` threads (set by the engine with `set_threads`) on
 the work-sharing pool (thread_pool.c) or an OpenMP team; see docs/model-layer.md for the
@@ -31,6 +32,7 @@ from hearth.model.cpu import (
     decode_step,
     dense_matmul,
     isa,
+    lora_delta,
     lowbit_matmul,
     paged_decode,
     prefill_attention,
@@ -42,9 +44,12 @@ from hearth.model.layers.quant import DENSE_MIN_ROWS
 if TYPE_CHECKING:
     from hearth.model.layers.attention import DecodeInputs
     from hearth.model.layers.decoder import Decoder
+    from hearth.model.layers.lora_slots import LoraBuffers, LoraSlots
     from hearth.weights.config import ModelConfig
 
-KERNEL_NAMES = ("lowbit", "dense", "onednn", "paged", "prefill", "decode-ops", "decode-step")
+KERNEL_NAMES = (
+    "lowbit", "dense", "onednn", "paged", "prefill", "decode-ops", "decode-step", "lora",
+)  # fmt: skip
 
 
 def _onednn_available() -> bool:
@@ -106,6 +111,7 @@ class CpuBackend(Ops):
         self.step = (
             self.lowbit is not None and self.paged and wanted("decode-step", decode_step.available)
         )
+        self.lora = wanted("lora", lora_delta.available)
         # threads of the kernels (set_threads); None: OpenMP at torch's thread count
         self._threads: int | None = None
         self._pooled = True
@@ -115,7 +121,7 @@ class CpuBackend(Ops):
         on = {
             "lowbit": self.lowbit is not None, "dense": self.dense, "onednn": self.onednn,
             "paged": self.paged, "prefill": self.prefill, "decode-ops": self.norm_ops,
-            "decode-step": self.step,
+            "decode-step": self.step, "lora": self.lora,
         }  # fmt: skip
         return [name for name in KERNEL_NAMES if on[name]]
 
@@ -244,5 +250,16 @@ class CpuBackend(Ops):
         hidden: torch.Tensor,
         cos_sins: list[tuple[torch.Tensor, torch.Tensor]],
         inputs: DecodeInputs,
+        lora: tuple[LoraSlots, torch.Tensor] | None = None,
     ) -> torch.Tensor | None:
-        return decode_step.step(plan, hidden, cos_sins, inputs, self.threads())
+        if lora is not None and not self.lora:
+            return None  # the layers run, their hooks on the PyTorch update
+        return decode_step.step(plan, hidden, cos_sins, inputs, self.threads(), lora)
+
+    def lora_add(
+        self, out: torch.Tensor, x: torch.Tensor, lora: LoraBuffers, token_slots: torch.Tensor
+    ) -> None:
+        if self.lora and lora_delta.applies(out, x):
+            lora_delta.add(out, x, lora, token_slots, self.threads())
+        else:
+            super().lora_add(out, x, lora, token_slots)

@@ -13,9 +13,14 @@
  *
  * Weights: every projection int4 or int8 in lowbit_matmul.c's layout, no biases; q, k, v
  * fused (rows q, then k, then v), gate and up fused (rows gate, then up). hearth/model/
- * decode_step.py checks a model fits before it plans a step. */
+ * decode_step.py checks a model fits before it plans a step.
+ *
+ * LoRA: a step whose rows use adapters passes each projection's slots (lora_delta.c, the
+ * very function the layers' hook calls) and each row's slot; after each base projection
+ * the rows' updates are added to its bf16 output, as the hook adds them. */
 
 #include "decode_ops.c"
+#include "lora_delta.c"
 #include "lowbit_matmul.c"
 #include "paged_decode.c"
 
@@ -46,6 +51,14 @@ static int linear(const step_linear_t *w, const uint16_t *x, int S, uint16_t *y,
                          w->int8);
 }
 
+/* y += the rows' LoRA updates of projection `k` of layer `l` (0 qkv, 1 o, 2 gate_up, 3
+ * down), when the step has adapters and the adapters serve that projection */
+static int lora_into(const lora_proj_t *const *lora, int l, int k, const uint16_t *x, int S,
+                     uint16_t *y, const int64_t *row_slots, int nthreads, int pooled) {
+    const lora_proj_t *p = lora ? lora[4 * l + k] : NULL;
+    return p ? hearth_lora_add(p, x, 1, y, 1, S, row_slots, nthreads, pooled) : 0;
+}
+
 static void add_into(uint16_t *h, const uint16_t *d, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(bf16_to_f32(h[i]) + bf16_to_f32(d[i]));
@@ -57,11 +70,13 @@ static void add_into(uint16_t *h, const uint16_t *d, int64_t n) {
  * blocks_stride. nthreads/pooled: as the matmul kernels take them; omp_threads: the
  * elementwise passes' OpenMP threads (from 64 rows on, as decode_ops.c). Returns 0, or the
  * first non-zero status of a piece (a shape or size the plan should have refused: hidden is
- * then half-updated, and the caller raises). */
+ * then half-updated, and the caller raises). lora: NULL (no adapter in the step), or per
+ * layer its four projections' slots (NULL: not served), row_slots (S,) int64 (-1: none). */
 int hearth_decode_step(const step_model_t *m, uint16_t *hidden, uint16_t *out, int S,
                        const uint16_t *const *cos, const uint16_t *const *sin,
                        const int64_t *slots, const int64_t *blocks, int64_t blocks_stride,
-                       const int64_t *const *starts, const int64_t *ends, int nthreads,
+                       const int64_t *const *starts, const int64_t *ends,
+                       const lora_proj_t *const *lora, const int64_t *row_slots, int nthreads,
                        int pooled, int omp_threads) {
     const int Hd = m->hidden, H = m->H, Hkv = m->Hkv, D = m->D;
     const int64_t qkv_n = (int64_t)(H + 2 * Hkv) * D, inter = m->inter;
@@ -78,17 +93,21 @@ int hearth_decode_step(const step_model_t *m, uint16_t *hidden, uint16_t *out, i
         const step_layer_t *L = &m->layer[l];
         hearth_rms_norm(hidden, L->input_norm, x, S, Hd, m->eps, 0, omp_threads);
         if ((status = linear(&L->qkv, x, S, wide, nthreads, pooled))) break;
+        if ((status = lora_into(lora, l, 0, x, S, wide, row_slots, nthreads, pooled))) break;
         hearth_rope_cache(wide, cos[L->rope], sin[L->rope], q, L->kcache, L->vcache, slots, S, H,
                           Hkv, D, m->R);
         status = hearth_paged_decode(q, L->kcache, L->vcache, blocks, blocks_stride,
                                      starts[L->mask], ends, att, S, H, Hkv, D, D, m->bs,
                                      L->scale, 0.0f, 1, 1, nthreads, pooled);
         if (status || (status = linear(&L->o, att, S, proj, nthreads, pooled))) break;
+        if ((status = lora_into(lora, l, 1, att, S, proj, row_slots, nthreads, pooled))) break;
         add_into(hidden, proj, (int64_t)S * Hd);
         hearth_rms_norm(hidden, L->post_norm, x, S, Hd, m->eps, 0, omp_threads);
         if ((status = linear(&L->gate_up, x, S, wide, nthreads, pooled))) break;
+        if ((status = lora_into(lora, l, 2, x, S, wide, row_slots, nthreads, pooled))) break;
         hearth_silu_mul(wide, gated, S, (int)inter, omp_threads);
         if ((status = linear(&L->down, gated, S, proj, nthreads, pooled))) break;
+        if ((status = lora_into(lora, l, 3, gated, S, proj, row_slots, nthreads, pooled))) break;
         add_into(hidden, proj, (int64_t)S * Hd);
     }
     if (!status) hearth_rms_norm(hidden, m->final_norm, out, S, Hd, m->eps, 0, omp_threads);
@@ -99,4 +118,5 @@ int hearth_decode_step(const step_model_t *m, uint16_t *hidden, uint16_t *out, i
 void hearth_step_set_pool(pool_fn fn) {
     hearth_lowbit_set_pool(fn);
     hearth_paged_set_pool(fn);
+    hearth_lora_set_pool(fn);
 }

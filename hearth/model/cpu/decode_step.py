@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hearth.model.cpu import native_build, thread_pool
+from hearth.model.cpu import lora_delta, native_build, thread_pool
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.attention import DecodeInputs, MaskKey
 from hearth.model.layers.quant import Int4Linear, Int8Linear
@@ -29,6 +30,7 @@ from hearth.weights.config import ModelConfig
 
 if TYPE_CHECKING:
     from hearth.model.layers.decoder import Decoder
+    from hearth.model.layers.lora_slots import LoraSlots
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _setup(lib: ctypes.CDLL) -> None:
     fn = lib.hearth_decode_step
     fn.restype = int32
     fn.argtypes = [ctypes.POINTER(_Model), pointer, pointer, int32, pointer, pointer, pointer]
-    fn.argtypes += [pointer, int64, pointer, pointer, int32, int32, int32]
+    fn.argtypes += [pointer, int64, pointer, pointer, pointer, pointer, int32, int32, int32]
     lib.hearth_step_set_pool.argtypes = [pointer]
     lib.hearth_step_set_pool(thread_pool.pointer())
 
@@ -140,6 +142,10 @@ class StepPlan:
     num_ropes: int
     mask_keys: list[MaskKey]
     max_rows: int  # steps of this many sequences or more run the modules (their dense road)
+    projections: list[tuple[Any, ...]]  # per layer: its qkv, o, gate_up, down modules
+    # the adapters' slots as the step reads them (lora_table), for one LoraSlots version
+    lora_key: tuple[weakref.ref[LoraSlots], int] | None = None
+    lora_views: Any = None
 
 
 def _linear(module: Any) -> _Linear:
@@ -177,9 +183,11 @@ def plan(decoder: Decoder, caches: list[KVCache], max_rows: int) -> StepPlan | N
     rope_index = [ropes.index(config.rope_for(i)) for i in range(len(layers))]
     eps = config.rms_norm_eps
     specs = []
+    projections = []
     for i, (layer, cache) in enumerate(zip(layers, caches, strict=True)):
         attn, mlp = layer.self_attn, layer.mlp
         assert attn.qkv_proj is not None and mlp.gate_up_proj is not None, "not fused"
+        projections.append((attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj))
         qkv, o = _linear(attn.qkv_proj), _linear(attn.o_proj)
         gate_up, down = _linear(mlp.gate_up_proj), _linear(mlp.down_proj)
         norms = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
@@ -195,7 +203,26 @@ def plan(decoder: Decoder, caches: list[KVCache], max_rows: int) -> StepPlan | N
     array = (_Layer * len(specs))(*specs)
     model = _Model(len(specs), config.hidden_size, heads, kv_heads, dim, 0,
                    config.intermediate_size, block_size, eps, array, final.data_ptr())  # fmt: skip
-    return StepPlan(model, array, max(rope_index) + 1, list(decoder.mask_keys), max_rows)
+    return StepPlan(
+        model, array, max(rope_index) + 1, list(decoder.mask_keys), max_rows, projections
+    )
+
+
+def lora_table(plan: StepPlan, slots: LoraSlots) -> Any:
+    """Per layer, its four projections' slots as lora_delta.c reads them (NULL where the
+    adapters do not serve one): (layers * 4) pointers, made once per version of `slots`
+    (their tensors are written in place by loads, replaced only by attach/detach)."""
+    key = plan.lora_key
+    if key is None or key[0]() is not slots or key[1] != slots.version:
+        views = []
+        for module in (m for layer in plan.projections for m in layer):
+            buffers = slots.buffers_of(module)
+            views.append(None if buffers is None else lora_delta.view(buffers))
+        pointers = (ctypes.c_void_p * len(views))(
+            *[None if v is None else ctypes.addressof(v) for v in views]
+        )
+        plan.lora_key, plan.lora_views = (weakref.ref(slots), slots.version), (views, pointers)
+    return plan.lora_views[1]
 
 
 def step(
@@ -204,11 +231,13 @@ def step(
     cos_sins: list[tuple[torch.Tensor, torch.Tensor]],
     inputs: DecodeInputs,
     threads: tuple[int, bool],
+    lora: tuple[LoraSlots, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """hidden (S, hidden_size) bf16 embeddings (overwritten: the residual stream) -> the
     final-normed hidden states (S, hidden_size), or None when this step does not fit (more
     rows than the matmul road takes, other dtypes; the caller runs the modules). threads:
-    (count, on the pool) for the matmuls and attention (cpu/backend.py)."""
+    (count, on the pool) for the matmuls and attention (cpu/backend.py). lora: the
+    adapters' slots and each row's slot (S,) int64 (-1: none), when rows use adapters."""
     lib = KERNEL.lib
     assert lib is not None
     num_seqs = hidden.shape[0]
@@ -234,11 +263,14 @@ def step(
     slots = inputs.slot_mapping.contiguous()
     blocks = inputs.blocks.contiguous()
     ends = inputs.ends.contiguous()
+    table, row_slots = None, None
+    if lora is not None:
+        table, row_slots = lora_table(plan, lora[0]), lora[1].contiguous()
     out = torch.empty_like(hidden)
     status = lib.hearth_decode_step(
         ctypes.byref(plan.model), hidden.data_ptr(), out.data_ptr(), num_seqs, cos, sin,
-        slots.data_ptr(), blocks.data_ptr(), blocks.stride(0), starts, ends.data_ptr(),
-        *threads, torch.get_num_threads(),
+        slots.data_ptr(), blocks.data_ptr(), blocks.stride(0), starts, ends.data_ptr(), table,
+        None if row_slots is None else row_slots.data_ptr(), *threads, torch.get_num_threads(),
     )  # fmt: skip
     if status != 0:
         raise RuntimeError(f"decode step kernel refused the step (status {status})")

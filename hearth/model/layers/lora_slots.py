@@ -1,21 +1,26 @@
 """Serving LoRA: several adapters resident at once in fixed slots, every row of a step adding
 its own adapter's low-rank update to each projection it targets (the punica / S-LoRA idea,
-on the CPU). The base projection runs once for the whole batch; then, per projection,
+on the CPU). The base projection runs once for the whole batch; then, per projection and
+per slot s that rows of the step use,
 
-    delta = ((x @ A_all.T) * onehot(row slot)) @ B_all          (T, out)
+    out[rows of s] += (x[rows of s] @ A_s.T) @ B_s          (B_s scaled, kept transposed)
 
-where A_all stacks every slot's A (slot s owns rows [s*C, (s+1)*C), C = parts * max_rank)
-and B_all its (scaled, transposed) B. Masking the low-rank activations by the row's slot
-makes one pair of matmuls serve any mix of adapters (a row of slot -1, the base, gets an
-exact zero): no per-adapter loop, no per-row gather of weights. Ranks below max_rank are
-zero-padded, which changes nothing. A fused projection (qkv_proj: rows q, k, v; gate_up_proj:
-gate, up) keeps one A per part side by side and a block-diagonal B, so it stays one pair.
+which the backend computes (`Ops.lora_add`; on the CPU one C call per projection that
+reads each slot's A and B once, also inside the whole decode step, so a step with adapters
+keeps that one call). Slot s owns rows [s*C, (s+1)*C) of the stacked buffers (C = parts *
+max_rank); ranks below max_rank are zero-padded, and `ranks` says how many rows of a slot
+are in use, so the padding costs nothing. A fused projection (qkv_proj: rows q, k, v;
+gate_up_proj: gate, up) keeps one A per part side by side and a block-diagonal B, so it
+stays one call.
 
 The update is attached as a forward hook on the projection module, not as a wrapper: the
 module stays what the builder made (the backend's whole-decode-step plan reads those
-modules), and a step without adapters pays one `is None` test per projection. A step whose
-rows name adapters runs the layers (`Decoder.forward`), never the C step, which has no
-LoRA. Adapter math is float32 (as PEFT's), added in the projection's output dtype.
+modules), and a step without adapters pays one `is None` test per projection. Adapter math
+is float32 (as PEFT's), added in the projection's output dtype. A and B are kept float32,
+or bfloat16 for a model whose activations are bfloat16 (the low-bit serving road): there
+the slots' bytes are what a step with adapters costs (4 rank-16 adapters on all of
+SmolLM2-135M's projections: 78 MB read per step in float32, more than its int4 weights),
+and the update is rounded to bfloat16 when added anyway.
 
 Knows nothing of files (weights/peft_adapter.py reads adapters), names, requests or which
 adapter is in which slot (engine/lora_adapters.py decides)."""
@@ -28,18 +33,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hearth.errors import UnsupportedModelError, UserInputError
+from hearth.model.layers.ops import REFERENCE, Ops
 from hearth.weights.peft_adapter import LoraModule
 
-__all__ = ["LoraSlots", "projection_parts"]
+__all__ = ["LoraBuffers", "LoraSlots", "projection_parts"]
 
 # fused projections -> the HF names of their parts, in row order
 _FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 # modules whose rows are not the step's rows (routed experts), or not served with LoRA
 _SKIP = (".experts.", ".shared_experts.", "lm_head", "embed_tokens")
+
+
+@dataclass
+class LoraBuffers:
+    """One projection's slots, as `Ops.lora_add` reads them. a: (max_loras * C, in_features)
+    float32 or bfloat16 (`LoraSlots`' choice), C = len(parts) * max_rank, slot s part i's rows from s*C + i*max_rank; bt:
+    (max_loras * C, out_features) float32, B scaled and transposed, part i's rows filling
+    only its columns [offset, offset + size); ranks: (max_loras,) int32, the rows in use per
+    part of each slot (0: the slot's adapter does not target this projection). parts:
+    (offset, size) of each part's output columns. kernel_view: what a backend made of these
+    buffers at its first call (cpu: the C struct), dropped with them."""
+
+    a: torch.Tensor
+    bt: torch.Tensor
+    ranks: torch.Tensor
+    max_rank: int
+    parts: tuple[tuple[int, int], ...]
+    kernel_view: Any = None
 
 
 @dataclass
@@ -50,8 +73,7 @@ class _Group:
     module: nn.Module
     in_features: int
     parts: list[tuple[str, int, int]]
-    a: torch.Tensor | None = None  # (max_loras * C, in) float32
-    bt: torch.Tensor | None = None  # (max_loras * C, out) float32
+    buffers: LoraBuffers | None = None
     handle: Any = None
 
 
@@ -64,6 +86,13 @@ def _part_sizes(parent: nn.Module, name: str, out: int) -> list[int]:
     if sum(sizes) != out or len(sizes) != len(_FUSED[name]):
         raise UnsupportedModelError(f"{name}: cannot split its {out} rows into its parts")
     return sizes
+
+
+def _activation_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype the model computes in: its final norm's (the decoder keeps norms in the
+    activation dtype, whatever the projections' storage)."""
+    weight = getattr(getattr(getattr(model, "model", None), "norm", None), "weight", None)
+    return weight.dtype if isinstance(weight, torch.Tensor) else None
 
 
 def projection_parts(model: nn.Module) -> dict[str, tuple[str, int]]:
@@ -111,8 +140,14 @@ class LoraSlots:
         self._parts: dict[str, tuple[_Group, int]] = {
             path: (g, i) for g in self.groups for i, path in enumerate(_part_paths(g))
         }
-        self._step: _Step | None = None  # the rows' slots while a step runs
+        self._step: torch.Tensor | None = None  # the rows' slots (T,) while a step runs
         self._attached = False
+        # the backend that computes the updates (the decoder's; PyTorch for a bare module)
+        self.ops: Ops = getattr(model, "ops", REFERENCE)
+        self.dtype = torch.bfloat16 if _activation_dtype(model) == torch.bfloat16 else torch.float32
+        # bumped whenever the buffers are made or freed: a backend's table of their
+        # addresses (the decode step's) is valid for one version
+        self.version = 0
 
     # -- adapters -------------------------------------------------------------------
     def check(self, modules: Mapping[str, LoraModule]) -> None:
@@ -155,22 +190,25 @@ class LoraSlots:
         with torch.no_grad():
             for path, update in modules.items():
                 group, i = self._parts[path]
-                assert group.a is not None and group.bt is not None
+                buffers = group.buffers
+                assert buffers is not None
                 cols = len(group.parts) * r
                 _, offset, size = group.parts[i]
                 row = slot * cols + i * r
-                group.a[row : row + update.rank] = update.a
-                group.bt[row : row + update.rank, offset : offset + size] = (
+                buffers.a[row : row + update.rank] = update.a
+                buffers.bt[row : row + update.rank, offset : offset + size] = (
                     update.b * update.scaling
                 ).t()
+                buffers.ranks[slot] = max(int(buffers.ranks[slot]), update.rank)
 
     def clear(self, slot: int) -> None:
         with torch.no_grad():
             for group in self.groups:
-                if group.a is not None and group.bt is not None:
+                if group.buffers is not None:
                     cols = len(group.parts) * self.max_rank
-                    group.a[slot * cols : (slot + 1) * cols] = 0
-                    group.bt[slot * cols : (slot + 1) * cols] = 0
+                    group.buffers.a[slot * cols : (slot + 1) * cols] = 0
+                    group.buffers.bt[slot * cols : (slot + 1) * cols] = 0
+                    group.buffers.ranks[slot] = 0
 
     def _attach(self) -> None:
         if self._attached:
@@ -181,24 +219,41 @@ class LoraSlots:
             # plain tensors even when the first load happens inside a step (inference mode):
             # an inference tensor could not be rewritten by a later load outside one
             with torch.inference_mode(False):
-                group.a = torch.zeros(self.max_loras * cols, group.in_features)
-                group.bt = torch.zeros(self.max_loras * cols, out)
+                group.buffers = LoraBuffers(
+                    torch.zeros(self.max_loras * cols, group.in_features, dtype=self.dtype),
+                    torch.zeros(self.max_loras * cols, out, dtype=self.dtype),
+                    torch.zeros(self.max_loras, dtype=torch.int32),
+                    self.max_rank,
+                    tuple((offset, size) for _, offset, size in group.parts),
+                )
             group.handle = group.module.register_forward_hook(self._hook_for(group))
         self._attached = True
+        self.version += 1
 
     def detach(self) -> None:
         """Remove the hooks and free the slots' memory."""
         for group in self.groups:
             if group.handle is not None:
                 group.handle.remove()
-            group.a = group.bt = group.handle = None
+            group.buffers = group.handle = None
         self._attached = False
+        self.version += 1
 
     @property
     def nbytes(self) -> int:
         return sum(
-            t.numel() * t.element_size() for g in self.groups for t in (g.a, g.bt) if t is not None
+            t.numel() * t.element_size()
+            for g in self.groups
+            if g.buffers is not None
+            for t in (g.buffers.a, g.buffers.bt)
         )
+
+    def buffers_of(self, module: nn.Module) -> LoraBuffers | None:
+        """The slots of projection `module` (None: not served, or nothing loaded yet)."""
+        for group in self.groups:
+            if group.module is module:
+                return group.buffers
+        return None
 
     # -- a step ---------------------------------------------------------------------
     @contextmanager
@@ -206,53 +261,19 @@ class LoraSlots:
         """Inside the block, every hooked projection adds row t's adapter update (slot
         token_slots[t]; -1 = none). token_slots: (T,) int64."""
         assert self._attached, "rows() before any adapter was loaded"
-        n = int(token_slots.max()) + 1
-        if n > 0:
-            onehot = torch.zeros(len(token_slots), n)
-            used = token_slots >= 0
-            onehot[used.nonzero().squeeze(1), token_slots[used]] = 1.0
-            # one slot for every row (a batch of one adapter): no mask to apply
-            whole = bool(used.all()) and bool((token_slots == token_slots[0]).all())
-            self._step = _Step(onehot, n, int(token_slots[0]) if whole else None, {})
+        self._step = token_slots.contiguous()
         try:
             yield
         finally:
             self._step = None
 
     def _hook_for(self, group: _Group) -> Any:
-        cols = len(group.parts) * self.max_rank
-
         def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> Any:
-            step = self._step
-            if step is None:
+            token_slots = self._step
+            if token_slots is None:
                 return None
-            assert group.a is not None and group.bt is not None
-            x = args[0].float()
-            if step.only is not None:  # every row on one adapter: its slot's rows alone
-                rows = slice(step.only * cols, (step.only + 1) * cols)
-                low = F.linear(x, group.a[rows])  # (T, C)
-                return out.add_(torch.mm(low, group.bt[rows]).to(out.dtype))
-            n = step.num_slots
-            # (T, n*C): every resident adapter's low-rank activations, then only the row's own
-            low = F.linear(x, group.a[: n * cols]).mul_(step.mask(cols))
-            return out.add_(torch.mm(low, group.bt[: n * cols]).to(out.dtype))
+            assert group.buffers is not None
+            self.ops.lora_add(out, args[0], group.buffers, token_slots)
+            return out
 
         return hook
-
-
-@dataclass
-class _Step:
-    """One step's row -> slot facts: onehot (T, n) float32; only: the one slot of every row,
-    if so; masks: onehot widened to C columns per slot, made once per width."""
-
-    onehot: torch.Tensor
-    num_slots: int
-    only: int | None
-    masks: dict[int, torch.Tensor]
-
-    def mask(self, cols: int) -> torch.Tensor:
-        mask = self.masks.get(cols)
-        if mask is None:
-            mask = self.onehot.repeat_interleave(cols, dim=1)  # (T, n*cols)
-            self.masks[cols] = mask
-        return mask

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from hearth.model.kv_cache import KVCache
     from hearth.model.layers.attention import DecodeInputs
+    from hearth.model.layers.lora_slots import LoraBuffers, LoraSlots
 
 
 class LowbitMatmul(Protocol):
@@ -168,10 +169,28 @@ class Ops:
         hidden: torch.Tensor,
         cos_sins: list[tuple[torch.Tensor, torch.Tensor]],
         inputs: DecodeInputs,
+        lora: tuple[LoraSlots, torch.Tensor] | None = None,
     ) -> torch.Tensor | None:
         """A decode-only step through `plan`: the final-normed hidden states, or None when
-        this step does not fit (the layers run)."""
+        this step does not fit (the layers run). lora: the adapters' slots and each row's
+        slot (S,) int64 (-1: none), for a step whose rows use adapters."""
         return None
+
+    def lora_add(
+        self, out: torch.Tensor, x: torch.Tensor, lora: LoraBuffers, token_slots: torch.Tensor
+    ) -> None:
+        """out (T, N) += each row's LoRA update from its slot token_slots[t] (T,) int64 (-1:
+        none), computed in float32 from x (T, K) and added in out's dtype (lora_slots.py
+        holds the layout). One slot at a time: each slot's A and B are read once."""
+        cols = len(lora.parts) * lora.max_rank
+        x32 = x.float()
+        for slot in token_slots.unique().tolist():
+            if slot < 0 or int(lora.ranks[slot]) == 0:
+                continue
+            rows = (token_slots == slot).nonzero().squeeze(1)
+            own = slice(slot * cols, (slot + 1) * cols)
+            low = F.linear(x32.index_select(0, rows), lora.a[own].float())  # (rows, C)
+            out.index_add_(0, rows, torch.mm(low, lora.bt[own].float()).to(out.dtype))
 
 
 REFERENCE = Ops()

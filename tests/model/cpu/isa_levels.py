@@ -8,12 +8,16 @@ from hearth.model.cpu import (
     decode_step,
     dense_matmul,
     isa,
+    lora_delta,
     lowbit_matmul,
     paged_decode,
     prefill_attention,
 )
 
-KERNELS = (decode_ops, decode_step, dense_matmul, lowbit_matmul, paged_decode, prefill_attention)
+KERNELS = (
+    decode_ops, decode_step, dense_matmul, lora_delta, lowbit_matmul, paged_decode,
+    prefill_attention,
+)  # fmt: skip
 
 
 def use_level(level: str | None) -> None:
