@@ -145,6 +145,14 @@ class Settings:
             "hearth.model.cpu.backend)"
         ),
     )
+    # an AVX2-only (or any other) llama.cpp build beside the environment's (docs/cpu-isa.md)
+    bench_llama_cpp_path: str = field(
+        default="",
+        metadata=about(
+            "folder holding a llama_cpp package (pip install --target) the bench's llama.cpp "
+            "peer imports instead of the installed one; empty: the installed one"
+        ),
+    )
     hf_endpoint: str = field(
         default="",
         metadata=about(

@@ -88,7 +88,7 @@ def test_sources_environment_over_file_over_default(tmp_path: Path) -> None:
             {"HEARTH_DEDICATED_CPU": "maybe"},
             r"dedicated_cpu \(HEARTH_DEDICATED_CPU\) must be true or false.*got 'maybe'",
         ),
-        ("bogus = 1", {}, r"unknown setting 'bogus'; allowed keys: allowed_hosts, cc, cors_origins"),
+        ("bogus = 1", {}, r"unknown setting 'bogus'; allowed keys: allowed_hosts, bench_llama_cpp_path, cc"),
         ("home = '/x'", {}, r"unknown setting 'home'.*set by HEARTH_HOME only"),
         ("dedicated_cpu = true", {}, r"set by HEARTH_DEDICATED_CPU only"),
         ("port = ", {}, r"config\.toml is not valid TOML"),

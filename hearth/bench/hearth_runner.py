@@ -19,9 +19,11 @@ def run_hearth(
     workloads: list[Workload],
     quant: str = "auto",
     max_num_seqs: int = 64,
+    draft: str | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """The runs, and the KV pool's size in MB: sized to hold the largest workload's
-    requests all at once (no preemption), in blocks of 16."""
+    requests all at once (no preemption), in blocks of 16. draft: the draft model of the
+    workloads that speculate with "draft"."""
     from hearth.config import load_settings
     from hearth.engine.engine_config import EngineConfig
     from hearth.engine.llm import build_engine
@@ -47,6 +49,11 @@ def run_hearth(
         + 16
     )
     engines: dict[tuple[bool, str], Any] = {}  # at most one: each holds a KV pool
+    loaded_draft = None
+    if draft is not None and any(w.speculative == "draft" for w in workloads):
+        from hearth.engine.spec.draft_loading import load_draft
+
+        loaded_draft = load_draft(draft, str(path), tokenizer, quant, torch.float32, settings)
 
     def engine_for(caching: bool, speculative: str = "off") -> Any:
         if (caching, speculative) not in engines:
@@ -61,8 +68,9 @@ def run_hearth(
                 speculative=speculative,
             )
             engines[caching, speculative] = build_engine(
-                loaded.weights.config, loaded.decoder, tokenizer, config, loaded.dtype
-            )
+                loaded.weights.config, loaded.decoder, tokenizer, config, loaded.dtype,
+                loaded_draft,
+            )  # fmt: skip
         return engines[caching, speculative]
 
     def params(n: int) -> Any:

@@ -32,6 +32,10 @@ class BenchConfig:
     seed: int = 0
     concurrency: tuple[int, ...] | None = None  # levels of `concurrent`; None: all
     speculative: str = "auto"  # the mode the spec scenario compares with "off"
+    draft: str | None = None  # the draft model of speculative "draft" (a name or a path)
+    # a folder with the llama_cpp package the llama.cpp peer imports (e.g. an AVX2-only
+    # build); "": settings.bench_llama_cpp_path, else the installed one
+    llama_cpp_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -127,30 +131,57 @@ def _ratios(
 
 
 def _spec_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The spec scenario's speed-ups: tokens/s with speculation over without (hearth's
-    own), and over llama.cpp on the same requests."""
+    """The spec scenario's speed-ups. `<workload>_speedup`: hearth's own, output tokens
+    over duration with speculation over without. Against llama.cpp, without speculation
+    (`_vs_llama_cpp`) and with its best prompt-lookup setting (`_vs_llama_cpp_best_spec`,
+    the setting named in `_llama_cpp_best_spec`), single streams are read as
+    decode_vs_llama_cpp reads them: tokens after the first over the time after the first
+    (prefill left out: llama-cpp-python's speculative road computes logits for every
+    prompt position, a cost of its Python binding, not of llama.cpp's drafting)."""
 
-    def rate(engine: str, scenario: str, speculating: bool) -> float | None:
-        picked = [
+    def picked(engine: str, scenario: str, speculating: bool) -> list[dict[str, Any]]:
+        return [
             r
             for r in runs
             if r["engine"] == engine
             and r["scenario"] == scenario
             and (r.get("speculative", "off") != "off") == speculating
         ]
-        seconds = sum(r["duration_s"] for r in picked)
-        return sum(r["output_tokens"] for r in picked) / seconds if seconds else None
+
+    def throughput(rs: list[dict[str, Any]]) -> float | None:
+        seconds = sum(r["duration_s"] for r in rs)
+        return sum(r["output_tokens"] for r in rs) / seconds if seconds else None
+
+    def stream_rate(rs: list[dict[str, Any]]) -> float | None:
+        if not rs or any(not r.get("decode_tokens_per_s") for r in rs):
+            return throughput(rs)  # concurrent requests: output over duration
+        tokens = [r["output_tokens"] - r["num_requests"] for r in rs]  # each after its first
+        seconds = sum(n / r["decode_tokens_per_s"] for n, r in zip(tokens, rs, strict=True))
+        return sum(tokens) / seconds
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
 
     ratios: dict[str, Any] = {}
     for scenario in ("spec-quote", "spec-chat", "spec-concurrent"):
-        on, off = rate("hearth", scenario, True), rate("hearth", scenario, False)
-        if on is None or off is None:
+        on, off = picked("hearth", scenario, True), picked("hearth", scenario, False)
+        if not on or not off:
             continue
         key = scenario.replace("-", "_")
-        ratios[f"{key}_speedup"] = round(on / off, 3)
-        peer = rate("llama.cpp", scenario, False)
+        ratios[f"{key}_speedup"] = div(throughput(on), throughput(off))
+        peer = picked("llama.cpp", scenario, False)
         if peer:
-            ratios[f"{key}_vs_llama_cpp"] = round(on / peer, 3)
+            ratios[f"{key}_vs_llama_cpp"] = div(stream_rate(on), stream_rate(peer))
+        by_setting: dict[str, list[dict[str, Any]]] = {}
+        for r in picked("llama.cpp", scenario, True):
+            name = " ".join(f"{k}={v}" for k, v in sorted(r["prompt_lookup"].items()))
+            by_setting.setdefault(f"{r['speculative']} {name}", []).append(r)
+        if by_setting:
+            rates = {name: stream_rate(rs) or 0.0 for name, rs in by_setting.items()}
+            best = max(rates, key=rates.__getitem__)
+            ratios[f"{key}_llama_cpp_best_spec"] = best
+            ratios[f"{key}_llama_cpp_best_spec_speedup"] = div(rates[best], stream_rate(peer))
+            ratios[f"{key}_vs_llama_cpp_best_spec"] = div(stream_rate(on), rates[best])
     return ratios
 
 
@@ -161,9 +192,11 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
 
     from hearth.config import load_settings
 
+    settings = load_settings()
+    peer_path = config.llama_cpp_path or settings.bench_llama_cpp_path
     for peer in config.peers:
-        check_peer(peer)
-    threads = config.threads or load_settings().threads
+        check_peer(peer, peer_path)
+    threads = config.threads or settings.threads
     torch.set_num_threads(threads)
     from hearth.weights.loader import load_weights
 
@@ -186,13 +219,13 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
         )
     base = {"path": str(path), "threads": threads, "workloads": [w.to_json() for w in workloads]}
     runs: list[dict[str, Any]] = []
-    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant})
+    hearth = _run_worker({**base, "engine": "hearth", "quant": config.quant, "draft": config.draft})
     runs.extend(hearth["runs"])
     errors: dict[str, str] = {}
     peers: dict[str, Any] = {}
     for peer in config.peers:
         try:
-            peer_result = _run_worker({**base, "engine": peer})
+            peer_result = _run_worker({**base, "engine": peer, "peer_path": peer_path})
         except HearthError as exc:  # a peer's failure must not lose hearth's numbers
             errors[peer] = str(exc)
             continue
@@ -209,6 +242,7 @@ def run_bench(config: BenchConfig, path: Path, weights_mb: float) -> dict[str, A
             "path": str(path),
             "size_mb": round(weights_mb, 1),
             "quant": config.quant,
+            **({"draft": config.draft} if config.draft else {}),
         },
         "runs": runs,
         "ratios": _ratios(runs, machine["memory_bandwidth_gbps"], weights_mb),

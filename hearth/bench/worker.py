@@ -38,10 +38,12 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if engine == "hearth":
         from hearth.bench.hearth_runner import run_hearth
 
-        runs, kv_mb = run_hearth(path, workloads, spec.get("quant", "auto"))
+        runs, kv_mb = run_hearth(path, workloads, spec.get("quant", "auto"), draft=spec.get("draft"))
         for run in runs:
             run["kv_cache_mb"] = round(kv_mb, 1)
     elif engine == "llama.cpp":
+        if spec.get("peer_path"):  # another build of llama-cpp-python (--peer-path)
+            sys.path.insert(0, str(spec["peer_path"]))
         from hearth.bench.peers import llama_cpp_build, run_llama_cpp
 
         runs = run_llama_cpp(path, workloads, threads)

@@ -12,6 +12,7 @@ import typer
 
 from hearth.cli.output import Output
 from hearth.engine.engine_config import SPECULATIVE_HELP, check_speculative
+from hearth.errors import UserInputError
 
 if TYPE_CHECKING:
     from hearth.bench.runner import BenchConfig
@@ -42,7 +43,11 @@ def _table(out: Output, result: dict[str, Any]) -> None:
         if scenario == "prefix":
             scenario += " (cached)" if r["prefix_caching"] else " (no cache)"
         if r.get("speculative", "off") != "off":
-            scenario += f" ({r['speculative']})"
+            lookup = r.get("prompt_lookup")  # llama.cpp's drafter and its setting
+            detail = (
+                f" n={lookup['max_ngram_size']} k={lookup['num_pred_tokens']}" if lookup else ""
+            )
+            scenario += f" ({r['speculative']}{detail})"
         table.add_row(
             r["engine"],
             scenario,
@@ -83,7 +88,6 @@ def _table(out: Output, result: dict[str, Any]) -> None:
 
 def _levels(text: str) -> tuple[int, ...] | None:
     """Levels from "1,4,16"; None for "" (every level). UserInputError names the option."""
-    from hearth.errors import UserInputError
 
     if not text.strip():
         return None
@@ -110,7 +114,6 @@ def _embed_bench(
     from hearth.bench.embed_bench import EMBED_PEERS, run_embed_bench
     from hearth.config import load_settings
     from hearth.engine.llm import check_license, resolve_model
-    from hearth.errors import UserInputError
 
     if set(scenario) != {"embed"}:
         raise UserInputError("--scenario embed runs alone; give it without other scenarios")
@@ -154,7 +157,6 @@ def _tune_bench(
     from hearth.bench.tune_bench import TUNE_METHODS, TUNE_PEERS, TuneBenchConfig, run_tune_bench
     from hearth.config import load_settings
     from hearth.engine.llm import check_license, resolve_model
-    from hearth.errors import UserInputError
     from hearth.tokenizer import load_tokenizer
 
     if set(scenario) != {"tune"}:
@@ -287,6 +289,13 @@ def bench(
         help="NAME=PATH: an adapter (PEFT folder or .gguf) for --scenario lora (repeatable; "
         "default 4 synthetic rank-16 adapters on all seven projections).",
     ),
+    peer_path: str = typer.Option(
+        "",
+        "--peer-path",
+        help="A folder holding another llama-cpp-python build (pip install --target), e.g. "
+        "one built for AVX2 only, that --peer llama.cpp imports (default: the setting "
+        "bench_llama_cpp_path, else the installed one).",
+    ),
     threads: int = typer.Option(0, "--threads", help="CPU threads for every engine; 0 = cores."),
     quick: bool = typer.Option(False, "--quick", help="Tiny scenario sizes (seconds)."),
     steps: int = typer.Option(
@@ -295,6 +304,9 @@ def bench(
     speculative: str = typer.Option(
         "auto", "--speculative", help="The mode --scenario spec compares with off. "
         + SPECULATIVE_HELP,
+    ),
+    draft: str | None = typer.Option(
+        None, "--draft", help="The draft model of --speculative draft (a store name or a path)."
     ),
     accuracy: bool = typer.Option(
         False,
@@ -327,7 +339,12 @@ def bench(
     config = _bench_config(
         model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy
     )
-    config = replace(config, speculative=check_speculative(speculative))
+    mode = check_speculative(speculative)
+    if draft is not None and mode == "auto":
+        mode = "draft"  # --draft alone: the spec scenario compares the draft model with off
+    if mode == "draft" and draft is None:
+        raise UserInputError("--speculative draft needs --draft MODEL (a store name or a path)")
+    config = replace(config, speculative=mode, draft=draft, llama_cpp_path=peer_path)
     result = _run_bench(config, accept_license)
     if out.json:
         out.emit_json(result)
@@ -348,7 +365,6 @@ def _bench_config(
     """The checked options (UserInputError names the bad one)."""
     from hearth.bench.runner import BenchConfig
     from hearth.bench.workloads import DEFAULT_SCENARIOS, SCENARIOS
-    from hearth.errors import UserInputError
     from hearth.model.quant_modes import QUANT_MODES
 
     if quant not in QUANT_MODES:

@@ -103,6 +103,14 @@ _PipelineParallelOpt = Annotated[
     ),
 ]
 _SpeculativeOpt = Annotated[str, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+_DraftOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--draft",
+        help="The draft model of --speculative draft (a store name or a path; it must share "
+        "the model's tokenizer). Given alone, it drafts under auto.",
+    ),
+]
 _OutputFormatOpt = Annotated[
     str | None,
     typer.Option(
@@ -132,6 +140,7 @@ def run(
     tensor_parallel: _TensorParallelOpt = 1,
     pipeline_parallel: _PipelineParallelOpt = 1,
     speculative: _SpeculativeOpt = "auto",
+    draft: _DraftOpt = None,
     output_format: _OutputFormatOpt = None,
 ) -> None:
     """Chat with a model, or answer one prompt (like `ollama run`)."""
@@ -149,6 +158,7 @@ def run(
     llm = _load(
         LLM, model, ctx, kv_cache_gb, quant, accept_license, tensor_parallel,
         speculative=mode, max_lora_rank=max_lora_rank, pipeline_parallel=pipeline_parallel,
+        draft_model=draft,
     )  # fmt: skip
     llm.require_generation()
     if lora is not None:
@@ -239,6 +249,7 @@ def _load(
     speculative: str = "off",
     max_lora_rank: int = 16,
     pipeline_parallel: int = 1,
+    draft_model: str | None = None,
 ) -> LLM:
     from hearth.config import load_settings
 
@@ -258,6 +269,7 @@ def _load(
         tensor_parallel=tensor_parallel,
         pipeline_parallel=pipeline_parallel,
         speculative=speculative,
+        draft_model=draft_model,
     )
     return llm
 

@@ -68,6 +68,14 @@ _CtxLenOpt = Annotated[
 _SpeculativeOpt = Annotated[
     str | None, typer.Option("--speculative", help=SPECULATIVE_HELP + " Default: off.")
 ]
+_DraftOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--draft",
+        help="The draft model of --speculative draft for every model served (a store name "
+        "or a path; it must share each model's tokenizer). Given alone, it sets draft.",
+    ),
+]
 _MaxQueueOpt = Annotated[
     int | None,
     typer.Option("--max-queue", help="Requests that may wait beyond the running ones before 503."),
@@ -166,6 +174,7 @@ def serve(
     quant: _QuantOpt = None,
     ctx_len: _CtxLenOpt = None,
     speculative: _SpeculativeOpt = None,
+    draft: _DraftOpt = None,
     max_queue: _MaxQueueOpt = None,
     rate_limit: _RateLimitOpt = None,
     max_body_mb: _MaxBodyMbOpt = None,
@@ -202,7 +211,8 @@ def serve(
         kv_cache_gb=kv_cache_gb,
         quant=quant,
         max_model_len=ctx_len,
-        speculative=check_speculative(speculative) if speculative else None,
+        speculative=check_speculative(speculative) if speculative else ("draft" if draft else None),
+        draft_model=draft,
         max_queue=max_queue,
         rate_limit_per_minute=rate_limit,
         max_body_bytes=int(max_body_mb * MIB) if max_body_mb else None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hearth.errors import CapacityError, UserInputError
+from hearth.errors import CapacityError, InvalidParameterError, UserInputError
 
 GIB = 1024**3
 # share of available RAM the KV cache takes when no budget is given: the weights, the
@@ -17,12 +17,20 @@ DEFAULT_KV_FRACTION = 0.25
 # num_ctx each). Sized from what the model needs, not from the machine: a share of RAM gave
 # a 98 MB model a 5.3 GB pool. Shorter requests fit many more; past it, preemption.
 DEFAULT_KV_CONTEXTS = 4
-# speculative decoding (engine/spec/); "self" and "draft" drafters are not built yet
-SPECULATIVE_MODES = ("off", "auto", "ngram")
+# speculative decoding (engine/spec/): "ngram" drafts by prompt lookup whenever the text
+# repeats; "auto", "self" and "draft" draft only where measured costs say it pays
+SPECULATIVE_MODES = ("off", "auto", "ngram", "self", "draft")
 MAX_SPECULATIVE_TOKENS = 16  # drafts per sequence and step; more never pays on a CPU
+# self-speculation's draft: the first num_hidden_layers // SELF_DRAFT_LAYER_DIVISOR layers
+# (at least one). A quarter: drafting a token then costs about a quarter of a target step
+# (k=5 drafts ~1.25 steps), so it pays from about 60% acceptance per token; LayerSkip
+# (Elhoushi et al. 2024) exits early around this depth for models trained for it. A model
+# not trained for early exit accepts far less, and the pays-or-stops policy turns it off.
+SELF_DRAFT_LAYER_DIVISOR = 4
 SPECULATIVE_HELP = (
     "Speculative decoding: auto (prompt lookup, where measured step costs say it pays), "
-    "ngram (prompt lookup whenever the text repeats), off."
+    "ngram (prompt lookup whenever the text repeats), self (the model's own first layers "
+    "draft), draft (a smaller model with the same tokenizer drafts: --draft MODEL), off."
 )
 
 
@@ -30,10 +38,40 @@ def check_speculative(mode: str) -> str:
     """A surface's speculative mode, refused with the modes there are."""
     if mode not in SPECULATIVE_MODES:
         raise UserInputError(
-            f"--speculative {mode!r} is not a mode; use one of {', '.join(SPECULATIVE_MODES)} "
-            "(self-speculation and draft models are not built yet)"
+            f"--speculative {mode!r} is not a mode; use one of {', '.join(SPECULATIVE_MODES)}"
         )
     return mode
+
+
+def request_speculation(asked: str, engine_mode: str) -> bool:
+    """A request's `speculative` mode as SamplingParams.speculate. "off" turns drafting off
+    for it; "auto" or the mode the model runs with keep it; the drafter is the model's (it
+    holds the draft model or the draft layers' cache), so a request cannot pick another."""
+    if asked == "off":
+        return False
+    if asked in ("auto", engine_mode):
+        return True
+    modes = "off" if engine_mode == "off" else f"off, auto or {engine_mode}"
+    raise InvalidParameterError(
+        "speculative",
+        f"speculative: {asked!r} is not a mode this model runs with (it runs "
+        f"{engine_mode!r}); a request may ask for {modes}, or true / false",
+    )
+
+
+def self_draft_layers(num_hidden_layers: int, wanted: int | None) -> int:
+    """The layers self-speculation drafts with: `wanted`, or the default share; a count
+    the model does not have is refused with the range there is."""
+    if wanted is None:
+        return max(1, num_hidden_layers // SELF_DRAFT_LAYER_DIVISOR)
+    if not 1 <= wanted < num_hidden_layers:
+        raise UserInputError(
+            f"self_draft_layers {wanted} does not fit a model of {num_hidden_layers} layers; "
+            f"give 1..{num_hidden_layers - 1} (fewer than all: the draft must be cheaper)"
+        )
+    return wanted
+
+
 # LoRA adapters resident at once by default (their slots take memory only once one loads)
 DEFAULT_MAX_LORAS = 4
 
@@ -54,10 +92,14 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     seed: int | None = None  # the shared generator of unseeded requests
     # speculative decoding (engine/spec/): "off", "ngram" (prompt lookup whenever it
-    # matches) or "auto" (prompt lookup where measured step costs say it pays); up to
-    # num_speculative_tokens drafted tokens per sequence and step
+    # matches), "auto" (prompt lookup where measured step costs say it pays), "self" (the
+    # first self_draft_layers layers draft; None = SELF_DRAFT_LAYER_DIVISOR's share) or
+    # "draft" (draft_model, a store name or a path, drafts); up to num_speculative_tokens
+    # drafted tokens per sequence and step
     speculative: str = "off"
     num_speculative_tokens: int = 5
+    draft_model: str | None = None
+    self_draft_layers: int | None = None
     max_loras: int | None = None
     max_lora_rank: int = 16
 
@@ -82,6 +124,8 @@ class EngineConfig:
                 f"num_speculative_tokens must be in 1..{MAX_SPECULATIVE_TOKENS}, "
                 f"got {self.num_speculative_tokens}"
             )
+        if self.self_draft_layers is not None and self.self_draft_layers < 1:
+            raise ValueError(f"self_draft_layers must be >= 1, got {self.self_draft_layers}")
         if self.max_loras is not None and self.max_loras < 1:
             raise ValueError(f"max_loras must be >= 1, got {self.max_loras}")
         if self.max_loras is not None and self.max_loras > self.max_num_seqs:

@@ -27,6 +27,7 @@ from hearth.model.quant_modes import DEFAULT_QUANT
 
 if TYPE_CHECKING:
     from hearth.engine.embedder import Embedder
+    from hearth.engine.spec.draft_loading import LoadedDraft
 
 # (label, bytes done, bytes total; 0 = unknown) -> None, as the store reports it
 Progress = Callable[[str, int, int], None]
@@ -165,8 +166,10 @@ def build_engine(
     tokenizer: Any,
     config: EngineConfig,
     dtype: torch.dtype,
+    draft: LoadedDraft | None = None,
 ) -> LLMEngine:
-    """Size the KV pool from the budget, allocate it and wire the engine."""
+    """Size the KV pool from the budget, allocate it and wire the engine (and its drafter:
+    "self" builds one from `model`, "draft" from `draft`)."""
     from hearth.engine.ranks import RankDriver
     from hearth.model.kv_cache import allocate_kv_caches, kv_cache_bytes_per_block
 
@@ -189,7 +192,43 @@ def build_engine(
         max_model_len=plan.max_model_len,
         vocab_size=loaded_config.vocab_size,
         eos_token_ids=eos,
+        new_drafter=_model_drafter(
+            loaded_config, model, tokenizer, config, plan.max_model_len, dtype, draft
+        ),
     )
+
+
+def _model_drafter(
+    loaded_config: Any,
+    model: Any,
+    tokenizer: Any,
+    config: EngineConfig,
+    max_model_len: int,
+    dtype: torch.dtype,
+    draft: LoadedDraft | None,
+) -> Callable[[Any], Any] | None:
+    """The drafter of "self" and "draft" speculation (one runner for every sequence);
+    None for the others (prompt lookup)."""
+    from hearth.engine.engine_config import self_draft_layers
+    from hearth.engine.spec import model_drafter
+
+    if config.speculative == "self":
+        layers = self_draft_layers(loaded_config.num_hidden_layers, config.self_draft_layers)
+        runner = model_drafter.self_drafter(
+            model, loaded_config, tokenizer, config, max_model_len, dtype, layers
+        )
+    elif config.speculative == "draft":
+        if draft is None:
+            raise UserInputError(
+                "--speculative draft needs a draft model: give --draft MODEL (a store name "
+                "or a path)"
+            )
+        runner = model_drafter.draft_model_drafter(
+            draft.decoder, draft.config, draft.tokenizer, config, max_model_len, draft.dtype
+        )
+    else:
+        return None
+    return lambda seq: runner
 
 
 def _rank_config(
@@ -247,6 +286,10 @@ class LLM:
       Quantized modes run bf16 activations (hearth.model.quant_build).
     dtype: None = float32 for generation models and auto for embedding models (bfloat16
       where it keeps their vectors' bar, hearth.engine.embedder.auto_dtype).
+    speculative / draft_model (EngineConfig fields): "self" drafts with the model's own first
+      layers; "draft" with `draft_model` (a store name or a path sharing this model's
+      tokenizer, else UserInputError naming both); a created model's Modelfile DRAFT
+      drafts under "auto" (engine/spec/draft_loading.py).
     tensor_parallel: ranks to split the weights over (an int: processes on this host; a
       TPConfig for several hosts); > 1 runs dense weights ("auto" becomes "none") on the
       reference layers, rank 0 in this process (hearth.engine.tensor_parallel).
@@ -331,7 +374,10 @@ class LLM:
         self.defaults = model_defaults(
             self.model_name, self.generation_defaults, self.tokenizer.has_chat_template, params
         )
-        self.engine = build_engine(loaded.config, decoder, self.tokenizer, engine_config, dtype)
+        engine_config, draft = self._draft(engine_config, layers.get("draft"), quant, settings)
+        self.engine = build_engine(
+            loaded.config, decoder, self.tokenizer, engine_config, dtype, draft
+        )
         if pooling is not None:
             self.engine.embedding_pooling = pooling
             self.engine.embedding_prompt = prompt
@@ -362,6 +408,22 @@ class LLM:
         built = load_decoder(self.path, quant, dtype, BackendConfig.of(settings))
         self.quant = built.quant
         return built.weights, built.decoder, built.dtype
+
+    def _draft(
+        self, config: EngineConfig, stored: str | None, quant: str, settings: Settings
+    ) -> tuple[EngineConfig, LoadedDraft | None]:
+        """The speculative mode this model runs with (a Modelfile's DRAFT drafts under
+        "auto") and its draft model, loaded and checked against this one's vocabulary."""
+        from hearth.engine.spec.draft_loading import load_draft, resolve_speculation
+
+        mode, draft_name = resolve_speculation(config.speculative, config.draft_model, stored)
+        config = replace(config, speculative=mode, draft_model=draft_name)
+        if draft_name is None:
+            return config, None
+        dtype = torch.float32
+        return config, load_draft(
+            draft_name, self.model_name, self.tokenizer, quant, dtype, settings
+        )
 
     def _attach_adapters(
         self, store_name: str | None, settings: Settings, loras: Mapping[str, str | Path]

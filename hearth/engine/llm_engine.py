@@ -8,7 +8,7 @@ Not thread-safe: AsyncEngine serialises calls. Knows nothing of HTTP or the CLI.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from hearth.engine.sampler import Sampler, SamplerRow, prompt_logprobs
 from hearth.engine.sampling_params import SamplingParams
 from hearth.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from hearth.engine.sequence import Logprob, Sequence
-from hearth.engine.spec.speculator import Speculator
+from hearth.engine.spec.ngram import NgramIndex
+from hearth.engine.spec.speculator import Drafter, Speculator
 from hearth.engine.spec.verify import verify_drafts
 from hearth.errors import ContextLengthError, NotFoundError, UserInputError
 
@@ -52,7 +53,10 @@ class LLMEngine:
         max_model_len: int,
         vocab_size: int,
         eos_token_ids: Iterable[int] = (),
+        new_drafter: Callable[[Sequence], Drafter] | None = None,
     ) -> None:
+        """new_drafter: each sequence's drafter for speculation; None = prompt lookup
+        (n-gram). "self" and "draft" need theirs (engine/spec/model_drafter.py)."""
         self.config = config
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
@@ -74,11 +78,13 @@ class LLMEngine:
         )
         self.runner = ModelRunner(model, kv_caches, config.block_size)
         self.sampler = Sampler(config.seed)
-        self.speculator = (
-            None
-            if config.speculative == "off"
-            else Speculator(config.speculative, config.num_speculative_tokens)
-        )
+        self.speculator: Speculator | None = None
+        if config.speculative != "off":
+            if new_drafter is None and config.speculative in ("self", "draft"):
+                raise ValueError(f"speculative {config.speculative!r} needs its new_drafter")
+            self.speculator = Speculator(
+                config.speculative, config.num_speculative_tokens, new_drafter or _ngram
+            )
         self._draft_tokens_total = 0
         self._accepted_tokens_total = 0
         self.requests: dict[str, RequestState] = {}
@@ -607,6 +613,10 @@ class LLMEngine:
         close = getattr(self.runner.model, "close", None)  # a tensor-parallel model's workers
         if close is not None:
             close()
+
+
+def _ngram(seq: Sequence) -> Drafter:
+    return NgramIndex()
 
 
 def _empty_run(vocab_size: int) -> RunnerOutput:

@@ -48,13 +48,17 @@ class KVCache:
         flat_v.index_copy_(0, slot_mapping, value.to(flat_v.dtype))
 
 
-def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
-    """Bytes one block takes across all layers (what the engine divides its budget by)."""
+def kv_cache_bytes_per_block(
+    config: ModelConfig, block_size: int, dtype: torch.dtype, num_layers: int | None = None
+) -> int:
+    """Bytes one block takes across all layers, or the first `num_layers` (what the engine
+    divides its budget by)."""
     if block_size <= 0:
         raise ValueError(f"block_size must be > 0, got {block_size}")
     per_token = config.num_kv_cache_heads * (config.k_head_dim + config.v_head_dim)
     element = torch.empty((), dtype=dtype).element_size()
-    return config.num_hidden_layers * block_size * per_token * element
+    layers = config.num_hidden_layers if num_layers is None else num_layers
+    return layers * block_size * per_token * element
 
 
 def allocate_kv_caches(
@@ -63,6 +67,7 @@ def allocate_kv_caches(
     block_size: int,
     dtype: torch.dtype,
     device: torch.device | str | None = None,
+    num_layers: int | None = None,
 ) -> list[KVCache]:
     """One zeroed KVCache per layer: views into one key and one value tensor for all layers.
     Two big allocations instead of two per layer: on the CPU each is then mapped on its own
@@ -72,7 +77,9 @@ def allocate_kv_caches(
         raise ValueError(f"num_blocks must be > 0, got {num_blocks}")
     if block_size <= 0:
         raise ValueError(f"block_size must be > 0, got {block_size}")
-    heads, layers = config.num_kv_cache_heads, config.num_hidden_layers
+    heads = config.num_kv_cache_heads
+    # num_layers: the first layers only (self-speculation's draft caches, engine/spec/)
+    layers = config.num_hidden_layers if num_layers is None else num_layers
     shape = (layers, num_blocks, block_size, heads)
     keys = _zeros((*shape, config.k_head_dim), dtype, device)
     values = _zeros((*shape, config.v_head_dim), dtype, device)

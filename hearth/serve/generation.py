@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hearth.engine.engine_config import request_speculation
 from hearth.engine.sampling_params import SamplingParams
 from hearth.errors import ContextLengthError, InvalidParameterError, UserInputError
 from hearth.serve.model_pool import LoadedModel
@@ -76,6 +77,10 @@ def build_params(model: LoadedModel, **values: Any) -> SamplingParams:
         if len(stop) > 16:
             raise InvalidParameterError("stop", "stop: at most 16 stop strings")
         given["stop"] = tuple(stop)
+    if isinstance(given.get("speculate"), str):
+        given["speculate"] = request_speculation(
+            given["speculate"], model.llm.engine.config.speculative
+        )
     if model.lora is not None:  # the request named an adapter (model_pool.use)
         given["lora"] = model.lora
     return model.llm.default_sampling_params(**given)

@@ -263,6 +263,7 @@ class ModelPool:
             kv_cache_gb=self.options.kv_cache_gb,
             max_model_len=self.options.max_model_len,
             speculative=self.options.speculative,
+            draft_model=self.options.draft_model,
             settings=self.settings,
             loras=self.adapters.of_base(record.name),
             max_loras=self.options.max_loras,

@@ -56,6 +56,7 @@ class ServeOptions:
     dtype: str = "auto"
     quant: str = DEFAULT_QUANT  # one of QUANT_MODES; auto: the file's own quantization
     speculative: str = "off"  # EngineConfig.speculative of every model loaded
+    draft_model: str | None = None  # EngineConfig.draft_model of every model loaded (--draft)
     cors_origins: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()

@@ -30,7 +30,9 @@ class Options(_Lenient):
     top_p: float | None = Field(default=None, gt=0, le=1)
     min_p: float | None = Field(default=None, ge=0, le=1)
     typical_p: float | None = Field(default=None, gt=0, le=1)
-    speculative: bool | None = None  # hearth's: false = no speculative decoding for it
+    # hearth's: false (or "off") = no speculative decoding for it; true, "auto" or the
+    # model's own mode keep it (generation.build_params)
+    speculative: bool | str | None = None
     # -1 (or any negative): until the context is full
     num_predict: int | None = Field(default=None, ge=-MAX_COUNT, le=MAX_COUNT)
     num_ctx: int | None = Field(default=None, ge=1, le=MAX_COUNT)

@@ -65,8 +65,9 @@ class _Sampling(_Strict):
     top_k: int | None = Field(default=None, ge=-1, le=MAX_COUNT)
     min_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
-    # hearth's extension: false turns the server's speculative decoding off for this request
-    speculative: bool | None = None
+    # hearth's extension: false (or "off") turns the server's speculative decoding off for
+    # this request; true, "auto" or the model's own mode keep it (generation.build_params)
+    speculative: bool | str | None = None
     # accepted by OpenAI; nothing to do for a local model
     store: bool | None = None
     metadata: dict[str, str] | None = None

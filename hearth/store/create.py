@@ -1,6 +1,7 @@
 """`hearth create NAME -f Modelfile`: a new store model made of a base's blobs (never copied:
 the new manifest names the same blobs, as `cp` does) plus Ollama's other layers: adapter
-files (stored as blobs under `adapter/`), and the template, system prompt, parameters,
+files (stored as blobs under `adapter/`), the draft model (DRAFT: a name, or a path made
+absolute; the engine loads it when the model runs), and the template, system prompt, parameters,
 few-shot messages and licenses, kept in the manifest's `extra["modelfile"]` (part of the
 model digest). Also the reverse: the Modelfile that recreates a stored model. Knows nothing of
 tensors, the engine or HTTP."""
@@ -109,6 +110,8 @@ def create_model(
     if mf.adapters:
         files += _adapter_files(store, mf.adapters, base_dir)
         layers["adapters"] = [adapter_label] if adapter_label else list(mf.adapters)
+    if mf.draft is not None:
+        layers["draft"] = _draft_source(mf.draft, base_dir)
     manifest = Manifest(
         format=base.format,
         files=tuple(files),
@@ -176,6 +179,17 @@ def _lay_out(store: Store, files: Mapping[str, str], folder: Path, field: str) -
     return folder / only if only.endswith(".gguf") else folder
 
 
+def _draft_source(draft: str, base_dir: Path) -> str:
+    """What a DRAFT line stores: a store name as written (resolved when the model runs, as
+    FROM's names are), a path made absolute (the model runs from anywhere)."""
+    if not _looks_local(draft):
+        return draft
+    path = (base_dir / draft).expanduser()
+    if not path.exists():
+        raise UserInputError(f"DRAFT {draft}: {path} does not exist")
+    return str(path.resolve())
+
+
 def _looks_local(text: str) -> bool:
     return text.startswith(("/", ".", "~")) or text.endswith(".gguf") or "\\" in text
 
@@ -217,6 +231,7 @@ def modelfile_text(name: str, manifest: Manifest) -> str:
     mf = Modelfile(
         from_=name if not layers else str(layers.get("from", name)),
         adapters=list(layers.get("adapters", [])),
+        draft=layers.get("draft"),
         template=layers.get("template"),
         system=layers.get("system"),
         parameters=dict(layers.get("parameters", {})),

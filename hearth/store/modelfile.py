@@ -13,7 +13,9 @@ from typing import Any
 
 from hearth.errors import UserInputError
 
-DIRECTIVES = ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "MESSAGE", "LICENSE")
+DIRECTIVES = (
+    "FROM", "ADAPTER", "DRAFT", "TEMPLATE", "SYSTEM", "PARAMETER", "MESSAGE", "LICENSE",
+)  # fmt: skip
 ROLES = ("system", "user", "assistant")
 
 
@@ -53,6 +55,7 @@ class Modelfile:
 
     from_: str
     adapters: list[str] = field(default_factory=list)
+    draft: str | None = None  # Ollama's DRAFT: the draft model of speculative decoding
     template: str | None = None
     system: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +66,8 @@ class Modelfile:
         """Modelfile text that parses back to this (quoting what needs it)."""
         lines = [f"FROM {self.from_}"]
         lines += [f"ADAPTER {a}" for a in self.adapters]
+        if self.draft is not None:
+            lines.append(f"DRAFT {self.draft}")
         if self.template is not None:
             lines.append(f"TEMPLATE {_quote(self.template)}")
         if self.system is not None:
@@ -100,11 +105,6 @@ def parse(text: str) -> Modelfile:
     result = Modelfile(from_="")
     for lineno, directive, rest in _commands(text):
         where = f"Modelfile line {lineno}"
-        if directive == "DRAFT":  # Ollama's draft model for speculative decoding
-            raise UserInputError(
-                f"{where}: DRAFT (a draft model) is not supported yet; hearth speculates "
-                "without one, by prompt lookup (`hearth run --speculative auto`, the default)"
-            )
         if directive not in DIRECTIVES:
             raise UserInputError(
                 f"{where}: unknown directive '{directive}'; allowed: {', '.join(DIRECTIVES)}"
@@ -132,12 +132,14 @@ def parse(text: str) -> Modelfile:
                 result.messages.append({"role": head.lower(), "content": value})
             continue
         value = _unquote(rest.strip(), where)
-        if not value and directive in ("FROM", "ADAPTER"):
+        if not value and directive in ("FROM", "ADAPTER", "DRAFT"):
             raise UserInputError(f"{where}: {directive} needs a model name or a path")
         if directive == "FROM":
             from_ = value
         elif directive == "ADAPTER":
             result.adapters.append(value)
+        elif directive == "DRAFT":
+            result.draft = value
         elif directive == "TEMPLATE":
             result.template = value
         elif directive == "SYSTEM":

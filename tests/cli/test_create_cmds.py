@@ -95,6 +95,43 @@ def test_sampling_parameters_of_a_modelfile_apply(
     assert others != {first}  # other seeds draw other text
 
 
+def test_modelfile_draft_is_stored_shown_and_drafts(
+    cli: Cli, smollm2_gguf: Path, hearth_home: Path, tmp_path: Path
+) -> None:
+    """DRAFT (Ollama's draft model): stored with the model, printed back by show
+    --modelfile (recreating it gives the same digest), and `run` drafts with it."""
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM smol\nDRAFT smol\n")
+    code, _, err = cli("create", "drafted", "-f", str(modelfile))
+    assert code == 0, err
+    code, shown, _ = cli("show", "drafted", "--modelfile")
+    assert code == 0 and "DRAFT smol\n" in shown
+    (tmp_path / "Again").write_text(shown)
+    code, out, _ = cli("--json", "create", "again", "-f", str(tmp_path / "Again"))
+    code, card, _ = cli("show", "drafted", "--json")
+    assert json.loads(out)["digest"] == json.loads(card)["digest"]
+    greedy = ("--max-tokens", "12", "--temperature", "0")
+    code, answer, err = cli("run", "drafted", "Say hello.", *greedy, "--verbose")
+    assert code == 0, err
+    assert "drafted tokens accepted" in err  # the stored draft model drafted under auto
+    code, plain, err = cli("run", "smol", "Say hello.", *greedy, "--speculative", "off")
+    assert code == 0 and plain == answer
+    code, _, err = cli("run", "drafted", "hi", "--speculative", "self", "--draft", "smol")
+    assert code == 2 and "--draft smol drafts with --speculative draft" in err
+
+
+@pytest.mark.slow  # loads SmolLM2 and the Gemma 3 tokenizer
+def test_a_draft_with_another_vocabulary_is_a_usage_error(
+    cli: Cli, smollm2_gguf: Path, gemma3_gguf: Path, hearth_home: Path, tmp_path: Path
+) -> None:
+    assert cli("import", str(smollm2_gguf), "--name", "smol")[0] == 0
+    code, _, err = cli("run", "smol", "hi", "--draft", str(gemma3_gguf))
+    assert code == 2, err
+    assert f"the draft model {gemma3_gguf} cannot draft for smol" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.slow  # loads SmolLM2 three times (minutes); GGUF adapters in CI: test_lora_serve
 def test_a_gguf_adapter_runs_as_its_peft_folder(
     cli: Cli, smollm2_gguf: Path, hearth_home: Path, tmp_path: Path

@@ -84,3 +84,46 @@ def test_speculating_server_reports_drafts(
         if line.startswith("hearth_spec_accepted_tokens_total")
     ]
     assert accepted and float(accepted[0].split()[-1]) > 0
+
+
+@pytest.mark.slow  # a SmolLM2 server drafting with itself, and a refused Gemma 3 draft
+def test_draft_model_server_and_refused_draft(
+    tmp_path: Path,
+    smollm2_gguf: Path,
+    gemma3_gguf: Path,
+    start_app: Callable[[FastAPI], object],
+) -> None:
+    from hearth.store import Store
+
+    settings = load_settings({"HEARTH_HOME": str(tmp_path / "home")})
+    Store(settings).import_path(smollm2_gguf, MODEL)
+    options = ServeOptions(
+        port=0, kv_cache_gb=0.1, max_model_len=1024, speculative="draft",
+        draft_model=str(smollm2_gguf),
+    )  # fmt: skip
+    url = start_app(create_app(settings, options)).url  # type: ignore[attr-defined]
+    chat = {"model": MODEL, "messages": QUOTE, "stream": False}
+    greedy = {"temperature": 0, "num_predict": 24}
+    with httpx.Client(base_url=url, timeout=300) as http:
+        body = http.post("/api/chat", json={**chat, "options": greedy}).json()
+        assert body["draft_n_accepted"] > 0
+        # the per-request override takes the modes: "off" (no drafts), the model's own
+        off = http.post("/api/chat", json={**chat, "options": {**greedy, "speculative": "off"}})
+        assert "draft_n" not in off.json()
+        assert off.json()["message"]["content"] == body["message"]["content"]
+        same = http.post("/api/chat", json={**chat, "options": {**greedy, "speculative": "draft"}})
+        # (whether it drafts is the policy's call: drafting with a same-size model does not pay)
+        assert same.status_code == 200
+        assert same.json()["message"]["content"] == body["message"]["content"]
+        other = http.post("/api/chat", json={**chat, "options": {**greedy, "speculative": "self"}})
+        assert other.status_code == 400 and "runs 'draft'" in other.text
+    refusing = ServeOptions(
+        port=0, kv_cache_gb=0.1, max_model_len=1024, speculative="draft",
+        draft_model=str(gemma3_gguf),
+    )  # fmt: skip
+    url = start_app(create_app(settings, refusing)).url  # type: ignore[attr-defined]
+    with httpx.Client(base_url=url, timeout=300) as http:
+        refused = http.post("/api/chat", json={**chat, "options": greedy})
+        assert refused.status_code == 400, refused.text
+        assert f"{gemma3_gguf} cannot draft for {MODEL}" in refused.text
+        assert http.get("/api/tags").status_code == 200  # still serving

@@ -10,6 +10,7 @@ from hearth.store.modelfile import DIRECTIVES, PARAMETERS, Modelfile, parse
 FULL = '''# a comment
 FROM smollm2:135m
 adapter ./my-adapter
+DRAFT smollm2:135m-draft
 TEMPLATE """{{ if .System }}<|im_start|>system
 {{ .System }}<|im_end|>
 {{ end }}<|im_start|>user
@@ -34,6 +35,7 @@ def test_every_directive() -> None:
     mf = parse(FULL)
     assert mf.from_ == "smollm2:135m"
     assert mf.adapters == ["./my-adapter"]
+    assert mf.draft == "smollm2:135m-draft"
     assert mf.template is not None and mf.template.startswith("{{ if .System }}")
     assert mf.template.endswith("assistant\n")
     assert mf.system == 'You are "terse".'
@@ -66,8 +68,8 @@ def test_render_parses_back() -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
+        ("FROM x\nDRAFT", "line 2: DRAFT needs a model name or a path"),
         ("FROM x\nFOO bar", "line 2: unknown directive 'FOO'; allowed: " + ", ".join(DIRECTIVES)),
-        ("FROM x\nDRAFT qwen:0.5b", "line 2: DRAFT (a draft model) is not supported yet"),
         ("FROM x\n\nPARAMETER temperature hot", "line 3: parameter temperature must be a number"),
         ("FROM x\nPARAMETER top_k 1.5", "line 2: parameter top_k must be an integer"),
         (

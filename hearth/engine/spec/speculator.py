@@ -8,12 +8,19 @@ measured (`StepCosts`), not assumed, so drafts are added only while the expected
 per second of the whole step go up: on one stream a memory-bound step costs about the
 same for 1 or 6 tokens, and drafts pay; in a large batch every extra token costs compute,
 and none are added. A sequence whose alpha falls low drafts nothing, and tries again,
-with one token, every PROBE_EVERY steps.
+with one token, after PROBE_EVERY steps, then after twice as many each time a probe
+finds it still off (up to MAX_PROBE_EVERY): a drafter that never pays (an early exit of
+a model not trained for it) then costs almost nothing.
+
+A drafter that runs a model (self-speculation, a draft model: model_drafter.py) costs
+time of its own before the step: its seconds per drafted token are measured too, and a
+sequence asks it for no more tokens than pay for themselves and their drafting.
 
 Knows nothing of the model or tensors: the drafter proposes from token ids."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
@@ -27,6 +34,7 @@ PRIOR_ALPHA = 0.6  # a fresh sequence's guess (n-gram matches in quoting text: ~
 ALPHA_DECAY = 0.7  # weight of the old estimate in each update
 OFF_BELOW = 0.15  # alpha under which a sequence stops drafting
 PROBE_EVERY = 16  # steps between one-token probes of a sequence that stopped
+MAX_PROBE_EVERY = 256  # ... doubling while the probes find it still not paying
 
 
 @dataclass
@@ -50,9 +58,16 @@ class StepCosts:
         below = [n for n in self._seconds if n < num_tokens]
         return self._seconds[max(below)] if below else None
 
+    def upper_bound(self, num_tokens: int) -> float | None:
+        """A step of num_tokens costs at most what the nearest larger measured one did."""
+        above = [n for n in self._seconds if n > num_tokens]
+        return self._seconds[min(above)] if above else None
+
 
 class Drafter(Protocol):
-    """One sequence's drafter: up to k tokens to follow `tokens` (which only grow)."""
+    """One sequence's drafter: up to k tokens to follow `tokens` (which only grow). A
+    drafter shared by every sequence may also have `propose_many([(tokens, k), ...])`,
+    which the speculator then calls once per step (model_drafter.DraftRunner)."""
 
     def propose(self, tokens: list[int], k: int) -> list[int]: ...
 
@@ -63,11 +78,13 @@ class _SeqState:
     drafter: Drafter
     alpha: float = PRIOR_ALPHA
     idle_steps: int = 0  # steps since it last drafted while switched off
+    probe_every: int = PROBE_EVERY  # steps from one probe to the next while off
 
 
 class Speculator:
     """mode: "ngram" drafts whenever a sequence has a match (up to num_speculative_tokens
-    tokens); "auto" does so only where the measured costs say it pays; "off" never."""
+    tokens); "auto" does so only where the measured costs say it pays, and so do "self"
+    and "draft" (their drafter is given as new_drafter); "off" never."""
 
     def __init__(
         self,
@@ -86,6 +103,10 @@ class Speculator:
         self.max_k = num_speculative_tokens
         self.costs = StepCosts()
         self.new_drafter = new_drafter
+        # "ngram" drafts whatever matches; every other mode pays or stops
+        self.always = mode == "ngram"
+        # measured seconds per token the drafter proposed (EMA; None until it proposed)
+        self.draft_seconds: float | None = None
         # what finished requests answered: drafts where a sequence's own text has no match
         self.shared = SharedNgrams()
         self._states: dict[int, _SeqState] = {}
@@ -110,27 +131,76 @@ class Speculator:
             if gone.finish_reason in ("stop", "length"):
                 self.shared.add(gone.output_token_ids)
         decoding = [s for s in running if s.num_uncomputed_tokens == 1 and s.params.speculate]
-        candidates: list[tuple[float, Sequence, list[int]]] = []
+        base = min(budget, sum(s.num_uncomputed_tokens for s in running))
+        asks: list[tuple[_SeqState, int]] = []  # (sequence, tokens to draft for it)
         for seq in decoding:
             state = self._state(seq)
             k = min(self.max_k, limit(seq))
-            if self.mode == "auto" and state.alpha < OFF_BELOW:
-                state.idle_steps += 1
-                if state.idle_steps < PROBE_EVERY:
-                    continue
-                state.idle_steps = 0
-                k = min(k, 1)
-            drafts = state.drafter.propose(seq.token_ids, k) if k > 0 else []
-            if not drafts and k > 0:
-                drafts = self.shared.propose(seq.token_ids, k)
+            if not self.always:
+                # off while its drafts fail, or while drafting them costs more than they
+                # save; a one-token probe now and then measures both again
+                if state.alpha >= OFF_BELOW and k > 0:
+                    k = self._worth_drafting(state.alpha, base, k)
+                if state.alpha < OFF_BELOW or k == 0:
+                    state.idle_steps += 1
+                    if state.idle_steps < state.probe_every:
+                        continue
+                    state.idle_steps = 0
+                    state.probe_every = min(2 * state.probe_every, MAX_PROBE_EVERY)
+                    k = min(self.max_k, limit(seq), 1)
+                else:
+                    state.probe_every = PROBE_EVERY  # it pays again
+            if k > 0:
+                asks.append((state, k))
+        candidates: list[tuple[float, Sequence, list[int]]] = []
+        for (state, k), drafts in zip(asks, self._draft(asks), strict=True):
+            if not drafts:
+                drafts = self.shared.propose(state.seq.token_ids, k)
             if drafts:
-                candidates.append((state.alpha, seq, drafts))
-        if self.mode == "ngram":
+                candidates.append((state.alpha, state.seq, drafts))
+        if self.always:
             for _, seq, drafts in candidates:
                 seq.draft_token_ids = drafts
             return
-        base = min(budget, sum(s.num_uncomputed_tokens for s in running))
         self._choose(candidates, base)
+
+    def _draft(self, asks: list[tuple[_SeqState, int]]) -> list[list[int]]:
+        """Each sequence's drafts, the drafter's cost per token measured. A drafter that
+        runs a model drafts for all of its sequences at once (`propose_many`: one batch
+        per draft step, not one forward per sequence and token)."""
+        if not asks:
+            return []
+        start = time.perf_counter()
+        drafters = {id(state.drafter): state.drafter for state, _ in asks}
+        many = getattr(next(iter(drafters.values())), "propose_many", None)
+        if len(drafters) == 1 and many is not None:
+            out: list[list[int]] = many([(state.seq.token_ids, k) for state, k in asks])
+        else:
+            out = [state.drafter.propose(state.seq.token_ids, k) for state, k in asks]
+        per_token = (time.perf_counter() - start) / sum(k for _, k in asks)
+        old = self.draft_seconds
+        self.draft_seconds = per_token if old is None else 0.8 * old + 0.2 * per_token
+        return out
+
+    def _worth_drafting(self, alpha: float, base: int, k: int) -> int:
+        """How many tokens (0..k) to ask the drafter for: the count whose expected tokens
+        per second, drafting included, are the highest; 0 when none beats not drafting.
+        Before the costs are measured, k (then they are). A cheap drafter (n-gram
+        lookup) keeps k wherever the drafted tokens themselves pay."""
+        # a sequence that always drafted never ran a step of `base` tokens alone: judge
+        # by a larger step's cost then (what not drafting costs at most)
+        now = self.costs.estimate(base) or self.costs.upper_bound(base)
+        per_token = self.draft_seconds
+        if now is None or per_token is None:
+            return k
+        best, best_rate, gain = 0, base / now, 0.0
+        for j in range(1, k + 1):
+            gain += alpha**j
+            then = self.costs.estimate(base + j) or now
+            rate = (base + gain) / (then + j * per_token)
+            if rate > best_rate:
+                best, best_rate = j, rate
+        return best
 
     def _choose(self, candidates: list[tuple[float, Sequence, list[int]]], base: int) -> None:
         """Add drafted tokens, likeliest first (the i-th token of a sequence is accepted

@@ -150,12 +150,30 @@ class Decoder(nn.Module):
                 return self._forward(input_ids, positions, meta, kv_caches)
         return self._forward(input_ids, positions, meta, kv_caches)
 
+    def forward_first_layers(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: list[KVCache],
+        num_layers: int,
+    ) -> torch.Tensor:
+        """The first `num_layers` layers, then the final norm: an early exit (the draft of
+        self-speculation, engine/spec/). kv_caches: those layers' caches only. Runs the
+        layers one by one: the whole-step road is planned for every layer."""
+        if not 1 <= num_layers <= len(self.model.layers):
+            raise ValueError(
+                f"num_layers must be in 1..{len(self.model.layers)}, got {num_layers}"
+            )
+        return self._forward(input_ids, positions, meta, kv_caches, num_layers)
+
     def _forward(
         self,
         input_ids: torch.Tensor,
         positions: torch.Tensor,
         meta: AttentionMetadata,
         kv_caches: list[KVCache],
+        num_layers: int | None = None,
     ) -> torch.Tensor:
         hidden = self.model.embed_tokens(input_ids)
         if self.config.embedding_multiplier is not None:
@@ -168,7 +186,9 @@ class Decoder(nn.Module):
         step_meta: AttentionMetadata | DecodeInputs = meta
         if meta.is_decode_only:
             step_meta = decode_inputs(meta, positions, set(self.mask_keys))
-            plan = self._plan_step(kv_caches) if self.plans_decode_step else None
+            # an early exit (num_layers) runs the layers: the plan covers all of them
+            whole = self.plans_decode_step and num_layers is None
+            plan = self._plan_step(kv_caches) if whole else None
             if plan is not None:
                 lora = None
                 if meta.lora_slots is not None:
@@ -177,7 +197,8 @@ class Decoder(nn.Module):
                 out = self.ops.decode_step(plan, hidden, list(tables.values()), step_meta, lora)
                 if out is not None:
                     return out
-        for i, layer in enumerate(self.model.layers):
+        layers = self.model.layers if num_layers is None else self.model.layers[:num_layers]
+        for i, layer in enumerate(layers):
             cos_sin = tables[self.config.rope_for(i)]
             hidden = layer(hidden, positions, cos_sin, step_meta, kv_caches[i])
         return self.model.norm(hidden)

@@ -67,10 +67,13 @@ def test_a_sequence_whose_drafts_fail_stops_and_probes() -> None:
         spec.propose([seq], lambda s: 100, 512)
         spec.observe_verified(seq, len(seq.draft_token_ids), 0)
     drafted = []
-    for _ in range(2 * PROBE_EVERY):
+    for _ in range(3 * PROBE_EVERY):
         spec.propose([seq], lambda s: 100, 512)
         drafted.append(len(seq.draft_token_ids))
-    assert sum(drafted) == 2 and max(drafted) == 1  # one one-token probe per PROBE_EVERY
+    # a one-token probe after PROBE_EVERY steps, the next after twice as many
+    assert sum(drafted) == 2 and max(drafted) == 1
+    first, second = (i for i, n in enumerate(drafted) if n)
+    assert second - first == 2 * PROBE_EVERY
 
 
 def test_finished_outputs_feed_the_shared_cache() -> None:
