@@ -198,6 +198,64 @@ def _tune_bench(
         )
 
 
+def _lora_bench(
+    out: Output,
+    model: str,
+    scenario: list[str],
+    peer: list[str],
+    lora: list[str],
+    concurrency: str,
+    threads: int,
+    quant: str,
+    quick: bool,
+    accept_license: bool,
+) -> None:
+    from hearth.bench.lora_bench import run_lora_bench
+    from hearth.config import load_settings
+    from hearth.engine.llm import check_license, resolve_model
+    from hearth.errors import UserInputError
+    from hearth.model.quant_modes import QUANT_MODES
+
+    if set(scenario) != {"lora"}:
+        raise UserInputError("--scenario lora runs alone; give it without other scenarios")
+    if peer:
+        raise UserInputError(
+            "--scenario lora has no peer (llama.cpp cannot batch requests of different "
+            "adapters); drop --peer"
+        )
+    if quant not in QUANT_MODES:
+        raise UserInputError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    adapters: dict[str, Path] = {}
+    for item in lora:
+        name, sep, where = item.partition("=")
+        if not sep or not name or not where:
+            raise UserInputError(f"--lora takes NAME=PATH (a PEFT folder or a .gguf), got {item!r}")
+        if not Path(where).expanduser().exists():
+            raise UserInputError(f"--lora {name}: {where} does not exist")
+        adapters[name] = Path(where).expanduser()
+    settings = load_settings()
+    path, record = resolve_model(model, settings)
+    for warning in check_license(path, record, "run", settings, accept_license):
+        Output.warning(warning)
+    result = run_lora_bench(
+        Path(path), threads, _levels(concurrency) or (16,), adapters, quick, quant
+    )
+    if out.json:
+        out.emit_json(result)
+        return
+    for r in result["runs"]:
+        out.console.print(
+            f"{'lora' if r['lora'] else 'base'} ({r['concurrency']} requests, "
+            f"{r['adapters']} adapters): {r['output_tokens_per_s']} tokens/s, "
+            f"{r['output_tokens_per_cpu_s']} per CPU second"
+        )
+    ratios = result["ratios"]
+    out.console.print(
+        f"lora / base: {ratios['lora_vs_base']}x tokens/s "
+        f"({ratios['lora_vs_base_per_cpu_s']}x per CPU second)"
+    )
+
+
 def bench(
     ctx: typer.Context,
     model: str = typer.Argument(
@@ -211,8 +269,9 @@ def bench(
         "--scenario",
         help="decode, concurrent, prefix (repeatable; default these three), spec "
         "(speculative decoding off vs --speculative), embed (an embedding model "
-        "against --peer sentence-transformers) or tune (a LoRA training step against "
-        "--peer peft).",
+        "against --peer sentence-transformers), tune (a LoRA training step against "
+        "--peer peft) or lora (the concurrent requests on the base vs spread over "
+        "LoRA adapters).",
     ),
     concurrency: str = typer.Option(
         "",
@@ -223,6 +282,12 @@ def bench(
         [],
         "--peer",
         help="llama.cpp and/or transformers (peft for --scenario tune), run in the same command.",
+    ),
+    lora: list[str] = typer.Option(
+        [],
+        "--lora",
+        help="NAME=PATH: an adapter (PEFT folder or .gguf) for --scenario lora (repeatable; "
+        "default 4 synthetic rank-16 adapters on all seven projections).",
     ),
     peer_path: str = typer.Option(
         "",
@@ -261,6 +326,16 @@ def bench(
     if "tune" in scenario:
         _tune_bench(out, model or "smollm2", scenario, peer, threads, steps, quick, accept_license)
         return
+    if "lora" in scenario:
+        _lora_bench(
+            out, model or "smollm2", scenario, peer, lora, concurrency, threads, quant, quick,
+            accept_license,
+        )  # fmt: skip
+        return
+    if lora:
+        from hearth.errors import UserInputError
+
+        raise UserInputError("--lora is for --scenario lora")
     config = _bench_config(
         model or "smollm2", quant, scenario, concurrency, peer, threads, quick, accuracy
     )

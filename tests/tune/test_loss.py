@@ -37,3 +37,17 @@ def test_linear_cross_entropy_without_grad_gives_values_only() -> None:
     with torch.no_grad():
         got = linear_cross_entropy(hidden, weight, targets)
     torch.testing.assert_close(got, F.cross_entropy(hidden @ weight.t(), targets, reduction="none"))
+
+
+def test_a_target_far_below_the_best_logit_keeps_its_exact_loss() -> None:
+    """The softmax's probability of such a target underflows float32; its loss still comes
+    out exact (logsumexp - logit) and finite, beside ordinary rows."""
+    weight = torch.eye(4)
+    hidden = torch.tensor([[200.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]], requires_grad=True)
+    targets = torch.tensor([1, 1])
+    got = linear_cross_entropy(hidden, weight, targets)
+    want = F.cross_entropy(hidden.detach(), targets, reduction="none")
+    assert float(got[0].detach()) == pytest.approx(200.0)
+    torch.testing.assert_close(got.detach(), want)
+    got.sum().backward()
+    assert hidden.grad is not None and bool(torch.isfinite(hidden.grad).all())

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from hearth.model.batch import AttentionMetadata
 from hearth.model.kv_cache import KVCache
 from hearth.model.layers.ops import REFERENCE, Ops
+from hearth.model.layers.training_attention import causal_training_attention
 
 
 def _gather(cache: torch.Tensor, blocks: torch.Tensor, length: int) -> torch.Tensor:
@@ -309,6 +310,8 @@ def sdpa_prefill(
     uncut = (sliding_window is None or context <= sliding_window) and (
         chunk is None or context <= chunk
     )
+    if length == context and uncut and _trains(query, key, value, context):
+        return causal_training_attention(query, key, value, scale)
     q = query.transpose(0, 1)[None]  # (1, H, L, Dk)
     k = key.transpose(0, 1)[None]  # (1, Hkv, C, Dk)
     v = value.transpose(0, 1)[None]  # (1, Hkv, C, Dv)
@@ -316,9 +319,7 @@ def sdpa_prefill(
         v = F.pad(v, (0, dk - dv))
     elif dk < dv:  # zero query/key columns leave every score as it was (scale is explicit)
         q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
-    if length == context and uncut and _trains(query, key, value, context):
-        o = _matmul_causal(q, k, v, scale)
-    elif length == context and uncut:
+    if length == context and uncut:
         o = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, scale=scale, enable_gqa=True
         )  # (1, H, L, D)
@@ -331,11 +332,11 @@ def sdpa_prefill(
     return o[0, :, :, :dv].transpose(0, 1)  # (L, H, Dv)
 
 
-# A training step (autograd records) of a short sequence attends by explicit matmuls: SDPA's
-# CPU flash kernel, forward and backward, measured 1.6x slower on SmolLM2's 512-token
-# blocks in bf16 (84 vs 51 ms a layer on 2 threads), at the same error against float32.
-# The matmul road keeps its (H, L, C) probabilities for backward, so only up to this many
-# a layer (16 MB in float32); longer sequences keep the flash kernel's memory.
+# A training step (autograd records) of a short sequence attends by blocked matmuls with
+# a hand-written backward (training_attention.py): SDPA's CPU flash kernel, forward and
+# backward, measured 1.6x slower on SmolLM2's 512-token blocks in bf16. That road keeps
+# its (H, L, C) probabilities for backward, so only up to this many a layer (16 MB in
+# float32); longer sequences keep the flash kernel's memory.
 _MAX_TRAINING_SCORES = 1 << 22
 
 
@@ -344,22 +345,6 @@ def _trains(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, context
         query.requires_grad or key.requires_grad or value.requires_grad
     )
     return records and query.shape[0] * query.shape[1] * context <= _MAX_TRAINING_SCORES
-
-
-def _matmul_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Causal attention from scratch by matmuls: q (1, H, L, D), k and v (1, Hkv, L, D) ->
-    (1, H, L, D). The query heads that share a KV head are stacked into one matmul; the
-    softmax runs in the activations' dtype (float accumulation inside, as SDPA's bf16
-    kernel does), so backward keeps (H, L, L) probabilities in that dtype."""
-    _, num_heads, length, dim = q.shape
-    num_kv_heads = k.shape[1]
-    group = num_heads // num_kv_heads
-    qs = (q * scale).reshape(1, num_kv_heads, group * length, dim)
-    scores = torch.matmul(qs, k.transpose(-1, -2)).view(1, num_kv_heads, group, length, length)
-    causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
-    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
-    out = torch.matmul(probs.view(1, num_kv_heads, group * length, length), v)
-    return out.view(1, num_heads, length, -1)
 
 
 def masked_prefill_attention(

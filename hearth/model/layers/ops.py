@@ -79,6 +79,10 @@ class Ops:
         """x (..., D) / rms(x) * weight (D,), computed in float32. unit_offset (Gemma): scale
         by (1 + w) before casting back (Gemma casts after the scale; Llama casts, then
         scales)."""
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            from hearth.model.layers.norms import rms_norm_trained
+
+            return rms_norm_trained(x, weight, eps, unit_offset)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
         if unit_offset:
