@@ -95,6 +95,51 @@ static void quantize_row(const void *x, int bf16, int64_t base, int K, int8_t *q
         dsum[g] = scale * (float)sum;
     }
     return;
+#elif HAVE_AVX2_ROAD
+    /* the same arithmetic, 8 lanes at a time (the compiler left the portable loops scalar:
+     * 2.4 us more than VNNI per 1536-column call, ~0.1 ms of a SmolLM2 token) */
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int g = 0; g < K / GROUP; g++) {
+        const int64_t at = base + (int64_t)g * GROUP;
+        __m256 v[4];
+        for (int i = 0; i < 4; i++) {
+            if (bf16) {
+                const __m128i raw =
+                    _mm_loadu_si128((const __m128i *)((const uint16_t *)x + at + 8 * i));
+                v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+            } else {
+                v[i] = _mm256_loadu_ps((const float *)x + at + 8 * i);
+            }
+        }
+        const __m256 mx = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float scale = amax / 127.0f;
+        const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m256i c[4];
+        for (int i = 0; i < 4; i++) c[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv));
+        const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(c[0], c[1]),
+                                            _mm256_add_epi32(c[2], c[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        const int sum = _mm_cvtsi128_si32(s4);
+        /* |c| <= 127: the saturating packs are exact; they interleave 128-bit lanes, which
+         * the dword permutation undoes */
+        __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]),
+                                       _mm256_packs_epi32(c[2], c[3]));
+        b = _mm256_permutevar8x32_epi32(b, order);
+        if (offset) b = _mm256_xor_si256(b, _mm256_set1_epi8((char)0x80));
+        _mm256_storeu_si256((__m256i *)(q + g * GROUP), b);
+        d[g] = scale;
+        dsum[g] = scale * (float)sum;
+    }
+    return;
 #endif
     float v[GROUP];
     for (int g = 0; g < K / GROUP; g++) {
