@@ -1,7 +1,7 @@
-"""`hearth serve --tensor-parallel`: SmolLM2 split over 3 processes answers the official
-openai client; a worker killed mid-request fails that request with 503 and Retry-After, the
-server stays up, and the next request loads the model afresh and is answered (slow: three
-processes load fp32 weights, twice)."""
+"""`hearth serve --tensor-parallel` / `--pipeline-parallel`: SmolLM2 split over 3 processes
+(or into 2 stages) answers the official openai client; a worker killed mid-request fails
+that request with 503 and Retry-After, the server stays up, and the next request loads the
+model afresh and is answered (slow: the processes load fp32 weights, twice)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,17 @@ from hearth.serve.options import ServeOptions
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize(
+    ("split", "kind"),
+    [({"tensor_parallel": 3}, "tensor-parallel"), ({"pipeline_parallel": 2}, "pipeline-parallel")],
+    ids=["tensor", "pipeline"],
+)
 def test_a_dying_worker_fails_its_request_with_503_and_the_server_recovers(
-    tmp_path: Path, smollm2_gguf: Path, start_app: Callable[[Any], Listener]
+    tmp_path: Path,
+    smollm2_gguf: Path,
+    start_app: Callable[[Any], Listener],
+    split: dict[str, int],
+    kind: str,
 ) -> None:
     from openai import OpenAI
 
@@ -31,7 +40,7 @@ def test_a_dying_worker_fails_its_request_with_503_and_the_server_recovers(
 
     settings = load_settings({"HEARTH_HOME": str(tmp_path / "home")})
     Store(settings).import_path(smollm2_gguf, MODEL)
-    options = ServeOptions(port=0, quant="none", kv_cache_gb=0.05, tensor_parallel=3)
+    options = ServeOptions(port=0, quant="none", kv_cache_gb=0.05, **split)
     listener = start_app(create_app(settings, options, preload=[MODEL]))
     client = OpenAI(base_url=f"{listener.url}/v1", api_key="none", max_retries=0)
     messages: Any = [{"role": "user", "content": "What is the capital of France?"}]
@@ -57,7 +66,7 @@ def test_a_dying_worker_fails_its_request_with_503_and_the_server_recovers(
     response = answer["r"]
     assert response.status_code == 503, response.text
     assert int(response.headers["retry-after"]) >= 1
-    assert "worker rank 1 stopped" in response.text and "retry" in response.text
+    assert f"{kind} worker rank 1 stopped" in response.text and "retry" in response.text
 
     again = client.chat.completions.create(
         model=MODEL, messages=messages, max_tokens=12, temperature=0
