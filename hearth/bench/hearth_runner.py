@@ -105,11 +105,20 @@ def _drive(
     params: Any,
     start: float | None = None,
 ) -> list[RequestTiming]:
+    return drive_requests(engine, prompts, [params(n) for n in max_tokens], start)[0]
+
+
+def drive_requests(
+    engine: Any, prompts: list[list[int]], params: list[Any], start: float | None = None
+) -> tuple[list[RequestTiming], list[list[int]]]:
+    """Every request added at once (each with its own SamplingParams), the engine stepped
+    until all finish: each request's timing and output ids, in the order given."""
     start = time.perf_counter() if start is None else start
     ids = [f"bench-{time.monotonic_ns()}-{i}" for i in range(len(prompts))]
-    timings = {}
-    for rid, prompt, n in zip(ids, prompts, max_tokens, strict=True):
-        engine.add_request(rid, prompt, params(n))
+    timings: dict[str, RequestTiming] = {}
+    tokens: dict[str, list[int]] = {}
+    for rid, prompt, request_params in zip(ids, prompts, params, strict=True):
+        engine.add_request(rid, prompt, request_params)
         timings[rid] = RequestTiming(time.perf_counter() - start)
     while engine.has_unfinished_requests():
         outputs = engine.step()
@@ -119,6 +128,7 @@ def _drive(
             if out.error is not None:
                 t.failed = True
                 continue
-            new = len(out.outputs[0].token_ids) - len(t.token_times)
+            tokens[out.request_id] = list(out.outputs[0].token_ids)
+            new = len(tokens[out.request_id]) - len(t.token_times)
             t.token_times.extend([now] * new)
-    return [timings[rid] for rid in ids]
+    return [timings[rid] for rid in ids], [tokens.get(rid, []) for rid in ids]

@@ -103,30 +103,18 @@ def _cpu_seconds() -> float:
 def _drive(
     engine: Any, prompts: list[list[int]], max_tokens: list[int], loras: list[str | None]
 ) -> tuple[list[RequestTiming], list[list[int]], float]:
-    """Every request at once; the engine stepped until all finish. Timings, each request's
-    output ids, and the wall seconds."""
+    """Every request at once, each with its adapter (or none), greedy for exactly its
+    max_tokens: timings, each request's output ids, and the wall seconds."""
+    from hearth.bench.hearth_runner import drive_requests
     from hearth.engine.sampling_params import SamplingParams
 
+    params = [
+        SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True, lora=lora)
+        for n, lora in zip(max_tokens, loras, strict=True)
+    ]
     start = time.perf_counter()
-    ids = [f"lora-bench-{time.monotonic_ns()}-{i}" for i in range(len(prompts))]
-    timings: dict[str, RequestTiming] = {}
-    tokens: dict[str, list[int]] = {}
-    for rid, prompt, n, lora in zip(ids, prompts, max_tokens, loras, strict=True):
-        params = SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True, lora=lora)
-        engine.add_request(rid, prompt, params)
-        timings[rid] = RequestTiming(time.perf_counter() - start)
-    while engine.has_unfinished_requests():
-        outputs = engine.step()
-        now = time.perf_counter() - start
-        for out in outputs:
-            t = timings[out.request_id]
-            if out.error is not None:
-                t.failed = True
-                continue
-            tokens[out.request_id] = list(out.outputs[0].token_ids)
-            new = len(tokens[out.request_id]) - len(t.token_times)
-            t.token_times.extend([now] * new)
-    return [timings[r] for r in ids], [tokens.get(r, []) for r in ids], time.perf_counter() - start
+    timings, tokens = drive_requests(engine, prompts, params, start)
+    return timings, tokens, time.perf_counter() - start
 
 
 def _adapter_rank(path: Path, config: Any) -> int:
