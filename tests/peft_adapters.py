@@ -59,3 +59,38 @@ def gguf_lora_of(
 
     write_gguf_lora(load_adapter(folder), "llama", num_layers, num_heads, num_kv_heads, path)
     return path
+
+
+def assert_one_batch_matches(
+    engine: Any,
+    base: Any,
+    prompts: list[list[int]],
+    loras: list[str | None],
+    reference_of: dict[str, Any],
+) -> None:
+    """The prompts (each with its adapter or none) scheduled as ONE step: every row's
+    prompt and next-token logits within 1e-4 of its reference model's (`reference_of[name]`
+    for an adapter, `base` for none), and each adapter row measurably off the base's."""
+    from hearth.engine.sampling_params import SamplingParams
+
+    for i, (prompt, lora) in enumerate(zip(prompts, loras, strict=True)):
+        engine.add_request(
+            str(i), prompt, SamplingParams(max_tokens=1, prompt_logprobs=0, lora=lora)
+        )
+    batch = engine.scheduler.schedule()
+    assert len(batch.seqs) == len(prompts)  # one step: every row with its own adapter
+    out = engine.runner.run(batch)
+    for seq in batch.seqs:
+        i = int(seq.request_id)
+        lora = loras[i]
+        reference = base if lora is None else reference_of[lora]
+        with torch.no_grad():
+            want = reference(torch.tensor([prompts[i]])).logits[0].float()
+            plain = base(torch.tensor([prompts[i]])).logits[0].float()
+        positions, prompt_logits = out.prompt_logits[seq.seq_id]
+        got = torch.cat([prompt_logits, out.logits[out.sample_seqs.index(seq)][None]])
+        assert (got - want[positions[0] :]).abs().max().item() <= 1e-4
+        if lora is not None:  # the adapter does change the numbers
+            assert (got - plain[positions[0] :]).abs().max().item() > 1e-2
+    for i in range(len(prompts)):
+        engine.abort(str(i))

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from peft_adapters import gguf_lora_of, peft_adapter
+from peft_adapters import assert_one_batch_matches, gguf_lora_of, peft_adapter
 
 from hearth.engine.llm_engine import LLMEngine
 from hearth.engine.sampling_params import SamplingParams
@@ -53,26 +52,8 @@ def test_gguf_adapters_in_one_batch_give_pefts_logits(
 ) -> None:
     engine = _engine(make_engine, adapters, 1)
     _, base = tiny_llama
-    for i, (prompt, lora) in enumerate(zip(PROMPTS, LORAS, strict=True)):
-        engine.add_request(
-            str(i), prompt, SamplingParams(max_tokens=1, prompt_logprobs=0, lora=lora)
-        )
-    batch = engine.scheduler.schedule()
-    assert len(batch.seqs) == 3  # one step: every row with its own adapter
-    out = engine.runner.run(batch)
-    for seq in batch.seqs:
-        i = int(seq.request_id)
-        reference = base if LORAS[i] is None else adapters[LORAS[i]][2]
-        with torch.no_grad():
-            want = reference(torch.tensor([PROMPTS[i]])).logits[0].float()
-            plain = base(torch.tensor([PROMPTS[i]])).logits[0].float()
-        positions, prompt_logits = out.prompt_logits[seq.seq_id]
-        got = torch.cat([prompt_logits, out.logits[out.sample_seqs.index(seq)][None]])
-        assert (got - want[positions[0] :]).abs().max().item() <= 1e-4
-        if LORAS[i] is not None:  # the adapter does change the numbers
-            assert (got - plain[positions[0] :]).abs().max().item() > 1e-2
-    for i in range(len(PROMPTS)):
-        engine.abort(str(i))
+    reference_of = {name: made[2] for name, made in adapters.items()}
+    assert_one_batch_matches(engine, base, PROMPTS, LORAS, reference_of)
 
 
 def _greedy(engine: LLMEngine) -> list[list[int]]:

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from known_drafter import KnownContinuation
-from peft_adapters import peft_adapter
+from peft_adapters import assert_one_batch_matches, peft_adapter
 from safetensors.torch import load_file, save_file
 
 from hearth.engine.llm_engine import LLMEngine
@@ -64,26 +63,8 @@ def test_rows_of_one_batch_give_pefts_logits(
 ) -> None:
     engine = _engine(make_engine, adapters, fused)
     _, base = tiny_llama
-    for i, (prompt, lora) in enumerate(zip(PROMPTS, LORAS, strict=True)):
-        engine.add_request(
-            str(i), prompt, SamplingParams(max_tokens=1, prompt_logprobs=0, lora=lora)
-        )
-    batch = engine.scheduler.schedule()
-    assert len(batch.seqs) == 4  # one step: every row with its own adapter
-    out = engine.runner.run(batch)
-    for seq in batch.seqs:
-        i = int(seq.request_id)
-        reference = base if LORAS[i] is None else adapters[LORAS[i]][1]
-        with torch.no_grad():
-            want = reference(torch.tensor([PROMPTS[i]])).logits[0].float()
-            plain = base(torch.tensor([PROMPTS[i]])).logits[0].float()
-        positions, prompt_logits = out.prompt_logits[seq.seq_id]
-        got = torch.cat([prompt_logits, out.logits[out.sample_seqs.index(seq)][None]])
-        assert (got - want[positions[0] :]).abs().max().item() <= 1e-4
-        if LORAS[i] is not None:  # the adapter does change the numbers
-            assert (got - plain[positions[0] :]).abs().max().item() > 1e-2
-    for i in range(len(PROMPTS)):
-        engine.abort(str(i))
+    reference_of = {name: made[1] for name, made in adapters.items()}
+    assert_one_batch_matches(engine, base, PROMPTS, LORAS, reference_of)
 
 
 def _greedy(engine: LLMEngine, prompts: list[list[int]], loras: list[str | None]) -> list[Any]:
