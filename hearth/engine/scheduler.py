@@ -103,15 +103,8 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            # a decode may carry speculated tokens (engine/spec/): they go only where the
-            # budget and the pool have room, never at the cost of a preemption
-            num_new = min(seq.num_uncomputed_tokens + len(seq.draft_token_ids), budget)
-            del seq.draft_token_ids[max(0, num_new - seq.num_uncomputed_tokens) :]
+            num_new = min(seq.num_uncomputed_tokens, budget)
             while not bm.allocate(seq, num_new):
-                if seq.draft_token_ids:
-                    num_new -= len(seq.draft_token_ids)
-                    seq.draft_token_ids.clear()
-                    continue
                 victim = self.running[-1]
                 self._preempt(victim)
                 out.preempted.append(victim)
@@ -124,6 +117,7 @@ class Scheduler:
                 i += 1
                 continue
             break  # seq preempted itself: nothing older is left to free
+        budget = self._add_drafts(out, budget)
 
         # 2. waiting sequences, in arrival order (preempted ones are at the front, but not
         # re-admitted in the step that preempted them: the pool is short right now)
@@ -162,6 +156,32 @@ class Scheduler:
         # not-ready sequences keep their place at the front
         self.waiting.extendleft(reversed(skipped))
         return out
+
+    def _add_drafts(self, out: SchedulerOutput, budget: int) -> int:
+        """Speculated tokens (engine/spec/) ride on the scheduled decodes only where the
+        budget and the pool have room once every running sequence has its own tokens: a
+        draft never costs a preemption, its own sequence's or another's (drafts placed
+        first once took the blocks younger sequences needed to decode, and the preempted
+        ones recomputed their prompts). Returns the budget left."""
+        bm = self.block_manager
+        scheduled = set(map(id, out.seqs))
+        for seq in self.running:
+            if id(seq) not in scheduled or out.preempted:
+                seq.draft_token_ids.clear()
+        for index, (seq, num_new) in enumerate(zip(out.seqs, out.num_tokens, strict=True)):
+            drafts = seq.draft_token_ids
+            if not drafts:
+                continue
+            room = len(seq.block_table) + bm.num_free_blocks
+            fits = room * bm.block_size - seq.num_computed_tokens - num_new
+            extra = max(0, min(len(drafts), budget, fits))
+            del drafts[extra:]
+            if extra and bm.allocate(seq, num_new + extra):
+                out.num_tokens[index] += extra
+                budget -= extra
+            else:
+                drafts.clear()
+        return budget
 
     def postprocess(self, out: SchedulerOutput) -> None:
         """After the model ran: the scheduled tokens are now in the cache."""

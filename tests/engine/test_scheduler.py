@@ -126,3 +126,21 @@ def test_without_prefix_caching_nothing_waits() -> None:
     s.add(a)
     s.add(b)
     assert set(s.schedule().seqs) == {a, b}
+
+
+def test_drafts_take_only_what_every_running_decode_leaves() -> None:
+    """An older sequence's drafts never take the block a younger one needs to decode: both
+    decode, the drafts shrink to the room left, and nobody is preempted (drafts placed
+    first once took that block, and the preempted sequence recomputed its prompt)."""
+    s = _make(num_blocks=4, budget=64)
+    old, young = _seq(4), _seq(4, start=100)  # one full block each
+    for q in (old, young):
+        s.add(q)
+    _step(s, 100)  # both prompts in, one token sampled each: each now needs a 2nd block
+    old.draft_token_ids = [1, 2, 3, 4, 5, 6, 7, 8, 9]  # would fill both free blocks
+    out = s.schedule()
+    assert not out.preempted
+    assert [q.seq_id for q in out.seqs] == [old.seq_id, young.seq_id]
+    assert out.num_tokens == [1 + 3, 1]  # old's 2nd block holds its token and 3 drafts
+    assert old.draft_token_ids == [1, 2, 3]
+    assert s.block_manager.num_free_blocks == 0
