@@ -75,7 +75,11 @@ export async function mount(view) {
       const result = await getJSON(`/api/arena/battles/${encodeURIComponent(battleId)}/vote`, { method: 'POST', body: { winner } });
       a.heading.textContent = `Model A: ${result.model_a}`;
       b.heading.textContent = `Model B: ${result.model_b}`;
-      status(note, `Vote recorded: ${VOTES.find(([v]) => v === winner)[1]}.`);
+      const said = `Vote recorded: ${VOTES.find(([v]) => v === winner)[1]}.`;
+      // a battle whose answers named a model was not blind: kept, never rated (FastChat's rule)
+      status(note, result.rated === false && result.leak
+        ? `${said} Not rated: an answer named a model ("${result.leak}"), so the battle was not blind.`
+        : said);
       loadBoard();
     } catch (error) {
       status(note, error.message, 'error');
